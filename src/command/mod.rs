@@ -1,0 +1,88 @@
+//! The command language of SPEC chapters 2–4: one [`Command`] per line.
+//!
+//! `parse` turns text into commands and reports what is wrong with a line; whether a
+//! well-formed command makes sense now (a system running, a node existing) is the
+//! master's business.
+
+mod parse;
+
+pub use parse::{parse_line, ParseError, ParseErrorKind};
+
+use crate::ids::{Amount, NodeId};
+
+/// One line of a command file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Start the observer; a system exists from now on.
+    StartMaster,
+    /// Start a node process with an opening balance.
+    CreateNode {
+        /// The new node's id.
+        id: NodeId,
+        /// Its opening balance.
+        amount: Amount,
+    },
+    /// `from` debits `amount` and enqueues a Transfer to `to`.
+    Send {
+        /// The sender.
+        from: NodeId,
+        /// The receiver.
+        to: NodeId,
+        /// How much.
+        amount: Amount,
+    },
+    /// `to` takes the head of the channel from `from`, or of a random non-empty one.
+    Receive {
+        /// The receiving node.
+        to: NodeId,
+        /// The channel's source, or `None` for a random non-empty incoming channel.
+        from: Option<NodeId>,
+    },
+    /// Deliver heads of random non-empty channels until every channel is empty.
+    ReceiveAll,
+    /// The observer tells `node` to start a snapshot.
+    BeginSnapshot {
+        /// The initiator.
+        node: NodeId,
+    },
+    /// Gather every complete snapshot begun since the previous `CollectState`.
+    CollectState,
+    /// Print what the last `CollectState` gathered.
+    PrintSnapshot,
+    /// End every process of the system.
+    KillAll,
+    /// List the commands on stderr (interactive use only).
+    Help,
+}
+
+impl Command {
+    /// The command's name as written in a file.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::StartMaster => "StartMaster",
+            Command::CreateNode { .. } => "CreateNode",
+            Command::Send { .. } => "Send",
+            Command::Receive { .. } => "Receive",
+            Command::ReceiveAll => "ReceiveAll",
+            Command::BeginSnapshot { .. } => "BeginSnapshot",
+            Command::CollectState => "CollectState",
+            Command::PrintSnapshot => "PrintSnapshot",
+            Command::KillAll => "KillAll",
+            Command::Help => "help",
+        }
+    }
+}
+
+/// The text `help` prints.
+pub const HELP: &str = "\
+commands (one per line; blank lines and lines starting with # are ignored):
+  StartMaster                      start the observer; a system exists from now on
+  CreateNode <id> <amount>         start a node process with that balance
+  Send <from> <to> <amount>        debit <from>, enqueue a Transfer on channel from->to
+  Receive <to> [<from>]            deliver the head of channel from->to (random if omitted)
+  ReceiveAll                       deliver random heads until every channel is empty
+  BeginSnapshot <id>               node <id> starts a Chandy-Lamport snapshot
+  CollectState                     the observer gathers the complete snapshots
+  PrintSnapshot                    print what the last CollectState gathered
+  KillAll                          end every process of the system
+  help                             this text";

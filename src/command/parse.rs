@@ -1,0 +1,344 @@
+//! Text to [`Command`], with the line number and a reason for every rejected line.
+
+use super::Command;
+use crate::ids::{Amount, NodeId};
+use std::fmt;
+
+/// Why a line is not a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseErrorKind {
+    /// The first word is not a command (commands are case-sensitive).
+    UnknownCommand(String),
+    /// The command takes a different number of arguments.
+    WrongArgCount {
+        /// What the command takes, e.g. "2" or "1 or 2".
+        expected: &'static str,
+        /// What the line has.
+        got: usize,
+    },
+    /// An argument is not an integer.
+    NotAnInteger {
+        /// Which argument ("id", "amount", …).
+        what: &'static str,
+        /// The text.
+        arg: String,
+    },
+    /// An argument is a negative integer.
+    Negative {
+        /// Which argument.
+        what: &'static str,
+        /// The text.
+        arg: String,
+    },
+    /// An integer too large for its kind.
+    TooLarge {
+        /// Which argument.
+        what: &'static str,
+        /// The text.
+        arg: String,
+        /// The largest value allowed.
+        max: u64,
+    },
+    /// A node named as both ends of a channel.
+    SelfChannel(NodeId),
+}
+
+/// A rejected line: its number, its text and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// 1-based line number.
+    pub line: usize,
+    /// The line, trimmed.
+    pub text: String,
+    /// Why it was rejected.
+    pub kind: ParseErrorKind,
+}
+
+impl fmt::Display for ParseErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParseErrorKind::UnknownCommand(c) => {
+                write!(
+                    f,
+                    "unknown command {c:?} (commands are case-sensitive; try help)"
+                )
+            }
+            ParseErrorKind::WrongArgCount { expected, got } => {
+                write!(f, "takes {expected} argument(s), got {got}")
+            }
+            ParseErrorKind::NotAnInteger { what, arg } => {
+                write!(f, "{what} {arg:?} is not an integer")
+            }
+            ParseErrorKind::Negative { what, arg } => write!(f, "{what} {arg} is negative"),
+            ParseErrorKind::TooLarge { what, arg, max } => {
+                write!(f, "{what} {arg} is larger than {max}")
+            }
+            ParseErrorKind::SelfChannel(id) => {
+                write!(f, "node {id} has no channel to itself")
+            }
+        }
+    }
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}: {}", self.line, self.text, self.kind)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// Parses line `line` (1-based) of a command file. `Ok(None)` for blank and `#` lines.
+///
+/// # Errors
+/// A [`ParseError`] naming the line and the reason.
+pub fn parse_line(line: usize, raw: &str) -> Result<Option<Command>, ParseError> {
+    let text = raw.trim();
+    if text.is_empty() || text.starts_with('#') {
+        return Ok(None);
+    }
+    let err = |kind| ParseError {
+        line,
+        text: text.to_string(),
+        kind,
+    };
+    let mut words = text.split_whitespace();
+    let name = words.next().expect("a non-blank line has a first word");
+    let args: Vec<&str> = words.collect();
+    let arity = |expected: &'static str, ok: bool| {
+        if ok {
+            Ok(())
+        } else {
+            Err(err(ParseErrorKind::WrongArgCount {
+                expected,
+                got: args.len(),
+            }))
+        }
+    };
+    let id = |i: usize| {
+        parse_int(args[i], "id", u32::MAX as u64)
+            .map(|v| NodeId(v as u32))
+            .map_err(err)
+    };
+    let amount = |i: usize| {
+        parse_int(args[i], "amount", Amount::MAX.0)
+            .map(Amount)
+            .map_err(err)
+    };
+    let cmd = match name {
+        "StartMaster" => arity("no", args.is_empty()).map(|_| Command::StartMaster)?,
+        "CreateNode" => {
+            arity("2", args.len() == 2)?;
+            Command::CreateNode {
+                id: id(0)?,
+                amount: amount(1)?,
+            }
+        }
+        "Send" => {
+            arity("3", args.len() == 3)?;
+            let (from, to, amount) = (id(0)?, id(1)?, amount(2)?);
+            if from == to {
+                return Err(err(ParseErrorKind::SelfChannel(from)));
+            }
+            Command::Send { from, to, amount }
+        }
+        "Receive" => {
+            arity("1 or 2", args.len() == 1 || args.len() == 2)?;
+            let to = id(0)?;
+            let from = if args.len() == 2 { Some(id(1)?) } else { None };
+            if from == Some(to) {
+                return Err(err(ParseErrorKind::SelfChannel(to)));
+            }
+            Command::Receive { to, from }
+        }
+        "ReceiveAll" => arity("no", args.is_empty()).map(|_| Command::ReceiveAll)?,
+        "BeginSnapshot" => {
+            arity("1", args.len() == 1)?;
+            Command::BeginSnapshot { node: id(0)? }
+        }
+        "CollectState" => arity("no", args.is_empty()).map(|_| Command::CollectState)?,
+        "PrintSnapshot" => arity("no", args.is_empty()).map(|_| Command::PrintSnapshot)?,
+        "KillAll" => arity("no", args.is_empty()).map(|_| Command::KillAll)?,
+        "help" => arity("no", args.is_empty()).map(|_| Command::Help)?,
+        other => return Err(err(ParseErrorKind::UnknownCommand(other.to_string()))),
+    };
+    Ok(Some(cmd))
+}
+
+fn parse_int(arg: &str, what: &'static str, max: u64) -> Result<u64, ParseErrorKind> {
+    let digits = arg.strip_prefix('+').unwrap_or(arg);
+    if let Some(rest) = digits.strip_prefix('-') {
+        if !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ParseErrorKind::Negative {
+                what,
+                arg: arg.to_string(),
+            });
+        }
+    }
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ParseErrorKind::NotAnInteger {
+            what,
+            arg: arg.to_string(),
+        });
+    }
+    match digits.parse::<u64>() {
+        Ok(v) if v <= max => Ok(v),
+        _ => Err(ParseErrorKind::TooLarge {
+            what,
+            arg: arg.to_string(),
+            max,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(s: &str) -> Command {
+        parse_line(1, s).unwrap().unwrap()
+    }
+    fn kind(s: &str) -> ParseErrorKind {
+        parse_line(3, s).unwrap_err().kind
+    }
+
+    #[test]
+    fn every_command_parses() {
+        assert_eq!(ok("StartMaster"), Command::StartMaster);
+        assert_eq!(
+            ok("CreateNode 10 500"),
+            Command::CreateNode {
+                id: NodeId(10),
+                amount: Amount(500)
+            }
+        );
+        assert_eq!(
+            ok("  Send 1 2 300  "),
+            Command::Send {
+                from: NodeId(1),
+                to: NodeId(2),
+                amount: Amount(300)
+            }
+        );
+        assert_eq!(
+            ok("Receive 2"),
+            Command::Receive {
+                to: NodeId(2),
+                from: None
+            }
+        );
+        assert_eq!(
+            ok("Receive 2 1"),
+            Command::Receive {
+                to: NodeId(2),
+                from: Some(NodeId(1))
+            }
+        );
+        assert_eq!(ok("ReceiveAll"), Command::ReceiveAll);
+        assert_eq!(
+            ok("BeginSnapshot 3"),
+            Command::BeginSnapshot { node: NodeId(3) }
+        );
+        assert_eq!(ok("CollectState"), Command::CollectState);
+        assert_eq!(ok("PrintSnapshot"), Command::PrintSnapshot);
+        assert_eq!(ok("KillAll"), Command::KillAll);
+        assert_eq!(ok("help"), Command::Help);
+    }
+
+    #[test]
+    fn blank_and_comment_lines_are_skipped() {
+        assert_eq!(parse_line(1, ""), Ok(None));
+        assert_eq!(parse_line(1, "   \t"), Ok(None));
+        assert_eq!(parse_line(1, "# Send 1 2 3"), Ok(None));
+    }
+
+    #[test]
+    fn errors_name_the_line_the_text_and_the_reason() {
+        let e = parse_line(7, " send 1 2 3 ").unwrap_err();
+        assert_eq!(e.line, 7);
+        assert_eq!(e.text, "send 1 2 3");
+        assert_eq!(
+            e.to_string(),
+            "line 7: send 1 2 3: unknown command \"send\" (commands are case-sensitive; try help)"
+        );
+    }
+
+    #[test]
+    fn bad_arguments_are_rejected_with_their_reason() {
+        assert_eq!(
+            kind("Send 1 2"),
+            ParseErrorKind::WrongArgCount {
+                expected: "3",
+                got: 2
+            }
+        );
+        assert_eq!(
+            kind("StartMaster now"),
+            ParseErrorKind::WrongArgCount {
+                expected: "no",
+                got: 1
+            }
+        );
+        assert_eq!(
+            kind("Receive"),
+            ParseErrorKind::WrongArgCount {
+                expected: "1 or 2",
+                got: 0
+            }
+        );
+        assert_eq!(
+            kind("Send 1 2 x"),
+            ParseErrorKind::NotAnInteger {
+                what: "amount",
+                arg: "x".into()
+            }
+        );
+        assert_eq!(
+            kind("Send 1 2 3.5"),
+            ParseErrorKind::NotAnInteger {
+                what: "amount",
+                arg: "3.5".into()
+            }
+        );
+        assert_eq!(
+            kind("CreateNode -1 5"),
+            ParseErrorKind::Negative {
+                what: "id",
+                arg: "-1".into()
+            }
+        );
+        assert_eq!(
+            kind("Send 1 2 -5"),
+            ParseErrorKind::Negative {
+                what: "amount",
+                arg: "-5".into()
+            }
+        );
+        assert_eq!(
+            kind("CreateNode 1 9223372036854775808"),
+            ParseErrorKind::TooLarge {
+                what: "amount",
+                arg: "9223372036854775808".into(),
+                max: 9223372036854775807
+            }
+        );
+        assert!(matches!(
+            kind("CreateNode 4294967296 1"),
+            ParseErrorKind::TooLarge { what: "id", .. }
+        ));
+        assert_eq!(kind("Send 2 2 1"), ParseErrorKind::SelfChannel(NodeId(2)));
+        assert_eq!(kind("Receive 2 2"), ParseErrorKind::SelfChannel(NodeId(2)));
+        assert!(matches!(kind("KILLALL"), ParseErrorKind::UnknownCommand(_)));
+    }
+
+    #[test]
+    fn the_largest_amount_is_accepted() {
+        assert_eq!(
+            ok("CreateNode 1 9223372036854775807"),
+            Command::CreateNode {
+                id: NodeId(1),
+                amount: Amount::MAX
+            }
+        );
+    }
+}

@@ -1,0 +1,839 @@
+//! Walks the command lines and runs each command, keeping many in flight.
+//!
+//! Every command gets a *slot* in a queue. A slot is either done (its stdout lines,
+//! stderr errors and trace events are known) or waiting for one answer from a node or
+//! the observer. Answers fill slots in any order; lines leave the front of the queue in
+//! command order. A command is sent at once unless it needs something not known yet:
+//! * `Receive d s` needs the head of s→d to be known to exist (a Send still unanswered
+//!   may turn out to be ERR_SEND);
+//! * `Receive d` and `ReceiveAll` draw random channels among the non-empty ones, so every
+//!   Send into the channels they choose from must be answered first;
+//! * `CollectState`, `PrintSnapshot` and `KillAll` wait for every answer (barriers).
+//!
+//! Then the master waits, flushing its links first, and checks every answer against
+//! the ledger's prediction.
+
+use super::ledger::{ChannelId, Delivery, Head};
+use super::system::System;
+use super::Fatal;
+use crate::command::{parse_line, Command, HELP};
+use crate::ids::{Amount, NodeId, SnapshotId};
+use crate::output::{self, Arrow};
+use crate::rng::Rng;
+use crate::trace::TraceEvent;
+use crate::transport::Event;
+use crate::wire::{
+    ChannelMsg, Control, GlobalSnapshot, Message, ObserverReply, ObserverRequest, Peer, Report,
+};
+use crossbeam_channel::{Receiver, TryRecvError};
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::{self, BufWriter, Stdout, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// How long the master waits for any answer before it declares the run hung.
+const WATCHDOG: Duration = Duration::from_secs(30);
+/// Flush the links every this many commands so that nodes work while the master reads.
+const FLUSH_EVERY: usize = 128;
+
+/// Where the command lines come from.
+pub enum Input {
+    /// A whole file, already read.
+    Text(String),
+    /// Lines read by another thread (standard input); `interactive` when it is a terminal.
+    Lines {
+        /// One line per message.
+        lines: Receiver<String>,
+        /// Prompt and flush after every line.
+        interactive: bool,
+    },
+}
+
+/// What the master is run with.
+pub struct Config {
+    /// The command lines.
+    pub input: Input,
+    /// The seed of every random choice.
+    pub seed: u64,
+    /// Where to write the trace, if anywhere.
+    pub trace: Option<PathBuf>,
+    /// How to draw channel arrows.
+    pub arrow: Arrow,
+}
+
+/// Runs every command line. Returns the exit status: 0 when every line ran, 1 when a
+/// line was rejected or the run failed.
+pub fn run(cfg: Config) -> i32 {
+    let trace = match cfg.trace.as_ref().map(File::create).transpose() {
+        Ok(t) => t.map(BufWriter::new),
+        Err(e) => {
+            eprintln!("error: cannot create the trace file: {e}");
+            return 2;
+        }
+    };
+    let mut m = Master {
+        arrow: cfg.arrow,
+        rng: Rng::new(cfg.seed),
+        stdout: BufWriter::with_capacity(64 * 1024, io::stdout()),
+        trace,
+        system: None,
+        slots: VecDeque::new(),
+        first_slot: 0,
+        rejected: false,
+        gathered: Vec::new(),
+        since_collect: Vec::new(),
+    };
+    let result = m.walk(cfg.input);
+    let result = result.and_then(|()| m.finish());
+    drop(m.system.take());
+    let _ = m.stdout.flush();
+    if let Some(t) = m.trace.as_mut() {
+        let _ = t.flush();
+    }
+    match result {
+        Ok(()) => i32::from(m.rejected),
+        Err(Fatal(why)) => {
+            eprintln!("error: {why}");
+            1
+        }
+    }
+}
+
+enum Out {
+    Line(String),
+    Error(String),
+    Trace(TraceEvent),
+}
+
+/// What completes a waiting slot.
+enum Expect {
+    /// `Setup` or `AddPeer` answered `Ready`; the trace events were known when sent.
+    Ready(Vec<TraceEvent>),
+    Send {
+        from: NodeId,
+        to: NodeId,
+        amount: Amount,
+        ticket: u64,
+    },
+    Deliver {
+        from: NodeId,
+        to: NodeId,
+        predicted: Delivery,
+        print: bool,
+        peers: Vec<NodeId>,
+    },
+    Begin {
+        node: NodeId,
+        snapshot: SnapshotId,
+        peers: Vec<NodeId>,
+    },
+    Collect {
+        line: usize,
+        text: String,
+        ids: Vec<SnapshotId>,
+    },
+}
+
+enum Slot {
+    Done(Vec<Out>),
+    Await(Expect),
+}
+
+struct Master {
+    arrow: Arrow,
+    rng: Rng,
+    stdout: BufWriter<Stdout>,
+    trace: Option<BufWriter<File>>,
+    system: Option<System>,
+    slots: VecDeque<Slot>,
+    /// The id of `slots[0]`.
+    first_slot: u64,
+    rejected: bool,
+    /// What the last successful `CollectState` gathered.
+    gathered: Vec<GlobalSnapshot>,
+    /// Snapshots begun since the last successful `CollectState`.
+    since_collect: Vec<SnapshotId>,
+}
+
+fn record_events(
+    node: NodeId,
+    snapshot: SnapshotId,
+    balance: Amount,
+    peers: &[NodeId],
+) -> Vec<TraceEvent> {
+    let mut v = vec![TraceEvent::Record {
+        node,
+        snapshot,
+        balance,
+    }];
+    let msg = ChannelMsg::Marker { snapshot };
+    v.extend(peers.iter().map(|&to| TraceEvent::Send {
+        from: node,
+        to,
+        msg,
+    }));
+    v
+}
+
+impl Master {
+    fn walk(&mut self, input: Input) -> Result<(), Fatal> {
+        match input {
+            Input::Text(text) => {
+                for (i, line) in text.lines().enumerate() {
+                    self.line(i + 1, line)?;
+                    if (i + 1) % FLUSH_EVERY == 0 {
+                        if let Some(sys) = self.system.as_mut() {
+                            sys.flush_all()?;
+                        }
+                    }
+                }
+            }
+            Input::Lines { lines, interactive } => {
+                let mut n = 0;
+                loop {
+                    let line = match lines.try_recv() {
+                        Ok(l) => l,
+                        Err(TryRecvError::Empty) => {
+                            // Nothing more to read yet: finish and show what was asked so far.
+                            self.barrier()?;
+                            self.stdout.flush().map_err(stdout_gone)?;
+                            if interactive {
+                                eprint!("bank> ");
+                            }
+                            match lines.recv() {
+                                Ok(l) => l,
+                                Err(_) => break,
+                            }
+                        }
+                        Err(TryRecvError::Disconnected) => break,
+                    };
+                    n += 1;
+                    self.line(n, &line)?;
+                }
+                if interactive {
+                    eprintln!();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), Fatal> {
+        self.barrier()?;
+        self.system = None;
+        self.emit_ready()
+    }
+
+    fn line(&mut self, n: usize, text: &str) -> Result<(), Fatal> {
+        match parse_line(n, text) {
+            Ok(None) => {}
+            Ok(Some(cmd)) => self.execute(n, text.trim(), cmd)?,
+            Err(e) => self.push_done(vec![Out::Error(format!("error: {e}"))], true),
+        }
+        self.drain_events()?;
+        self.emit_ready()
+    }
+
+    fn reject(&mut self, line: usize, text: &str, why: impl std::fmt::Display) {
+        self.push_done(
+            vec![Out::Error(format!("error: line {line}: {text}: {why}"))],
+            true,
+        );
+    }
+
+    fn push_done(&mut self, outs: Vec<Out>, rejected: bool) {
+        self.rejected |= rejected;
+        self.slots.push_back(Slot::Done(outs));
+    }
+
+    /// Queues a waiting slot and returns its id.
+    fn push_await(&mut self, e: Expect) -> u64 {
+        self.slots.push_back(Slot::Await(e));
+        self.first_slot + self.slots.len() as u64 - 1
+    }
+
+    fn tracing(&self) -> bool {
+        self.trace.is_some()
+    }
+
+    fn sys(&mut self) -> &mut System {
+        self.system.as_mut().expect("checked that a system runs")
+    }
+
+    fn execute(&mut self, line: usize, text: &str, cmd: Command) -> Result<(), Fatal> {
+        match cmd {
+            Command::Help => {
+                eprintln!("{HELP}");
+                return Ok(());
+            }
+            Command::StartMaster => {
+                if self.system.is_some() {
+                    self.reject(line, text, "a system is already running (KillAll ends it)");
+                } else {
+                    self.start_master()?;
+                }
+                return Ok(());
+            }
+            _ if self.system.is_none() => {
+                self.reject(line, text, "no system is running (StartMaster starts one)");
+                return Ok(());
+            }
+            _ => {}
+        }
+        let unknown = |m: &Master, ids: &[NodeId]| {
+            ids.iter()
+                .copied()
+                .find(|&id| !m.system.as_ref().expect("running").ledger.has_node(id))
+        };
+        match cmd {
+            Command::CreateNode { id, amount } => {
+                let ledger = &self.sys().ledger;
+                if ledger.has_node(id) {
+                    self.reject(line, text, format!("node {id} already exists"));
+                } else if ledger.created().checked_add(amount).is_none() {
+                    let total = ledger.created();
+                    self.reject(
+                        line,
+                        text,
+                        format!(
+                            "the total money ({total} + {amount}) would exceed {}",
+                            Amount::MAX
+                        ),
+                    );
+                } else {
+                    self.create_node(id, amount)?;
+                }
+            }
+            Command::Send { from, to, amount } => match unknown(self, &[from, to]) {
+                Some(id) => self.reject(line, text, format!("unknown node {id}")),
+                None => {
+                    let ticket = self.push_await(Expect::Send {
+                        from,
+                        to,
+                        amount,
+                        ticket: 0,
+                    });
+                    if let Some(Slot::Await(Expect::Send { ticket: t, .. })) = self.slots.back_mut()
+                    {
+                        *t = ticket;
+                    }
+                    let sys = self.sys();
+                    sys.ledger.send(from, to, amount, ticket);
+                    sys.command(from, Control::Send { to, amount }, ticket)?;
+                }
+            },
+            Command::Receive { to, from } => {
+                let ids: Vec<NodeId> = std::iter::once(to).chain(from).collect();
+                if let Some(id) = unknown(self, &ids) {
+                    self.reject(line, text, format!("unknown node {id}"));
+                } else {
+                    self.receive(line, text, to, from)?;
+                }
+            }
+            Command::ReceiveAll => self.receive_all()?,
+            Command::BeginSnapshot { node } => match unknown(self, &[node]) {
+                Some(id) => self.reject(line, text, format!("unknown node {id}")),
+                None => self.begin_snapshot(node)?,
+            },
+            Command::CollectState => self.collect_state(line, text)?,
+            Command::PrintSnapshot => {
+                self.barrier()?;
+                let arrow = self.arrow;
+                let outs = self
+                    .gathered
+                    .iter()
+                    .map(|s| Out::Line(output::snapshot_block(s, arrow)))
+                    .collect();
+                self.push_done(outs, false);
+            }
+            Command::KillAll => {
+                self.barrier()?;
+                self.system = None;
+            }
+            Command::StartMaster | Command::Help => unreachable!("handled above"),
+        }
+        Ok(())
+    }
+
+    fn start_master(&mut self) -> Result<(), Fatal> {
+        self.gathered.clear();
+        self.since_collect.clear();
+        self.system = Some(System::start()?);
+        self.wait_started(Peer::Observer)
+    }
+
+    fn wait_started(&mut self, peer: Peer) -> Result<(), Fatal> {
+        let since = Instant::now();
+        while !self.sys().check_started(peer, since)? {
+            if let Some(ev) = self.sys().next_event(Duration::from_millis(50))? {
+                self.on_event(ev)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn create_node(&mut self, id: NodeId, amount: Amount) -> Result<(), Fatal> {
+        self.sys().spawn_node(id, amount)?;
+        self.wait_started(Peer::Node(id))?;
+        let tracing = self.tracing();
+        let sys = self.sys();
+        let peers: Vec<NodeId> = sys.ledger.nodes().collect();
+        let join = sys.ledger.add_node(id, amount);
+        let mut trace = Vec::new();
+        if tracing {
+            trace.push(TraceEvent::Create {
+                node: id,
+                balance: amount,
+            });
+            for &k in &join {
+                trace.extend(record_events(id, k, amount, &peers));
+            }
+        }
+        let mut adds = Vec::new();
+        for &x in &peers {
+            let mut t = Vec::new();
+            if tracing {
+                let msgs = join.iter().filter(|&&k| sys.ledger.has_recorded(x, k));
+                t.extend(msgs.map(|&k| TraceEvent::Send {
+                    from: x,
+                    to: id,
+                    msg: ChannelMsg::Marker { snapshot: k },
+                }));
+            }
+            adds.push((x, t));
+        }
+        let slot = self.push_await(Expect::Ready(trace));
+        self.sys().command(
+            id,
+            Control::Setup {
+                peers,
+                join: join.clone(),
+            },
+            slot,
+        )?;
+        for (x, t) in adds {
+            let slot = self.push_await(Expect::Ready(t));
+            self.sys().command(
+                x,
+                Control::AddPeer {
+                    peer: id,
+                    join: join.clone(),
+                },
+                slot,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn receive(
+        &mut self,
+        line: usize,
+        text: &str,
+        to: NodeId,
+        from: Option<NodeId>,
+    ) -> Result<(), Fatal> {
+        let from = match from {
+            Some(from) => from,
+            None => {
+                while self.sys().ledger.pending_into(to) > 0 {
+                    self.wait_one()?;
+                }
+                let sources = self.sys().ledger.incoming(to);
+                if sources.is_empty() {
+                    self.reject(line, text, format!("no message is waiting for node {to}"));
+                    return Ok(());
+                }
+                sources[self.rng.below(sources.len())]
+            }
+        };
+        loop {
+            match self.sys().ledger.head((from, to)) {
+                Head::Empty => {
+                    self.reject(line, text, format!("channel {from} -> {to} is empty"));
+                    return Ok(());
+                }
+                Head::Pending => self.wait_one()?,
+                Head::Ready(_) => break,
+            }
+        }
+        self.deliver((from, to), true)?;
+        Ok(())
+    }
+
+    /// Tells the channel's destination to take its head, as the ledger predicts it.
+    fn deliver(&mut self, c: ChannelId, print: bool) -> Result<Delivery, Fatal> {
+        let tracing = self.tracing();
+        let sys = self.sys();
+        let predicted = sys.ledger.deliver(c);
+        let peers = if tracing && predicted.records {
+            sys.ledger.nodes().filter(|&x| x != c.1).collect()
+        } else {
+            Vec::new()
+        };
+        let slot = self.push_await(Expect::Deliver {
+            from: c.0,
+            to: c.1,
+            predicted,
+            print,
+            peers,
+        });
+        self.sys()
+            .command(c.1, Control::Receive { from: c.0 }, slot)?;
+        Ok(predicted)
+    }
+
+    fn receive_all(&mut self) -> Result<(), Fatal> {
+        while self.sys().ledger.pending_total() > 0 {
+            self.wait_one()?;
+        }
+        let mut open = self.sys().ledger.nonempty();
+        let mut pos: HashMap<ChannelId, usize> =
+            open.iter().enumerate().map(|(i, &c)| (c, i)).collect();
+        let mut steps = 0usize;
+        while !open.is_empty() {
+            let i = self.rng.below(open.len());
+            let c = open[i];
+            let d = self.deliver(c, false)?;
+            if self.sys().ledger.is_empty(c) {
+                pos.remove(&c);
+                open.swap_remove(i);
+                if let Some(&moved) = open.get(i) {
+                    pos.insert(moved, i);
+                }
+            }
+            if d.records {
+                let fresh: Vec<ChannelId> = self
+                    .sys()
+                    .ledger
+                    .nodes()
+                    .filter(|&x| x != c.1 && !pos.contains_key(&(c.1, x)))
+                    .map(|x| (c.1, x))
+                    .collect();
+                for nc in fresh {
+                    pos.insert(nc, open.len());
+                    open.push(nc);
+                }
+            }
+            steps += 1;
+            if steps % FLUSH_EVERY == 0 {
+                self.sys().flush_all()?;
+                self.drain_events()?;
+                self.emit_ready()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn begin_snapshot(&mut self, node: NodeId) -> Result<(), Fatal> {
+        let tracing = self.tracing();
+        let sys = self.sys();
+        let snapshot = sys.ledger.begin(node);
+        let peers = if tracing {
+            sys.ledger.nodes().filter(|&x| x != node).collect()
+        } else {
+            Vec::new()
+        };
+        let seq = sys.alloc_seq(node);
+        self.since_collect.push(snapshot);
+        let slot = self.push_await(Expect::Begin {
+            node,
+            snapshot,
+            peers,
+        });
+        self.sys().observe(
+            ObserverRequest::Begin {
+                snapshot,
+                node,
+                seq,
+            },
+            slot,
+        )
+    }
+
+    fn collect_state(&mut self, line: usize, text: &str) -> Result<(), Fatal> {
+        self.barrier()?;
+        if self.since_collect.is_empty() {
+            self.gathered.clear();
+            return Ok(());
+        }
+        let ids = self.since_collect.clone();
+        let sys = self.sys();
+        let snapshots = ids.iter().map(|&k| (k, sys.ledger.members(k))).collect();
+        let nodes: Vec<NodeId> = sys.ledger.nodes().collect();
+        let seqs = nodes.into_iter().map(|n| (n, sys.alloc_seq(n))).collect();
+        let slot = self.push_await(Expect::Collect {
+            line,
+            text: text.to_string(),
+            ids,
+        });
+        self.sys()
+            .observe(ObserverRequest::Collect { snapshots, seqs }, slot)
+    }
+
+    /// Waits until every answer has come and every line is out.
+    fn barrier(&mut self) -> Result<(), Fatal> {
+        while self.system.as_ref().is_some_and(|s| s.owes_answers()) {
+            self.wait_one()?;
+        }
+        self.emit_ready()
+    }
+
+    /// Blocks for at least one event, then takes every event already there.
+    fn wait_one(&mut self) -> Result<(), Fatal> {
+        match self.sys().next_event(WATCHDOG)? {
+            Some(ev) => self.on_event(ev)?,
+            None => {
+                return Err(Fatal(format!(
+                    "no process answered for {WATCHDOG:?}; giving up"
+                )))
+            }
+        }
+        self.drain_events()?;
+        self.emit_ready()
+    }
+
+    fn drain_events(&mut self) -> Result<(), Fatal> {
+        while let Some(ev) = self.system.as_ref().and_then(|s| s.inbox.try_recv().ok()) {
+            self.on_event(ev)?;
+        }
+        Ok(())
+    }
+
+    fn on_event(&mut self, ev: Event) -> Result<(), Fatal> {
+        match ev {
+            Event::Connected(link) => self.sys().on_connected(link),
+            Event::Frames { peer, msgs } => {
+                for msg in msgs {
+                    match (peer, msg) {
+                        (Peer::Node(id), Message::Report { report, .. }) => {
+                            self.on_report(id, report)?
+                        }
+                        (Peer::Observer, Message::ObserverReply(r)) => self.on_observer(r)?,
+                        (peer, other) => {
+                            log::warn!("master: unexpected {other:?} from {peer}; ignored")
+                        }
+                    }
+                }
+            }
+            Event::Closed { peer, why } => {
+                let why = why.map_or(String::new(), |w| format!(" ({w})"));
+                return Err(Fatal(format!("{peer} exited unexpectedly{why}")));
+            }
+        }
+        Ok(())
+    }
+
+    fn take_slot(&mut self, id: u64) -> Result<Expect, Fatal> {
+        let idx = id.checked_sub(self.first_slot).map(|i| i as usize);
+        match idx.and_then(|i| self.slots.get_mut(i)) {
+            Some(slot @ Slot::Await(_)) => match std::mem::replace(slot, Slot::Done(Vec::new())) {
+                Slot::Await(e) => Ok(e),
+                Slot::Done(_) => unreachable!("matched Await"),
+            },
+            _ => Err(Fatal(format!(
+                "an answer for command slot {id}, which waits for none"
+            ))),
+        }
+    }
+
+    fn fill(&mut self, id: u64, outs: Vec<Out>) {
+        let idx = (id - self.first_slot) as usize;
+        self.slots[idx] = Slot::Done(outs);
+    }
+
+    fn on_report(&mut self, node: NodeId, report: Report) -> Result<(), Fatal> {
+        let slot = self
+            .sys()
+            .awaiting_node
+            .get_mut(&node)
+            .and_then(|q| q.pop_front())
+            .ok_or_else(|| Fatal(format!("node {node} answered a command it was not given")))?;
+        let expect = self.take_slot(slot)?;
+        let tracing = self.tracing();
+        let mut outs = Vec::new();
+        match (expect, report) {
+            (Expect::Ready(trace), Report::Ready) => outs.extend(trace.into_iter().map(Out::Trace)),
+            (
+                Expect::Send {
+                    from,
+                    to,
+                    amount,
+                    ticket,
+                },
+                Report::Sent,
+            ) => {
+                self.sys().ledger.resolve(from, to, ticket, true);
+                if tracing {
+                    let msg = ChannelMsg::Transfer { amount };
+                    outs.push(Out::Trace(TraceEvent::Send { from, to, msg }));
+                }
+            }
+            (
+                Expect::Send {
+                    from,
+                    to,
+                    amount,
+                    ticket,
+                },
+                Report::ErrSend,
+            ) => {
+                self.sys().ledger.resolve(from, to, ticket, false);
+                outs.push(Out::Line(output::ERR_SEND.to_string()));
+                if tracing {
+                    outs.push(Out::Trace(TraceEvent::ErrSend { from, to, amount }));
+                }
+            }
+            (
+                Expect::Deliver {
+                    from,
+                    to,
+                    predicted,
+                    print,
+                    peers,
+                },
+                Report::Received { msg, recorded },
+            ) => {
+                if msg != predicted.msg || recorded.is_some() != predicted.records {
+                    return Err(Fatal(format!(
+                        "bug: node {to} took {msg:?} (recorded: {recorded:?}) from {from}, \
+                         but the ledger predicted {predicted:?}"
+                    )));
+                }
+                if print {
+                    outs.push(Out::Line(output::received(from, &msg)));
+                }
+                if tracing {
+                    outs.push(Out::Trace(TraceEvent::Deliver { from, to, msg }));
+                    if let (Some(balance), ChannelMsg::Marker { snapshot }) = (recorded, msg) {
+                        outs.extend(
+                            record_events(to, snapshot, balance, &peers)
+                                .into_iter()
+                                .map(Out::Trace),
+                        );
+                    }
+                }
+            }
+            (_, report) => {
+                return Err(Fatal(format!(
+                    "node {node} answered {report:?} unexpectedly"
+                )))
+            }
+        }
+        self.fill(slot, outs);
+        Ok(())
+    }
+
+    fn on_observer(&mut self, reply: ObserverReply) -> Result<(), Fatal> {
+        let slot = self
+            .sys()
+            .awaiting_observer
+            .pop_front()
+            .ok_or_else(|| Fatal("the observer answered a request it was not given".into()))?;
+        let expect = self.take_slot(slot)?;
+        let mut outs = Vec::new();
+        match (expect, reply) {
+            (
+                Expect::Begin {
+                    node,
+                    snapshot,
+                    peers,
+                },
+                ObserverReply::Started { balance },
+            ) => {
+                outs.push(Out::Line(output::started(node)));
+                if self.tracing() {
+                    outs.extend(
+                        record_events(node, snapshot, balance, &peers)
+                            .into_iter()
+                            .map(Out::Trace),
+                    );
+                }
+            }
+            (Expect::Collect { ids, .. }, ObserverReply::Collected(snaps)) => {
+                for s in &snaps {
+                    let members: Vec<NodeId> = s.nodes.iter().map(|n| n.0).collect();
+                    let held: Amount = s
+                        .nodes
+                        .iter()
+                        .map(|n| n.1)
+                        .chain(s.channels.iter().map(|c| c.2))
+                        .sum();
+                    let created = self.sys().ledger.created_by(&members);
+                    if held != created {
+                        return Err(Fatal(format!(
+                            "bug: snapshot {} holds {held} but its nodes created {created}",
+                            s.snapshot
+                        )));
+                    }
+                }
+                self.since_collect.retain(|k| !ids.contains(k));
+                self.gathered = snaps;
+            }
+            (Expect::Collect { line, text, .. }, ObserverReply::NotComplete(list)) => {
+                let why: Vec<String> = list
+                    .iter()
+                    .map(|inc| {
+                        let chans: Vec<String> = inc
+                            .open
+                            .iter()
+                            .map(|(s, d)| format!("{s} -> {d}"))
+                            .collect();
+                        format!(
+                            "snapshot {} is not complete: channels still open: {}",
+                            inc.snapshot,
+                            chans.join(", ")
+                        )
+                    })
+                    .collect();
+                outs.push(Out::Error(format!(
+                    "error: line {line}: {text}: {}",
+                    why.join("; ")
+                )));
+                self.rejected = true;
+            }
+            (_, reply) => {
+                return Err(Fatal(format!(
+                    "the observer answered {reply:?} unexpectedly"
+                )))
+            }
+        }
+        self.fill(slot, outs);
+        Ok(())
+    }
+
+    /// Writes out every finished slot at the front of the queue.
+    fn emit_ready(&mut self) -> Result<(), Fatal> {
+        while let Some(Slot::Done(_)) = self.slots.front() {
+            let Some(Slot::Done(outs)) = self.slots.pop_front() else {
+                unreachable!()
+            };
+            self.first_slot += 1;
+            for out in outs {
+                match out {
+                    Out::Line(l) => {
+                        self.stdout.write_all(l.as_bytes()).map_err(stdout_gone)?;
+                        if !l.ends_with('\n') {
+                            self.stdout.write_all(b"\n").map_err(stdout_gone)?;
+                        }
+                    }
+                    Out::Error(e) => {
+                        self.stdout.flush().map_err(stdout_gone)?;
+                        let _ = writeln!(io::stderr(), "{e}");
+                    }
+                    Out::Trace(ev) => {
+                        if let Some(t) = self.trace.as_mut() {
+                            writeln!(t, "{}", ev.to_json())
+                                .map_err(|e| Fatal(format!("cannot write the trace: {e}")))?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn stdout_gone(e: io::Error) -> Fatal {
+    Fatal(format!("cannot write standard output: {e}"))
+}

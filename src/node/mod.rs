@@ -1,0 +1,238 @@
+//! The node process: links, command order, and the [`Branch`] machine.
+//!
+//! One main thread owns the branch. The [`Hub`] thread reads every link and queues
+//! events; this driver files channel messages into per-channel FIFO queues (arrived,
+//! not yet delivered: a node takes a message only when a command says so), and runs the
+//! commands of the master and the observer strictly in sequence-number order. A command
+//! that cannot run yet (a Receive whose message is still on its way, an AddPeer whose
+//! link is not up) waits while events keep arriving. Writes are buffered and flushed
+//! before the thread blocks, so a burst of commands costs one write per link.
+//!
+//! Called by `main` for the hidden `node` role; it never writes stdout.
+
+use crate::ids::{Amount, NodeId};
+use crate::process::die_with_parent;
+use crate::protocol::{Branch, Effect};
+use crate::transport::{self, Event, Hub, Link, Names};
+use crate::wire::{ChannelMsg, Control, Hello, Message, Peer, Report};
+use crossbeam_channel::{unbounded, Receiver, TryRecvError};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io;
+
+/// What a node process is started with.
+#[derive(Debug, Clone)]
+pub struct NodeArgs {
+    /// Its id.
+    pub id: NodeId,
+    /// Its opening balance.
+    pub balance: Amount,
+    /// The run's socket-name prefix.
+    pub run: String,
+    /// The run's nonce.
+    pub nonce: u64,
+    /// The master's pid: the node exits if its parent is not this process.
+    pub master_pid: u32,
+}
+
+/// Runs a node until the master goes away.
+///
+/// # Errors
+/// Setting up the process or a link failed, or a link broke mid-run.
+pub fn run(args: NodeArgs) -> io::Result<()> {
+    die_with_parent(args.master_pid)?;
+    let names = Names::from_prefix(&args.run);
+    let listener = transport::listen(&names.node(args.id))?;
+    let (tx, inbox) = unbounded();
+    let hub = Hub::start(Some(listener), args.nonce, tx)?;
+    let hello = Hello {
+        nonce: args.nonce,
+        from: Peer::Node(args.id),
+    };
+    let (master, reader) = Link::connect(&names.master(), Peer::Master, hello)?;
+    hub.watch(Peer::Master, reader);
+    let mut node = Node {
+        branch: Branch::new(args.id, args.balance),
+        names,
+        nonce: args.nonce,
+        hub,
+        links: HashMap::from([(Peer::Master, master)]),
+        arrived: HashMap::new(),
+        commands: BTreeMap::new(),
+        next_seq: 0,
+        effects: Vec::new(),
+    };
+    node.run(inbox)
+}
+
+struct Node {
+    branch: Branch,
+    names: Names,
+    nonce: u64,
+    hub: Hub,
+    links: HashMap<Peer, Link>,
+    /// Messages that arrived on each incoming channel and were not delivered yet.
+    arrived: HashMap<NodeId, VecDeque<ChannelMsg>>,
+    /// Commands received ahead of their turn, by sequence number, with who sent them.
+    commands: BTreeMap<u64, (Peer, Control)>,
+    next_seq: u64,
+    effects: Vec<Effect>,
+}
+
+/// Why the event loop ended without an error.
+enum Stop {
+    /// The master (or the observer) is gone: the run is over.
+    RunOver,
+}
+
+impl Node {
+    fn run(&mut self, inbox: Receiver<Event>) -> io::Result<()> {
+        loop {
+            self.run_ready()?;
+            let event = match inbox.try_recv() {
+                Ok(ev) => ev,
+                Err(TryRecvError::Empty) => {
+                    self.flush_all()?;
+                    match inbox.recv() {
+                        Ok(ev) => ev,
+                        Err(_) => return Ok(()),
+                    }
+                }
+                Err(TryRecvError::Disconnected) => return Ok(()),
+            };
+            if let Some(Stop::RunOver) = self.on_event(event) {
+                return Ok(());
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Event) -> Option<Stop> {
+        match event {
+            Event::Connected(link) => {
+                self.links.insert(link.peer(), link);
+            }
+            Event::Frames { peer, msgs } => {
+                for msg in msgs {
+                    match (peer, msg) {
+                        (Peer::Node(from), Message::Channel(m)) => {
+                            self.arrived.entry(from).or_default().push_back(m)
+                        }
+                        (Peer::Master | Peer::Observer, Message::Control { seq, cmd }) => {
+                            self.commands.insert(seq, (peer, cmd));
+                        }
+                        (peer, other) => log::warn!(
+                            "node {}: unexpected {other:?} from {peer}; ignored",
+                            self.branch.id()
+                        ),
+                    }
+                }
+            }
+            Event::Closed { peer, why } => {
+                log::debug!("node {}: link to {peer} closed ({why:?})", self.branch.id());
+                if matches!(peer, Peer::Master | Peer::Observer) {
+                    return Some(Stop::RunOver);
+                }
+            }
+        }
+        None
+    }
+
+    /// Runs every command whose turn has come and that can run now.
+    fn run_ready(&mut self) -> io::Result<()> {
+        loop {
+            match self.commands.first_key_value() {
+                Some((&seq, (_, cmd))) if seq == self.next_seq && self.can_run(cmd) => {}
+                _ => return Ok(()),
+            }
+            let (_, (from, cmd)) = self.commands.pop_first().expect("checked above");
+            self.next_seq += 1;
+            let report = self.execute(cmd)?;
+            let seq = self.next_seq - 1;
+            self.link(from)?.send(&Message::Report { seq, report })?;
+        }
+    }
+
+    fn can_run(&self, cmd: &Control) -> bool {
+        match cmd {
+            Control::Receive { from } => self.arrived.get(from).is_some_and(|q| !q.is_empty()),
+            Control::AddPeer { peer, .. } => self.links.contains_key(&Peer::Node(*peer)),
+            _ => true,
+        }
+    }
+
+    fn execute(&mut self, cmd: Control) -> io::Result<Report> {
+        let mut out = std::mem::take(&mut self.effects);
+        let report = match cmd {
+            Control::Setup { peers, join } => {
+                for &p in &peers {
+                    let name = self.names.node(p);
+                    self.connect(Peer::Node(p), &name)?;
+                }
+                let name = self.names.observer();
+                self.connect(Peer::Observer, &name)?;
+                self.branch.on_setup(&peers, &join, &mut out);
+                Report::Ready
+            }
+            Control::AddPeer { peer, join } => {
+                self.branch.on_add_peer(peer, &join, &mut out);
+                Report::Ready
+            }
+            Control::Send { to, amount } => match self.branch.on_send(to, amount, &mut out) {
+                Ok(()) => Report::Sent,
+                Err(_) => Report::ErrSend,
+            },
+            Control::Receive { from } => {
+                let msg = self
+                    .arrived
+                    .get_mut(&from)
+                    .and_then(|q| q.pop_front())
+                    .expect("can_run checked the channel");
+                let recorded = self.branch.on_deliver(from, msg, &mut out);
+                Report::Received { msg, recorded }
+            }
+            Control::BeginSnapshot { snapshot } => {
+                let balance = self.branch.on_begin_snapshot(snapshot, &mut out);
+                Report::Recorded { balance }
+            }
+            Control::Collect { snapshots } => Report::Collected(self.branch.collect(&snapshots)),
+        };
+        for effect in out.drain(..) {
+            match effect {
+                Effect::Send { to, msg } => {
+                    self.link(Peer::Node(to))?.send(&Message::Channel(msg))?
+                }
+            }
+        }
+        self.effects = out;
+        Ok(report)
+    }
+
+    fn connect(&mut self, peer: Peer, name: &str) -> io::Result<()> {
+        let hello = Hello {
+            nonce: self.nonce,
+            from: Peer::Node(self.branch.id()),
+        };
+        let (link, reader) = Link::connect(name, peer, hello)?;
+        self.hub.watch(peer, reader);
+        self.links.insert(peer, link);
+        Ok(())
+    }
+
+    fn link(&mut self, peer: Peer) -> io::Result<&mut Link> {
+        let id = self.branch.id();
+        self.links.get_mut(&peer).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotConnected,
+                format!("node {id} has no link to {peer}"),
+            )
+        })
+    }
+
+    fn flush_all(&mut self) -> io::Result<()> {
+        for link in self.links.values_mut() {
+            if link.is_dirty() {
+                link.flush()?;
+            }
+        }
+        Ok(())
+    }
+}

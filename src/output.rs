@@ -1,0 +1,103 @@
+//! Every line that reaches stdout is formatted here (SPEC chapter 2).
+//!
+//! The master decides *when* a line is printed (in command order); this module decides
+//! exactly *what* it says, byte for byte.
+
+use crate::ids::NodeId;
+use crate::wire::{ChannelMsg, GlobalSnapshot};
+use std::fmt::Write;
+
+/// How channel lines draw their arrow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Arrow {
+    /// `->`, as the expected-output files that circulate with the course.
+    #[default]
+    Ascii,
+    /// `→` (U+2192), as the course text typesets it.
+    Unicode,
+}
+
+impl Arrow {
+    fn as_str(self) -> &'static str {
+        match self {
+            Arrow::Ascii => "->",
+            Arrow::Unicode => "\u{2192}",
+        }
+    }
+}
+
+/// The line `Send` prints when the balance is short.
+pub const ERR_SEND: &str = "ERR_SEND";
+
+/// What `Receive` prints for a message from `from`.
+pub fn received(from: NodeId, msg: &ChannelMsg) -> String {
+    match msg {
+        ChannelMsg::Transfer { amount } => format!("{from} Transfer {amount}"),
+        ChannelMsg::Marker { .. } => format!("{from} SnapshotToken -1"),
+    }
+}
+
+/// What `BeginSnapshot` prints.
+pub fn started(node: NodeId) -> String {
+    format!("Started by Node {node}")
+}
+
+/// One `PrintSnapshot` block, every line ending in `\n`.
+pub fn snapshot_block(snap: &GlobalSnapshot, arrow: Arrow) -> String {
+    let mut s = String::from("---Node states\n");
+    for (node, balance) in &snap.nodes {
+        let _ = writeln!(s, "node {node} = {balance}");
+    }
+    s.push_str("---Channel states\n");
+    for (from, to, amount) in &snap.channels {
+        let _ = writeln!(s, "channel ({from} {} {to}) = {amount}", arrow.as_str());
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{Amount, SnapshotId};
+
+    #[test]
+    fn the_spec_example_block_is_exact() {
+        let snap = GlobalSnapshot {
+            snapshot: SnapshotId(0),
+            nodes: vec![(NodeId(1), Amount(300)), (NodeId(2), Amount(1100))],
+            channels: vec![
+                (NodeId(1), NodeId(2), Amount(0)),
+                (NodeId(2), NodeId(1), Amount(100)),
+            ],
+        };
+        assert_eq!(
+            snapshot_block(&snap, Arrow::Ascii),
+            "---Node states\nnode 1 = 300\nnode 2 = 1100\n---Channel states\n\
+             channel (1 -> 2) = 0\nchannel (2 -> 1) = 100\n"
+        );
+        assert!(snapshot_block(&snap, Arrow::Unicode).contains("channel (2 \u{2192} 1) = 100\n"));
+    }
+
+    #[test]
+    fn receive_lines_are_exact() {
+        assert_eq!(
+            received(
+                NodeId(1),
+                &ChannelMsg::Transfer {
+                    amount: Amount(300)
+                }
+            ),
+            "1 Transfer 300"
+        );
+        assert_eq!(
+            received(
+                NodeId(12),
+                &ChannelMsg::Marker {
+                    snapshot: SnapshotId(4)
+                }
+            ),
+            "12 SnapshotToken -1"
+        );
+        assert_eq!(started(NodeId(3)), "Started by Node 3");
+    }
+}

@@ -1,0 +1,180 @@
+//! `--trace FILE`: every event as one JSON object per line (SPEC chapter 6).
+//!
+//! The master writes the trace in command order from the nodes' own reports, so a
+//! checker can replay it against the command file (`tests/util` does).
+
+use crate::ids::{Amount, NodeId, SnapshotId};
+use crate::wire::ChannelMsg;
+use std::fmt::Write;
+
+/// One event of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceEvent {
+    /// A node was created with a balance.
+    Create {
+        /// The node.
+        node: NodeId,
+        /// Its opening balance.
+        balance: Amount,
+    },
+    /// A message was enqueued on a channel.
+    Send {
+        /// Source.
+        from: NodeId,
+        /// Destination.
+        to: NodeId,
+        /// The message.
+        msg: ChannelMsg,
+    },
+    /// A Send was refused.
+    ErrSend {
+        /// Source.
+        from: NodeId,
+        /// Destination.
+        to: NodeId,
+        /// The amount asked for.
+        amount: Amount,
+    },
+    /// A message was taken from the head of a channel.
+    Deliver {
+        /// Source.
+        from: NodeId,
+        /// Destination.
+        to: NodeId,
+        /// The message.
+        msg: ChannelMsg,
+    },
+    /// A node recorded its state for a snapshot.
+    Record {
+        /// The node.
+        node: NodeId,
+        /// The snapshot.
+        snapshot: SnapshotId,
+        /// The balance recorded.
+        balance: Amount,
+    },
+}
+
+fn msg_fields(s: &mut String, msg: &ChannelMsg) {
+    let _ = match msg {
+        ChannelMsg::Transfer { amount } => write!(s, ",\"kind\":\"Transfer\",\"amount\":{amount}"),
+        ChannelMsg::Marker { snapshot } => {
+            write!(s, ",\"kind\":\"Marker\",\"snapshot\":{snapshot}")
+        }
+    };
+}
+
+impl TraceEvent {
+    /// The event as one JSON line (without the newline).
+    pub fn to_json(&self) -> String {
+        let mut s = String::with_capacity(64);
+        let _ = match self {
+            TraceEvent::Create { node, balance } => {
+                write!(
+                    s,
+                    "{{\"ev\":\"create\",\"node\":{node},\"balance\":{balance}"
+                )
+            }
+            TraceEvent::Send { from, to, msg } => {
+                let _ = write!(s, "{{\"ev\":\"send\",\"from\":{from},\"to\":{to}");
+                msg_fields(&mut s, msg);
+                Ok(())
+            }
+            TraceEvent::ErrSend { from, to, amount } => write!(
+                s,
+                "{{\"ev\":\"err_send\",\"from\":{from},\"to\":{to},\"amount\":{amount}"
+            ),
+            TraceEvent::Deliver { from, to, msg } => {
+                let _ = write!(s, "{{\"ev\":\"deliver\",\"from\":{from},\"to\":{to}");
+                msg_fields(&mut s, msg);
+                Ok(())
+            }
+            TraceEvent::Record {
+                node,
+                snapshot,
+                balance,
+            } => write!(
+                s,
+                "{{\"ev\":\"record\",\"node\":{node},\"snapshot\":{snapshot},\"balance\":{balance}"
+            ),
+        };
+        s.push('}');
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_match_the_spec_examples() {
+        let (a, b) = (NodeId(1), NodeId(2));
+        let t = ChannelMsg::Transfer {
+            amount: Amount(300),
+        };
+        let m = ChannelMsg::Marker {
+            snapshot: SnapshotId(0),
+        };
+        let cases = [
+            (
+                TraceEvent::Create {
+                    node: a,
+                    balance: Amount(1000),
+                },
+                r#"{"ev":"create","node":1,"balance":1000}"#,
+            ),
+            (
+                TraceEvent::Send {
+                    from: a,
+                    to: b,
+                    msg: t,
+                },
+                r#"{"ev":"send","from":1,"to":2,"kind":"Transfer","amount":300}"#,
+            ),
+            (
+                TraceEvent::Send {
+                    from: a,
+                    to: b,
+                    msg: m,
+                },
+                r#"{"ev":"send","from":1,"to":2,"kind":"Marker","snapshot":0}"#,
+            ),
+            (
+                TraceEvent::ErrSend {
+                    from: a,
+                    to: b,
+                    amount: Amount(5000),
+                },
+                r#"{"ev":"err_send","from":1,"to":2,"amount":5000}"#,
+            ),
+            (
+                TraceEvent::Deliver {
+                    from: a,
+                    to: b,
+                    msg: t,
+                },
+                r#"{"ev":"deliver","from":1,"to":2,"kind":"Transfer","amount":300}"#,
+            ),
+            (
+                TraceEvent::Deliver {
+                    from: a,
+                    to: b,
+                    msg: m,
+                },
+                r#"{"ev":"deliver","from":1,"to":2,"kind":"Marker","snapshot":0}"#,
+            ),
+            (
+                TraceEvent::Record {
+                    node: b,
+                    snapshot: SnapshotId(0),
+                    balance: Amount(1100),
+                },
+                r#"{"ev":"record","node":2,"snapshot":0,"balance":1100}"#,
+            ),
+        ];
+        for (ev, want) in cases {
+            assert_eq!(ev.to_json(), want);
+        }
+    }
+}

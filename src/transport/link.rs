@@ -1,0 +1,80 @@
+//! The write side of one link: frames are buffered and written with one `write_all`.
+
+use super::{connect_stream, Stream};
+use crate::wire::{encode_frame, Hello, Message, Peer};
+use interprocess::TryClone;
+use std::io::{self, Write};
+
+/// Flush on its own once this much is buffered, so memory stays bounded.
+const FLUSH_AT: usize = 64 * 1024;
+
+/// The write side of a link to `peer`. Frames are buffered until [`Link::flush`].
+#[derive(Debug)]
+pub struct Link {
+    peer: Peer,
+    stream: Stream,
+    buf: Vec<u8>,
+}
+
+impl Link {
+    pub(crate) fn new(peer: Peer, stream: Stream) -> Self {
+        Link {
+            peer,
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Connects to the listener `name` of `peer` and sends `hello` at once.
+    /// Returns the link and a clone of the stream for the [`super::Hub`] to read.
+    ///
+    /// # Errors
+    /// Connecting or writing the hello failed.
+    pub fn connect(name: &str, peer: Peer, hello: Hello) -> io::Result<(Link, Stream)> {
+        let stream = connect_stream(name)?;
+        let reader = stream.try_clone()?;
+        let mut link = Link::new(peer, stream);
+        link.push(&Message::Hello(hello));
+        link.flush()?;
+        Ok((link, reader))
+    }
+
+    /// Who is at the other end.
+    pub fn peer(&self) -> Peer {
+        self.peer
+    }
+
+    /// Buffers one frame; writes everything buffered once it passes 64 KiB.
+    ///
+    /// # Errors
+    /// Writing failed (the peer closed).
+    pub fn send(&mut self, msg: &Message) -> io::Result<()> {
+        self.push(msg);
+        if self.buf.len() >= FLUSH_AT {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, msg: &Message) {
+        encode_frame(msg, &mut self.buf);
+    }
+
+    /// Whether frames are waiting for [`Link::flush`].
+    pub fn is_dirty(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    /// Writes every buffered frame.
+    ///
+    /// # Errors
+    /// Writing failed (the peer closed); the buffer is dropped.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let res = (&self.stream).write_all(&self.buf);
+        self.buf.clear();
+        res
+    }
+}
