@@ -29,10 +29,7 @@ impl Amount {
 
     /// `self + other`, or `None` past [`Amount::MAX`].
     pub fn checked_add(self, other: Amount) -> Option<Amount> {
-        self.0
-            .checked_add(other.0)
-            .filter(|&v| v <= Amount::MAX.0)
-            .map(Amount)
+        self.0.checked_add(other.0).filter(|&v| v <= Amount::MAX.0).map(Amount)
     }
 
     /// `self − other`, or `None` when `other` is larger.

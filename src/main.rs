@@ -23,13 +23,7 @@ fn main() -> ExitCode {
         })
         .init();
     match cli.role {
-        Some(Role::Node {
-            id,
-            balance,
-            run,
-            nonce,
-            master_pid,
-        }) => {
+        Some(Role::Node { id, balance, run, nonce, master_pid }) => {
             let args = bank::node::NodeArgs {
                 id: NodeId(id),
                 balance: Amount(balance),
@@ -39,15 +33,13 @@ fn main() -> ExitCode {
             };
             child_exit(bank::node::run(args))
         }
-        Some(Role::Observer {
-            run,
-            nonce,
-            master_pid,
-        }) => child_exit(master::observer::run(master::observer::ObserverArgs {
-            run,
-            nonce,
-            master_pid,
-        })),
+        Some(Role::Observer { run, nonce, master_pid }) => {
+            child_exit(master::observer::run(master::observer::ObserverArgs {
+                run,
+                nonce,
+                master_pid,
+            }))
+        }
         None => run_master(cli),
     }
 }
@@ -93,11 +85,6 @@ fn run_master(cli: Cli) -> ExitCode {
         log::info!("seed={seed} (pass --seed {seed} to repeat this run)");
         seed
     });
-    let status = master::run(Config {
-        input,
-        seed,
-        trace: cli.trace,
-        arrow: cli.arrow,
-    });
+    let status = master::run(Config { input, seed, trace: cli.trace, arrow: cli.arrow });
     ExitCode::from(status as u8)
 }

@@ -65,10 +65,7 @@ mod tests {
         let snap = GlobalSnapshot {
             snapshot: SnapshotId(0),
             nodes: vec![(NodeId(1), Amount(300)), (NodeId(2), Amount(1100))],
-            channels: vec![
-                (NodeId(1), NodeId(2), Amount(0)),
-                (NodeId(2), NodeId(1), Amount(100)),
-            ],
+            channels: vec![(NodeId(1), NodeId(2), Amount(0)), (NodeId(2), NodeId(1), Amount(100))],
         };
         assert_eq!(
             snapshot_block(&snap, Arrow::Ascii),
@@ -81,21 +78,11 @@ mod tests {
     #[test]
     fn receive_lines_are_exact() {
         assert_eq!(
-            received(
-                NodeId(1),
-                &ChannelMsg::Transfer {
-                    amount: Amount(300)
-                }
-            ),
+            received(NodeId(1), &ChannelMsg::Transfer { amount: Amount(300) }),
             "1 Transfer 300"
         );
         assert_eq!(
-            received(
-                NodeId(12),
-                &ChannelMsg::Marker {
-                    snapshot: SnapshotId(4)
-                }
-            ),
+            received(NodeId(12), &ChannelMsg::Marker { snapshot: SnapshotId(4) }),
             "12 SnapshotToken -1"
         );
         assert_eq!(started(NodeId(3)), "Started by Node 3");

@@ -62,8 +62,5 @@ pub fn kill_and_reap(children: &mut Vec<Child>) {
 /// Whether `child` has exited (it is reaped if so).
 pub fn has_exited(child: &Child) -> bool {
     let pid = Pid::from_raw(child.id() as i32);
-    !matches!(
-        waitpid(pid, Some(WaitPidFlag::WNOHANG)),
-        Ok(WaitStatus::StillAlive)
-    )
+    !matches!(waitpid(pid, Some(WaitPidFlag::WNOHANG)), Ok(WaitStatus::StillAlive))
 }

@@ -17,10 +17,7 @@ impl Rng {
     pub fn fresh_seed() -> u64 {
         use std::io::Read;
         let mut b = [0u8; 8];
-        if std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| f.read_exact(&mut b))
-            .is_ok()
-        {
+        if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).is_ok() {
             return u64::from_le_bytes(b);
         }
         let t = std::time::SystemTime::now()

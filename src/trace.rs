@@ -70,30 +70,22 @@ impl TraceEvent {
         let mut s = String::with_capacity(64);
         let _ = match self {
             TraceEvent::Create { node, balance } => {
-                write!(
-                    s,
-                    "{{\"ev\":\"create\",\"node\":{node},\"balance\":{balance}"
-                )
+                write!(s, "{{\"ev\":\"create\",\"node\":{node},\"balance\":{balance}")
             }
             TraceEvent::Send { from, to, msg } => {
                 let _ = write!(s, "{{\"ev\":\"send\",\"from\":{from},\"to\":{to}");
                 msg_fields(&mut s, msg);
                 Ok(())
             }
-            TraceEvent::ErrSend { from, to, amount } => write!(
-                s,
-                "{{\"ev\":\"err_send\",\"from\":{from},\"to\":{to},\"amount\":{amount}"
-            ),
+            TraceEvent::ErrSend { from, to, amount } => {
+                write!(s, "{{\"ev\":\"err_send\",\"from\":{from},\"to\":{to},\"amount\":{amount}")
+            }
             TraceEvent::Deliver { from, to, msg } => {
                 let _ = write!(s, "{{\"ev\":\"deliver\",\"from\":{from},\"to\":{to}");
                 msg_fields(&mut s, msg);
                 Ok(())
             }
-            TraceEvent::Record {
-                node,
-                snapshot,
-                balance,
-            } => write!(
+            TraceEvent::Record { node, snapshot, balance } => write!(
                 s,
                 "{{\"ev\":\"record\",\"node\":{node},\"snapshot\":{snapshot},\"balance\":{balance}"
             ),
@@ -110,66 +102,35 @@ mod tests {
     #[test]
     fn events_match_the_spec_examples() {
         let (a, b) = (NodeId(1), NodeId(2));
-        let t = ChannelMsg::Transfer {
-            amount: Amount(300),
-        };
-        let m = ChannelMsg::Marker {
-            snapshot: SnapshotId(0),
-        };
+        let t = ChannelMsg::Transfer { amount: Amount(300) };
+        let m = ChannelMsg::Marker { snapshot: SnapshotId(0) };
         let cases = [
             (
-                TraceEvent::Create {
-                    node: a,
-                    balance: Amount(1000),
-                },
+                TraceEvent::Create { node: a, balance: Amount(1000) },
                 r#"{"ev":"create","node":1,"balance":1000}"#,
             ),
             (
-                TraceEvent::Send {
-                    from: a,
-                    to: b,
-                    msg: t,
-                },
+                TraceEvent::Send { from: a, to: b, msg: t },
                 r#"{"ev":"send","from":1,"to":2,"kind":"Transfer","amount":300}"#,
             ),
             (
-                TraceEvent::Send {
-                    from: a,
-                    to: b,
-                    msg: m,
-                },
+                TraceEvent::Send { from: a, to: b, msg: m },
                 r#"{"ev":"send","from":1,"to":2,"kind":"Marker","snapshot":0}"#,
             ),
             (
-                TraceEvent::ErrSend {
-                    from: a,
-                    to: b,
-                    amount: Amount(5000),
-                },
+                TraceEvent::ErrSend { from: a, to: b, amount: Amount(5000) },
                 r#"{"ev":"err_send","from":1,"to":2,"amount":5000}"#,
             ),
             (
-                TraceEvent::Deliver {
-                    from: a,
-                    to: b,
-                    msg: t,
-                },
+                TraceEvent::Deliver { from: a, to: b, msg: t },
                 r#"{"ev":"deliver","from":1,"to":2,"kind":"Transfer","amount":300}"#,
             ),
             (
-                TraceEvent::Deliver {
-                    from: a,
-                    to: b,
-                    msg: m,
-                },
+                TraceEvent::Deliver { from: a, to: b, msg: m },
                 r#"{"ev":"deliver","from":1,"to":2,"kind":"Marker","snapshot":0}"#,
             ),
             (
-                TraceEvent::Record {
-                    node: b,
-                    snapshot: SnapshotId(0),
-                    balance: Amount(1100),
-                },
+                TraceEvent::Record { node: b, snapshot: SnapshotId(0), balance: Amount(1100) },
                 r#"{"ev":"record","node":2,"snapshot":0,"balance":1100}"#,
             ),
         ];

@@ -58,10 +58,7 @@ impl fmt::Display for ParseErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ParseErrorKind::UnknownCommand(c) => {
-                write!(
-                    f,
-                    "unknown command {c:?} (commands are case-sensitive; try help)"
-                )
+                write!(f, "unknown command {c:?} (commands are case-sensitive; try help)")
             }
             ParseErrorKind::WrongArgCount { expected, got } => {
                 write!(f, "takes {expected} argument(s), got {got}")
@@ -97,11 +94,7 @@ pub fn parse_line(line: usize, raw: &str) -> Result<Option<Command>, ParseError>
     if text.is_empty() || text.starts_with('#') {
         return Ok(None);
     }
-    let err = |kind| ParseError {
-        line,
-        text: text.to_string(),
-        kind,
-    };
+    let err = |kind| ParseError { line, text: text.to_string(), kind };
     let mut words = text.split_whitespace();
     let name = words.next().expect("a non-blank line has a first word");
     let args: Vec<&str> = words.collect();
@@ -109,30 +102,17 @@ pub fn parse_line(line: usize, raw: &str) -> Result<Option<Command>, ParseError>
         if ok {
             Ok(())
         } else {
-            Err(err(ParseErrorKind::WrongArgCount {
-                expected,
-                got: args.len(),
-            }))
+            Err(err(ParseErrorKind::WrongArgCount { expected, got: args.len() }))
         }
     };
-    let id = |i: usize| {
-        parse_int(args[i], "id", u32::MAX as u64)
-            .map(|v| NodeId(v as u32))
-            .map_err(err)
-    };
-    let amount = |i: usize| {
-        parse_int(args[i], "amount", Amount::MAX.0)
-            .map(Amount)
-            .map_err(err)
-    };
+    let id =
+        |i: usize| parse_int(args[i], "id", u32::MAX as u64).map(|v| NodeId(v as u32)).map_err(err);
+    let amount = |i: usize| parse_int(args[i], "amount", Amount::MAX.0).map(Amount).map_err(err);
     let cmd = match name {
         "StartMaster" => arity("no", args.is_empty()).map(|_| Command::StartMaster)?,
         "CreateNode" => {
             arity("2", args.len() == 2)?;
-            Command::CreateNode {
-                id: id(0)?,
-                amount: amount(1)?,
-            }
+            Command::CreateNode { id: id(0)?, amount: amount(1)? }
         }
         "Send" => {
             arity("3", args.len() == 3)?;
@@ -169,25 +149,15 @@ fn parse_int(arg: &str, what: &'static str, max: u64) -> Result<u64, ParseErrorK
     let digits = arg.strip_prefix('+').unwrap_or(arg);
     if let Some(rest) = digits.strip_prefix('-') {
         if !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ParseErrorKind::Negative {
-                what,
-                arg: arg.to_string(),
-            });
+            return Err(ParseErrorKind::Negative { what, arg: arg.to_string() });
         }
     }
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ParseErrorKind::NotAnInteger {
-            what,
-            arg: arg.to_string(),
-        });
+        return Err(ParseErrorKind::NotAnInteger { what, arg: arg.to_string() });
     }
     match digits.parse::<u64>() {
         Ok(v) if v <= max => Ok(v),
-        _ => Err(ParseErrorKind::TooLarge {
-            what,
-            arg: arg.to_string(),
-            max,
-        }),
+        _ => Err(ParseErrorKind::TooLarge { what, arg: arg.to_string(), max }),
     }
 }
 
@@ -207,38 +177,16 @@ mod tests {
         assert_eq!(ok("StartMaster"), Command::StartMaster);
         assert_eq!(
             ok("CreateNode 10 500"),
-            Command::CreateNode {
-                id: NodeId(10),
-                amount: Amount(500)
-            }
+            Command::CreateNode { id: NodeId(10), amount: Amount(500) }
         );
         assert_eq!(
             ok("  Send 1 2 300  "),
-            Command::Send {
-                from: NodeId(1),
-                to: NodeId(2),
-                amount: Amount(300)
-            }
+            Command::Send { from: NodeId(1), to: NodeId(2), amount: Amount(300) }
         );
-        assert_eq!(
-            ok("Receive 2"),
-            Command::Receive {
-                to: NodeId(2),
-                from: None
-            }
-        );
-        assert_eq!(
-            ok("Receive 2 1"),
-            Command::Receive {
-                to: NodeId(2),
-                from: Some(NodeId(1))
-            }
-        );
+        assert_eq!(ok("Receive 2"), Command::Receive { to: NodeId(2), from: None });
+        assert_eq!(ok("Receive 2 1"), Command::Receive { to: NodeId(2), from: Some(NodeId(1)) });
         assert_eq!(ok("ReceiveAll"), Command::ReceiveAll);
-        assert_eq!(
-            ok("BeginSnapshot 3"),
-            Command::BeginSnapshot { node: NodeId(3) }
-        );
+        assert_eq!(ok("BeginSnapshot 3"), Command::BeginSnapshot { node: NodeId(3) });
         assert_eq!(ok("CollectState"), Command::CollectState);
         assert_eq!(ok("PrintSnapshot"), Command::PrintSnapshot);
         assert_eq!(ok("KillAll"), Command::KillAll);
@@ -265,54 +213,27 @@ mod tests {
 
     #[test]
     fn bad_arguments_are_rejected_with_their_reason() {
-        assert_eq!(
-            kind("Send 1 2"),
-            ParseErrorKind::WrongArgCount {
-                expected: "3",
-                got: 2
-            }
-        );
+        assert_eq!(kind("Send 1 2"), ParseErrorKind::WrongArgCount { expected: "3", got: 2 });
         assert_eq!(
             kind("StartMaster now"),
-            ParseErrorKind::WrongArgCount {
-                expected: "no",
-                got: 1
-            }
+            ParseErrorKind::WrongArgCount { expected: "no", got: 1 }
         );
-        assert_eq!(
-            kind("Receive"),
-            ParseErrorKind::WrongArgCount {
-                expected: "1 or 2",
-                got: 0
-            }
-        );
+        assert_eq!(kind("Receive"), ParseErrorKind::WrongArgCount { expected: "1 or 2", got: 0 });
         assert_eq!(
             kind("Send 1 2 x"),
-            ParseErrorKind::NotAnInteger {
-                what: "amount",
-                arg: "x".into()
-            }
+            ParseErrorKind::NotAnInteger { what: "amount", arg: "x".into() }
         );
         assert_eq!(
             kind("Send 1 2 3.5"),
-            ParseErrorKind::NotAnInteger {
-                what: "amount",
-                arg: "3.5".into()
-            }
+            ParseErrorKind::NotAnInteger { what: "amount", arg: "3.5".into() }
         );
         assert_eq!(
             kind("CreateNode -1 5"),
-            ParseErrorKind::Negative {
-                what: "id",
-                arg: "-1".into()
-            }
+            ParseErrorKind::Negative { what: "id", arg: "-1".into() }
         );
         assert_eq!(
             kind("Send 1 2 -5"),
-            ParseErrorKind::Negative {
-                what: "amount",
-                arg: "-5".into()
-            }
+            ParseErrorKind::Negative { what: "amount", arg: "-5".into() }
         );
         assert_eq!(
             kind("CreateNode 1 9223372036854775808"),
@@ -335,10 +256,7 @@ mod tests {
     fn the_largest_amount_is_accepted() {
         assert_eq!(
             ok("CreateNode 1 9223372036854775807"),
-            Command::CreateNode {
-                id: NodeId(1),
-                amount: Amount::MAX
-            }
+            Command::CreateNode { id: NodeId(1), amount: Amount::MAX }
         );
     }
 }

@@ -3,15 +3,16 @@
 //! The master routes: it must know which channels are non-empty to pick a random one
 //! (`Receive r`, `ReceiveAll`), to reject a `Receive` on an empty channel, and to keep
 //! many commands in flight without waiting for each answer. Every message on a channel
-//! exists because of a command the master gave: a Transfer because of a `Send` (which may
-//! still be refused: such an entry is *pending* until the node answers), and a marker
-//! because a node recorded a snapshot, which happens exactly on `BeginSnapshot`, at the
-//! first marker of a snapshot a node receives, or when a node joins a running snapshot.
-//! So the ledger can follow marker flooding without asking the nodes.
+//! and every change of a balance exists because of a command the master gave: a Send
+//! debits and enqueues a Transfer unless the balance is short (the ledger follows each
+//! balance, so it knows which Sends will be refused), a delivered Transfer credits, and a
+//! marker is sent because a node recorded a snapshot, which happens exactly on
+//! `BeginSnapshot`, at the first marker of a snapshot a node receives, or when a node
+//! joins a running snapshot.
 //!
-//! The nodes stay the authority: they apply the rules and report what they delivered and
-//! recorded, and the master checks every report against this ledger; a mismatch is a bug
-//! and stops the run. Pure: no I/O.
+//! The nodes stay the authority: they apply the rules and report what they did, and the
+//! master checks every report against this ledger (two implementations of the rules
+//! cross-checked on every command); a mismatch is a bug and stops the run. Pure: no I/O.
 
 use crate::ids::{Amount, NodeId, SnapshotId};
 use crate::wire::ChannelMsg;
@@ -19,27 +20,6 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 /// A channel: (source, destination).
 pub type ChannelId = (NodeId, NodeId);
-
-/// A ticket naming one pending Send until its answer comes.
-pub type Ticket = u64;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Entry {
-    msg: ChannelMsg,
-    /// `Some` while the Send that put it there has not been answered.
-    pending: Option<Ticket>,
-}
-
-/// What the head of a channel is, as far as the master knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Head {
-    /// Nothing is in the channel, and nothing may be.
-    Empty,
-    /// The head comes from a Send not answered yet: it may not exist.
-    Pending,
-    /// This message is at the head.
-    Ready(ChannelMsg),
-}
 
 /// One delivery as predicted by the ledger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,10 +48,9 @@ impl SnapshotLedger {
 pub struct Ledger {
     /// Node ids with their opening balances, by id.
     nodes: std::collections::BTreeMap<NodeId, Amount>,
+    balances: HashMap<NodeId, Amount>,
     created: Amount,
-    channels: HashMap<ChannelId, VecDeque<Entry>>,
-    pending_into: HashMap<NodeId, usize>,
-    pending_total: usize,
+    channels: HashMap<ChannelId, VecDeque<ChannelMsg>>,
     snapshots: Vec<SnapshotLedger>,
     /// Snapshots not complete yet, by id.
     running: BTreeSet<SnapshotId>,
@@ -105,11 +84,7 @@ impl Ledger {
 
     /// Money created by these nodes.
     pub fn created_by(&self, nodes: &[NodeId]) -> Amount {
-        nodes
-            .iter()
-            .filter_map(|n| self.nodes.get(n))
-            .copied()
-            .sum()
+        nodes.iter().filter_map(|n| self.nodes.get(n)).copied().sum()
     }
 
     /// Adds node `id` with `amount`. It joins every running snapshot: it records at once
@@ -120,12 +95,10 @@ impl Ledger {
     /// If `id` exists or the total would pass [`Amount::MAX`]: the master checks both.
     pub fn add_node(&mut self, id: NodeId, amount: Amount) -> Vec<SnapshotId> {
         assert!(!self.nodes.contains_key(&id), "node {id} exists");
-        self.created = self
-            .created
-            .checked_add(amount)
-            .expect("the master checks the total");
+        self.created = self.created.checked_add(amount).expect("the master checks the total");
         let others: Vec<NodeId> = self.nodes.keys().copied().collect();
         self.nodes.insert(id, amount);
+        self.balances.insert(id, amount);
         let join: Vec<SnapshotId> = self.running.iter().copied().collect();
         for &k in &join {
             let snap = &mut self.snapshots[k.0 as usize];
@@ -147,84 +120,44 @@ impl Ledger {
 
     /// Whether `node` has recorded snapshot `k`.
     pub fn has_recorded(&self, node: NodeId, k: SnapshotId) -> bool {
-        self.snapshots
-            .get(k.0 as usize)
-            .is_some_and(|s| s.recorded.contains(&node))
+        self.snapshots.get(k.0 as usize).is_some_and(|s| s.recorded.contains(&node))
     }
 
-    /// A Send `from` → `to` was given and not answered yet.
-    pub fn send(&mut self, from: NodeId, to: NodeId, amount: Amount, ticket: Ticket) {
-        let msg = ChannelMsg::Transfer { amount };
-        self.channels
-            .entry((from, to))
-            .or_default()
-            .push_back(Entry {
-                msg,
-                pending: Some(ticket),
-            });
-        *self.pending_into.entry(to).or_default() += 1;
-        self.pending_total += 1;
+    /// The balance of `node`.
+    pub fn balance(&self, node: NodeId) -> Amount {
+        self.balances.get(&node).copied().unwrap_or(Amount::ZERO)
     }
 
-    /// The Send with `ticket` on `from` → `to` was answered: enqueued (`ok`) or refused.
-    ///
-    /// # Panics
-    /// If no such pending Send exists.
-    pub fn resolve(&mut self, from: NodeId, to: NodeId, ticket: Ticket, ok: bool) {
-        let q = self
-            .channels
-            .get_mut(&(from, to))
-            .expect("a pending send has a channel");
-        let at = q
-            .iter()
-            .rposition(|e| e.pending == Some(ticket))
-            .expect("the send is pending");
-        if ok {
-            q[at].pending = None;
-        } else {
-            q.remove(at);
-            if q.is_empty() {
-                self.channels.remove(&(from, to));
+    /// A Send `from` → `to`: debits and enqueues a Transfer, or returns false (ERR_SEND)
+    /// and changes nothing when the balance is short.
+    pub fn send(&mut self, from: NodeId, to: NodeId, amount: Amount) -> bool {
+        let balance = self.balances.get_mut(&from).expect("the master checks ids");
+        match balance.checked_sub(amount) {
+            Some(rest) => {
+                *balance = rest;
+                self.channels
+                    .entry((from, to))
+                    .or_default()
+                    .push_back(ChannelMsg::Transfer { amount });
+                true
             }
-        }
-        *self.pending_into.get_mut(&to).expect("counted") -= 1;
-        self.pending_total -= 1;
-    }
-
-    /// Pending Sends into `node`.
-    pub fn pending_into(&self, node: NodeId) -> usize {
-        self.pending_into.get(&node).copied().unwrap_or(0)
-    }
-
-    /// Pending Sends anywhere.
-    pub fn pending_total(&self) -> usize {
-        self.pending_total
-    }
-
-    /// The head of channel `c`.
-    pub fn head(&self, c: ChannelId) -> Head {
-        match self.channels.get(&c).and_then(|q| q.front()) {
-            None => Head::Empty,
-            Some(Entry {
-                pending: Some(_), ..
-            }) => Head::Pending,
-            Some(Entry { msg, .. }) => Head::Ready(*msg),
+            None => false,
         }
     }
 
-    /// Whether channel `c` holds anything (pending entries included).
+    /// The head of channel `c`, if any.
+    pub fn head(&self, c: ChannelId) -> Option<ChannelMsg> {
+        self.channels.get(&c).and_then(|q| q.front()).copied()
+    }
+
+    /// Whether channel `c` holds anything.
     pub fn is_empty(&self, c: ChannelId) -> bool {
         !self.channels.contains_key(&c)
     }
 
-    /// Sources of the non-empty channels into `node`, by id. Exact only when
-    /// `pending_into(node)` is 0.
+    /// Sources of the non-empty channels into `node`, by id.
     pub fn incoming(&self, node: NodeId) -> Vec<NodeId> {
-        self.nodes
-            .keys()
-            .copied()
-            .filter(|&s| s != node && !self.is_empty((s, node)))
-            .collect()
+        self.nodes.keys().copied().filter(|&s| s != node && !self.is_empty((s, node))).collect()
     }
 
     /// Every non-empty channel, by source then destination.
@@ -237,19 +170,19 @@ impl Ledger {
     /// Takes the head of channel `c` = (s, d), following the marker rule at d.
     ///
     /// # Panics
-    /// If the head is not [`Head::Ready`]: the master waits for pending heads first.
+    /// If the channel is empty: the master checks first.
     pub fn deliver(&mut self, c: ChannelId) -> Delivery {
-        let q = self
-            .channels
-            .get_mut(&c)
-            .expect("deliver from a non-empty channel");
-        let entry = q.pop_front().expect("non-empty");
-        assert!(entry.pending.is_none(), "deliver a confirmed head only");
+        let q = self.channels.get_mut(&c).expect("deliver from a non-empty channel");
+        let msg = q.pop_front().expect("non-empty");
         if q.is_empty() {
             self.channels.remove(&c);
         }
         let mut records = false;
-        if let ChannelMsg::Marker { snapshot } = entry.msg {
+        if let ChannelMsg::Transfer { amount } = msg {
+            let balance = self.balances.get_mut(&c.1).expect("a channel's ends exist");
+            *balance = balance.checked_add(amount).expect("total money is bounded");
+        }
+        if let ChannelMsg::Marker { snapshot } = msg {
             let snap = &mut self.snapshots[snapshot.0 as usize];
             snap.markers_in_flight -= 1;
             if !snap.recorded.contains(&c.1) {
@@ -258,10 +191,7 @@ impl Ledger {
             }
             self.update_running(snapshot);
         }
-        Delivery {
-            msg: entry.msg,
-            records,
-        }
+        Delivery { msg, records }
     }
 
     /// Snapshot `node` starts: a new id; every node is a member; `node` records now.
@@ -279,11 +209,7 @@ impl Ledger {
 
     /// The members of snapshot `k`, by id.
     pub fn members(&self, k: SnapshotId) -> Vec<NodeId> {
-        self.snapshots[k.0 as usize]
-            .members
-            .iter()
-            .copied()
-            .collect()
+        self.snapshots[k.0 as usize].members.iter().copied().collect()
     }
 
     /// Whether snapshot `k` is complete (every member recorded, no marker in a channel).
@@ -301,10 +227,7 @@ impl Ledger {
 
     fn push_marker(&mut self, c: ChannelId, k: SnapshotId) {
         let msg = ChannelMsg::Marker { snapshot: k };
-        self.channels
-            .entry(c)
-            .or_default()
-            .push_back(Entry { msg, pending: None });
+        self.channels.entry(c).or_default().push_back(msg);
         self.snapshots[k.0 as usize].markers_in_flight += 1;
     }
 
@@ -326,9 +249,7 @@ mod tests {
         ChannelMsg::Transfer { amount: Amount(a) }
     }
     fn marker(k: u32) -> ChannelMsg {
-        ChannelMsg::Marker {
-            snapshot: SnapshotId(k),
-        }
+        ChannelMsg::Marker { snapshot: SnapshotId(k) }
     }
     fn two_nodes() -> Ledger {
         let mut l = Ledger::new();
@@ -337,19 +258,18 @@ mod tests {
         l
     }
 
-    // A Send's entry is pending until answered; a refused Send leaves nothing.
+    // A Send debits and enqueues; one above the balance is refused and changes nothing.
     #[test]
-    fn pending_sends_resolve_or_vanish() {
+    fn sends_follow_the_balance() {
         let mut l = two_nodes();
-        l.send(n(1), n(2), Amount(300), 7);
-        assert_eq!(l.head((n(1), n(2))), Head::Pending);
-        assert_eq!(l.pending_into(n(2)), 1);
-        l.resolve(n(1), n(2), 7, true);
-        assert_eq!(l.head((n(1), n(2))), Head::Ready(transfer(300)));
-        l.send(n(2), n(1), Amount(5000), 8);
-        l.resolve(n(2), n(1), 8, false);
+        assert!(l.send(n(1), n(2), Amount(300)));
+        assert_eq!(l.balance(n(1)), Amount(700));
+        assert_eq!(l.head((n(1), n(2))), Some(transfer(300)));
+        assert!(!l.send(n(2), n(1), Amount(5000)));
         assert!(l.is_empty((n(2), n(1))));
-        assert_eq!(l.pending_total(), 0);
+        assert_eq!(l.balance(n(2)), Amount(500));
+        l.deliver((n(1), n(2)));
+        assert_eq!(l.balance(n(2)), Amount(800));
     }
 
     // Marker flooding: the initiator's markers, then the first marker makes the receiver record.
@@ -357,25 +277,13 @@ mod tests {
     fn markers_flood_and_complete_the_snapshot() {
         let mut l = two_nodes();
         let k = l.begin(n(1));
-        assert_eq!(l.head((n(1), n(2))), Head::Ready(marker(0)));
+        assert_eq!(l.head((n(1), n(2))), Some(marker(0)));
         assert!(!l.is_complete(k));
         let d = l.deliver((n(1), n(2)));
-        assert_eq!(
-            d,
-            Delivery {
-                msg: marker(0),
-                records: true
-            }
-        );
-        assert_eq!(l.head((n(2), n(1))), Head::Ready(marker(0)));
+        assert_eq!(d, Delivery { msg: marker(0), records: true });
+        assert_eq!(l.head((n(2), n(1))), Some(marker(0)));
         let d = l.deliver((n(2), n(1)));
-        assert_eq!(
-            d,
-            Delivery {
-                msg: marker(0),
-                records: false
-            }
-        );
+        assert_eq!(d, Delivery { msg: marker(0), records: false });
         assert!(l.is_complete(k));
         assert!(l.nonempty().is_empty());
     }
@@ -387,12 +295,8 @@ mod tests {
         let k = l.begin(n(1));
         assert_eq!(l.add_node(n(3), Amount(1)), vec![k]);
         assert!(l.has_recorded(n(3), k));
-        assert_eq!(
-            l.head((n(1), n(3))),
-            Head::Ready(marker(0)),
-            "initiator marks the new channel"
-        );
-        assert_eq!(l.head((n(3), n(2))), Head::Ready(marker(0)));
+        assert_eq!(l.head((n(1), n(3))), Head::Ready(marker(0)), "initiator marks the new channel");
+        assert_eq!(l.head((n(3), n(2))), Some(marker(0)));
         assert!(l.is_empty((n(2), n(3))), "node 2 has not recorded yet");
         while let Some(&c) = l.nonempty().first() {
             l.deliver(c);

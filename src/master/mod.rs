@@ -15,7 +15,7 @@ pub mod observer;
 mod run;
 mod system;
 
-pub use ledger::{ChannelId, Delivery, Head, Ledger};
+pub use ledger::{ChannelId, Delivery, Ledger};
 pub use run::{run, Config, Input};
 
 /// An error that ends the run: a process died or stopped answering, or a bug showed.

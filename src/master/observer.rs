@@ -37,10 +37,7 @@ pub fn run(args: ObserverArgs) -> io::Result<()> {
     let listener = transport::listen(&names.observer())?;
     let (tx, inbox) = unbounded();
     let hub = Hub::start(Some(listener), args.nonce, tx)?;
-    let hello = Hello {
-        nonce: args.nonce,
-        from: Peer::Observer,
-    };
+    let hello = Hello { nonce: args.nonce, from: Peer::Observer };
     let (master, reader) = Link::connect(&names.master(), Peer::Master, hello)?;
     hub.watch(Peer::Master, reader);
     let mut obs = Observer {
@@ -76,11 +73,7 @@ struct Observer {
 impl Observer {
     fn handle(&mut self, req: ObserverRequest) -> io::Result<ObserverReply> {
         match req {
-            ObserverRequest::Begin {
-                snapshot,
-                node,
-                seq,
-            } => {
+            ObserverRequest::Begin { snapshot, node, seq } => {
                 self.command(node, seq, Control::BeginSnapshot { snapshot })?;
                 match self.report(node, seq)? {
                     Report::Recorded { balance } => Ok(ObserverReply::Started { balance }),
@@ -90,13 +83,7 @@ impl Observer {
             ObserverRequest::Collect { snapshots, seqs } => {
                 let ids: Vec<_> = snapshots.iter().map(|(id, _)| *id).collect();
                 for &(node, seq) in &seqs {
-                    self.command(
-                        node,
-                        seq,
-                        Control::Collect {
-                            snapshots: ids.clone(),
-                        },
-                    )?;
+                    self.command(node, seq, Control::Collect { snapshots: ids.clone() })?;
                 }
                 let mut reports = BTreeMap::new();
                 for &(node, seq) in &seqs {
@@ -157,9 +144,7 @@ impl Observer {
                     }
                 }
             }
-            Event::Closed {
-                peer: Peer::Master, ..
-            } => return Ok(false),
+            Event::Closed { peer: Peer::Master, .. } => return Ok(false),
             Event::Closed { peer, why } => {
                 log::debug!("observer: link to {peer} closed ({why:?})");
                 if let Peer::Node(id) = peer {
@@ -172,10 +157,7 @@ impl Observer {
 }
 
 fn unexpected(node: NodeId, report: Report) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("node {node} answered {report:?}"),
-    )
+    io::Error::new(io::ErrorKind::InvalidData, format!("node {node} answered {report:?}"))
 }
 
 fn gone() -> io::Error {

@@ -13,7 +13,7 @@
 //! Then the master waits, flushing its links first, and checks every answer against
 //! the ledger's prediction.
 
-use super::ledger::{ChannelId, Delivery, Head};
+use super::ledger::{ChannelId, Delivery};
 use super::system::System;
 use super::Fatal;
 use crate::command::{parse_line, Command, HELP};
@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 /// How long the master waits for any answer before it declares the run hung.
 const WATCHDOG: Duration = Duration::from_secs(30);
 /// Flush the links every this many commands so that nodes work while the master reads.
-const FLUSH_EVERY: usize = 128;
+const FLUSH_EVERY: usize = 512;
 
 /// Where the command lines come from.
 pub enum Input {
@@ -114,7 +114,7 @@ enum Expect {
         from: NodeId,
         to: NodeId,
         amount: Amount,
-        ticket: u64,
+        ok: bool,
     },
     Deliver {
         from: NodeId,
@@ -162,17 +162,9 @@ fn record_events(
     balance: Amount,
     peers: &[NodeId],
 ) -> Vec<TraceEvent> {
-    let mut v = vec![TraceEvent::Record {
-        node,
-        snapshot,
-        balance,
-    }];
+    let mut v = vec![TraceEvent::Record { node, snapshot, balance }];
     let msg = ChannelMsg::Marker { snapshot };
-    v.extend(peers.iter().map(|&to| TraceEvent::Send {
-        from: node,
-        to,
-        msg,
-    }));
+    v.extend(peers.iter().map(|&to| TraceEvent::Send { from: node, to, msg }));
     v
 }
 
@@ -236,10 +228,7 @@ impl Master {
     }
 
     fn reject(&mut self, line: usize, text: &str, why: impl std::fmt::Display) {
-        self.push_done(
-            vec![Out::Error(format!("error: line {line}: {text}: {why}"))],
-            true,
-        );
+        self.push_done(vec![Out::Error(format!("error: line {line}: {text}: {why}"))], true);
     }
 
     fn push_done(&mut self, outs: Vec<Out>, rejected: bool) {
@@ -282,9 +271,7 @@ impl Master {
             _ => {}
         }
         let unknown = |m: &Master, ids: &[NodeId]| {
-            ids.iter()
-                .copied()
-                .find(|&id| !m.system.as_ref().expect("running").ledger.has_node(id))
+            ids.iter().copied().find(|&id| !m.system.as_ref().expect("running").ledger.has_node(id))
         };
         match cmd {
             Command::CreateNode { id, amount } => {
@@ -308,19 +295,9 @@ impl Master {
             Command::Send { from, to, amount } => match unknown(self, &[from, to]) {
                 Some(id) => self.reject(line, text, format!("unknown node {id}")),
                 None => {
-                    let ticket = self.push_await(Expect::Send {
-                        from,
-                        to,
-                        amount,
-                        ticket: 0,
-                    });
-                    if let Some(Slot::Await(Expect::Send { ticket: t, .. })) = self.slots.back_mut()
-                    {
-                        *t = ticket;
-                    }
-                    let sys = self.sys();
-                    sys.ledger.send(from, to, amount, ticket);
-                    sys.command(from, Control::Send { to, amount }, ticket)?;
+                    let ok = self.sys().ledger.send(from, to, amount);
+                    let slot = self.push_await(Expect::Send { from, to, amount, ok });
+                    self.sys().command(from, Control::Send { to, amount }, slot)?;
                 }
             },
             Command::Receive { to, from } => {
@@ -382,10 +359,7 @@ impl Master {
         let join = sys.ledger.add_node(id, amount);
         let mut trace = Vec::new();
         if tracing {
-            trace.push(TraceEvent::Create {
-                node: id,
-                balance: amount,
-            });
+            trace.push(TraceEvent::Create { node: id, balance: amount });
             for &k in &join {
                 trace.extend(record_events(id, k, amount, &peers));
             }
@@ -404,24 +378,10 @@ impl Master {
             adds.push((x, t));
         }
         let slot = self.push_await(Expect::Ready(trace));
-        self.sys().command(
-            id,
-            Control::Setup {
-                peers,
-                join: join.clone(),
-            },
-            slot,
-        )?;
+        self.sys().command(id, Control::Setup { peers, join: join.clone() }, slot)?;
         for (x, t) in adds {
             let slot = self.push_await(Expect::Ready(t));
-            self.sys().command(
-                x,
-                Control::AddPeer {
-                    peer: id,
-                    join: join.clone(),
-                },
-                slot,
-            )?;
+            self.sys().command(x, Control::AddPeer { peer: id, join: join.clone() }, slot)?;
         }
         Ok(())
     }
@@ -436,9 +396,6 @@ impl Master {
         let from = match from {
             Some(from) => from,
             None => {
-                while self.sys().ledger.pending_into(to) > 0 {
-                    self.wait_one()?;
-                }
                 let sources = self.sys().ledger.incoming(to);
                 if sources.is_empty() {
                     self.reject(line, text, format!("no message is waiting for node {to}"));
@@ -447,15 +404,9 @@ impl Master {
                 sources[self.rng.below(sources.len())]
             }
         };
-        loop {
-            match self.sys().ledger.head((from, to)) {
-                Head::Empty => {
-                    self.reject(line, text, format!("channel {from} -> {to} is empty"));
-                    return Ok(());
-                }
-                Head::Pending => self.wait_one()?,
-                Head::Ready(_) => break,
-            }
+        if self.sys().ledger.head((from, to)).is_none() {
+            self.reject(line, text, format!("channel {from} -> {to} is empty"));
+            return Ok(());
         }
         self.deliver((from, to), true)?;
         Ok(())
@@ -471,22 +422,12 @@ impl Master {
         } else {
             Vec::new()
         };
-        let slot = self.push_await(Expect::Deliver {
-            from: c.0,
-            to: c.1,
-            predicted,
-            print,
-            peers,
-        });
-        self.sys()
-            .command(c.1, Control::Receive { from: c.0 }, slot)?;
+        let slot = self.push_await(Expect::Deliver { from: c.0, to: c.1, predicted, print, peers });
+        self.sys().command(c.1, Control::Receive { from: c.0 }, slot)?;
         Ok(predicted)
     }
 
     fn receive_all(&mut self) -> Result<(), Fatal> {
-        while self.sys().ledger.pending_total() > 0 {
-            self.wait_one()?;
-        }
         let mut open = self.sys().ledger.nonempty();
         let mut pos: HashMap<ChannelId, usize> =
             open.iter().enumerate().map(|(i, &c)| (c, i)).collect();
@@ -529,26 +470,12 @@ impl Master {
         let tracing = self.tracing();
         let sys = self.sys();
         let snapshot = sys.ledger.begin(node);
-        let peers = if tracing {
-            sys.ledger.nodes().filter(|&x| x != node).collect()
-        } else {
-            Vec::new()
-        };
+        let peers =
+            if tracing { sys.ledger.nodes().filter(|&x| x != node).collect() } else { Vec::new() };
         let seq = sys.alloc_seq(node);
         self.since_collect.push(snapshot);
-        let slot = self.push_await(Expect::Begin {
-            node,
-            snapshot,
-            peers,
-        });
-        self.sys().observe(
-            ObserverRequest::Begin {
-                snapshot,
-                node,
-                seq,
-            },
-            slot,
-        )
+        let slot = self.push_await(Expect::Begin { node, snapshot, peers });
+        self.sys().observe(ObserverRequest::Begin { snapshot, node, seq }, slot)
     }
 
     fn collect_state(&mut self, line: usize, text: &str) -> Result<(), Fatal> {
@@ -562,13 +489,8 @@ impl Master {
         let snapshots = ids.iter().map(|&k| (k, sys.ledger.members(k))).collect();
         let nodes: Vec<NodeId> = sys.ledger.nodes().collect();
         let seqs = nodes.into_iter().map(|n| (n, sys.alloc_seq(n))).collect();
-        let slot = self.push_await(Expect::Collect {
-            line,
-            text: text.to_string(),
-            ids,
-        });
-        self.sys()
-            .observe(ObserverRequest::Collect { snapshots, seqs }, slot)
+        let slot = self.push_await(Expect::Collect { line, text: text.to_string(), ids });
+        self.sys().observe(ObserverRequest::Collect { snapshots, seqs }, slot)
     }
 
     /// Waits until every answer has come and every line is out.
@@ -583,11 +505,7 @@ impl Master {
     fn wait_one(&mut self) -> Result<(), Fatal> {
         match self.sys().next_event(WATCHDOG)? {
             Some(ev) => self.on_event(ev)?,
-            None => {
-                return Err(Fatal(format!(
-                    "no process answered for {WATCHDOG:?}; giving up"
-                )))
-            }
+            None => return Err(Fatal(format!("no process answered for {WATCHDOG:?}; giving up"))),
         }
         self.drain_events()?;
         self.emit_ready()
@@ -631,9 +549,7 @@ impl Master {
                 Slot::Await(e) => Ok(e),
                 Slot::Done(_) => unreachable!("matched Await"),
             },
-            _ => Err(Fatal(format!(
-                "an answer for command slot {id}, which waits for none"
-            ))),
+            _ => Err(Fatal(format!("an answer for command slot {id}, which waits for none"))),
         }
     }
 
@@ -654,44 +570,20 @@ impl Master {
         let mut outs = Vec::new();
         match (expect, report) {
             (Expect::Ready(trace), Report::Ready) => outs.extend(trace.into_iter().map(Out::Trace)),
-            (
-                Expect::Send {
-                    from,
-                    to,
-                    amount,
-                    ticket,
-                },
-                Report::Sent,
-            ) => {
-                self.sys().ledger.resolve(from, to, ticket, true);
+            (Expect::Send { from, to, amount, ok: true }, Report::Sent) => {
                 if tracing {
                     let msg = ChannelMsg::Transfer { amount };
                     outs.push(Out::Trace(TraceEvent::Send { from, to, msg }));
                 }
             }
-            (
-                Expect::Send {
-                    from,
-                    to,
-                    amount,
-                    ticket,
-                },
-                Report::ErrSend,
-            ) => {
-                self.sys().ledger.resolve(from, to, ticket, false);
+            (Expect::Send { from, to, amount, ok: false }, Report::ErrSend) => {
                 outs.push(Out::Line(output::ERR_SEND.to_string()));
                 if tracing {
                     outs.push(Out::Trace(TraceEvent::ErrSend { from, to, amount }));
                 }
             }
             (
-                Expect::Deliver {
-                    from,
-                    to,
-                    predicted,
-                    print,
-                    peers,
-                },
+                Expect::Deliver { from, to, predicted, print, peers },
                 Report::Received { msg, recorded },
             ) => {
                 if msg != predicted.msg || recorded.is_some() != predicted.records {
@@ -715,9 +607,7 @@ impl Master {
                 }
             }
             (_, report) => {
-                return Err(Fatal(format!(
-                    "node {node} answered {report:?} unexpectedly"
-                )))
+                return Err(Fatal(format!("node {node} answered {report:?} unexpectedly")))
             }
         }
         self.fill(slot, outs);
@@ -733,32 +623,19 @@ impl Master {
         let expect = self.take_slot(slot)?;
         let mut outs = Vec::new();
         match (expect, reply) {
-            (
-                Expect::Begin {
-                    node,
-                    snapshot,
-                    peers,
-                },
-                ObserverReply::Started { balance },
-            ) => {
+            (Expect::Begin { node, snapshot, peers }, ObserverReply::Started { balance }) => {
                 outs.push(Out::Line(output::started(node)));
                 if self.tracing() {
                     outs.extend(
-                        record_events(node, snapshot, balance, &peers)
-                            .into_iter()
-                            .map(Out::Trace),
+                        record_events(node, snapshot, balance, &peers).into_iter().map(Out::Trace),
                     );
                 }
             }
             (Expect::Collect { ids, .. }, ObserverReply::Collected(snaps)) => {
                 for s in &snaps {
                     let members: Vec<NodeId> = s.nodes.iter().map(|n| n.0).collect();
-                    let held: Amount = s
-                        .nodes
-                        .iter()
-                        .map(|n| n.1)
-                        .chain(s.channels.iter().map(|c| c.2))
-                        .sum();
+                    let held: Amount =
+                        s.nodes.iter().map(|n| n.1).chain(s.channels.iter().map(|c| c.2)).sum();
                     let created = self.sys().ledger.created_by(&members);
                     if held != created {
                         return Err(Fatal(format!(
@@ -774,11 +651,8 @@ impl Master {
                 let why: Vec<String> = list
                     .iter()
                     .map(|inc| {
-                        let chans: Vec<String> = inc
-                            .open
-                            .iter()
-                            .map(|(s, d)| format!("{s} -> {d}"))
-                            .collect();
+                        let chans: Vec<String> =
+                            inc.open.iter().map(|(s, d)| format!("{s} -> {d}")).collect();
                         format!(
                             "snapshot {} is not complete: channels still open: {}",
                             inc.snapshot,
@@ -786,16 +660,11 @@ impl Master {
                         )
                     })
                     .collect();
-                outs.push(Out::Error(format!(
-                    "error: line {line}: {text}: {}",
-                    why.join("; ")
-                )));
+                outs.push(Out::Error(format!("error: line {line}: {text}: {}", why.join("; "))));
                 self.rejected = true;
             }
             (_, reply) => {
-                return Err(Fatal(format!(
-                    "the observer answered {reply:?} unexpectedly"
-                )))
+                return Err(Fatal(format!("the observer answered {reply:?} unexpectedly")))
             }
         }
         self.fill(slot, outs);
@@ -805,9 +674,7 @@ impl Master {
     /// Writes out every finished slot at the front of the queue.
     fn emit_ready(&mut self) -> Result<(), Fatal> {
         while let Some(Slot::Done(_)) = self.slots.front() {
-            let Some(Slot::Done(outs)) = self.slots.pop_front() else {
-                unreachable!()
-            };
+            let Some(Slot::Done(outs)) = self.slots.pop_front() else { unreachable!() };
             self.first_slot += 1;
             for out in outs {
                 match out {

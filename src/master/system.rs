@@ -61,11 +61,7 @@ impl System {
             awaiting_observer: VecDeque::new(),
             _hub: hub,
         };
-        let args = [
-            "observer".to_string(),
-            "--run".into(),
-            sys.names.prefix().into(),
-        ];
+        let args = ["observer".to_string(), "--run".into(), sys.names.prefix().into()];
         sys.spawn(&args)?;
         log::info!("master: run {} started", sys.names.prefix());
         Ok(sys)
@@ -120,9 +116,7 @@ impl System {
             return Err(Fatal(format!("{peer} exited while starting")));
         }
         if since.elapsed() > START_TIMEOUT {
-            return Err(Fatal(format!(
-                "{peer} did not start within {START_TIMEOUT:?}"
-            )));
+            return Err(Fatal(format!("{peer} did not start within {START_TIMEOUT:?}")));
         }
         Ok(false)
     }
@@ -158,10 +152,8 @@ impl System {
     /// Gives `node` a command; its answer completes `slot`.
     pub(crate) fn command(&mut self, node: NodeId, cmd: Control, slot: u64) -> Result<(), Fatal> {
         let seq = self.alloc_seq(node);
-        let link = self
-            .links
-            .get_mut(&node)
-            .ok_or_else(|| Fatal(format!("no link to node {node}")))?;
+        let link =
+            self.links.get_mut(&node).ok_or_else(|| Fatal(format!("no link to node {node}")))?;
         link.send(&Message::Control { seq, cmd })
             .map_err(|e| Fatal(format!("node {node} is unreachable: {e}")))?;
         self.awaiting_node.entry(node).or_default().push_back(slot);
@@ -170,10 +162,7 @@ impl System {
 
     /// Asks the observer; its answer completes `slot`.
     pub(crate) fn observe(&mut self, req: ObserverRequest, slot: u64) -> Result<(), Fatal> {
-        let link = self
-            .observer
-            .as_mut()
-            .ok_or_else(|| Fatal("no link to the observer".into()))?;
+        let link = self.observer.as_mut().ok_or_else(|| Fatal("no link to the observer".into()))?;
         link.send(&Message::ObserverRequest(req))
             .map_err(|e| Fatal(format!("the observer is unreachable: {e}")))?;
         self.awaiting_observer.push_back(slot);
@@ -184,13 +173,11 @@ impl System {
     pub(crate) fn flush_all(&mut self) -> Result<(), Fatal> {
         for (id, link) in self.links.iter_mut() {
             if link.is_dirty() {
-                link.flush()
-                    .map_err(|e| Fatal(format!("node {id} is unreachable: {e}")))?;
+                link.flush().map_err(|e| Fatal(format!("node {id} is unreachable: {e}")))?;
             }
         }
         if let Some(o) = self.observer.as_mut() {
-            o.flush()
-                .map_err(|e| Fatal(format!("the observer is unreachable: {e}")))?;
+            o.flush().map_err(|e| Fatal(format!("the observer is unreachable: {e}")))?;
         }
         Ok(())
     }

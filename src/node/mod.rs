@@ -44,10 +44,7 @@ pub fn run(args: NodeArgs) -> io::Result<()> {
     let listener = transport::listen(&names.node(args.id))?;
     let (tx, inbox) = unbounded();
     let hub = Hub::start(Some(listener), args.nonce, tx)?;
-    let hello = Hello {
-        nonce: args.nonce,
-        from: Peer::Node(args.id),
-    };
+    let hello = Hello { nonce: args.nonce, from: Peer::Node(args.id) };
     let (master, reader) = Link::connect(&names.master(), Peer::Master, hello)?;
     hub.watch(Peer::Master, reader);
     let mut node = Node {
@@ -207,10 +204,7 @@ impl Node {
     }
 
     fn connect(&mut self, peer: Peer, name: &str) -> io::Result<()> {
-        let hello = Hello {
-            nonce: self.nonce,
-            from: Peer::Node(self.branch.id()),
-        };
+        let hello = Hello { nonce: self.nonce, from: Peer::Node(self.branch.id()) };
         let (link, reader) = Link::connect(name, peer, hello)?;
         self.hub.watch(peer, reader);
         self.links.insert(peer, link);
@@ -220,10 +214,7 @@ impl Node {
     fn link(&mut self, peer: Peer) -> io::Result<&mut Link> {
         let id = self.branch.id();
         self.links.get_mut(&peer).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotConnected,
-                format!("node {id} has no link to {peer}"),
-            )
+            io::Error::new(io::ErrorKind::NotConnected, format!("node {id} has no link to {peer}"))
         })
     }
 

@@ -27,12 +27,7 @@ pub struct Branch {
 impl Branch {
     /// A new branch with its opening balance and no peers.
     pub fn new(id: NodeId, balance: Amount) -> Self {
-        Branch {
-            id,
-            balance,
-            peers: Vec::new(),
-            snapshots: Snapshots::new(),
-        }
+        Branch { id, balance, peers: Vec::new(), snapshots: Snapshots::new() }
     }
 
     /// This node's id.
@@ -62,8 +57,7 @@ impl Branch {
             self.insert_peer(p);
         }
         for &id in join {
-            self.snapshots
-                .record(id, self.balance, &self.peers, None, out);
+            self.snapshots.record(id, self.balance, &self.peers, None, out);
         }
     }
 
@@ -90,16 +84,9 @@ impl Branch {
         amount: Amount,
         out: &mut Vec<Effect>,
     ) -> Result<(), ErrSend> {
-        assert!(
-            self.peers.binary_search(&to).is_ok(),
-            "node {} has no peer {to}",
-            self.id
-        );
+        assert!(self.peers.binary_search(&to).is_ok(), "node {} has no peer {to}", self.id);
         self.balance = self.balance.checked_sub(amount).ok_or(ErrSend)?;
-        out.push(Effect::Send {
-            to,
-            msg: ChannelMsg::Transfer { amount },
-        });
+        out.push(Effect::Send { to, msg: ChannelMsg::Transfer { amount } });
         Ok(())
     }
 
@@ -114,24 +101,19 @@ impl Branch {
         match msg {
             ChannelMsg::Transfer { amount } => {
                 // The total money is at most Amount::MAX, so no balance can overflow.
-                self.balance = self
-                    .balance
-                    .checked_add(amount)
-                    .expect("total money is bounded");
+                self.balance = self.balance.checked_add(amount).expect("total money is bounded");
                 self.snapshots.on_transfer(from, amount);
                 None
             }
             ChannelMsg::Marker { snapshot } => {
-                self.snapshots
-                    .on_marker(from, snapshot, self.balance, &self.peers, out)
+                self.snapshots.on_marker(from, snapshot, self.balance, &self.peers, out)
             }
         }
     }
 
     /// This node initiates snapshot `id`: it records now. Returns the recorded balance.
     pub fn on_begin_snapshot(&mut self, id: SnapshotId, out: &mut Vec<Effect>) -> Amount {
-        self.snapshots
-            .record(id, self.balance, &self.peers, None, out);
+        self.snapshots.record(id, self.balance, &self.peers, None, out);
         self.balance
     }
 
@@ -159,12 +141,7 @@ mod tests {
         assert_eq!(b.balance(), Amount(700));
         assert_eq!(
             out,
-            vec![Effect::Send {
-                to: n(2),
-                msg: ChannelMsg::Transfer {
-                    amount: Amount(300)
-                }
-            }]
+            vec![Effect::Send { to: n(2), msg: ChannelMsg::Transfer { amount: Amount(300) } }]
         );
     }
 
@@ -188,27 +165,9 @@ mod tests {
         let mut out = Vec::new();
         b.on_setup(&[n(1)], &[], &mut out);
         b.on_send(n(1), Amount(100), &mut out).unwrap();
-        b.on_deliver(
-            n(1),
-            ChannelMsg::Transfer {
-                amount: Amount(300),
-            },
-            &mut out,
-        );
-        b.on_deliver(
-            n(1),
-            ChannelMsg::Transfer {
-                amount: Amount(400),
-            },
-            &mut out,
-        );
-        let rec = b.on_deliver(
-            n(1),
-            ChannelMsg::Marker {
-                snapshot: SnapshotId(0),
-            },
-            &mut out,
-        );
+        b.on_deliver(n(1), ChannelMsg::Transfer { amount: Amount(300) }, &mut out);
+        b.on_deliver(n(1), ChannelMsg::Transfer { amount: Amount(400) }, &mut out);
+        let rec = b.on_deliver(n(1), ChannelMsg::Marker { snapshot: SnapshotId(0) }, &mut out);
         assert_eq!(rec, Some(Amount(1100)));
         let r = b.collect(&[SnapshotId(0)]);
         let st = r[0].recorded.as_ref().unwrap();
@@ -225,9 +184,6 @@ mod tests {
         b.on_setup(&[n(2), n(1)], &[SnapshotId(3)], &mut out);
         assert_eq!(b.peers(), &[n(1), n(2)]);
         assert_eq!(out.len(), 2);
-        assert_eq!(
-            b.snapshots().get(SnapshotId(3)).unwrap().balance,
-            Amount(40)
-        );
+        assert_eq!(b.snapshots().get(SnapshotId(3)).unwrap().balance, Amount(40));
     }
 }

@@ -43,9 +43,7 @@ pub struct LocalSnapshot {
 impl LocalSnapshot {
     /// The money recorded in transit on the channel from `from`.
     pub fn channel_sum(&self, from: NodeId) -> Amount {
-        self.channels
-            .get(&from)
-            .map_or(Amount::ZERO, |v| v.iter().copied().sum())
+        self.channels.get(&from).map_or(Amount::ZERO, |v| v.iter().copied().sum())
     }
 }
 
@@ -87,28 +85,14 @@ impl Snapshots {
         closed: Option<NodeId>,
         out: &mut Vec<Effect>,
     ) {
-        let open: BTreeSet<NodeId> = peers
-            .iter()
-            .copied()
-            .filter(|&p| Some(p) != closed)
-            .collect();
+        let open: BTreeSet<NodeId> = peers.iter().copied().filter(|&p| Some(p) != closed).collect();
         if !open.is_empty() {
             self.recording.push(id);
         }
-        let fresh = LocalSnapshot {
-            balance,
-            channels: BTreeMap::new(),
-            open,
-        };
-        assert!(
-            self.taken.insert(id, fresh).is_none(),
-            "snapshot {id} recorded twice"
-        );
+        let fresh = LocalSnapshot { balance, channels: BTreeMap::new(), open };
+        assert!(self.taken.insert(id, fresh).is_none(), "snapshot {id} recorded twice");
         for &to in peers {
-            out.push(Effect::Send {
-                to,
-                msg: ChannelMsg::Marker { snapshot: id },
-            });
+            out.push(Effect::Send { to, msg: ChannelMsg::Marker { snapshot: id } });
         }
     }
 
@@ -160,10 +144,7 @@ impl Snapshots {
                     self.recording.push(id);
                 }
                 snap.open.insert(peer);
-                out.push(Effect::Send {
-                    to: peer,
-                    msg: ChannelMsg::Marker { snapshot: id },
-                });
+                out.push(Effect::Send { to: peer, msg: ChannelMsg::Marker { snapshot: id } });
             }
         }
     }
@@ -174,11 +155,7 @@ impl Snapshots {
             snapshot: id,
             recorded: self.taken.get(&id).map(|s| RecordedState {
                 balance: s.balance,
-                channels: s
-                    .channels
-                    .keys()
-                    .map(|&from| (from, s.channel_sum(from)))
-                    .collect(),
+                channels: s.channels.keys().map(|&from| (from, s.channel_sum(from))).collect(),
                 open: s.open.iter().copied().collect(),
             }),
         }
@@ -198,12 +175,7 @@ pub fn assemble(
     reports: &BTreeMap<NodeId, Vec<LocalReport>>,
 ) -> ObserverReply {
     let find = |node: NodeId, id: SnapshotId| -> Option<&RecordedState> {
-        reports
-            .get(&node)?
-            .iter()
-            .find(|r| r.snapshot == id)?
-            .recorded
-            .as_ref()
+        reports.get(&node)?.iter().find(|r| r.snapshot == id)?.recorded.as_ref()
     };
     let mut gathered = Vec::new();
     let mut incomplete = Vec::new();
@@ -220,11 +192,8 @@ pub fn assemble(
                     open.extend(st.open.iter().map(|&s| (s, d)));
                     nodes.push((d, st.balance));
                     for &s in members.iter().filter(|&&s| s != d) {
-                        let sum = st
-                            .channels
-                            .iter()
-                            .find(|c| c.0 == s)
-                            .map_or(Amount::ZERO, |c| c.1);
+                        let sum =
+                            st.channels.iter().find(|c| c.0 == s).map_or(Amount::ZERO, |c| c.1);
                         channels.push((s, d, sum));
                     }
                 }
@@ -232,17 +201,10 @@ pub fn assemble(
         }
         if open.is_empty() {
             channels.sort();
-            gathered.push(GlobalSnapshot {
-                snapshot: *id,
-                nodes,
-                channels,
-            });
+            gathered.push(GlobalSnapshot { snapshot: *id, nodes, channels });
         } else {
             open.sort();
-            incomplete.push(Incomplete {
-                snapshot: *id,
-                open,
-            });
+            incomplete.push(Incomplete { snapshot: *id, open });
         }
     }
     if incomplete.is_empty() {
@@ -263,10 +225,7 @@ mod tests {
         SnapshotId(i)
     }
     fn marker(to: u32, id: u32) -> Effect {
-        Effect::Send {
-            to: n(to),
-            msg: ChannelMsg::Marker { snapshot: s(id) },
-        }
+        Effect::Send { to: n(to), msg: ChannelMsg::Marker { snapshot: s(id) } }
     }
 
     // Rule 1: recording sends one marker on every outgoing channel.
@@ -302,10 +261,7 @@ mod tests {
         snaps.record(s(0), Amount(1), &[n(2)], None, &mut out);
         snaps.on_transfer(n(2), Amount(100));
         snaps.on_transfer(n(2), Amount(20));
-        assert_eq!(
-            snaps.on_marker(n(2), s(0), Amount(121), &[n(2)], &mut out),
-            None
-        );
+        assert_eq!(snaps.on_marker(n(2), s(0), Amount(121), &[n(2)], &mut out), None);
         snaps.on_transfer(n(2), Amount(3));
         let snap = snaps.get(s(0)).unwrap();
         assert_eq!(snap.channels[&n(2)], vec![Amount(100), Amount(20)]);
@@ -336,11 +292,7 @@ mod tests {
         snaps.record(s(0), Amount(1), &[n(2)], None, &mut out);
         out.clear();
         snaps.on_peer_added(n(9), &[s(0), s(1)], &mut out);
-        assert_eq!(
-            out,
-            vec![marker(9, 0)],
-            "only recorded snapshots send a marker"
-        );
+        assert_eq!(out, vec![marker(9, 0)], "only recorded snapshots send a marker");
         assert!(snaps.get(s(0)).unwrap().open.contains(&n(9)));
         let r = snaps.report(s(0));
         assert_eq!(r.recorded.unwrap().open, vec![n(2), n(9)]);
@@ -359,20 +311,8 @@ mod tests {
     #[test]
     fn assemble_lists_every_ordered_pair() {
         let reports = BTreeMap::from([
-            (
-                n(1),
-                vec![LocalReport {
-                    snapshot: s(0),
-                    recorded: state(300, &[(2, 100)], &[]),
-                }],
-            ),
-            (
-                n(2),
-                vec![LocalReport {
-                    snapshot: s(0),
-                    recorded: state(1100, &[], &[]),
-                }],
-            ),
+            (n(1), vec![LocalReport { snapshot: s(0), recorded: state(300, &[(2, 100)], &[]) }]),
+            (n(2), vec![LocalReport { snapshot: s(0), recorded: state(1100, &[], &[]) }]),
         ]);
         let got = assemble(&[(s(0), vec![n(2), n(1)])], &reports);
         assert_eq!(
@@ -389,27 +329,9 @@ mod tests {
     #[test]
     fn assemble_names_the_open_channels() {
         let reports = BTreeMap::from([
-            (
-                n(1),
-                vec![LocalReport {
-                    snapshot: s(0),
-                    recorded: state(1, &[], &[3]),
-                }],
-            ),
-            (
-                n(2),
-                vec![LocalReport {
-                    snapshot: s(0),
-                    recorded: None,
-                }],
-            ),
-            (
-                n(3),
-                vec![LocalReport {
-                    snapshot: s(0),
-                    recorded: state(1, &[], &[]),
-                }],
-            ),
+            (n(1), vec![LocalReport { snapshot: s(0), recorded: state(1, &[], &[3]) }]),
+            (n(2), vec![LocalReport { snapshot: s(0), recorded: None }]),
+            (n(3), vec![LocalReport { snapshot: s(0), recorded: state(1, &[], &[]) }]),
         ]);
         let got = assemble(&[(s(0), vec![n(1), n(2), n(3)])], &reports);
         assert_eq!(

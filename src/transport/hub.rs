@@ -62,24 +62,12 @@ impl Hub {
     pub fn start(listener: Option<Listener>, nonce: u64, inbox: Sender<Event>) -> io::Result<Hub> {
         let (wake_r, wake_w) = nix::unistd::pipe().map_err(io::Error::from)?;
         let (reg_tx, reg_rx) = unbounded();
-        let thread = std::thread::Builder::new()
-            .name("hub".into())
-            .spawn(move || {
-                let mut state = PollLoop {
-                    listener,
-                    nonce,
-                    inbox,
-                    reg: reg_rx,
-                    wake: wake_r,
-                    links: Vec::new(),
-                };
-                state.run();
-            })?;
-        Ok(Hub {
-            reg: Some(reg_tx),
-            wake: wake_w,
-            thread: Some(thread),
-        })
+        let thread = std::thread::Builder::new().name("hub".into()).spawn(move || {
+            let mut state =
+                PollLoop { listener, nonce, inbox, reg: reg_rx, wake: wake_r, links: Vec::new() };
+            state.run();
+        })?;
+        Ok(Hub { reg: Some(reg_tx), wake: wake_w, thread: Some(thread) })
     }
 
     /// Reads `stream` (a connection this process made to `peer`) from now on.
@@ -200,10 +188,7 @@ impl PollLoop {
         let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
         let wake = ready(&fds[0]);
         let listen = self.listener.is_some() && ready(&fds[1]);
-        let links = (base..fds.len())
-            .filter(|&i| ready(&fds[i]))
-            .map(|i| i - base)
-            .collect();
+        let links = (base..fds.len()).filter(|&i| ready(&fds[i])).map(|i| i - base).collect();
         Ok((wake, listen, links))
     }
 
@@ -227,11 +212,9 @@ impl PollLoop {
     fn accept(&mut self) {
         let Some(l) = &self.listener else { return };
         match l.accept() {
-            Ok(stream) => self.links.push(Watched {
-                peer: None,
-                stream,
-                decoder: FrameDecoder::new(),
-            }),
+            Ok(stream) => {
+                self.links.push(Watched { peer: None, stream, decoder: FrameDecoder::new() })
+            }
             Err(e) => log::warn!("hub: accept failed: {e}"),
         }
     }
@@ -297,10 +280,7 @@ impl PollLoop {
     /// Checks the hello of accepted connection `i`; on success returns its write side.
     fn accept_hello(&mut self, i: usize, hello: Hello) -> Option<Link> {
         if hello.nonce != self.nonce {
-            log::warn!(
-                "hub: refused a connection from another run (claims to be {})",
-                hello.from
-            );
+            log::warn!("hub: refused a connection from another run (claims to be {})", hello.from);
             return None;
         }
         let w = &mut self.links[i];

@@ -18,11 +18,7 @@ pub struct Link {
 
 impl Link {
     pub(crate) fn new(peer: Peer, stream: Stream) -> Self {
-        Link {
-            peer,
-            stream,
-            buf: Vec::new(),
-        }
+        Link { peer, stream, buf: Vec::new() }
     }
 
     /// Connects to the listener `name` of `peer` and sends `hello` at once.

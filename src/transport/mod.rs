@@ -33,16 +33,12 @@ pub struct Names {
 impl Names {
     /// Names for the run of master `pid` with `nonce`.
     pub fn new(pid: u32, nonce: u64) -> Self {
-        Names {
-            prefix: format!("bank-{pid}-{nonce:016x}"),
-        }
+        Names { prefix: format!("bank-{pid}-{nonce:016x}") }
     }
 
     /// Names with an explicit prefix (as passed to a child on its command line).
     pub fn from_prefix(prefix: &str) -> Self {
-        Names {
-            prefix: prefix.to_string(),
-        }
+        Names { prefix: prefix.to_string() }
     }
 
     /// The common prefix: `bank-<master pid>-<nonce>`.
@@ -71,9 +67,7 @@ impl Names {
 /// # Errors
 /// The OS error, e.g. `AddrInUse` when another process holds the name.
 pub fn listen(name: &str) -> io::Result<Listener> {
-    ListenerOptions::new()
-        .name(name.to_ns_name::<GenericNamespaced>()?)
-        .create_sync()
+    ListenerOptions::new().name(name.to_ns_name::<GenericNamespaced>()?).create_sync()
 }
 
 fn connect_stream(name: &str) -> io::Result<Stream> {

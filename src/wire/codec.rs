@@ -106,29 +106,14 @@ mod tests {
 
     fn samples() -> Vec<Message> {
         vec![
-            Message::Hello(Hello {
-                nonce: u64::MAX,
-                from: Peer::Node(NodeId(7)),
-            }),
-            Message::Channel(ChannelMsg::Transfer {
-                amount: Amount(300),
-            }),
-            Message::Channel(ChannelMsg::Marker {
-                snapshot: SnapshotId(2),
-            }),
-            Message::Control {
-                seq: 9,
-                cmd: Control::Send {
-                    to: NodeId(2),
-                    amount: Amount::MAX,
-                },
-            },
+            Message::Hello(Hello { nonce: u64::MAX, from: Peer::Node(NodeId(7)) }),
+            Message::Channel(ChannelMsg::Transfer { amount: Amount(300) }),
+            Message::Channel(ChannelMsg::Marker { snapshot: SnapshotId(2) }),
+            Message::Control { seq: 9, cmd: Control::Send { to: NodeId(2), amount: Amount::MAX } },
             Message::Report {
                 seq: 9,
                 report: Report::Received {
-                    msg: ChannelMsg::Marker {
-                        snapshot: SnapshotId(0),
-                    },
+                    msg: ChannelMsg::Marker { snapshot: SnapshotId(0) },
                     recorded: Some(Amount(5)),
                 },
             },
@@ -184,12 +169,7 @@ mod tests {
     #[test]
     fn a_transfer_frame_is_small() {
         let mut bytes = Vec::new();
-        encode_frame(
-            &Message::Channel(ChannelMsg::Transfer {
-                amount: Amount(300),
-            }),
-            &mut bytes,
-        );
+        encode_frame(&Message::Channel(ChannelMsg::Transfer { amount: Amount(300) }), &mut bytes);
         assert_eq!(bytes.len(), 4 + 4, "tag, tag, varint(300) after the length");
     }
 
@@ -197,10 +177,7 @@ mod tests {
     fn an_oversized_length_is_corrupt_not_pending() {
         let mut dec = FrameDecoder::new();
         dec.extend(&((MAX_FRAME as u32) + 1).to_le_bytes());
-        assert_eq!(
-            dec.next_message(),
-            Err(DecodeError::Oversized(MAX_FRAME + 1))
-        );
+        assert_eq!(dec.next_message(), Err(DecodeError::Oversized(MAX_FRAME + 1)));
     }
 
     #[test]
