@@ -58,9 +58,6 @@ pub enum Role {
     /// The observer process.
     #[command(hide = true)]
     Observer {
-        /// The run's socket-name prefix.
-        #[arg(long)]
-        run: String,
         /// The run's nonce.
         #[arg(long)]
         nonce: u64,

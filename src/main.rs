@@ -33,12 +33,8 @@ fn main() -> ExitCode {
             };
             child_exit(bank::node::run(args))
         }
-        Some(Role::Observer { run, nonce, master_pid }) => {
-            child_exit(master::observer::run(master::observer::ObserverArgs {
-                run,
-                nonce,
-                master_pid,
-            }))
+        Some(Role::Observer { nonce, master_pid }) => {
+            child_exit(master::observer::run(master::observer::ObserverArgs { nonce, master_pid }))
         }
         None => run_master(cli),
     }

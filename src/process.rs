@@ -1,14 +1,18 @@
 //! Child processes: start them, tie their life to the master's, end them.
 //!
-//! A child's first act is [`die_with_parent`]: the kernel SIGKILLs it when the master dies
-//! (even by SIGKILL), and the `getppid` check closes the race where the master died
-//! before the request was made. Children are spawned from the master's main thread only,
+//! The parent-death signal is armed between fork and exec ([`spawn_self`]) and again by
+//! the child's first act, [`die_with_parent`]: the kernel SIGKILLs a child when the master
+//! dies (even by SIGKILL), and the `getppid` check closes the race where the master died
+//! before the fork. Children are spawned from the master's main thread only,
 //! because PDEATHSIG fires when the *thread* that forked the child exits.
 
+use nix::libc;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
 /// Asks the kernel to SIGKILL this process when its parent dies, then checks that the
@@ -35,18 +39,53 @@ pub fn self_exe() -> std::path::PathBuf {
     }
 }
 
-/// Starts this binary with `args` (a hidden role), stdin and stdout closed: only the
-/// master writes stdout. stderr is inherited so that logs reach the user.
+/// The fd a child finds its control link on.
+pub const CONTROL_FD: RawFd = 3;
+/// The fd a child finds its listener on.
+pub const LISTEN_FD: RawFd = 4;
+
+/// Starts this binary with `args` (a hidden role), with `control` as fd 3 and `listener`
+/// as fd 4, stdin and stdout closed (only the master writes stdout), stderr inherited so
+/// that logs reach the user. The parent-death signal is armed before the child's `exec`,
+/// so a master killed at any moment takes the child with it.
 ///
 /// # Errors
 /// The spawn failed.
-pub fn spawn_self(args: &[String]) -> io::Result<Child> {
-    Command::new(self_exe())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
+pub fn spawn_self(args: &[String], control: OwnedFd, listener: OwnedFd) -> io::Result<Child> {
+    let (c, l) = (control.as_raw_fd(), listener.as_raw_fd());
+    let mut cmd = Command::new(self_exe());
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit());
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // async-signal-safe calls (fcntl, dup2, close, prctl) on fds it owns.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Either fd may already sit at 3 or 4: move both above 9 first.
+            let c2 = libc::fcntl(c, libc::F_DUPFD, 10);
+            let l2 = libc::fcntl(l, libc::F_DUPFD, 10);
+            if c2 < 0
+                || l2 < 0
+                || libc::dup2(c2, CONTROL_FD) < 0
+                || libc::dup2(l2, LISTEN_FD) < 0
+                || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            libc::close(c2);
+            libc::close(l2);
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// The control link and listener a child inherited from [`spawn_self`].
+///
+/// # Safety
+/// Call once, in a child started by [`spawn_self`]: fds 3 and 4 are then sockets that
+/// nothing else in the process owns.
+pub unsafe fn inherited_fds() -> (OwnedFd, OwnedFd) {
+    // SAFETY: per this function's contract.
+    unsafe { (OwnedFd::from_raw_fd(CONTROL_FD), OwnedFd::from_raw_fd(LISTEN_FD)) }
 }
 
 /// SIGKILLs every child and waits for each, so no process or zombie is left.

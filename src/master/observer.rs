@@ -8,19 +8,18 @@
 //! It never writes stdout; it exits when the master's link closes.
 
 use crate::ids::NodeId;
-use crate::process::die_with_parent;
+use crate::process::{die_with_parent, inherited_fds};
 use crate::protocol::snapshot::assemble;
-use crate::transport::{self, Event, Hub, Link, Names};
-use crate::wire::{Control, Hello, Message, ObserverReply, ObserverRequest, Peer, Report};
+use crate::transport::{self, Event, Hub, Link};
+use crate::wire::{Control, Message, ObserverReply, ObserverRequest, Peer, Report};
 use crossbeam_channel::{unbounded, Receiver};
+use interprocess::TryClone;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
 
 /// What the observer process is started with.
 #[derive(Debug, Clone)]
 pub struct ObserverArgs {
-    /// The run's socket-name prefix.
-    pub run: String,
     /// The run's nonce.
     pub nonce: u64,
     /// The master's pid.
@@ -33,13 +32,13 @@ pub struct ObserverArgs {
 /// Setting up failed, or a link broke mid-run.
 pub fn run(args: ObserverArgs) -> io::Result<()> {
     die_with_parent(args.master_pid)?;
-    let names = Names::from_prefix(&args.run);
-    let listener = transport::listen(&names.observer())?;
+    // SAFETY: the master started this process with spawn_self; called once.
+    let (control, listener) = unsafe { inherited_fds() };
     let (tx, inbox) = unbounded();
-    let hub = Hub::start(Some(listener), args.nonce, tx)?;
-    let hello = Hello { nonce: args.nonce, from: Peer::Observer };
-    let (master, reader) = Link::connect(&names.master(), Peer::Master, hello)?;
-    hub.watch(Peer::Master, reader);
+    let hub = Hub::start(Some(transport::listener_from_fd(listener)), args.nonce, tx)?;
+    let control = transport::stream_from_fd(control);
+    hub.watch(Peer::Master, control.try_clone()?);
+    let master = Link::new(Peer::Master, control);
     let mut obs = Observer {
         inbox,
         master,

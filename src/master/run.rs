@@ -30,7 +30,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, BufWriter, Stdout, Write};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long the master waits for any answer before it declares the run hung.
 const WATCHDOG: Duration = Duration::from_secs(30);
@@ -337,22 +337,11 @@ impl Master {
         self.gathered.clear();
         self.since_collect.clear();
         self.system = Some(System::start()?);
-        self.wait_started(Peer::Observer)
-    }
-
-    fn wait_started(&mut self, peer: Peer) -> Result<(), Fatal> {
-        let since = Instant::now();
-        while !self.sys().check_started(peer, since)? {
-            if let Some(ev) = self.sys().next_event(Duration::from_millis(50))? {
-                self.on_event(ev)?;
-            }
-        }
         Ok(())
     }
 
     fn create_node(&mut self, id: NodeId, amount: Amount) -> Result<(), Fatal> {
         self.sys().spawn_node(id, amount)?;
-        self.wait_started(Peer::Node(id))?;
         let tracing = self.tracing();
         let sys = self.sys();
         let peers: Vec<NodeId> = sys.ledger.nodes().collect();
@@ -520,7 +509,9 @@ impl Master {
 
     fn on_event(&mut self, ev: Event) -> Result<(), Fatal> {
         match ev {
-            Event::Connected(link) => self.sys().on_connected(link),
+            Event::Connected(link) => {
+                log::warn!("master: unexpected connection from {}; dropped", link.peer())
+            }
             Event::Frames { peer, msgs } => {
                 for msg in msgs {
                     match (peer, msg) {

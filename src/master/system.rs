@@ -8,17 +8,15 @@
 use super::ledger::Ledger;
 use super::Fatal;
 use crate::ids::{Amount, NodeId};
-use crate::process::{has_exited, kill_and_reap, spawn_self};
+use crate::process::{kill_and_reap, spawn_self};
 use crate::rng::Rng;
 use crate::transport::{self, Event, Hub, Link, Names};
 use crate::wire::{Control, Message, ObserverRequest, Peer};
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError};
+use interprocess::TryClone;
 use std::collections::{HashMap, VecDeque};
 use std::process::Child;
-use std::time::{Duration, Instant};
-
-/// How long a child may take to start and say hello.
-const START_TIMEOUT: Duration = Duration::from_secs(10);
+use std::time::Duration;
 
 /// A running system.
 pub(crate) struct System {
@@ -35,19 +33,16 @@ pub(crate) struct System {
     /// The slots waiting for the observer's answers, in request order.
     pub(crate) awaiting_observer: VecDeque<u64>,
     // Declared last: dropped after the children are killed.
-    _hub: Hub,
+    hub: Hub,
 }
 
 impl System {
-    /// Starts the observer and waits for its hello.
+    /// Starts the observer.
     pub(crate) fn start() -> Result<System, Fatal> {
-        let pid = std::process::id();
         let nonce = Rng::fresh_seed();
-        let names = Names::new(pid, nonce);
-        let listener = transport::listen(&names.master())
-            .map_err(|e| Fatal(format!("cannot listen on {}: {e}", names.master())))?;
+        let names = Names::new(std::process::id(), nonce);
         let (tx, inbox) = unbounded();
-        let hub = Hub::start(Some(listener), nonce, tx)?;
+        let hub = Hub::start(None, nonce, tx)?;
         let mut sys = System {
             names,
             nonce,
@@ -59,36 +54,38 @@ impl System {
             next_seq: HashMap::new(),
             awaiting_node: HashMap::new(),
             awaiting_observer: VecDeque::new(),
-            _hub: hub,
+            hub,
         };
-        let args = ["observer".to_string(), "--run".into(), sys.names.prefix().into()];
-        sys.spawn(&args)?;
+        let name = sys.names.observer();
+        let link = sys.spawn(Peer::Observer, &name, vec!["observer".into()])?;
+        sys.observer = Some(link);
         log::info!("master: run {} started", sys.names.prefix());
         Ok(sys)
     }
 
-    fn child_args(&self, role: &[String]) -> Vec<String> {
-        let mut args = role.to_vec();
+    /// Starts a child for `peer` with its listener bound on `name` and a control link.
+    /// The child may still be starting when this returns: whatever is sent on the link
+    /// waits in the socket, and a child that dies shows up as a closed link.
+    fn spawn(&mut self, peer: Peer, name: &str, mut args: Vec<String>) -> Result<Link, Fatal> {
+        let listener =
+            transport::listen(name).map_err(|e| Fatal(format!("cannot listen on {name}: {e}")))?;
+        let (ours, theirs) = transport::control_pair()?;
         args.extend([
             "--nonce".to_string(),
             self.nonce.to_string(),
             "--master-pid".to_string(),
             std::process::id().to_string(),
         ]);
-        args
-    }
-
-    fn spawn(&mut self, role: &[String]) -> Result<(), Fatal> {
-        let args = self.child_args(role);
-        let child = spawn_self(&args).map_err(|e| Fatal(format!("cannot start a process: {e}")))?;
+        let child = spawn_self(&args, theirs, transport::listener_into_fd(listener))
+            .map_err(|e| Fatal(format!("cannot start {peer}: {e}")))?;
         self.children.push(child);
-        Ok(())
+        self.hub.watch(peer, ours.try_clone()?);
+        Ok(Link::new(peer, ours))
     }
 
-    /// Starts node `id`'s process. Its hello arrives later as an [`Event::Connected`];
-    /// see [`System::wait_started`].
+    /// Starts node `id`'s process; commands can be given to it at once.
     pub(crate) fn spawn_node(&mut self, id: NodeId, balance: Amount) -> Result<(), Fatal> {
-        let role = [
+        let args = vec![
             "node".to_string(),
             "--id".into(),
             id.to_string(),
@@ -97,28 +94,10 @@ impl System {
             "--run".into(),
             self.names.prefix().into(),
         ];
-        self.spawn(&role)
-    }
-
-    /// Whether the newest child has said hello as `peer`; a fatal error if it died or
-    /// took longer than [`START_TIMEOUT`] since `since`.
-    pub(crate) fn check_started(&mut self, peer: Peer, since: Instant) -> Result<bool, Fatal> {
-        let up = match peer {
-            Peer::Observer => self.observer.is_some(),
-            Peer::Node(id) => self.links.contains_key(&id),
-            Peer::Master => true,
-        };
-        if up {
-            return Ok(true);
-        }
-        let child = self.children.last().expect("a child was spawned");
-        if has_exited(child) {
-            return Err(Fatal(format!("{peer} exited while starting")));
-        }
-        if since.elapsed() > START_TIMEOUT {
-            return Err(Fatal(format!("{peer} did not start within {START_TIMEOUT:?}")));
-        }
-        Ok(false)
+        let name = self.names.node(id);
+        let link = self.spawn(Peer::Node(id), &name, args)?;
+        self.links.insert(id, link);
+        Ok(())
     }
 
     /// Waits up to `timeout` for one event.
@@ -128,17 +107,6 @@ impl System {
             Ok(ev) => Ok(Some(ev)),
             Err(RecvTimeoutError::Timeout) => Ok(None),
             Err(RecvTimeoutError::Disconnected) => Err(Fatal("the reader thread stopped".into())),
-        }
-    }
-
-    /// Takes the write side of a link that said hello.
-    pub(crate) fn on_connected(&mut self, link: Link) {
-        match link.peer() {
-            Peer::Observer => self.observer = Some(link),
-            Peer::Node(id) => {
-                self.links.insert(id, link);
-            }
-            Peer::Master => log::warn!("master: a process claims to be the master; ignored"),
         }
     }
 

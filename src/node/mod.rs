@@ -11,11 +11,12 @@
 //! Called by `main` for the hidden `node` role; it never writes stdout.
 
 use crate::ids::{Amount, NodeId};
-use crate::process::die_with_parent;
+use crate::process::{die_with_parent, inherited_fds};
 use crate::protocol::{Branch, Effect};
 use crate::transport::{self, Event, Hub, Link, Names};
 use crate::wire::{ChannelMsg, Control, Hello, Message, Peer, Report};
 use crossbeam_channel::{unbounded, Receiver, TryRecvError};
+use interprocess::TryClone;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
 
@@ -41,12 +42,13 @@ pub struct NodeArgs {
 pub fn run(args: NodeArgs) -> io::Result<()> {
     die_with_parent(args.master_pid)?;
     let names = Names::from_prefix(&args.run);
-    let listener = transport::listen(&names.node(args.id))?;
+    // SAFETY: the master started this process with spawn_self; called once.
+    let (control, listener) = unsafe { inherited_fds() };
     let (tx, inbox) = unbounded();
-    let hub = Hub::start(Some(listener), args.nonce, tx)?;
-    let hello = Hello { nonce: args.nonce, from: Peer::Node(args.id) };
-    let (master, reader) = Link::connect(&names.master(), Peer::Master, hello)?;
-    hub.watch(Peer::Master, reader);
+    let hub = Hub::start(Some(transport::listener_from_fd(listener)), args.nonce, tx)?;
+    let control = transport::stream_from_fd(control);
+    hub.watch(Peer::Master, control.try_clone()?);
+    let master = Link::new(Peer::Master, control);
     let mut node = Node {
         branch: Branch::new(args.id, args.balance),
         names,

@@ -1,4 +1,5 @@
-//! The reader thread: poll every link and the listener, decode frames, forward events.
+//! The reader thread: wait on every link and the listener with epoll, decode frames,
+//! forward events. epoll, not poll(2): its cost follows the ready links, not all links.
 
 use super::{Link, Listener, Stream};
 use crate::wire::{DecodeError, FrameDecoder, Hello, Message, Peer};
@@ -6,7 +7,8 @@ use crossbeam_channel::{unbounded, Receiver, Sender};
 use interprocess::local_socket::traits::Listener as _;
 use interprocess::TryClone;
 use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use std::collections::HashMap;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::thread::JoinHandle;
@@ -60,13 +62,11 @@ impl Hub {
     /// # Errors
     /// Creating the wake-up pipe or the thread failed.
     pub fn start(listener: Option<Listener>, nonce: u64, inbox: Sender<Event>) -> io::Result<Hub> {
-        let (wake_r, wake_w) = nix::unistd::pipe().map_err(io::Error::from)?;
+        let (wake_r, wake_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
         let (reg_tx, reg_rx) = unbounded();
-        let thread = std::thread::Builder::new().name("hub".into()).spawn(move || {
-            let mut state =
-                PollLoop { listener, nonce, inbox, reg: reg_rx, wake: wake_r, links: Vec::new() };
-            state.run();
-        })?;
+        let mut state = PollLoop::new(listener, nonce, inbox, reg_rx, wake_r)?;
+        let thread = std::thread::Builder::new().name("hub".into()).spawn(move || state.run())?;
         Ok(Hub { reg: Some(reg_tx), wake: wake_w, thread: Some(thread) })
     }
 
@@ -101,13 +101,19 @@ struct Watched {
     decoder: FrameDecoder,
 }
 
+/// epoll tokens: the wake pipe, the listener, then one per link.
+const WAKE: u64 = 0;
+const LISTEN: u64 = 1;
+
 struct PollLoop {
+    epoll: Epoll,
     listener: Option<Listener>,
     nonce: u64,
     inbox: Sender<Event>,
     reg: Receiver<Registration>,
     wake: OwnedFd,
-    links: Vec<Watched>,
+    links: HashMap<u64, Watched>,
+    next_token: u64,
 }
 
 fn stream_fd(s: &Stream) -> BorrowedFd<'_> {
@@ -129,67 +135,68 @@ enum Outcome {
 }
 
 impl PollLoop {
+    fn new(
+        listener: Option<Listener>,
+        nonce: u64,
+        inbox: Sender<Event>,
+        reg: Receiver<Registration>,
+        wake: OwnedFd,
+    ) -> io::Result<PollLoop> {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        epoll.add(&wake, EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;
+        if let Some(l) = &listener {
+            epoll.add(listener_fd(l), EpollEvent::new(EpollFlags::EPOLLIN, LISTEN))?;
+        }
+        Ok(PollLoop {
+            epoll,
+            listener,
+            nonce,
+            inbox,
+            reg,
+            wake,
+            links: HashMap::new(),
+            next_token: 2,
+        })
+    }
+
     fn run(&mut self) {
         let mut buf = vec![0u8; 64 * 1024];
+        let mut events = vec![EpollEvent::empty(); 256];
         loop {
-            let ready = match self.poll_once() {
-                Ok(r) => r,
+            let n = match self.epoll.wait(&mut events, EpollTimeout::NONE) {
+                Ok(n) => n,
+                Err(Errno::EINTR) => continue,
                 Err(e) => {
-                    log::error!("hub: poll failed: {e}");
+                    log::error!("hub: epoll_wait failed: {e}");
                     return;
                 }
             };
-            let (wake_ready, listen_ready, links_ready) = ready;
-            if wake_ready && !self.on_wake() {
-                return;
-            }
-            if listen_ready {
-                self.accept();
-            }
-            let mut dead = Vec::new();
-            for i in links_ready {
-                match self.read_link(i, &mut buf) {
-                    Ok(Outcome::Open) => {}
-                    Ok(Outcome::Drop(why)) => {
-                        if let Some(peer) = self.links[i].peer {
-                            if self.inbox.send(Event::Closed { peer, why }).is_err() {
-                                return;
-                            }
-                        }
-                        dead.push(i);
+            for ev in &events[..n] {
+                let token = ev.data();
+                let keep_going = match token {
+                    WAKE => self.on_wake(),
+                    LISTEN => {
+                        self.accept();
+                        true
                     }
-                    Err(()) => return,
+                    _ => self.on_readable(token, &mut buf),
+                };
+                if !keep_going {
+                    return;
                 }
-            }
-            for i in dead.into_iter().rev() {
-                self.links.swap_remove(i);
             }
         }
     }
 
-    /// Polls once; returns (wake pipe ready, listener ready, indices of ready links).
-    fn poll_once(&self) -> io::Result<(bool, bool, Vec<usize>)> {
-        let mut fds = Vec::with_capacity(2 + self.links.len());
-        fds.push(PollFd::new(self.wake.as_fd(), PollFlags::POLLIN));
-        if let Some(l) = &self.listener {
-            fds.push(PollFd::new(listener_fd(l), PollFlags::POLLIN));
-        }
-        let base = fds.len();
-        for w in &self.links {
-            fds.push(PollFd::new(stream_fd(&w.stream), PollFlags::POLLIN));
-        }
-        loop {
-            match poll(&mut fds, PollTimeout::NONE) {
-                Ok(_) => break,
-                Err(Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
+    fn watch(&mut self, peer: Option<Peer>, stream: Stream) {
+        let token = self.next_token;
+        self.next_token += 1;
+        match self.epoll.add(stream_fd(&stream), EpollEvent::new(EpollFlags::EPOLLIN, token)) {
+            Ok(()) => {
+                self.links.insert(token, Watched { peer, stream, decoder: FrameDecoder::new() });
             }
+            Err(e) => log::error!("hub: cannot watch a link: {e}"),
         }
-        let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
-        let wake = ready(&fds[0]);
-        let listen = self.listener.is_some() && ready(&fds[1]);
-        let links = (base..fds.len()).filter(|&i| ready(&fds[i])).map(|i| i - base).collect();
-        Ok((wake, listen, links))
     }
 
     /// Drains the wake pipe and takes new registrations. False when the Hub was dropped.
@@ -198,11 +205,7 @@ impl PollLoop {
         let _ = nix::unistd::read(&self.wake, &mut sink);
         loop {
             match self.reg.try_recv() {
-                Ok(Registration::Watch(peer, stream)) => self.links.push(Watched {
-                    peer: Some(peer),
-                    stream,
-                    decoder: FrameDecoder::new(),
-                }),
+                Ok(Registration::Watch(peer, stream)) => self.watch(Some(peer), stream),
                 Err(crossbeam_channel::TryRecvError::Empty) => return true,
                 Err(crossbeam_channel::TryRecvError::Disconnected) => return false,
             }
@@ -212,16 +215,33 @@ impl PollLoop {
     fn accept(&mut self) {
         let Some(l) = &self.listener else { return };
         match l.accept() {
-            Ok(stream) => {
-                self.links.push(Watched { peer: None, stream, decoder: FrameDecoder::new() })
-            }
+            Ok(stream) => self.watch(None, stream),
             Err(e) => log::warn!("hub: accept failed: {e}"),
         }
     }
 
-    /// Reads what is there on link `i`. `Err(())` when the main thread is gone.
-    fn read_link(&mut self, i: usize, buf: &mut [u8]) -> Result<Outcome, ()> {
-        let w = &mut self.links[i];
+    /// Reads link `token`; false when the main thread is gone.
+    fn on_readable(&mut self, token: u64, buf: &mut [u8]) -> bool {
+        if !self.links.contains_key(&token) {
+            return true; // closed earlier in this batch of events
+        }
+        match self.read_link(token, buf) {
+            Ok(Outcome::Open) => true,
+            Ok(Outcome::Drop(why)) => {
+                let w = self.links.remove(&token).expect("checked above");
+                let _ = self.epoll.delete(stream_fd(&w.stream));
+                match w.peer {
+                    Some(peer) => self.inbox.send(Event::Closed { peer, why }).is_ok(),
+                    None => true,
+                }
+            }
+            Err(()) => false,
+        }
+    }
+
+    /// Reads what is there on link `token`. `Err(())` when the main thread is gone.
+    fn read_link(&mut self, token: u64, buf: &mut [u8]) -> Result<Outcome, ()> {
+        let w = self.links.get_mut(&token).expect("caller checked");
         let n = match (&w.stream).read(buf) {
             Ok(0) => {
                 let why = (w.decoder.pending() > 0).then(|| "closed inside a frame".to_string());
@@ -229,33 +249,36 @@ impl PollLoop {
             }
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Outcome::Open),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Outcome::Open),
             Err(e) => return Ok(Outcome::Drop(Some(e.to_string()))),
         };
         w.decoder.extend(&buf[..n]);
         let mut msgs = Vec::new();
         loop {
-            let next = self.links[i].decoder.next_message();
-            let known = self.links[i].peer.is_some();
-            match next {
-                Ok(Some(Message::Hello(hello))) if !known => match self.accept_hello(i, hello) {
-                    Some(link) => {
-                        if self.inbox.send(Event::Connected(link)).is_err() {
-                            return Err(());
+            let w = self.links.get_mut(&token).expect("still here");
+            let known = w.peer.is_some();
+            match w.decoder.next_message() {
+                Ok(Some(Message::Hello(hello))) if !known => {
+                    match self.accept_hello(token, hello) {
+                        Some(link) => {
+                            if self.inbox.send(Event::Connected(link)).is_err() {
+                                return Err(());
+                            }
                         }
+                        None => return Ok(Outcome::Drop(None)),
                     }
-                    None => return Ok(Outcome::Drop(None)),
-                },
+                }
                 Ok(Some(_)) if !known => {
                     log::warn!("hub: a connection spoke before its hello; dropped");
                     return Ok(Outcome::Drop(None));
                 }
                 Ok(Some(msg)) => msgs.push(msg),
                 Ok(None) => break,
-                Err(e) => return self.corrupt(i, e, msgs),
+                Err(e) => return self.corrupt(token, e, msgs),
             }
         }
         if !msgs.is_empty() {
-            let peer = self.links[i].peer.expect("frames come after the hello");
+            let peer = self.links[&token].peer.expect("frames come after the hello");
             if self.inbox.send(Event::Frames { peer, msgs }).is_err() {
                 return Err(());
             }
@@ -263,12 +286,10 @@ impl PollLoop {
         Ok(Outcome::Open)
     }
 
-    fn corrupt(&mut self, i: usize, e: DecodeError, msgs: Vec<Message>) -> Result<Outcome, ()> {
-        let peer = self.links[i].peer;
-        log::error!(
-            "hub: link from {} sent a bad frame ({e}); closing it",
-            peer.map_or("?".into(), |p| p.to_string())
-        );
+    fn corrupt(&mut self, token: u64, e: DecodeError, msgs: Vec<Message>) -> Result<Outcome, ()> {
+        let peer = self.links[&token].peer;
+        let who = peer.map_or("an unidentified peer".to_string(), |p| p.to_string());
+        log::error!("hub: {who} sent a bad frame ({e}); closing the link");
         if let (Some(peer), false) = (peer, msgs.is_empty()) {
             if self.inbox.send(Event::Frames { peer, msgs }).is_err() {
                 return Err(());
@@ -277,13 +298,13 @@ impl PollLoop {
         Ok(Outcome::Drop(Some(e.to_string())))
     }
 
-    /// Checks the hello of accepted connection `i`; on success returns its write side.
-    fn accept_hello(&mut self, i: usize, hello: Hello) -> Option<Link> {
+    /// Checks the hello of accepted connection `token`; on success returns its write side.
+    fn accept_hello(&mut self, token: u64, hello: Hello) -> Option<Link> {
         if hello.nonce != self.nonce {
             log::warn!("hub: refused a connection from another run (claims to be {})", hello.from);
             return None;
         }
-        let w = &mut self.links[i];
+        let w = self.links.get_mut(&token).expect("caller checked");
         match w.stream.try_clone() {
             Ok(writer) => {
                 w.peer = Some(hello.from);

@@ -17,7 +17,8 @@ pub struct Link {
 }
 
 impl Link {
-    pub(crate) fn new(peer: Peer, stream: Stream) -> Self {
+    /// The write side of `stream`, a link to `peer`.
+    pub fn new(peer: Peer, stream: Stream) -> Self {
         Link { peer, stream, buf: Vec::new() }
     }
 

@@ -7,9 +7,13 @@
 //! The main thread owns the write side of every link ([`Link`]), buffers frames and
 //! flushes before it waits, so a burst of commands costs one `write` per link.
 //!
-//! Names live in Linux's abstract socket namespace (no socket file can be left behind),
-//! prefixed with the master's pid and a random nonce; every link opens with a
-//! [`Hello`] carrying that nonce, and a connection that does not is dropped and logged.
+//! The master binds every child's listener and makes its control socket pair *before*
+//! starting it, and hands both to the child as inherited fds: a node can connect to any
+//! node that exists in the ledger without racing its start, and the master can send
+//! commands to a child that is still starting. Names live in Linux's abstract socket
+//! namespace (no socket file can be left behind), prefixed with the master's pid and a
+//! random nonce; every named connection opens with a [`Hello`](crate::wire::Hello)
+//! carrying that nonce, and one that does not is dropped and logged.
 //! This module does not know protocols: it moves frames and reports links that close.
 
 mod hub;
@@ -20,7 +24,9 @@ pub use link::Link;
 
 use crate::ids::NodeId;
 use interprocess::local_socket::{prelude::*, GenericNamespaced, ListenerOptions};
+use interprocess::os::unix::uds_local_socket as uds;
 use std::io;
+use std::os::fd::OwnedFd;
 
 pub(crate) use interprocess::local_socket::{Listener, Stream};
 
@@ -46,11 +52,6 @@ impl Names {
         &self.prefix
     }
 
-    /// The master's listener.
-    pub fn master(&self) -> String {
-        format!("{}.m", self.prefix)
-    }
-
     /// The observer's listener.
     pub fn observer(&self) -> String {
         format!("{}.o", self.prefix)
@@ -72,4 +73,31 @@ pub fn listen(name: &str) -> io::Result<Listener> {
 
 fn connect_stream(name: &str) -> io::Result<Stream> {
     Stream::connect(name.to_ns_name::<GenericNamespaced>()?)
+}
+
+/// A connected socket pair for a child's control link: the master keeps the stream, the
+/// child inherits the fd.
+///
+/// # Errors
+/// The OS refused the pair.
+pub fn control_pair() -> io::Result<(Stream, OwnedFd)> {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+    Ok((stream_from_fd(OwnedFd::from(ours)), OwnedFd::from(theirs)))
+}
+
+/// A stream from an inherited socket fd.
+pub fn stream_from_fd(fd: OwnedFd) -> Stream {
+    Stream::UdSocket(uds::Stream::from(fd))
+}
+
+/// A listener from an inherited socket fd.
+pub fn listener_from_fd(fd: OwnedFd) -> Listener {
+    Listener::UdSocket(uds::Listener::from(fd))
+}
+
+/// The fd of a listener, to hand to a child.
+pub fn listener_into_fd(listener: Listener) -> OwnedFd {
+    match listener {
+        Listener::UdSocket(l) => OwnedFd::from(l),
+    }
 }
