@@ -10,6 +10,8 @@ use std::fmt::Write;
 /// One event of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TraceEvent {
+    /// `StartMaster` started a new system: node and snapshot ids start afresh.
+    Start,
     /// A node was created with a balance.
     Create {
         /// The node.
@@ -44,6 +46,11 @@ pub enum TraceEvent {
         /// The message.
         msg: ChannelMsg,
     },
+    /// `CollectState` gathered a snapshot (one event per snapshot, in id order).
+    Collect {
+        /// The snapshot.
+        snapshot: SnapshotId,
+    },
     /// A node recorded its state for a snapshot.
     Record {
         /// The node.
@@ -69,6 +76,7 @@ impl TraceEvent {
     pub fn to_json(&self) -> String {
         let mut s = String::with_capacity(64);
         let _ = match self {
+            TraceEvent::Start => write!(s, "{{\"ev\":\"start\""),
             TraceEvent::Create { node, balance } => {
                 write!(s, "{{\"ev\":\"create\",\"node\":{node},\"balance\":{balance}")
             }
@@ -84,6 +92,9 @@ impl TraceEvent {
                 let _ = write!(s, "{{\"ev\":\"deliver\",\"from\":{from},\"to\":{to}");
                 msg_fields(&mut s, msg);
                 Ok(())
+            }
+            TraceEvent::Collect { snapshot } => {
+                write!(s, "{{\"ev\":\"collect\",\"snapshot\":{snapshot}")
             }
             TraceEvent::Record { node, snapshot, balance } => write!(
                 s,

@@ -337,6 +337,9 @@ impl Master {
         self.gathered.clear();
         self.since_collect.clear();
         self.system = Some(System::start()?);
+        if self.tracing() {
+            self.push_done(vec![Out::Trace(TraceEvent::Start)], false);
+        }
         Ok(())
     }
 
@@ -636,6 +639,10 @@ impl Master {
                     }
                 }
                 self.since_collect.retain(|k| !ids.contains(k));
+                if self.tracing() {
+                    let evs = snaps.iter().map(|s| TraceEvent::Collect { snapshot: s.snapshot });
+                    outs.extend(evs.map(Out::Trace));
+                }
                 self.gathered = snaps;
             }
             (Expect::Collect { line, text, .. }, ObserverReply::NotComplete(list)) => {

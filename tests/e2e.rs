@@ -1,0 +1,344 @@
+//! End to end: the real binary on command files, stdout compared byte for byte, traces
+//! replayed through the snapshot checker, processes and sockets checked after a SIGKILL.
+//!
+//! `BLESS=1 cargo test --test e2e` rewrites `testcases/*.expected` (and `.stderr`).
+
+mod util;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use util::check::{parse_blocks, parse_trace_line, Checker};
+use util::{assert_same, run_file, run_with, shared, TempDir};
+
+/// Replays a trace and checks every printed snapshot against it.
+fn check_trace(what: &str, trace: &Path, stdout: &str) -> Checker {
+    let text = fs::read_to_string(trace).expect("read trace");
+    let mut c = Checker::new();
+    for (i, line) in text.lines().enumerate() {
+        let ev =
+            parse_trace_line(line).unwrap_or_else(|e| panic!("{what}: trace line {}: {e}", i + 1));
+        c.on_event(ev).unwrap_or_else(|e| panic!("{what}: trace line {}: {e}", i + 1));
+    }
+    let blocks = parse_blocks(stdout);
+    assert_eq!(blocks.len(), c.collected.len(), "{what}: one printed block per gathered snapshot");
+    for (i, (got, want)) in blocks.iter().zip(&c.collected).enumerate() {
+        let want = want.as_ref().unwrap_or_else(|e| panic!("{what}: gathered snapshot {i}: {e}"));
+        assert_eq!(got, want, "{what}: printed block {i} is not what the run recorded");
+    }
+    c
+}
+
+fn testcase_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(util::root().join("testcases"))
+        .expect("testcases/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 8, "the testcases are there");
+    files
+}
+
+// Every testcases/NAME.txt prints NAME.expected (and NAME.stderr), and its trace checks out.
+#[test]
+fn testcases_print_their_expected_output() {
+    let bless = std::env::var_os("BLESS").is_some();
+    let tmp = TempDir::new("cases");
+    for file in testcase_files() {
+        let name = file.file_stem().unwrap().to_string_lossy().to_string();
+        let trace = tmp.0.join(format!("{name}.trace"));
+        let run = run_file(&file, 1, &["--trace", trace.to_str().unwrap()]);
+        let expected = file.with_extension("expected");
+        let stderr_file = file.with_extension("stderr");
+        if bless {
+            fs::write(&expected, &run.stdout).unwrap();
+            if run.stderr.is_empty() {
+                let _ = fs::remove_file(&stderr_file);
+            } else {
+                fs::write(&stderr_file, &run.stderr).unwrap();
+            }
+            continue;
+        }
+        let want = fs::read_to_string(&expected).unwrap_or_else(|_| panic!("{name}.expected"));
+        assert_same(&name, &want, &run.stdout);
+        let want_err = fs::read_to_string(&stderr_file).unwrap_or_default();
+        assert_same(&format!("{name} (stderr)"), &want_err, &run.stderr);
+        assert_eq!(run.status, i32::from(!want_err.is_empty()), "{name}: exit status");
+        check_trace(&name, &trace, &run.stdout);
+    }
+}
+
+// arg.txt, the newcomer's example, prints the same whatever the seed.
+#[test]
+fn arg_txt_does_not_depend_on_the_seed() {
+    let file = util::root().join("testcases/arg.txt");
+    let want = fs::read_to_string(util::root().join("testcases/arg.expected")).unwrap();
+    for seed in [2, 3, 99, u64::MAX] {
+        assert_same(&format!("arg.txt --seed {seed}"), &want, &run_file(&file, seed, &[]).stdout);
+    }
+}
+
+// The course's three examples, byte for byte, with both arrows.
+#[test]
+fn spec_examples_are_byte_identical() {
+    let Some(dir) = shared("spec examples") else { return };
+    let dir = dir.join("peer-testcases/spec-examples");
+    for i in 1..=3 {
+        let file = dir.join(format!("example{i}.txt"));
+        let ascii = fs::read_to_string(dir.join(format!("example{i}.expected.txt"))).unwrap();
+        let uni = fs::read_to_string(dir.join(format!("example{i}.expected.u2192.txt"))).unwrap();
+        assert_same(&format!("example{i}"), &ascii, &run_file(&file, 1, &[]).stdout);
+        let run = run_file(&file, 1, &["--arrow", "unicode"]);
+        assert_same(&format!("example{i} --arrow unicode"), &uni, &run.stdout);
+    }
+}
+
+// The seven COS418 tests rewritten as command files, the concurrent ones included.
+#[test]
+fn cos418_files_are_byte_identical() {
+    let Some(dir) = shared("COS418-derived files") else { return };
+    let dir = dir.join("external-tests/cos418-as-cs380d");
+    let tmp = TempDir::new("cos418");
+    let mut n = 0;
+    for entry in fs::read_dir(&dir).unwrap() {
+        let file = entry.unwrap().path();
+        if file.extension().is_none_or(|e| e != "txt") {
+            continue;
+        }
+        let name = file.file_stem().unwrap().to_string_lossy().to_string();
+        let want = fs::read_to_string(file.with_extension("expected")).unwrap();
+        for seed in [1, 7] {
+            let trace = tmp.0.join(format!("{name}-{seed}.trace"));
+            let run = run_file(&file, seed, &["--trace", trace.to_str().unwrap()]);
+            assert_same(&name, &want, &run.stdout);
+            check_trace(&name, &trace, &run.stdout);
+        }
+        n += 1;
+    }
+    assert_eq!(n, 7);
+}
+
+// The course's test1-test5 under 20 seeds: every snapshot checks out against the trace,
+// the facts that hold in every legal run hold, and the same seed gives the same stdout.
+#[test]
+fn course_tests_hold_the_snapshot_properties_under_many_seeds() {
+    let Some(dir) = shared("CS380D test1-test5") else { return };
+    let dir = dir.join("external-tests/cs380d-s20");
+    let tmp = TempDir::new("course");
+    for t in 1..=5 {
+        let file = dir.join(format!("test{t}.txt"));
+        let mut outputs = BTreeSet::new();
+        for seed in 0..20u64 {
+            let what = format!("test{t} --seed {seed}");
+            let trace = tmp.0.join(format!("t{t}-{seed}.trace"));
+            let run = run_file(&file, seed, &["--trace", trace.to_str().unwrap()]);
+            assert_eq!(run.status, 0, "{what}: {}", run.stderr);
+            let c = check_trace(&what, &trace, &run.stdout);
+            let lines: Vec<&str> = run.stdout.lines().collect();
+            assert!(
+                ["1 Transfer 50", "2 Transfer 100", "4 Transfer 200"].contains(&lines[0]),
+                "{what}"
+            );
+            assert!(lines.contains(&"ERR_SEND") && lines.contains(&"Started by Node 2"), "{what}");
+            let first = &parse_blocks(&run.stdout)[0];
+            assert!(first.nodes.contains(&(2, 1000)), "{what}: node 2 = 1000");
+            for ch in [(1, 2, 200), (3, 2, 400), (4, 2, 100)] {
+                assert!(first.channels.contains(&ch), "{what}: {ch:?}");
+            }
+            assert_eq!(c.total(), 5500);
+            if t == 5 {
+                let second = &parse_blocks(&run.stdout)[1];
+                assert_eq!(second.nodes, vec![(1, 1600), (2, 1200), (3, 100), (4, 2600)], "{what}");
+                assert!(second.channels.iter().all(|c| c.2 == 0), "{what}");
+            }
+            let again = run_file(&file, seed, &[]);
+            assert_same(&format!("{what}, second run"), &run.stdout, &again.stdout);
+            outputs.insert(run.stdout);
+        }
+        assert!(outputs.len() > 1, "test{t}: different seeds make different random choices");
+    }
+}
+
+// Chapter 3: a rejected line prints one error naming it, the run goes on, exit status 1.
+#[test]
+fn rejected_lines_do_not_stop_the_run() {
+    let run = run_with(&["--seed", "1"], Some("Receive 1\nStartMaster\nCreateNode 1 5\nSend 1 2 3\nCreateNode 2 0\nSend 1 2 3\nReceive 2 1\nKillAll\n"), Duration::from_secs(30));
+    assert_eq!(run.stdout, "1 Transfer 3\n");
+    assert_eq!(
+        run.stderr,
+        "error: line 1: Receive 1: no system is running (StartMaster starts one)\n\
+         error: line 4: Send 1 2 3: unknown node 2\n"
+    );
+    assert_eq!(run.status, 1);
+}
+
+// Chapter 1: bad options and unreadable files cannot start (2); '-' reads stdin.
+#[test]
+fn exit_statuses_and_standard_input() {
+    let missing = run_with(&["/no/such/file.txt"], None, Duration::from_secs(10));
+    assert_eq!(missing.status, 2);
+    assert!(missing.stderr.contains("cannot read /no/such/file.txt"), "{}", missing.stderr);
+    assert_eq!(run_with(&["--no-such-option"], None, Duration::from_secs(10)).status, 2);
+    let run = run_with(
+        &["-"],
+        Some("StartMaster\nCreateNode 1 9\nCreateNode 2 1\nSend 2 1 5\n"),
+        Duration::from_secs(30),
+    );
+    assert_eq!((run.stdout.as_str(), run.status), ("ERR_SEND\n", 0));
+}
+
+// 256 node processes: a full mesh, one snapshot, every marker delivered, and it balances.
+#[test]
+fn two_hundred_fifty_six_nodes() {
+    let tmp = TempDir::new("n256");
+    let file = tmp.0.join("n256.txt");
+    let mut text = String::from("StartMaster\n");
+    for i in 1..=256 {
+        text.push_str(&format!("CreateNode {i} {}\n", i * 10));
+    }
+    text.push_str("Send 256 1 2560\nSend 1 256 10\nBeginSnapshot 128\nReceiveAll\nCollectState\nPrintSnapshot\nKillAll\n");
+    fs::write(&file, text).unwrap();
+    let run = run_with(&["--seed", "5", file.to_str().unwrap()], None, Duration::from_secs(120));
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let blocks = parse_blocks(&run.stdout);
+    assert_eq!(blocks.len(), 1);
+    assert_eq!(blocks[0].nodes.len(), 256);
+    assert_eq!(blocks[0].channels.len(), 256 * 255);
+    let held: u64 = blocks[0].nodes.iter().map(|n| n.1).sum::<u64>()
+        + blocks[0].channels.iter().map(|c| c.2).sum::<u64>();
+    assert_eq!(held, (1..=256u64).map(|i| i * 10).sum::<u64>());
+}
+
+/// Live (not zombie) processes: (pid, parent pid, command line).
+fn live_processes() -> Vec<(i32, i32, String)> {
+    let mut procs = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(cmd) = fs::read(entry.path().join("cmdline")) else { continue };
+        let stat = fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let mut fields = stat.rsplit(')').next().unwrap_or("").split_whitespace();
+        let (state, ppid) = (fields.next(), fields.next().and_then(|p| p.parse().ok()));
+        if let (Some(state), Some(ppid)) = (state, ppid) {
+            if state != "Z" && state != "X" {
+                procs.push((pid, ppid, String::from_utf8_lossy(&cmd).replace('\0', " ")));
+            }
+        }
+    }
+    procs
+}
+
+/// Live processes that are children of `parent` or carry `needle` in their command line.
+fn live_processes_of(parent: u32, needle: &str) -> Vec<i32> {
+    let procs = live_processes();
+    procs
+        .into_iter()
+        .filter(|p| p.1 == parent as i32 || p.2.contains(needle))
+        .map(|p| p.0)
+        .collect()
+}
+
+/// Abstract socket names in use that start with `prefix`.
+fn sockets_with(prefix: &str) -> usize {
+    let table = fs::read_to_string("/proc/net/unix").unwrap_or_default();
+    table.lines().filter(|l| l.contains(&format!("@{prefix}"))).count()
+}
+
+/// Waits until every pid in `pids` has exited (or `limit` passes): a pidfd becomes
+/// readable when its process ends, so this blocks in poll(2) instead of sleeping.
+fn wait_all_exit(pids: &[i32], limit: Duration) -> bool {
+    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+    let fds: Vec<OwnedFd> = pids
+        .iter()
+        .filter_map(|&p| {
+            // SAFETY: pidfd_open returns a new fd or -1.
+            let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, p, 0) };
+            (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + limit;
+    let mut left: Vec<&OwnedFd> = fds.iter().collect();
+    while !left.is_empty() {
+        let remaining = deadline.saturating_duration_since(std::time::Instant::now());
+        if remaining.is_zero() {
+            return false;
+        }
+        let mut pfds: Vec<nix::poll::PollFd> = left
+            .iter()
+            .map(|fd| nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN))
+            .collect();
+        let ms = nix::poll::PollTimeout::try_from(remaining).unwrap_or(nix::poll::PollTimeout::MAX);
+        let _ = nix::poll::poll(&mut pfds, ms);
+        let done: Vec<bool> =
+            pfds.iter().map(|p| p.revents().is_some_and(|r| !r.is_empty())).collect();
+        drop(pfds);
+        left = left.into_iter().zip(done).filter(|(_, d)| !d).map(|(f, _)| f).collect();
+    }
+    true
+}
+
+// Chapter 1: a SIGKILLed master leaves no process and no socket of its run, within 1 s.
+#[test]
+fn a_killed_master_leaves_nothing_behind() {
+    let mut master = Command::new(util::bin())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = master.stdin.take().unwrap();
+    writeln!(stdin, "StartMaster").unwrap();
+    for i in 1..=6 {
+        writeln!(stdin, "CreateNode {i} 100").unwrap();
+    }
+    writeln!(stdin, "Send 1 2 5\nReceive 2 1\nBeginSnapshot 3").unwrap();
+    stdin.flush().unwrap();
+    // Once these lines are printed, every node has run commands: the mesh is up.
+    let mut out = BufReader::new(master.stdout.take().unwrap());
+    let mut line = String::new();
+    for want in ["1 Transfer 5\n", "Started by Node 3\n"] {
+        line.clear();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line, want);
+    }
+    let prefix = format!("bank-{}-", master.id());
+    let children = live_processes_of(master.id(), &prefix);
+    assert_eq!(children.len(), 7, "the observer and six nodes run");
+    assert!(sockets_with(&prefix) > 0, "their sockets exist");
+    master.kill().unwrap();
+    master.wait().unwrap();
+    assert!(
+        wait_all_exit(&children, Duration::from_secs(1)),
+        "children outlived the master by 1 s"
+    );
+    assert_eq!(live_processes_of(master.id(), &prefix), Vec::<i32>::new());
+    assert_eq!(sockets_with(&prefix), 0, "no socket of the run remains");
+    drop(stdin);
+}
+
+// A normal end (KillAll, end of input) also leaves nothing.
+#[test]
+fn a_finished_run_leaves_nothing_behind() {
+    let mut master = Command::new(util::bin())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = master.id();
+    master
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"StartMaster\nCreateNode 1 1\nCreateNode 2 2\n")
+        .unwrap();
+    assert!(master.wait().unwrap().success());
+    let prefix = format!("bank-{pid}-");
+    assert_eq!(live_processes_of(pid, &prefix), Vec::<i32>::new());
+    assert_eq!(sockets_with(&prefix), 0);
+}

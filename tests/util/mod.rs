@@ -1,0 +1,116 @@
+//! Helpers shared by the integration tests: running the real binary under a watchdog,
+//! finding `../shared`, and the snapshot checker (`check`).
+
+#![allow(dead_code)]
+
+pub mod check;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// The binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_bank-master"))
+}
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared`, or `None` after printing a visible skip message naming `what`.
+pub fn shared(what: &str) -> Option<PathBuf> {
+    let dir = root().join("../shared");
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!("SKIPPED {what}: ../shared is not beside the repository");
+        println!("SKIPPED {what}: ../shared is not beside the repository");
+        None
+    }
+}
+
+/// What a run printed and how it ended.
+#[derive(Debug)]
+pub struct Run {
+    pub stdout: String,
+    pub stderr: String,
+    pub status: i32,
+}
+
+/// Runs the binary with `args` (and `stdin`, if any) under a watchdog: a run that takes
+/// longer than `limit` is killed and the test fails.
+pub fn run_with(args: &[&str], stdin: Option<&str>, limit: Duration) -> Run {
+    let mut cmd = Command::new(bin());
+    cmd.args(args)
+        .env_remove("RUST_LOG")
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("start bank-master");
+    if let Some(text) = stdin {
+        use std::io::Write;
+        let mut pipe = child.stdin.take().expect("piped");
+        pipe.write_all(text.as_bytes()).expect("write stdin");
+    }
+    let mut out = child.stdout.take().expect("piped");
+    let mut err = child.stderr.take().expect("piped");
+    let pid = child.id();
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let waiter = std::thread::spawn(move || {
+        let mut so = String::new();
+        let mut se = String::new();
+        let _ = out.read_to_string(&mut so);
+        let _ = err.read_to_string(&mut se);
+        let status = child.wait().expect("wait");
+        let _ = tx.send(());
+        (so, se, status.code().unwrap_or(-1))
+    });
+    if rx.recv_timeout(limit).is_err() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let (so, se, _) = waiter.join().expect("waiter");
+        panic!("bank-master {args:?} ran longer than {limit:?}\nstdout:\n{so}\nstderr:\n{se}");
+    }
+    let (stdout, stderr, status) = waiter.join().expect("waiter");
+    Run { stdout, stderr, status }
+}
+
+/// Runs the binary on `file` with `--seed seed` and extra `args`, 60 s at most.
+pub fn run_file(file: &Path, seed: u64, args: &[&str]) -> Run {
+    let seed = seed.to_string();
+    let mut all = vec!["--seed", &seed];
+    all.extend_from_slice(args);
+    let f = file.to_str().expect("utf-8 path");
+    all.push(f);
+    run_with(&all, None, Duration::from_secs(60))
+}
+
+/// Fails with both texts shown when they differ.
+pub fn assert_same(what: &str, want: &str, got: &str) {
+    if want != got {
+        panic!("{what}: output differs\n--- expected\n{want}\n--- got\n{got}\n---");
+    }
+}
+
+/// A fresh temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let n = crate::util::check::unique();
+        let p = std::env::temp_dir().join(format!("bank-test-{tag}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
