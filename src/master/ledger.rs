@@ -295,7 +295,7 @@ mod tests {
         let k = l.begin(n(1));
         assert_eq!(l.add_node(n(3), Amount(1)), vec![k]);
         assert!(l.has_recorded(n(3), k));
-        assert_eq!(l.head((n(1), n(3))), Head::Ready(marker(0)), "initiator marks the new channel");
+        assert_eq!(l.head((n(1), n(3))), Some(marker(0)), "initiator marks the new channel");
         assert_eq!(l.head((n(3), n(2))), Some(marker(0)));
         assert!(l.is_empty((n(2), n(3))), "node 2 has not recorded yet");
         while let Some(&c) = l.nonempty().first() {

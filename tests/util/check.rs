@@ -3,9 +3,10 @@
 //! It replays events (from a `--trace` file or from the simulation) and keeps its own
 //! account of balances and FIFO channels, independent of the code under test. For every
 //! snapshot it computes what a correct Chandy–Lamport run must have recorded, and
-//! [`Checker::verify`] compares a printed or assembled snapshot against it:
-//! 1. conservation; 2. node states exact; 3. consistent cut (nothing received before the
-//! cut was sent after it); 4. channel states exact; 6. marker discipline and completion.
+//! [`Checker::verify`] compares a printed or assembled snapshot against it: conservation
+//! (property 1), exact node states (2), a consistent cut, where nothing received before
+//! the cut was sent after it (3), exact channel states (4), and marker discipline and
+//! completion (6).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,6 +52,8 @@ struct Rec {
 
 #[derive(Debug, Default)]
 struct Snap {
+    /// The nodes that existed when it started, and those created while it ran.
+    members: BTreeSet<u32>,
     recs: BTreeMap<u32, Rec>,
     channel: BTreeMap<(u32, u32), u64>,
     closed: BTreeSet<(u32, u32)>,
@@ -102,6 +105,11 @@ impl Checker {
                     return Err(format!("node {node} created twice"));
                 }
                 self.balances.insert(node, balance);
+                let running: Vec<u32> =
+                    self.snaps.keys().copied().filter(|&k| self.expected(k).is_err()).collect();
+                for k in running {
+                    self.snap(k).members.insert(node);
+                }
             }
             Ev::Send { from, to, msg } => {
                 if let Msg::Transfer(a) = msg {
@@ -186,7 +194,16 @@ impl Checker {
                     .filter(|((_, d), _)| *d == node)
                     .map(|((s, _), n)| (*s, *n))
                     .collect();
+                let nodes: Vec<u32> = self.created.keys().copied().collect();
                 let s = self.snap(snapshot);
+                if s.recs.is_empty() {
+                    s.members.extend(nodes);
+                }
+                if !s.members.contains(&node) {
+                    return Err(format!(
+                        "node {node} recorded snapshot {snapshot} it is not part of"
+                    ));
+                }
                 if s.recs.insert(node, Rec { balance, sent, delivered }).is_some() {
                     return Err(format!("node {node} recorded snapshot {snapshot} twice"));
                 }
@@ -207,7 +224,10 @@ impl Checker {
     /// The snapshot `k` a correct run records, checking the cut (property 3) on the way.
     pub fn expected(&self, k: u32) -> Result<Block, String> {
         let s = self.snaps.get(&k).ok_or_else(|| format!("snapshot {k} never started"))?;
-        let members: Vec<u32> = s.recs.keys().copied().collect();
+        let members: Vec<u32> = s.members.iter().copied().collect();
+        if let Some(m) = members.iter().find(|m| !s.recs.contains_key(m)) {
+            return Err(format!("snapshot {k}: node {m} has not recorded"));
+        }
         let mut block = Block::default();
         for &d in &members {
             block.nodes.push((d, s.recs[&d].balance));
