@@ -17,7 +17,7 @@ use crate::transport::{self, Event, Hub, Link, Names};
 use crate::wire::{ChannelMsg, Control, Hello, Message, Peer, Report};
 use crossbeam_channel::{unbounded, Receiver, TryRecvError};
 use interprocess::TryClone;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::io;
 
 /// What a node process is started with.
@@ -56,7 +56,7 @@ pub fn run(args: NodeArgs) -> io::Result<()> {
         hub,
         links: HashMap::from([(Peer::Master, master)]),
         arrived: HashMap::new(),
-        commands: BTreeMap::new(),
+        commands: VecDeque::new(),
         next_seq: 0,
         effects: Vec::new(),
     };
@@ -71,8 +71,10 @@ struct Node {
     links: HashMap<Peer, Link>,
     /// Messages that arrived on each incoming channel and were not delivered yet.
     arrived: HashMap<NodeId, VecDeque<ChannelMsg>>,
-    /// Commands received ahead of their turn, by sequence number, with who sent them.
-    commands: BTreeMap<u64, (Peer, Control)>,
+    /// Commands not run yet, with who sent them: slot `i` holds command `next_seq + i`.
+    /// The master and the observer both send commands, so one may arrive before an
+    /// earlier one; its slot waits empty until then.
+    commands: VecDeque<Option<(Peer, Control)>>,
     next_seq: u64,
     effects: Vec<Effect>,
 }
@@ -116,7 +118,7 @@ impl Node {
                             self.arrived.entry(from).or_default().push_back(m)
                         }
                         (Peer::Master | Peer::Observer, Message::Control { seq, cmd }) => {
-                            self.commands.insert(seq, (peer, cmd));
+                            self.queue_command(seq, peer, cmd);
                         }
                         (peer, other) => log::warn!(
                             "node {}: unexpected {other:?} from {peer}; ignored",
@@ -138,15 +140,28 @@ impl Node {
     /// Runs every command whose turn has come and that can run now.
     fn run_ready(&mut self) -> io::Result<()> {
         loop {
-            match self.commands.first_key_value() {
-                Some((&seq, (_, cmd))) if seq == self.next_seq && self.can_run(cmd) => {}
+            match self.commands.front() {
+                Some(Some((_, cmd))) if self.can_run(cmd) => {}
                 _ => return Ok(()),
             }
-            let (_, (from, cmd)) = self.commands.pop_first().expect("checked above");
+            let (from, cmd) = self.commands.pop_front().flatten().expect("checked above");
             self.next_seq += 1;
             let report = self.execute(cmd)?;
             let seq = self.next_seq - 1;
             self.link(from)?.send(&Message::Report { seq, report })?;
+        }
+    }
+
+    fn queue_command(&mut self, seq: u64, from: Peer, cmd: Control) {
+        let Some(at) = seq.checked_sub(self.next_seq).map(|i| i as usize) else {
+            log::error!("node {}: command {seq} from {from} came twice; ignored", self.branch.id());
+            return;
+        };
+        if self.commands.len() <= at {
+            self.commands.resize_with(at + 1, || None);
+        }
+        if self.commands[at].replace((from, cmd)).is_some() {
+            log::error!("node {}: two commands numbered {seq}; kept the later", self.branch.id());
         }
     }
 
