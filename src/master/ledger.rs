@@ -16,7 +16,8 @@
 
 use crate::ids::{Amount, NodeId, SnapshotId};
 use crate::wire::ChannelMsg;
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::collections::{BTreeSet, VecDeque};
 
 /// A channel: (source, destination).
 pub type ChannelId = (NodeId, NodeId);

@@ -26,7 +26,8 @@ use crate::wire::{
     ChannelMsg, Control, GlobalSnapshot, Message, ObserverReply, ObserverRequest, Peer, Report,
 };
 use crossbeam_channel::{Receiver, TryRecvError};
-use std::collections::{HashMap, VecDeque};
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufWriter, Stdout, Write};
 use std::path::PathBuf;

@@ -14,7 +14,8 @@ use crate::transport::{self, Event, Hub, Link, Names};
 use crate::wire::{Control, Message, ObserverRequest, Peer};
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError};
 use interprocess::TryClone;
-use std::collections::{HashMap, VecDeque};
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::VecDeque;
 use std::process::Child;
 use std::time::Duration;
 
@@ -48,11 +49,11 @@ impl System {
             nonce,
             inbox,
             observer: None,
-            links: HashMap::new(),
+            links: HashMap::default(),
             children: Vec::new(),
             ledger: Ledger::new(),
-            next_seq: HashMap::new(),
-            awaiting_node: HashMap::new(),
+            next_seq: HashMap::default(),
+            awaiting_node: HashMap::default(),
             awaiting_observer: VecDeque::new(),
             hub,
         };

@@ -17,7 +17,8 @@ use crate::transport::{self, Event, Hub, Link, Names};
 use crate::wire::{ChannelMsg, Control, Hello, Message, Peer, Report};
 use crossbeam_channel::{unbounded, Receiver, TryRecvError};
 use interprocess::TryClone;
-use std::collections::{HashMap, VecDeque};
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::VecDeque;
 use std::io;
 
 /// What a node process is started with.
@@ -54,8 +55,8 @@ pub fn run(args: NodeArgs) -> io::Result<()> {
         names,
         nonce: args.nonce,
         hub,
-        links: HashMap::from([(Peer::Master, master)]),
-        arrived: HashMap::new(),
+        links: HashMap::from_iter([(Peer::Master, master)]),
+        arrived: HashMap::default(),
         commands: VecDeque::new(),
         next_seq: 0,
         effects: Vec::new(),
