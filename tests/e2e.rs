@@ -342,3 +342,107 @@ fn a_finished_run_leaves_nothing_behind() {
     assert_eq!(live_processes_of(pid, &prefix), Vec::<i32>::new());
     assert_eq!(sockets_with(&prefix), 0);
 }
+
+/// The abstract socket names (without '@') in use that start with `prefix`.
+fn socket_names(prefix: &str) -> Vec<String> {
+    let table = fs::read_to_string("/proc/net/unix").unwrap_or_default();
+    let mut names: Vec<String> = table
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(7))
+        .filter_map(|n| n.strip_prefix('@'))
+        .filter(|n| n.starts_with(prefix))
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Connects to an abstract socket, writes `bytes`, and waits (at most 10 s) for the
+/// other side to close the connection.
+fn send_and_expect_close(name: &str, bytes: &[u8]) {
+    use std::io::Read;
+    use std::os::linux::net::SocketAddrExt;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name).unwrap();
+    let mut s = std::os::unix::net::UnixStream::connect_addr(&addr).unwrap();
+    s.write_all(bytes).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(s.read(&mut buf).unwrap(), 0, "the node closes a link it does not trust");
+}
+
+// Transport: a connection from another run, or one that sends garbage, is refused and
+// logged, and the run goes on unharmed.
+#[test]
+fn strangers_and_garbage_are_refused() {
+    use bank::wire::{encode_frame, Hello, Message, Peer};
+    let mut master = Command::new(util::bin())
+        .env("RUST_LOG", "warn")
+        .args(["--seed", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = master.stdin.take().unwrap();
+    writeln!(stdin, "StartMaster\nCreateNode 1 10\nCreateNode 2 0\nSend 1 2 5\nReceive 2 1")
+        .unwrap();
+    stdin.flush().unwrap();
+    let mut out = BufReader::new(master.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "1 Transfer 5\n");
+    let prefix = format!("bank-{}-", master.id());
+    let node1 =
+        socket_names(&prefix).into_iter().find(|n| n.ends_with(".n1")).expect("node 1 listens");
+    let mut hello = Vec::new();
+    encode_frame(
+        &Message::Hello(Hello { nonce: 12345, from: Peer::Node(bank::ids::NodeId(2)) }),
+        &mut hello,
+    );
+    send_and_expect_close(&node1, &hello);
+    send_and_expect_close(&node1, &[0xff, 0xff, 0xff, 0x7f, 1, 2, 3]);
+    send_and_expect_close(&node1, &[3, 0, 0, 0, 0xee, 0xee, 0xee]);
+    writeln!(stdin, "Send 1 2 5\nReceive 2 1\nBeginSnapshot 2\nReceiveAll\nCollectState\nPrintSnapshot\nKillAll").unwrap();
+    drop(stdin);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut master.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(master.wait().unwrap().success(), "{err}");
+    assert!(rest.starts_with("1 Transfer 5\nStarted by Node 2\n"), "{rest}");
+    assert!(rest.contains("node 1 = 0\nnode 2 = 10\n"), "{rest}");
+    assert!(err.contains("refused a connection from another run"), "{err}");
+    assert_eq!(err.matches("sent a bad frame").count(), 2, "{err}");
+}
+
+// Chapter 1: Ctrl-C (SIGINT to the master) and SIGTERM leave nothing behind either.
+#[test]
+fn interrupted_masters_leave_nothing_behind() {
+    for sig in [nix::sys::signal::Signal::SIGINT, nix::sys::signal::Signal::SIGTERM] {
+        let mut master = Command::new(util::bin())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = master.stdin.take().unwrap();
+        writeln!(stdin, "StartMaster\nCreateNode 1 3\nCreateNode 2 3\nBeginSnapshot 2").unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        BufReader::new(master.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line, "Started by Node 2\n");
+        let prefix = format!("bank-{}-", master.id());
+        let children = live_processes_of(master.id(), &prefix);
+        assert_eq!(children.len(), 3);
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(master.id() as i32), sig).unwrap();
+        master.wait().unwrap();
+        assert!(
+            wait_all_exit(&children, Duration::from_secs(1)),
+            "{sig}: children outlived the master"
+        );
+        assert_eq!(sockets_with(&prefix), 0, "{sig}: no socket of the run remains");
+        drop(stdin);
+    }
+}
