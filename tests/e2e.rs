@@ -213,6 +213,41 @@ fn two_hundred_fifty_six_nodes() {
     assert_eq!(held, (1..=256u64).map(|i| i * 10).sum::<u64>());
 }
 
+/// A master reading commands from a pipe, with its stdin and buffered stdout.
+fn piped_master(
+    args: &[&str],
+    stderr: Stdio,
+) -> (std::process::Child, std::process::ChildStdin, BufReader<std::process::ChildStdout>) {
+    let mut master = Command::new(util::bin())
+        .env("RUST_LOG", "warn")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let stdin = master.stdin.take().unwrap();
+    let stdout = BufReader::new(master.stdout.take().unwrap());
+    (master, stdin, stdout)
+}
+
+/// Sends `commands` and reads one stdout line per entry of `want`, which must match:
+/// once a command's output is printed, every process it involved has run it.
+fn expect_lines(
+    stdin: &mut std::process::ChildStdin,
+    out: &mut BufReader<std::process::ChildStdout>,
+    commands: &str,
+    want: &[&str],
+) {
+    stdin.write_all(commands.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    for w in want {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim_end(), *w);
+    }
+}
+
 /// Live (not zombie) processes: (pid, parent pid, command line).
 fn live_processes() -> Vec<(i32, i32, String)> {
     let mut procs = Vec::new();
@@ -283,28 +318,13 @@ fn wait_all_exit(pids: &[i32], limit: Duration) -> bool {
 // Chapter 1: a SIGKILLed master leaves no process and no socket of its run, within 1 s.
 #[test]
 fn a_killed_master_leaves_nothing_behind() {
-    let mut master = Command::new(util::bin())
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = master.stdin.take().unwrap();
-    writeln!(stdin, "StartMaster").unwrap();
+    let (mut master, mut stdin, mut out) = piped_master(&[], Stdio::null());
+    let mut commands = String::from("StartMaster\n");
     for i in 1..=6 {
-        writeln!(stdin, "CreateNode {i} 100").unwrap();
+        commands.push_str(&format!("CreateNode {i} 100\n"));
     }
-    writeln!(stdin, "Send 1 2 5\nReceive 2 1\nBeginSnapshot 3").unwrap();
-    stdin.flush().unwrap();
-    // Once these lines are printed, every node has run commands: the mesh is up.
-    let mut out = BufReader::new(master.stdout.take().unwrap());
-    let mut line = String::new();
-    for want in ["1 Transfer 5\n", "Started by Node 3\n"] {
-        line.clear();
-        out.read_line(&mut line).unwrap();
-        assert_eq!(line, want);
-    }
+    commands.push_str("Send 1 2 5\nReceive 2 1\nBeginSnapshot 3\n");
+    expect_lines(&mut stdin, &mut out, &commands, &["1 Transfer 5", "Started by Node 3"]);
     let prefix = format!("bank-{}-", master.id());
     let children = live_processes_of(master.id(), &prefix);
     assert_eq!(children.len(), 7, "the observer and six nodes run");
@@ -420,19 +440,9 @@ fn strangers_and_garbage_are_refused() {
 #[test]
 fn interrupted_masters_leave_nothing_behind() {
     for sig in [nix::sys::signal::Signal::SIGINT, nix::sys::signal::Signal::SIGTERM] {
-        let mut master = Command::new(util::bin())
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdin = master.stdin.take().unwrap();
-        writeln!(stdin, "StartMaster\nCreateNode 1 3\nCreateNode 2 3\nBeginSnapshot 2").unwrap();
-        stdin.flush().unwrap();
-        let mut line = String::new();
-        BufReader::new(master.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        assert_eq!(line, "Started by Node 2\n");
+        let (mut master, mut stdin, mut out) = piped_master(&[], Stdio::null());
+        let commands = "StartMaster\nCreateNode 1 3\nCreateNode 2 3\nBeginSnapshot 2\n";
+        expect_lines(&mut stdin, &mut out, commands, &["Started by Node 2"]);
         let prefix = format!("bank-{}-", master.id());
         let children = live_processes_of(master.id(), &prefix);
         assert_eq!(children.len(), 3);

@@ -8,12 +8,10 @@
 //! It never writes stdout; it exits when the master's link closes.
 
 use crate::ids::NodeId;
-use crate::process::{die_with_parent, inherited_fds};
 use crate::protocol::snapshot::assemble;
-use crate::transport::{self, Event, Hub, Link};
+use crate::transport::{self, ChildLinks, Event, Hub, Link};
 use crate::wire::{Control, Message, ObserverReply, ObserverRequest, Peer, Report};
-use crossbeam_channel::{unbounded, Receiver};
-use interprocess::TryClone;
+use crossbeam_channel::Receiver;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
 
@@ -31,14 +29,7 @@ pub struct ObserverArgs {
 /// # Errors
 /// Setting up failed, or a link broke mid-run.
 pub fn run(args: ObserverArgs) -> io::Result<()> {
-    die_with_parent(args.master_pid)?;
-    // SAFETY: the master started this process with spawn_self; called once.
-    let (control, listener) = unsafe { inherited_fds() };
-    let (tx, inbox) = unbounded();
-    let hub = Hub::start(Some(transport::listener_from_fd(listener)), args.nonce, tx)?;
-    let control = transport::stream_from_fd(control);
-    hub.watch(Peer::Master, control.try_clone()?);
-    let master = Link::new(Peer::Master, control);
+    let ChildLinks { hub, master, inbox } = transport::start_child(args.master_pid, args.nonce)?;
     let mut obs = Observer {
         inbox,
         master,

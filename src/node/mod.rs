@@ -11,12 +11,10 @@
 //! Called by `main` for the hidden `node` role; it never writes stdout.
 
 use crate::ids::{Amount, NodeId};
-use crate::process::{die_with_parent, inherited_fds};
 use crate::protocol::{Branch, Effect};
-use crate::transport::{self, Event, Hub, Link, Names};
+use crate::transport::{self, ChildLinks, Event, Hub, Link, Names};
 use crate::wire::{ChannelMsg, Control, Hello, Message, Peer, Report};
-use crossbeam_channel::{unbounded, Receiver, TryRecvError};
-use interprocess::TryClone;
+use crossbeam_channel::{Receiver, TryRecvError};
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::VecDeque;
 use std::io;
@@ -41,15 +39,8 @@ pub struct NodeArgs {
 /// # Errors
 /// Setting up the process or a link failed, or a link broke mid-run.
 pub fn run(args: NodeArgs) -> io::Result<()> {
-    die_with_parent(args.master_pid)?;
+    let ChildLinks { hub, master, inbox } = transport::start_child(args.master_pid, args.nonce)?;
     let names = Names::from_prefix(&args.run);
-    // SAFETY: the master started this process with spawn_self; called once.
-    let (control, listener) = unsafe { inherited_fds() };
-    let (tx, inbox) = unbounded();
-    let hub = Hub::start(Some(transport::listener_from_fd(listener)), args.nonce, tx)?;
-    let control = transport::stream_from_fd(control);
-    hub.watch(Peer::Master, control.try_clone()?);
-    let master = Link::new(Peer::Master, control);
     let mut node = Node {
         branch: Branch::new(args.id, args.balance),
         names,

@@ -75,6 +75,35 @@ fn connect_stream(name: &str) -> io::Result<Stream> {
     Stream::connect(name.to_ns_name::<GenericNamespaced>()?)
 }
 
+/// What a child process starts with: its reader thread (already reading the master's
+/// link and accepting on the inherited listener), the write side of the master's link,
+/// and the events the reader thread produces.
+pub struct ChildLinks {
+    /// The reader thread.
+    pub hub: Hub,
+    /// The write side of the link to the master.
+    pub master: Link,
+    /// Where the reader thread's events arrive.
+    pub inbox: crossbeam_channel::Receiver<Event>,
+}
+
+/// Sets a child process up: arms the parent-death signal, takes the control link and
+/// listener it inherited from the master, and starts its reader thread.
+///
+/// # Errors
+/// The parent check, or starting the reader thread, failed.
+pub fn start_child(master_pid: u32, nonce: u64) -> io::Result<ChildLinks> {
+    crate::process::die_with_parent(master_pid)?;
+    // SAFETY: every child is started by process::spawn_self, and this runs once.
+    let (control, listener) = unsafe { crate::process::inherited_fds() };
+    let (tx, inbox) = crossbeam_channel::unbounded();
+    let hub = Hub::start(Some(listener_from_fd(listener)), nonce, tx)?;
+    let control = stream_from_fd(control);
+    hub.watch(crate::wire::Peer::Master, interprocess::TryClone::try_clone(&control)?);
+    let master = Link::new(crate::wire::Peer::Master, control);
+    Ok(ChildLinks { hub, master, inbox })
+}
+
 /// A connected socket pair for a child's control link: the master keeps the stream, the
 /// child inherits the fd.
 ///
