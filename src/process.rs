@@ -8,7 +8,6 @@
 
 use nix::libc;
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -96,10 +95,4 @@ pub fn kill_and_reap(children: &mut Vec<Child>) {
     for mut c in children.drain(..) {
         let _ = c.wait();
     }
-}
-
-/// Whether `child` has exited (it is reaped if so).
-pub fn has_exited(child: &Child) -> bool {
-    let pid = Pid::from_raw(child.id() as i32);
-    !matches!(waitpid(pid, Some(WaitPidFlag::WNOHANG)), Ok(WaitStatus::StillAlive))
 }

@@ -55,24 +55,6 @@ pub enum Command {
     Help,
 }
 
-impl Command {
-    /// The command's name as written in a file.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Command::StartMaster => "StartMaster",
-            Command::CreateNode { .. } => "CreateNode",
-            Command::Send { .. } => "Send",
-            Command::Receive { .. } => "Receive",
-            Command::ReceiveAll => "ReceiveAll",
-            Command::BeginSnapshot { .. } => "BeginSnapshot",
-            Command::CollectState => "CollectState",
-            Command::PrintSnapshot => "PrintSnapshot",
-            Command::KillAll => "KillAll",
-            Command::Help => "help",
-        }
-    }
-}
-
 /// The text `help` prints.
 pub const HELP: &str = "\
 commands (one per line; blank lines and lines starting with # are ignored):

@@ -73,11 +73,6 @@ impl Ledger {
         self.nodes.keys().copied()
     }
 
-    /// Number of nodes.
-    pub fn node_count(&self) -> usize {
-        self.nodes.len()
-    }
-
     /// All money created so far.
     pub fn created(&self) -> Amount {
         self.created

@@ -62,11 +62,6 @@ impl Snapshots {
         Self::default()
     }
 
-    /// Whether this node has recorded snapshot `id`.
-    pub fn is_recorded(&self, id: SnapshotId) -> bool {
-        self.taken.contains_key(&id)
-    }
-
     /// What was recorded for `id`, if anything.
     pub fn get(&self, id: SnapshotId) -> Option<&LocalSnapshot> {
         self.taken.get(&id)
