@@ -34,6 +34,7 @@
 //! | [`trace`] | `--trace` JSON lines |
 //! | [`process`] | spawning and ending child processes |
 //! | [`rng`] | seeded randomness |
+//! | [`wal`] | write-ahead logs (for the transfers of SPEC chapter 5) |
 
 #![warn(missing_docs)]
 
@@ -48,4 +49,5 @@ pub mod protocol;
 pub mod rng;
 pub mod trace;
 pub mod transport;
+pub mod wal;
 pub mod wire;
