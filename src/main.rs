@@ -52,8 +52,10 @@ fn child_exit(res: std::io::Result<()>) -> ExitCode {
 
 fn run_master(cli: Cli) -> ExitCode {
     let input = match cli.file.as_deref() {
-        Some(path) if path.as_os_str() != "-" => match std::fs::read_to_string(path) {
-            Ok(text) => Input::Text(text),
+        // Commands are ASCII; a stray non-UTF-8 byte (a Latin-1 comment) must not make the
+        // whole file unreadable, and any such byte in a command makes that line an error.
+        Some(path) if path.as_os_str() != "-" => match std::fs::read(path) {
+            Ok(bytes) => Input::Text(String::from_utf8_lossy(&bytes).into_owned()),
             Err(e) => {
                 eprintln!("error: cannot read {}: {e}", path.display());
                 return ExitCode::from(2);
