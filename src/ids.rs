@@ -14,6 +14,16 @@ pub struct NodeId(pub u32);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct SnapshotId(pub u32);
 
+/// A transaction id: `T<n>`, numbered 1, 2, 3, … in command order within a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TxnId(pub u64);
+
+impl fmt::Display for TxnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "T{}", self.0)
+    }
+}
+
 /// An amount of money. The total money of a system never exceeds [`Amount::MAX`]
 /// (2^63 − 1), so no balance or sum of balances can overflow a `u64`.
 #[derive(

@@ -7,6 +7,7 @@
 pub mod bank;
 pub mod effect;
 pub mod snapshot;
+pub mod two_pc;
 
 pub use bank::{Branch, ErrSend};
 pub use effect::Effect;
