@@ -53,8 +53,10 @@ fn in_process(text: &str) -> usize {
     let mut lines = 0;
     let mut begun = Vec::new();
     let apply = |from: NodeId, out: &mut Vec<Effect>, q: &mut HashMap<_, VecDeque<_>>| {
-        for Effect::Send { to, msg } in out.drain(..) {
-            q.entry((from, to)).or_default().push_back(msg);
+        for e in out.drain(..) {
+            if let Effect::Send { to, msg } = e {
+                q.entry((from, to)).or_default().push_back(msg);
+            }
         }
     };
     let deliver = |c: (NodeId, NodeId),
@@ -65,8 +67,10 @@ fn in_process(text: &str) -> usize {
         l.deliver(c);
         let m = q.get_mut(&c).and_then(|q| q.pop_front()).expect("ledger and queues agree");
         b.get_mut(&c.1).expect("node").on_deliver(c.0, m, out);
-        for Effect::Send { to, msg } in out.drain(..) {
-            q.entry((c.1, to)).or_default().push_back(msg);
+        for e in out.drain(..) {
+            if let Effect::Send { to, msg } = e {
+                q.entry((c.1, to)).or_default().push_back(msg);
+            }
         }
     };
     for (i, line) in text.lines().enumerate() {

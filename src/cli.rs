@@ -28,6 +28,11 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = Arrow::Ascii)]
     pub arrow: Arrow,
 
+    /// Keep each node's write-ahead log as DIR/node-<id>.wal (default: unnamed temporary
+    /// files that vanish with the run).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
     /// A child process role (used by the master itself).
     #[command(subcommand)]
     pub role: Option<Role>,
@@ -54,6 +59,9 @@ pub enum Role {
         /// The master's pid.
         #[arg(long)]
         master_pid: u32,
+        /// A write-ahead log was handed over as fd 5.
+        #[arg(long)]
+        wal: bool,
     },
     /// The observer process.
     #[command(hide = true)]

@@ -23,13 +23,14 @@ fn main() -> ExitCode {
         })
         .init();
     match cli.role {
-        Some(Role::Node { id, balance, run, nonce, master_pid }) => {
+        Some(Role::Node { id, balance, run, nonce, master_pid, wal }) => {
             let args = bank::node::NodeArgs {
                 id: NodeId(id),
                 balance: Amount(balance),
                 run,
                 nonce,
                 master_pid,
+                wal,
             };
             child_exit(bank::node::run(args))
         }
@@ -83,6 +84,13 @@ fn run_master(cli: Cli) -> ExitCode {
         log::info!("seed={seed} (pass --seed {seed} to repeat this run)");
         seed
     });
-    let status = master::run(Config { input, seed, trace: cli.trace, arrow: cli.arrow });
+    if let Some(dir) = &cli.data_dir {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            eprintln!("error: cannot create {}: {e}", dir.display());
+            return ExitCode::from(2);
+        }
+    }
+    let config = Config { input, seed, trace: cli.trace, arrow: cli.arrow, data_dir: cli.data_dir };
+    let status = master::run(config);
     ExitCode::from(status as u8)
 }

@@ -3,8 +3,8 @@
 //! The master decides *when* a line is printed (in command order); this module decides
 //! exactly *what* it says, byte for byte.
 
-use crate::ids::NodeId;
-use crate::wire::{ChannelMsg, GlobalSnapshot};
+use crate::ids::{Amount, NodeId};
+use crate::wire::{ChannelMsg, GlobalSnapshot, TxMsg};
 use std::fmt::Write;
 
 /// How channel lines draw their arrow.
@@ -34,6 +34,24 @@ pub fn received(from: NodeId, msg: &ChannelMsg) -> String {
     match msg {
         ChannelMsg::Transfer { amount } => format!("{from} Transfer {amount}"),
         ChannelMsg::Marker { .. } => format!("{from} SnapshotToken -1"),
+        ChannelMsg::Tx(m) => match m {
+            TxMsg::Prepare { .. } => format!("{from} Prepare -1"),
+            TxMsg::Vote { .. } => format!("{from} Vote -1"),
+            TxMsg::Decide { commit: true, .. } => format!("{from} Commit -1"),
+            TxMsg::Decide { commit: false, .. } => format!("{from} Abort -1"),
+            TxMsg::Credit { amount, .. } => format!("{from} Commit {amount}"),
+            TxMsg::Ack { .. } => format!("{from} Ack -1"),
+            TxMsg::DecisionReq { .. } => format!("{from} DecisionReq -1"),
+        },
+    }
+}
+
+/// One `Balances` line: all money the node owns, and what transactions hold of it.
+pub fn balance(node: NodeId, balance: Amount, held: Amount) -> String {
+    if held == Amount::ZERO {
+        format!("node {node} = {balance}")
+    } else {
+        format!("node {node} = {balance} (held {held})")
     }
 }
 
@@ -58,7 +76,7 @@ pub fn snapshot_block(snap: &GlobalSnapshot, arrow: Arrow) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{Amount, SnapshotId};
+    use crate::ids::SnapshotId;
 
     #[test]
     fn the_spec_example_block_is_exact() {

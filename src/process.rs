@@ -42,39 +42,62 @@ pub fn self_exe() -> std::path::PathBuf {
 pub const CONTROL_FD: RawFd = 3;
 /// The fd a child finds its listener on.
 pub const LISTEN_FD: RawFd = 4;
+/// The fd a node finds its write-ahead log on.
+pub const WAL_FD: RawFd = 5;
 
-/// Starts this binary with `args` (a hidden role), with `control` as fd 3 and `listener`
-/// as fd 4, stdin and stdout closed (only the master writes stdout), stderr inherited so
+/// Starts this binary with `args` (a hidden role), with `control` as fd 3, `listener`
+/// as fd 4 and `wal` (if any) as fd 5, stdin and stdout closed (only the master writes stdout), stderr inherited so
 /// that logs reach the user. The parent-death signal is armed before the child's `exec`,
 /// so a master killed at any moment takes the child with it.
 ///
 /// # Errors
 /// The spawn failed.
-pub fn spawn_self(args: &[String], control: OwnedFd, listener: OwnedFd) -> io::Result<Child> {
+pub fn spawn_self(
+    args: &[String],
+    control: OwnedFd,
+    listener: OwnedFd,
+    wal: Option<&std::fs::File>,
+) -> io::Result<Child> {
     let (c, l) = (control.as_raw_fd(), listener.as_raw_fd());
+    let w = wal.map_or(-1, |f| f.as_raw_fd());
     let mut cmd = Command::new(self_exe());
     cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit());
     // SAFETY: the closure runs in the forked child before exec and only makes
     // async-signal-safe calls (fcntl, dup2, close, prctl) on fds it owns.
     unsafe {
         cmd.pre_exec(move || {
-            // Either fd may already sit at 3 or 4: move both above 9 first.
+            // Any fd may already sit at 3, 4 or 5: move them all above 9 first.
             let c2 = libc::fcntl(c, libc::F_DUPFD, 10);
             let l2 = libc::fcntl(l, libc::F_DUPFD, 10);
+            let w2 = if w >= 0 { libc::fcntl(w, libc::F_DUPFD, 10) } else { 0 };
             if c2 < 0
                 || l2 < 0
+                || w2 < 0
                 || libc::dup2(c2, CONTROL_FD) < 0
                 || libc::dup2(l2, LISTEN_FD) < 0
+                || (w >= 0 && libc::dup2(w2, WAL_FD) < 0)
                 || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0
             {
                 return Err(io::Error::last_os_error());
             }
             libc::close(c2);
             libc::close(l2);
+            if w >= 0 {
+                libc::close(w2);
+            }
             Ok(())
         });
     }
     cmd.spawn()
+}
+
+/// The write-ahead log a node inherited from [`spawn_self`].
+///
+/// # Safety
+/// Call once, in a node started by [`spawn_self`] with a log: fd 5 is then that file.
+pub unsafe fn inherited_wal() -> std::fs::File {
+    // SAFETY: per this function's contract.
+    unsafe { std::fs::File::from_raw_fd(WAL_FD) }
 }
 
 /// The control link and listener a child inherited from [`spawn_self`].

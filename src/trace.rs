@@ -4,7 +4,7 @@
 //! checker can replay it against the command file (`tests/util` does).
 
 use crate::ids::{Amount, NodeId, SnapshotId};
-use crate::wire::ChannelMsg;
+use crate::wire::{ChannelMsg, TxMsg};
 use std::fmt::Write;
 
 /// One event of a run.
@@ -46,6 +46,13 @@ pub enum TraceEvent {
         /// The message.
         msg: ChannelMsg,
     },
+    /// The money a node holds for unfinished transactions changed to `amount`.
+    Held {
+        /// The node.
+        node: NodeId,
+        /// What it holds now.
+        amount: Amount,
+    },
     /// `CollectState` gathered a snapshot (one event per snapshot, in id order).
     Collect {
         /// The snapshot.
@@ -65,6 +72,23 @@ pub enum TraceEvent {
 fn msg_fields(s: &mut String, msg: &ChannelMsg) {
     let _ = match msg {
         ChannelMsg::Transfer { amount } => write!(s, ",\"kind\":\"Transfer\",\"amount\":{amount}"),
+        ChannelMsg::Tx(m) => {
+            let (kind, tx) = match m {
+                TxMsg::Prepare { spec } => ("Prepare", spec.tx),
+                TxMsg::Vote { tx, .. } => ("Vote", *tx),
+                TxMsg::Decide { tx, commit: true } => ("Commit", *tx),
+                TxMsg::Decide { tx, commit: false } => ("Abort", *tx),
+                TxMsg::Credit { tx, .. } => ("Credit", *tx),
+                TxMsg::Ack { tx } => ("Ack", *tx),
+                TxMsg::DecisionReq { tx } => ("DecisionReq", *tx),
+            };
+            let _ = write!(s, ",\"kind\":\"{kind}\",\"tx\":{}", tx.0);
+            match m {
+                TxMsg::Credit { amount, .. } => write!(s, ",\"amount\":{amount}"),
+                TxMsg::Vote { no: Some(r), .. } => write!(s, ",\"no\":\"{}\"", r.as_str()),
+                _ => Ok(()),
+            }
+        }
         ChannelMsg::Marker { snapshot } => {
             write!(s, ",\"kind\":\"Marker\",\"snapshot\":{snapshot}")
         }
@@ -77,6 +101,9 @@ impl TraceEvent {
         let mut s = String::with_capacity(64);
         let _ = match self {
             TraceEvent::Start => write!(s, "{{\"ev\":\"start\""),
+            TraceEvent::Held { node, amount } => {
+                write!(s, "{{\"ev\":\"held\",\"node\":{node},\"amount\":{amount}")
+            }
             TraceEvent::Create { node, balance } => {
                 write!(s, "{{\"ev\":\"create\",\"node\":{node},\"balance\":{balance}")
             }

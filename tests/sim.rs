@@ -40,6 +40,7 @@ fn msg(m: ChannelMsg) -> Msg {
     match m {
         ChannelMsg::Transfer { amount } => Msg::Transfer(amount.0),
         ChannelMsg::Marker { snapshot } => Msg::Marker(snapshot.0),
+        ChannelMsg::Tx(_) => unreachable!("this simulation starts no transfer"),
     }
 }
 
@@ -63,7 +64,10 @@ impl World {
 
     /// Carries out effects of node `from` in order, as the node driver does.
     fn effects(&mut self, from: NodeId, out: Vec<Effect>) -> Result<(), String> {
-        for Effect::Send { to, msg: m } in out {
+        for effect in out {
+            let Effect::Send { to, msg: m } = effect else {
+                return Err(format!("a snapshot step had a two-phase-commit effect: {effect:?}"));
+            };
             self.queues.entry((from, to)).or_default().push_back(m);
             self.event(Ev::Send { from: from.0, to: to.0, msg: msg(m) })?;
         }

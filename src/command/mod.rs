@@ -8,7 +8,7 @@ mod parse;
 
 pub use parse::{parse_line, ParseError, ParseErrorKind};
 
-use crate::ids::{Amount, NodeId};
+use crate::ids::{Amount, NodeId, TxnId};
 
 /// One line of a command file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,8 +51,32 @@ pub enum Command {
     PrintSnapshot,
     /// End every process of the system.
     KillAll,
-    /// List the commands on stderr (interactive use only).
+    /// List the commands on stderr.
     Help,
+    /// A two-phase-commit transfer (SPEC chapter 5).
+    Transfer {
+        /// The debit node.
+        from: NodeId,
+        /// The credit node.
+        to: NodeId,
+        /// How much.
+        amount: Amount,
+        /// The coordinator when not the debit node (`via <node>`).
+        via: Option<NodeId>,
+        /// Start it and return at once (`nowait`).
+        nowait: bool,
+    },
+    /// Print every node's balance.
+    Balances,
+    /// Print a transaction's state at every node of it.
+    TxStatus {
+        /// The transaction.
+        tx: TxnId,
+    },
+    /// Hold the global state against all money created.
+    Check,
+    /// Print the transaction counters.
+    Stats,
 }
 
 /// The text `help` prints.
@@ -67,4 +91,10 @@ commands (one per line; blank lines and lines starting with # are ignored):
   CollectState                     the observer gathers the complete snapshots
   PrintSnapshot                    print what the last CollectState gathered
   KillAll                          end every process of the system
+  Transfer <from> <to> <amount> [via <node>] [nowait]
+                                   an atomic transfer by two-phase commit
+  Balances                         every node's money (and what transactions hold)
+  TxStatus T<n>                    a transaction's state at each of its nodes
+  Check                            the global state against all money created
+  Stats                            commits, aborts by reason, in-doubt, retransmissions
   help                             this text";

@@ -1,7 +1,7 @@
 //! Text to [`Command`], with the line number and a reason for every rejected line.
 
 use super::Command;
-use crate::ids::{Amount, NodeId};
+use crate::ids::{Amount, NodeId, TxnId};
 use std::fmt;
 
 /// Why a line is not a command.
@@ -41,6 +41,8 @@ pub enum ParseErrorKind {
     },
     /// A node named as both ends of a channel.
     SelfChannel(NodeId),
+    /// A word the command does not take there.
+    UnexpectedWord(String),
 }
 
 /// A rejected line: its number, its text and why.
@@ -72,6 +74,9 @@ impl fmt::Display for ParseErrorKind {
             }
             ParseErrorKind::SelfChannel(id) => {
                 write!(f, "node {id} has no channel to itself")
+            }
+            ParseErrorKind::UnexpectedWord(w) => {
+                write!(f, "unexpected {w:?} (expected: via <node>, nowait)")
             }
         }
     }
@@ -140,6 +145,39 @@ pub fn parse_line(line: usize, raw: &str) -> Result<Option<Command>, ParseError>
         "PrintSnapshot" => arity("no", args.is_empty()).map(|_| Command::PrintSnapshot)?,
         "KillAll" => arity("no", args.is_empty()).map(|_| Command::KillAll)?,
         "help" => arity("no", args.is_empty()).map(|_| Command::Help)?,
+        "Transfer" => {
+            arity("3 to 6", (3..=6).contains(&args.len()))?;
+            let (from, to, amount) = (id(0)?, id(1)?, amount(2)?);
+            if from == to {
+                return Err(err(ParseErrorKind::SelfChannel(from)));
+            }
+            let (mut via, mut nowait, mut i) = (None, false, 3);
+            while i < args.len() {
+                match args[i] {
+                    "via" if via.is_none() && i + 1 < args.len() => {
+                        via = Some(id(i + 1)?);
+                        i += 2;
+                    }
+                    "nowait" if !nowait => {
+                        nowait = true;
+                        i += 1;
+                    }
+                    other => return Err(err(ParseErrorKind::UnexpectedWord(other.to_string()))),
+                }
+            }
+            Command::Transfer { from, to, amount, via, nowait }
+        }
+        "Balances" => arity("no", args.is_empty()).map(|_| Command::Balances)?,
+        "Check" => arity("no", args.is_empty()).map(|_| Command::Check)?,
+        "Stats" => arity("no", args.is_empty()).map(|_| Command::Stats)?,
+        "TxStatus" => {
+            arity("1", args.len() == 1)?;
+            let n = args[0].strip_prefix('T').ok_or_else(|| {
+                err(ParseErrorKind::NotAnInteger { what: "transaction", arg: args[0].to_string() })
+            })?;
+            let tx = parse_int(n, "transaction", u64::MAX).map_err(err)?;
+            Command::TxStatus { tx: TxnId(tx) }
+        }
         other => return Err(err(ParseErrorKind::UnknownCommand(other.to_string()))),
     };
     Ok(Some(cmd))
@@ -250,6 +288,39 @@ mod tests {
         assert_eq!(kind("Send 2 2 1"), ParseErrorKind::SelfChannel(NodeId(2)));
         assert_eq!(kind("Receive 2 2"), ParseErrorKind::SelfChannel(NodeId(2)));
         assert!(matches!(kind("KILLALL"), ParseErrorKind::UnknownCommand(_)));
+    }
+
+    #[test]
+    fn transfer_takes_via_and_nowait_in_any_order() {
+        let t = |s| ok(s);
+        assert_eq!(
+            t("Transfer 1 2 30"),
+            Command::Transfer {
+                from: NodeId(1),
+                to: NodeId(2),
+                amount: Amount(30),
+                via: None,
+                nowait: false
+            }
+        );
+        assert_eq!(
+            t("Transfer 1 2 30 nowait via 3"),
+            Command::Transfer {
+                from: NodeId(1),
+                to: NodeId(2),
+                amount: Amount(30),
+                via: Some(NodeId(3)),
+                nowait: true
+            }
+        );
+        assert_eq!(kind("Transfer 1 2 3 via"), ParseErrorKind::UnexpectedWord("via".into()));
+        assert_eq!(
+            kind("Transfer 1 2 3 nowait nowait"),
+            ParseErrorKind::UnexpectedWord("nowait".into())
+        );
+        assert_eq!(kind("Transfer 2 2 3"), ParseErrorKind::SelfChannel(NodeId(2)));
+        assert_eq!(ok("TxStatus T12"), Command::TxStatus { tx: TxnId(12) });
+        assert!(matches!(kind("TxStatus 12"), ParseErrorKind::NotAnInteger { .. }));
     }
 
     #[test]

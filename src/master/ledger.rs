@@ -10,12 +10,16 @@
 //! `BeginSnapshot`, at the first marker of a snapshot a node receives, or when a node
 //! joins a running snapshot.
 //!
+//! Two-phase-commit messages are the exception: what a node does with one is reported,
+//! not predicted. The master waits for that report (the messages the step sent, the
+//! node's balance and held money) and applies it here before it decides anything else.
+//!
 //! The nodes stay the authority: they apply the rules and report what they did, and the
 //! master checks every report against this ledger (two implementations of the rules
 //! cross-checked on every command); a mismatch is a bug and stops the run. Pure: no I/O.
 
-use crate::ids::{Amount, NodeId, SnapshotId};
-use crate::wire::ChannelMsg;
+use crate::ids::{Amount, NodeId, SnapshotId, TxnId};
+use crate::wire::{ChannelMsg, TxMsg};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::collections::{BTreeSet, VecDeque};
 
@@ -50,8 +54,12 @@ pub struct Ledger {
     /// Node ids with their opening balances, by id.
     nodes: std::collections::BTreeMap<NodeId, Amount>,
     balances: HashMap<NodeId, Amount>,
+    /// Money held by two-phase-commit transactions, per node (as last reported).
+    held: HashMap<NodeId, Amount>,
     created: Amount,
-    channels: HashMap<ChannelId, VecDeque<ChannelMsg>>,
+    /// Each channel's messages with the order in which they were enqueued system-wide.
+    channels: HashMap<ChannelId, VecDeque<(u64, ChannelMsg)>>,
+    enqueued: u64,
     snapshots: Vec<SnapshotLedger>,
     /// Snapshots not complete yet, by id.
     running: BTreeSet<SnapshotId>,
@@ -124,26 +132,82 @@ impl Ledger {
         self.balances.get(&node).copied().unwrap_or(Amount::ZERO)
     }
 
+    /// Money held by transactions at `node`.
+    pub fn held(&self, node: NodeId) -> Amount {
+        self.held.get(&node).copied().unwrap_or(Amount::ZERO)
+    }
+
     /// A Send `from` → `to`: debits and enqueues a Transfer, or returns false (ERR_SEND)
-    /// and changes nothing when the balance is short.
+    /// and changes nothing when the available balance (not held) is short.
     pub fn send(&mut self, from: NodeId, to: NodeId, amount: Amount) -> bool {
+        let held = self.held(from);
         let balance = self.balances.get_mut(&from).expect("the master checks ids");
-        match balance.checked_sub(amount) {
-            Some(rest) => {
-                *balance = rest;
-                self.channels
-                    .entry((from, to))
-                    .or_default()
-                    .push_back(ChannelMsg::Transfer { amount });
+        match balance.checked_sub(held).and_then(|avail| avail.checked_sub(amount)) {
+            Some(_) => {
+                *balance = balance.checked_sub(amount).expect("checked above");
+                self.enqueue((from, to), ChannelMsg::Transfer { amount });
                 true
             }
             None => false,
         }
     }
 
+    fn enqueue(&mut self, c: ChannelId, msg: ChannelMsg) {
+        self.enqueued += 1;
+        self.channels.entry(c).or_default().push_back((self.enqueued, msg));
+    }
+
+    /// A node reported a two-phase-commit step: the messages it sent, in order, and its
+    /// balance and held money after it.
+    pub fn apply_tx(
+        &mut self,
+        node: NodeId,
+        sent: &[(NodeId, TxMsg)],
+        balance: Amount,
+        held: Amount,
+    ) {
+        for &(to, m) in sent {
+            self.enqueue((node, to), ChannelMsg::Tx(m));
+        }
+        self.balances.insert(node, balance);
+        self.held.insert(node, held);
+    }
+
     /// The head of channel `c`, if any.
     pub fn head(&self, c: ChannelId) -> Option<ChannelMsg> {
-        self.channels.get(&c).and_then(|q| q.front()).copied()
+        self.channels.get(&c).and_then(|q| q.front()).map(|e| e.1)
+    }
+
+    /// Among channels `cs`, the non-empty one whose head was enqueued first.
+    pub fn oldest_head(&self, cs: &[ChannelId]) -> Option<ChannelId> {
+        cs.iter()
+            .filter_map(|c| self.channels.get(c).and_then(|q| q.front()).map(|e| (e.0, *c)))
+            .min()
+            .map(|(_, c)| c)
+    }
+
+    /// Whether a message of transaction `tx` is in any of the channels `cs`.
+    pub fn carries(&self, cs: &[ChannelId], tx: TxnId) -> bool {
+        cs.iter().filter_map(|c| self.channels.get(c)).flatten().any(|(_, m)| match m {
+            ChannelMsg::Tx(t) => t.tx() == tx,
+            _ => false,
+        })
+    }
+
+    /// The money in all channels: Transfers, and each transaction's credit once.
+    pub fn money_in_channels(&self) -> Amount {
+        let mut credits = HashSet::default();
+        let mut total = Amount::ZERO;
+        for (_, m) in self.channels.values().flatten() {
+            let counted = match m {
+                ChannelMsg::Tx(t) => {
+                    t.money().filter(|(tx, _)| credits.insert(*tx)).map(|(_, a)| a)
+                }
+                other => other.money(),
+            };
+            total = total.checked_add(counted.unwrap_or(Amount::ZERO)).expect("bounded");
+        }
+        total
     }
 
     /// Whether channel `c` holds anything.
@@ -169,7 +233,7 @@ impl Ledger {
     /// If the channel is empty: the master checks first.
     pub fn deliver(&mut self, c: ChannelId) -> Delivery {
         let q = self.channels.get_mut(&c).expect("deliver from a non-empty channel");
-        let msg = q.pop_front().expect("non-empty");
+        let (_, msg) = q.pop_front().expect("non-empty");
         if q.is_empty() {
             self.channels.remove(&c);
         }
@@ -222,8 +286,7 @@ impl Ledger {
     }
 
     fn push_marker(&mut self, c: ChannelId, k: SnapshotId) {
-        let msg = ChannelMsg::Marker { snapshot: k };
-        self.channels.entry(c).or_default().push_back(msg);
+        self.enqueue(c, ChannelMsg::Marker { snapshot: k });
         self.snapshots[k.0 as usize].markers_in_flight += 1;
     }
 

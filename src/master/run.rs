@@ -17,17 +17,18 @@ use super::ledger::{ChannelId, Delivery};
 use super::system::System;
 use super::Fatal;
 use crate::command::{parse_line, Command, HELP};
-use crate::ids::{Amount, NodeId, SnapshotId};
+use crate::ids::{Amount, NodeId, SnapshotId, TxnId};
 use crate::output::{self, Arrow};
 use crate::rng::Rng;
 use crate::trace::TraceEvent;
 use crate::transport::Event;
+use crate::wire::{AbortReason, TxOutcome, TxReport, TxSpec};
 use crate::wire::{
     ChannelMsg, Control, GlobalSnapshot, Message, ObserverReply, ObserverRequest, Peer, Report,
 };
 use crossbeam_channel::{Receiver, TryRecvError};
 use rustc_hash::FxHashMap as HashMap;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::io::{self, BufWriter, Stdout, Write};
 use std::path::PathBuf;
@@ -61,6 +62,8 @@ pub struct Config {
     pub trace: Option<PathBuf>,
     /// How to draw channel arrows.
     pub arrow: Arrow,
+    /// Where node logs are kept; `None` for unnamed temporary files.
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Runs every command line. Returns the exit status: 0 when every line ran, 1 when a
@@ -84,6 +87,9 @@ pub fn run(cfg: Config) -> i32 {
         rejected: false,
         gathered: Vec::new(),
         since_collect: Vec::new(),
+        data_dir: cfg.data_dir,
+        txns: Txns::default(),
+        queried: Vec::new(),
     };
     let result = m.walk(cfg.input);
     let result = result.and_then(|()| m.finish());
@@ -134,6 +140,23 @@ enum Expect {
         text: String,
         ids: Vec<SnapshotId>,
     },
+    /// The coordinator started a transfer.
+    TxStart {
+        spec: TxSpec,
+        nowait: bool,
+    },
+    /// A node answered `Query`.
+    Query,
+}
+
+/// The transactions of the running system, as their coordinators reported them.
+#[derive(Default)]
+struct Txns {
+    next: u64,
+    specs: HashMap<TxnId, TxSpec>,
+    outcomes: HashMap<TxnId, TxOutcome>,
+    commits: u64,
+    aborts: BTreeMap<&'static str, u64>,
 }
 
 enum Slot {
@@ -155,6 +178,10 @@ struct Master {
     gathered: Vec<GlobalSnapshot>,
     /// Snapshots begun since the last successful `CollectState`.
     since_collect: Vec<SnapshotId>,
+    data_dir: Option<PathBuf>,
+    txns: Txns,
+    /// Answers to `Query`: (node, balance, held, transaction state).
+    queried: Vec<(NodeId, Amount, Amount, Option<String>)>,
 }
 
 fn record_events(
@@ -329,6 +356,41 @@ impl Master {
                 self.barrier()?;
                 self.system = None;
             }
+            Command::Transfer { from, to, amount, via, nowait } => {
+                let ids: Vec<NodeId> = [from, to].into_iter().chain(via).collect();
+                match unknown(self, &ids) {
+                    Some(id) => self.reject(line, text, format!("unknown node {id}")),
+                    None => self.transfer(from, to, amount, via, nowait)?,
+                }
+            }
+            Command::Balances => {
+                let nodes: Vec<NodeId> = self.sys().ledger.nodes().collect();
+                let outs = self
+                    .query(&nodes, None)?
+                    .into_iter()
+                    .map(|(n, balance, held, _)| Out::Line(output::balance(n, balance, held)))
+                    .collect();
+                self.push_done(outs, false);
+            }
+            Command::TxStatus { tx } => match self.txns.specs.get(&tx).copied() {
+                None => self.reject(line, text, format!("unknown transaction {tx}")),
+                Some(spec) => self.tx_status(spec)?,
+            },
+            Command::Check => self.check()?,
+            Command::Stats => {
+                self.barrier()?;
+                let t = &self.txns;
+                let mut lines = vec![format!("commits {}", t.commits)];
+                for r in AbortReason::ALL {
+                    let n = t.aborts.get(r.as_str()).copied().unwrap_or(0);
+                    lines.push(format!("aborts {} {n}", r.as_str()));
+                }
+                let undecided = t.specs.len() - t.outcomes.len();
+                lines.push(format!("undecided {undecided}"));
+                lines.push("in-doubt 0".to_string());
+                lines.push("retransmissions 0".to_string());
+                self.push_done(lines.into_iter().map(Out::Line).collect(), false);
+            }
             Command::StartMaster | Command::Help => unreachable!("handled above"),
         }
         Ok(())
@@ -337,7 +399,8 @@ impl Master {
     fn start_master(&mut self) -> Result<(), Fatal> {
         self.gathered.clear();
         self.since_collect.clear();
-        self.system = Some(System::start()?);
+        self.txns = Txns::default();
+        self.system = Some(System::start(self.data_dir.clone())?);
         if self.tracing() {
             self.push_done(vec![Out::Trace(TraceEvent::Start)], false);
         }
@@ -405,8 +468,18 @@ impl Master {
         Ok(())
     }
 
-    /// Tells the channel's destination to take its head, as the ledger predicts it.
+    /// Tells the channel's destination to take its head, as the ledger predicts it. A
+    /// two-phase-commit message's effects are not predicted: the master waits for the
+    /// node's report and applies it to the ledger before going on.
     fn deliver(&mut self, c: ChannelId, print: bool) -> Result<Delivery, Fatal> {
+        let d = self.deliver_async(c, print)?;
+        if matches!(d.msg, ChannelMsg::Tx(_)) {
+            self.wait_slot(self.first_slot + self.slots.len() as u64 - 1)?;
+        }
+        Ok(d)
+    }
+
+    fn deliver_async(&mut self, c: ChannelId, print: bool) -> Result<Delivery, Fatal> {
         let tracing = self.tracing();
         let sys = self.sys();
         let predicted = sys.ledger.deliver(c);
@@ -429,6 +502,12 @@ impl Master {
             let i = self.rng.below(open.len());
             let c = open[i];
             let d = self.deliver(c, false)?;
+            if matches!(d.msg, ChannelMsg::Tx(_)) {
+                // The step may have sent anything anywhere: take the channels afresh.
+                open = self.sys().ledger.nonempty();
+                pos = open.iter().enumerate().map(|(i, &c)| (c, i)).collect();
+                continue;
+            }
             if self.sys().ledger.is_empty(c) {
                 pos.remove(&c);
                 open.swap_remove(i);
@@ -457,6 +536,154 @@ impl Master {
             }
         }
         Ok(())
+    }
+
+    /// `Transfer`: the coordinator starts it; then, unless `nowait`, the heads of the
+    /// channels among its nodes are delivered in the order they were enqueued, exactly as
+    /// `Receive` would, until it is decided and none of its messages is left in them.
+    fn transfer(
+        &mut self,
+        from: NodeId,
+        to: NodeId,
+        amount: Amount,
+        via: Option<NodeId>,
+        nowait: bool,
+    ) -> Result<(), Fatal> {
+        self.txns.next += 1;
+        let tx = TxnId(self.txns.next);
+        let spec = TxSpec { tx, from, to, amount, coord: via.unwrap_or(from) };
+        self.txns.specs.insert(tx, spec);
+        let slot = self.push_await(Expect::TxStart { spec, nowait });
+        self.sys().command(spec.coord, Control::Transfer { spec }, slot)?;
+        self.wait_slot(slot)?;
+        if nowait {
+            return Ok(());
+        }
+        let mut nodes = vec![from, to, spec.coord];
+        nodes.sort();
+        nodes.dedup();
+        let chans: Vec<ChannelId> = nodes
+            .iter()
+            .flat_map(|&a| nodes.iter().filter(move |&&b| b != a).map(move |&b| (a, b)))
+            .collect();
+        let mut steps = 0;
+        while !self.txns.outcomes.contains_key(&tx) || self.sys().ledger.carries(&chans, tx) {
+            let Some(c) = self.sys().ledger.oldest_head(&chans) else { break };
+            self.deliver(c, false)?;
+            steps += 1;
+            if steps > 1_000_000 {
+                return Err(Fatal(format!("bug: {tx} did not end after {steps} deliveries")));
+            }
+        }
+        let line = match self.txns.outcomes.get(&tx) {
+            Some(TxOutcome::Committed) => format!("Transfer {tx} COMMITTED"),
+            Some(TxOutcome::Aborted(r)) => format!("Transfer {tx} ABORTED {}", r.as_str()),
+            None => format!("Transfer {tx} IN-DOUBT"),
+        };
+        self.push_done(vec![Out::Line(line)], false);
+        Ok(())
+    }
+
+    /// Asks `nodes` for their balance, held money and (if given) the state of `tx`, after
+    /// every earlier command; returns the answers by node.
+    #[allow(clippy::type_complexity)]
+    fn query(
+        &mut self,
+        nodes: &[NodeId],
+        tx: Option<TxnId>,
+    ) -> Result<Vec<(NodeId, Amount, Amount, Option<String>)>, Fatal> {
+        self.queried.clear();
+        for &n in nodes {
+            let slot = self.push_await(Expect::Query);
+            self.sys().command(n, Control::Query { tx }, slot)?;
+        }
+        self.barrier()?;
+        let mut got = std::mem::take(&mut self.queried);
+        got.sort_by_key(|q| q.0);
+        Ok(got)
+    }
+
+    fn tx_status(&mut self, spec: TxSpec) -> Result<(), Fatal> {
+        let mut nodes = vec![spec.from, spec.to, spec.coord];
+        nodes.sort();
+        nodes.dedup();
+        let states = self.query(&nodes, Some(spec.tx))?;
+        let overall = match self.txns.outcomes.get(&spec.tx) {
+            Some(TxOutcome::Committed) => "COMMITTED",
+            Some(TxOutcome::Aborted(_)) => "ABORTED",
+            None => "PENDING",
+        };
+        let mut line = format!("{} {overall}", spec.tx);
+        for (n, _, _, st) in states {
+            line.push_str(&format!(" node {n}={}", st.unwrap_or_default()));
+        }
+        self.push_done(vec![Out::Line(line)], false);
+        Ok(())
+    }
+
+    /// `Check`: every node's money (held included) plus the money in the channels (each
+    /// transaction's credit once), held against all money created.
+    fn check(&mut self) -> Result<(), Fatal> {
+        let nodes: Vec<NodeId> = self.sys().ledger.nodes().collect();
+        let states = self.query(&nodes, None)?;
+        let mut total = self.sys().ledger.money_in_channels();
+        let mut why = Vec::new();
+        for (n, balance, held, _) in states {
+            total = total.checked_add(balance).unwrap_or(Amount::MAX);
+            let ledger = &self.sys().ledger;
+            if (ledger.balance(n), ledger.held(n)) != (balance, held) {
+                why.push(format!(
+                    "node {n} holds {balance} ({held} held), the master's ledger says {} ({} held)",
+                    ledger.balance(n),
+                    ledger.held(n)
+                ));
+            }
+        }
+        let created = self.sys().ledger.created();
+        if total != created {
+            why.insert(0, format!("total={total} created={created}"));
+        }
+        let line = if why.is_empty() {
+            format!("CHECK OK total={total}")
+        } else {
+            self.rejected = true;
+            format!("CHECK FAILED {}", why.join("; "))
+        };
+        self.push_done(vec![Out::Line(line)], false);
+        Ok(())
+    }
+
+    /// Waits until slot `id` has its answer.
+    fn wait_slot(&mut self, id: u64) -> Result<(), Fatal> {
+        while id >= self.first_slot
+            && matches!(self.slots.get((id - self.first_slot) as usize), Some(Slot::Await(_)))
+        {
+            self.wait_one()?;
+        }
+        Ok(())
+    }
+
+    /// A node's report of a two-phase-commit step: into the ledger, the trace and the
+    /// transaction table.
+    fn apply_tx_report(&mut self, node: NodeId, r: TxReport, outs: &mut Vec<Out>) {
+        let held_before = self.sys().ledger.held(node);
+        self.sys().ledger.apply_tx(node, &r.sent, r.balance, r.held);
+        if self.tracing() && held_before != r.held {
+            outs.push(Out::Trace(TraceEvent::Held { node, amount: r.held }));
+        }
+        if self.tracing() {
+            for &(to, m) in &r.sent {
+                outs.push(Out::Trace(TraceEvent::Send { from: node, to, msg: ChannelMsg::Tx(m) }));
+            }
+        }
+        if let Some((tx, outcome)) = r.decided {
+            if self.txns.outcomes.insert(tx, outcome).is_none() {
+                match outcome {
+                    TxOutcome::Committed => self.txns.commits += 1,
+                    TxOutcome::Aborted(r) => *self.txns.aborts.entry(r.as_str()).or_default() += 1,
+                }
+            }
+        }
     }
 
     fn begin_snapshot(&mut self, node: NodeId) -> Result<(), Fatal> {
@@ -579,7 +806,7 @@ impl Master {
             }
             (
                 Expect::Deliver { from, to, predicted, print, peers },
-                Report::Received { msg, recorded },
+                Report::Received { msg, recorded, tx },
             ) => {
                 if msg != predicted.msg || recorded.is_some() != predicted.records {
                     return Err(Fatal(format!(
@@ -600,6 +827,18 @@ impl Master {
                         );
                     }
                 }
+                if let Some(r) = tx {
+                    self.apply_tx_report(to, r, &mut outs);
+                }
+            }
+            (Expect::TxStart { spec, nowait }, Report::TxStarted(r)) => {
+                self.apply_tx_report(node, r, &mut outs);
+                if nowait {
+                    outs.push(Out::Line(format!("Transfer {} STARTED", spec.tx)));
+                }
+            }
+            (Expect::Query, Report::State { balance, held, tx }) => {
+                self.queried.push((node, balance, held, tx));
             }
             (_, report) => {
                 return Err(Fatal(format!("node {node} answered {report:?} unexpectedly")))

@@ -16,6 +16,8 @@ use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError};
 use interprocess::TryClone;
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::VecDeque;
+use std::fs::File;
+use std::path::PathBuf;
 use std::process::Child;
 use std::time::Duration;
 
@@ -33,13 +35,17 @@ pub(crate) struct System {
     pub(crate) awaiting_node: HashMap<NodeId, VecDeque<u64>>,
     /// The slots waiting for the observer's answers, in request order.
     pub(crate) awaiting_observer: VecDeque<u64>,
+    /// Where node logs are kept (`--data-dir`), or `None` for unnamed temporary files.
+    data_dir: Option<PathBuf>,
+    /// Each node's log, kept open for the node's lifetime.
+    wals: HashMap<NodeId, File>,
     // Declared last: dropped after the children are killed.
     hub: Hub,
 }
 
 impl System {
     /// Starts the observer.
-    pub(crate) fn start() -> Result<System, Fatal> {
+    pub(crate) fn start(data_dir: Option<PathBuf>) -> Result<System, Fatal> {
         let nonce = Rng::fresh_seed();
         let names = Names::new(std::process::id(), nonce);
         let (tx, inbox) = unbounded();
@@ -55,10 +61,12 @@ impl System {
             next_seq: HashMap::default(),
             awaiting_node: HashMap::default(),
             awaiting_observer: VecDeque::new(),
+            data_dir,
+            wals: HashMap::default(),
             hub,
         };
         let name = sys.names.observer();
-        let link = sys.spawn(Peer::Observer, &name, vec!["observer".into()])?;
+        let link = sys.spawn(Peer::Observer, &name, vec!["observer".into()], None)?;
         sys.observer = Some(link);
         log::info!("master: run {} started", sys.names.prefix());
         Ok(sys)
@@ -67,7 +75,13 @@ impl System {
     /// Starts a child for `peer` with its listener bound on `name` and a control link.
     /// The child may still be starting when this returns: whatever is sent on the link
     /// waits in the socket, and a child that dies shows up as a closed link.
-    fn spawn(&mut self, peer: Peer, name: &str, mut args: Vec<String>) -> Result<Link, Fatal> {
+    fn spawn(
+        &mut self,
+        peer: Peer,
+        name: &str,
+        mut args: Vec<String>,
+        wal: Option<&File>,
+    ) -> Result<Link, Fatal> {
         let listener =
             transport::listen(name).map_err(|e| Fatal(format!("cannot listen on {name}: {e}")))?;
         let (ours, theirs) = transport::control_pair()?;
@@ -77,7 +91,7 @@ impl System {
             "--master-pid".to_string(),
             std::process::id().to_string(),
         ]);
-        let child = spawn_self(&args, theirs, transport::listener_into_fd(listener))
+        let child = spawn_self(&args, theirs, transport::listener_into_fd(listener), wal)
             .map_err(|e| Fatal(format!("cannot start {peer}: {e}")))?;
         self.children.push(child);
         self.hub.watch(peer, ours.try_clone()?);
@@ -94,11 +108,47 @@ impl System {
             balance.to_string(),
             "--run".into(),
             self.names.prefix().into(),
+            "--wal".into(),
         ];
+        let wal = self.open_wal(id)?;
         let name = self.names.node(id);
-        let link = self.spawn(Peer::Node(id), &name, args)?;
+        let link = self.spawn(Peer::Node(id), &name, args, Some(&wal))?;
+        self.wals.insert(id, wal);
         self.links.insert(id, link);
         Ok(())
+    }
+
+    /// A new, empty write-ahead log for node `id`: `DIR/node-<id>.wal` with `--data-dir`,
+    /// else an unnamed file in the temporary directory (`O_TMPFILE`), which disappears
+    /// with the last process holding it, so no run, however it ends, leaves one behind.
+    fn open_wal(&self, id: NodeId) -> Result<File, Fatal> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.read(true).write(true);
+        let res = match &self.data_dir {
+            Some(dir) => {
+                let path = dir.join(format!("node-{id}.wal"));
+                opts.create(true).truncate(true).open(&path).and_then(|f| {
+                    std::fs::File::open(dir)?.sync_all()?;
+                    Ok(f)
+                })
+            }
+            None => {
+                let dir = std::env::temp_dir();
+                opts.custom_flags(nix::libc::O_TMPFILE).mode(0o600).open(&dir).or_else(|_| {
+                    // A file system without O_TMPFILE: create, then unlink at once.
+                    let path = dir.join(format!("bank-{}-{id}.wal", self.names.prefix()));
+                    let f = std::fs::OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .create_new(true)
+                        .open(&path)?;
+                    std::fs::remove_file(&path)?;
+                    Ok(f)
+                })
+            }
+        };
+        res.map_err(|e| Fatal(format!("cannot create the log of node {id}: {e}")))
     }
 
     /// Waits up to `timeout` for one event.

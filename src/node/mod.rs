@@ -11,9 +11,11 @@
 //! Called by `main` for the hidden `node` role; it never writes stdout.
 
 use crate::ids::{Amount, NodeId};
+use crate::protocol::two_pc::TxRecord;
 use crate::protocol::{Branch, Effect};
 use crate::transport::{self, ChildLinks, Event, Hub, Link, Names};
-use crate::wire::{ChannelMsg, Control, Hello, Message, Peer, Report};
+use crate::wal::{WalError, WalFile};
+use crate::wire::{ChannelMsg, Control, Hello, Message, Peer, Report, TxReport};
 use crossbeam_channel::{Receiver, TryRecvError};
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::VecDeque;
@@ -32,6 +34,8 @@ pub struct NodeArgs {
     pub nonce: u64,
     /// The master's pid: the node exits if its parent is not this process.
     pub master_pid: u32,
+    /// Whether the master handed a write-ahead log (fd 5).
+    pub wal: bool,
 }
 
 /// Runs a node until the master goes away.
@@ -41,6 +45,19 @@ pub struct NodeArgs {
 pub fn run(args: NodeArgs) -> io::Result<()> {
     let ChildLinks { hub, master, inbox } = transport::start_child(args.master_pid, args.nonce)?;
     let names = Names::from_prefix(&args.run);
+    let wal = if args.wal {
+        // SAFETY: the master passed a log as fd 5 (args.wal); taken once.
+        let file = unsafe { crate::process::inherited_wal() };
+        let path = format!("node {} log", args.id);
+        let (mut wal, _records) =
+            WalFile::from_file(file, std::path::Path::new(&path)).map_err(io_err)?;
+        // Not forced: it reaches the disk with the first forced record, and before that
+        // the master knows the opening balance.
+        wal.append(&TxRecord::Opened { balance: args.balance }).map_err(io_err)?;
+        Some(wal)
+    } else {
+        None
+    };
     let mut node = Node {
         branch: Branch::new(args.id, args.balance),
         names,
@@ -51,6 +68,7 @@ pub fn run(args: NodeArgs) -> io::Result<()> {
         commands: VecDeque::new(),
         next_seq: 0,
         effects: Vec::new(),
+        wal,
     };
     node.run(inbox)
 }
@@ -69,6 +87,15 @@ struct Node {
     commands: VecDeque<Option<(Peer, Control)>>,
     next_seq: u64,
     effects: Vec<Effect>,
+    /// The write-ahead log of two-phase-commit records.
+    wal: Option<WalFile<TxRecord>>,
+}
+
+fn io_err(e: WalError) -> io::Error {
+    match e {
+        WalError::Io(e) => e,
+        other => io::Error::other(other.to_string()),
+    }
 }
 
 /// Why the event loop ended without an error.
@@ -193,7 +220,20 @@ impl Node {
                     .and_then(|q| q.pop_front())
                     .expect("can_run checked the channel");
                 let recorded = self.branch.on_deliver(from, msg, &mut out);
-                Report::Received { msg, recorded }
+                let tx = matches!(msg, ChannelMsg::Tx(_)).then(|| self.tx_report(&out));
+                Report::Received { msg, recorded, tx }
+            }
+            Control::Transfer { spec } => {
+                self.branch.on_transfer(spec, &mut out);
+                Report::TxStarted(self.tx_report(&out))
+            }
+            Control::Query { tx } => {
+                let money = self.branch.money();
+                Report::State {
+                    balance: money.balance(),
+                    held: money.held(),
+                    tx: tx.map(|t| money.status(t).to_string()),
+                }
             }
             Control::BeginSnapshot { snapshot } => {
                 let balance = self.branch.on_begin_snapshot(snapshot, &mut out);
@@ -206,10 +246,40 @@ impl Node {
                 Effect::Send { to, msg } => {
                     self.link(Peer::Node(to))?.send(&Message::Channel(msg))?
                 }
+                Effect::Log { rec, force } => {
+                    if let Some(wal) = self.wal.as_mut() {
+                        wal.append(&rec).map_err(io_err)?;
+                        if force {
+                            wal.commit().map_err(io_err)?;
+                        }
+                    }
+                }
+                // A crash point matters only when one is armed, and arming (`CrashAt`)
+                // is not part of this build yet.
+                Effect::Point(_) => {}
+                Effect::Decided { .. } => {}
             }
         }
         self.effects = out;
         Ok(report)
+    }
+
+    /// What the effects of a two-phase-commit step mean for the master.
+    fn tx_report(&self, out: &[Effect]) -> TxReport {
+        let mut report = TxReport {
+            sent: Vec::new(),
+            decided: None,
+            balance: self.branch.balance(),
+            held: self.branch.money().held(),
+        };
+        for e in out {
+            match e {
+                Effect::Send { to, msg: ChannelMsg::Tx(m) } => report.sent.push((*to, *m)),
+                Effect::Decided { tx, outcome } => report.decided = Some((*tx, *outcome)),
+                _ => {}
+            }
+        }
+        report
     }
 
     fn connect(&mut self, peer: Peer, name: &str) -> io::Result<()> {

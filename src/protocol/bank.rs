@@ -1,14 +1,17 @@
-//! One bank branch (a node): its balance, its peers and its snapshots.
+//! One bank branch (a node): its money, its peers and its snapshots.
 //!
 //! [`Branch`] is everything a node process knows, as a pure machine. The node driver
 //! calls one `on_*` method per command or delivered message and carries out the effects
-//! in order. Money moves only two ways: `on_send` debits and emits a Transfer, and
-//! delivering a Transfer credits it, so the money of a system is conserved as long as
-//! every Transfer emitted is delivered exactly once.
+//! in order. Money moves three ways: `on_send` debits and emits a Transfer, delivering a
+//! Transfer credits it, and a committed two-phase-commit transfer debits one node and
+//! credits another through one `Credit` message (`protocol::two_pc`, which also owns the
+//! balance, so that money held by a transaction cannot be sent). Money is conserved as
+//! long as every money-carrying message is applied exactly once.
 
 use crate::ids::{Amount, NodeId, SnapshotId};
+use crate::protocol::two_pc::{TxEffect, TxNode};
 use crate::protocol::{Effect, Snapshots};
-use crate::wire::{ChannelMsg, LocalReport};
+use crate::wire::{ChannelMsg, LocalReport, TxSpec};
 
 /// A Send refused because the balance is short. Nothing changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,7 +21,8 @@ pub struct ErrSend;
 #[derive(Debug, Clone)]
 pub struct Branch {
     id: NodeId,
-    balance: Amount,
+    /// The balance, held money and two-phase-commit transactions.
+    money: TxNode,
     /// Every other node, sorted by id: the node's outgoing (and incoming) channels.
     peers: Vec<NodeId>,
     snapshots: Snapshots,
@@ -27,7 +31,12 @@ pub struct Branch {
 impl Branch {
     /// A new branch with its opening balance and no peers.
     pub fn new(id: NodeId, balance: Amount) -> Self {
-        Branch { id, balance, peers: Vec::new(), snapshots: Snapshots::new() }
+        Branch {
+            id,
+            money: TxNode::new(id, balance),
+            peers: Vec::new(),
+            snapshots: Snapshots::new(),
+        }
     }
 
     /// This node's id.
@@ -35,9 +44,14 @@ impl Branch {
         self.id
     }
 
-    /// The current balance.
+    /// All money this node owns, held money included.
     pub fn balance(&self) -> Amount {
-        self.balance
+        self.money.balance()
+    }
+
+    /// The two-phase-commit state: held money, transactions.
+    pub fn money(&self) -> &TxNode {
+        &self.money
     }
 
     /// The peers, sorted by id.
@@ -57,7 +71,7 @@ impl Branch {
             self.insert_peer(p);
         }
         for &id in join {
-            self.snapshots.record(id, self.balance, &self.peers, None, out);
+            self.snapshots.record(id, self.money.balance(), &self.peers, None, out);
         }
     }
 
@@ -74,7 +88,8 @@ impl Branch {
         }
     }
 
-    /// Debit `amount` and emit a Transfer to `to`, or refuse when the balance is short.
+    /// Debit `amount` and emit a Transfer to `to`, or refuse when the available balance
+    /// (money not held by a transaction) is short.
     ///
     /// # Panics
     /// If `to` is not a peer: the master validates ids before sending a command.
@@ -85,7 +100,9 @@ impl Branch {
         out: &mut Vec<Effect>,
     ) -> Result<(), ErrSend> {
         assert!(self.peers.binary_search(&to).is_ok(), "node {} has no peer {to}", self.id);
-        self.balance = self.balance.checked_sub(amount).ok_or(ErrSend)?;
+        if !self.money.withdraw(amount) {
+            return Err(ErrSend);
+        }
         out.push(Effect::Send { to, msg: ChannelMsg::Transfer { amount } });
         Ok(())
     }
@@ -100,27 +117,56 @@ impl Branch {
     ) -> Option<Amount> {
         match msg {
             ChannelMsg::Transfer { amount } => {
-                // The total money is at most Amount::MAX, so no balance can overflow.
-                self.balance = self.balance.checked_add(amount).expect("total money is bounded");
+                self.money.deposit(amount);
                 self.snapshots.on_transfer(from, amount);
                 None
             }
             ChannelMsg::Marker { snapshot } => {
-                self.snapshots.on_marker(from, snapshot, self.balance, &self.peers, out)
+                self.snapshots.on_marker(from, snapshot, self.money.balance(), &self.peers, out)
+            }
+            ChannelMsg::Tx(m) => {
+                // A credit is money arriving: recorded in channel state like a Transfer,
+                // but only the first time (a resent or duplicated credit changes nothing).
+                let fresh = m.money().filter(|(tx, _)| !self.money.applied(*tx));
+                let mut tx_out = Vec::new();
+                self.money.on_message(from, m, &mut tx_out);
+                if let Some((_, amount)) = fresh {
+                    self.snapshots.on_transfer(from, amount);
+                }
+                lift(tx_out, out);
+                None
             }
         }
     }
 
+    /// This node coordinates the transfer `spec`.
+    pub fn on_transfer(&mut self, spec: TxSpec, out: &mut Vec<Effect>) {
+        let mut tx_out = Vec::new();
+        self.money.on_start(spec, &mut tx_out);
+        lift(tx_out, out);
+    }
+
     /// This node initiates snapshot `id`: it records now. Returns the recorded balance.
     pub fn on_begin_snapshot(&mut self, id: SnapshotId, out: &mut Vec<Effect>) -> Amount {
-        self.snapshots.record(id, self.balance, &self.peers, None, out);
-        self.balance
+        let balance = self.money.balance();
+        self.snapshots.record(id, balance, &self.peers, None, out);
+        balance
     }
 
     /// What this node recorded for each of `ids`.
     pub fn collect(&self, ids: &[SnapshotId]) -> Vec<LocalReport> {
         ids.iter().map(|&id| self.snapshots.report(id)).collect()
     }
+}
+
+/// The two-phase-commit machine's effects as the node's effects, in order.
+fn lift(tx_out: Vec<TxEffect>, out: &mut Vec<Effect>) {
+    out.extend(tx_out.into_iter().map(|e| match e {
+        TxEffect::Send { to, msg } => Effect::Send { to, msg: ChannelMsg::Tx(msg) },
+        TxEffect::Log { rec, force } => Effect::Log { rec, force },
+        TxEffect::Point(p) => Effect::Point(p),
+        TxEffect::Decided { tx, outcome } => Effect::Decided { tx, outcome },
+    }));
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The outputs of the pure machines, carried out by the node driver in the order given.
 
-use crate::ids::NodeId;
+use crate::ids::{NodeId, TxnId};
+use crate::protocol::two_pc::{CrashPoint, Outcome, TxRecord};
 use crate::wire::ChannelMsg;
 
 /// Something a machine needs done outside itself.
@@ -13,5 +14,22 @@ pub enum Effect {
         to: NodeId,
         /// The message.
         msg: ChannelMsg,
+    },
+    /// Append `rec` to the write-ahead log; when `force`, make it durable before any later
+    /// effect leaves the node.
+    Log {
+        /// The record.
+        rec: TxRecord,
+        /// Durable before the next effect.
+        force: bool,
+    },
+    /// A crash point was reached (`CrashAt` kills the node here).
+    Point(CrashPoint),
+    /// This node, coordinating `tx`, decided.
+    Decided {
+        /// The transaction.
+        tx: TxnId,
+        /// The decision.
+        outcome: Outcome,
     },
 }

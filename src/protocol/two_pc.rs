@@ -35,105 +35,9 @@
 //! duplicated messages.
 
 use crate::ids::{Amount, NodeId, TxnId};
+pub use crate::wire::{AbortReason, TxMsg, TxOutcome as Outcome, TxSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-
-/// One transfer: who pays, who receives, how much, who coordinates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TxSpec {
-    /// The transaction.
-    pub tx: TxnId,
-    /// The debit node.
-    pub from: NodeId,
-    /// The credit node.
-    pub to: NodeId,
-    /// How much.
-    pub amount: Amount,
-    /// The coordinator.
-    pub coord: NodeId,
-}
-
-impl TxSpec {
-    fn participants(&self) -> [NodeId; 2] {
-        [self.from, self.to]
-    }
-}
-
-/// Why a transaction aborted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum AbortReason {
-    /// The debit node's available balance is short.
-    InsufficientFunds,
-    /// A node of the transaction is down, or died before voting.
-    NodeDown,
-    /// A vote did not come in time.
-    Timeout,
-    /// An account is reserved by another transaction.
-    Busy,
-}
-
-impl AbortReason {
-    /// The word SPEC chapter 5 prints.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AbortReason::InsufficientFunds => "insufficient-funds",
-            AbortReason::NodeDown => "node-down",
-            AbortReason::Timeout => "timeout",
-            AbortReason::Busy => "busy",
-        }
-    }
-}
-
-/// A two-phase-commit message between two nodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum TxMsg {
-    /// Coordinator → participant: vote on this transfer.
-    Prepare {
-        /// The transfer.
-        spec: TxSpec,
-    },
-    /// Participant → coordinator.
-    Vote {
-        /// The transaction.
-        tx: TxnId,
-        /// `None` for YES, else why NO.
-        no: Option<AbortReason>,
-    },
-    /// Coordinator → participant: the decision (also the answer to `DecisionReq`).
-    Decide {
-        /// The transaction.
-        tx: TxnId,
-        /// Commit or abort.
-        commit: bool,
-    },
-    /// Debit participant → credit participant: the money, after the debit is durable.
-    Credit {
-        /// The transaction.
-        tx: TxnId,
-        /// How much.
-        amount: Amount,
-    },
-    /// Participant → coordinator: the decision is applied here.
-    Ack {
-        /// The transaction.
-        tx: TxnId,
-    },
-    /// Participant in doubt → coordinator: what was decided?
-    DecisionReq {
-        /// The transaction.
-        tx: TxnId,
-    },
-}
-
-impl TxMsg {
-    /// The money this message carries (only `Credit` carries any).
-    pub fn money(&self) -> Option<(TxnId, Amount)> {
-        match *self {
-            TxMsg::Credit { tx, amount } => Some((tx, amount)),
-            _ => None,
-        }
-    }
-}
 
 /// A write-ahead-log record of this machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,15 +116,6 @@ impl CrashPoint {
             CrashPoint::BeforeAck => "before-ack",
         }
     }
-}
-
-/// How a transaction ended, as its coordinator decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Outcome {
-    /// The decision is logged as commit.
-    Committed,
-    /// Aborted, and why.
-    Aborted(AbortReason),
 }
 
 /// What the machine needs done, in this order.
@@ -347,7 +242,41 @@ impl TxNode {
             .collect()
     }
 
-    /// Whether a debit participant credited or debited `tx` (the money moved here).
+    /// The state of `tx` at this node, as `TxStatus` prints it: its participant state if it
+    /// is a participant, else its coordinator state; `NONE` if it never heard of `tx` (or
+    /// voted NO, which leaves nothing behind).
+    pub fn status(&self, tx: TxnId) -> &'static str {
+        match (self.part(tx), self.coord(tx)) {
+            (Some(PartState::Prepared { .. }), _) => "PREPARED",
+            (Some(PartState::Committed), _) => "COMMITTED",
+            (Some(PartState::Aborted), _) => "ABORTED",
+            (None, Some(CoordState::Voting(_))) => "VOTING",
+            (None, Some(CoordState::Committed(_) | CoordState::Ended)) => "COMMITTED",
+            (None, Some(CoordState::Aborted(_))) => "ABORTED",
+            (None, None) => "NONE",
+        }
+    }
+
+    /// Money available to spend: the balance less what transactions hold.
+    pub fn available(&self) -> Amount {
+        self.balance.checked_sub(self.held).expect("held never exceeds balance")
+    }
+
+    /// A plain `Send` debits `amount` if it is available (held money is not).
+    pub fn withdraw(&mut self, amount: Amount) -> bool {
+        if amount > self.available() {
+            return false;
+        }
+        self.balance = self.balance.checked_sub(amount).expect("checked above");
+        true
+    }
+
+    /// A plain Transfer arrived.
+    pub fn deposit(&mut self, amount: Amount) {
+        self.balance = self.balance.checked_add(amount).expect("total money is bounded");
+    }
+
+    /// Whether this participant applied `tx`: debited it, or credited it.
     pub fn applied(&self, tx: TxnId) -> bool {
         matches!(self.part(tx), Some(PartState::Committed))
     }
@@ -383,10 +312,9 @@ impl TxNode {
     /// This node's vote on `spec`: `None` for YES.
     fn vote_on(&self, spec: TxSpec) -> Option<AbortReason> {
         let busy = self.parts.values().any(|(_, st)| matches!(st, PartState::Prepared { .. }));
-        let available = self.balance.checked_sub(self.held).expect("held never exceeds balance");
         if busy {
             Some(AbortReason::Busy)
-        } else if spec.from == self.id && spec.amount > available {
+        } else if spec.from == self.id && spec.amount > self.available() {
             Some(AbortReason::InsufficientFunds)
         } else {
             None
@@ -410,9 +338,15 @@ impl TxNode {
             Some((spec, CoordState::Voting(_))) => self.decide_abort(spec, reason, out, &mut queue),
             Some((spec, CoordState::Committed(acks))) => {
                 for p in spec.participants() {
-                    if p != self.id && !acks.contains(&p) {
-                        out.push(TxEffect::Send { to: p, msg: TxMsg::Decide { tx, commit: true } });
+                    if p == self.id || acks.contains(&p) {
+                        continue;
                     }
+                    let msg = if p == spec.to && spec.from == self.id {
+                        TxMsg::Credit { tx, amount: spec.amount } // idempotent at the credit side
+                    } else {
+                        TxMsg::Decide { tx, commit: true }
+                    };
+                    out.push(TxEffect::Send { to: p, msg });
                 }
             }
             _ => {}
@@ -510,8 +444,12 @@ impl TxNode {
         self.coords.insert(tx, (spec, CoordState::Committed(BTreeSet::new())));
         out.push(TxEffect::Point(CrashPoint::AfterDecision));
         out.push(TxEffect::Decided { tx, outcome: Outcome::Committed });
-        let remote: Vec<NodeId> =
-            spec.participants().into_iter().filter(|&p| p != self.id).collect();
+        // When this node is the debit side, its Credit tells the credit side the decision.
+        let remote: Vec<NodeId> = spec
+            .participants()
+            .into_iter()
+            .filter(|&p| p != self.id && !(p == spec.to && spec.from == self.id))
+            .collect();
         for (i, &p) in remote.iter().enumerate() {
             if i > 0 {
                 out.push(TxEffect::Point(CrashPoint::MidCommit));
@@ -734,7 +672,7 @@ impl TxNode {
                 continue;
             }
             for p in spec.participants() {
-                if p != id {
+                if p != id && !(p == spec.to && spec.from == id) {
                     out.push(TxEffect::Send { to: p, msg: TxMsg::Decide { tx, commit: true } });
                 }
             }

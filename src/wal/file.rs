@@ -28,8 +28,23 @@ impl<R: Serialize + DeserializeOwned> WalFile<R> {
     /// The file or its directory could not be opened, read, truncated or synced.
     pub fn open(path: &Path) -> Result<(WalFile<R>, Vec<R>), WalError> {
         let existed = path.exists();
-        let mut file =
+        let file =
             OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        if !existed {
+            // A new file is durable only once its directory entry is.
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            File::open(dir)?.sync_all()?;
+        }
+        Self::from_file(file, path)
+    }
+
+    /// Takes an open log file (one inherited from the master, say), replays it and cuts
+    /// off a torn tail, as [`WalFile::open`] does. `path` names it in messages only.
+    ///
+    /// # Errors
+    /// The file could not be read, truncated or synced.
+    pub fn from_file(mut file: File, path: &Path) -> Result<(WalFile<R>, Vec<R>), WalError> {
+        file.seek(SeekFrom::Start(0))?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
         let replay = decode_prefix::<R>(&bytes);
@@ -44,11 +59,6 @@ impl<R: Serialize + DeserializeOwned> WalFile<R> {
             file.sync_data()?;
         }
         file.seek(SeekFrom::Start(replay.valid_len as u64))?;
-        if !existed {
-            // A new file is durable only once its directory entry is.
-            let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            File::open(dir)?.sync_all()?;
-        }
         let wal = WalFile {
             file,
             path: path.to_path_buf(),

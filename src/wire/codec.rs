@@ -101,7 +101,7 @@ impl FrameDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{Amount, NodeId, SnapshotId};
+    use crate::ids::{Amount, NodeId, SnapshotId, TxnId};
     use crate::wire::message::*;
 
     fn samples() -> Vec<Message> {
@@ -115,7 +115,26 @@ mod tests {
                 report: Report::Received {
                     msg: ChannelMsg::Marker { snapshot: SnapshotId(0) },
                     recorded: Some(Amount(5)),
+                    tx: None,
                 },
+            },
+            Message::Channel(ChannelMsg::Tx(TxMsg::Prepare {
+                spec: TxSpec {
+                    tx: TxnId(7),
+                    from: NodeId(1),
+                    to: NodeId(2),
+                    amount: Amount(30),
+                    coord: NodeId(3),
+                },
+            })),
+            Message::Report {
+                seq: 10,
+                report: Report::TxStarted(TxReport {
+                    sent: vec![(NodeId(2), TxMsg::Credit { tx: TxnId(7), amount: Amount(30) })],
+                    decided: Some((TxnId(7), TxOutcome::Aborted(AbortReason::Busy))),
+                    balance: Amount(1),
+                    held: Amount(0),
+                }),
             },
             Message::ObserverReply(ObserverReply::NotComplete(vec![Incomplete {
                 snapshot: SnapshotId(1),

@@ -10,7 +10,7 @@
 //!
 //! postcard is not self-describing: append variants, never reorder them.
 
-use crate::ids::{Amount, NodeId, SnapshotId};
+use crate::ids::{Amount, NodeId, SnapshotId, TxnId};
 use serde::{Deserialize, Serialize};
 
 /// Who is at the other end of a link.
@@ -43,6 +43,124 @@ pub struct Hello {
     pub from: Peer,
 }
 
+/// One transfer: who pays, who receives, how much, who coordinates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxSpec {
+    /// The transaction.
+    pub tx: TxnId,
+    /// The debit node.
+    pub from: NodeId,
+    /// The credit node.
+    pub to: NodeId,
+    /// How much.
+    pub amount: Amount,
+    /// The coordinator.
+    pub coord: NodeId,
+}
+
+impl TxSpec {
+    /// The debit node, then the credit node.
+    pub fn participants(&self) -> [NodeId; 2] {
+        [self.from, self.to]
+    }
+}
+
+/// Why a transaction aborted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AbortReason {
+    /// The debit node's available balance is short.
+    InsufficientFunds,
+    /// A node of the transaction is down, or died before voting.
+    NodeDown,
+    /// A vote did not come in time.
+    Timeout,
+    /// An account is reserved by another transaction.
+    Busy,
+}
+
+impl AbortReason {
+    /// Every reason, in the order `Stats` prints them.
+    pub const ALL: [AbortReason; 4] = [
+        AbortReason::InsufficientFunds,
+        AbortReason::NodeDown,
+        AbortReason::Timeout,
+        AbortReason::Busy,
+    ];
+
+    /// The word SPEC chapter 5 prints.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AbortReason::InsufficientFunds => "insufficient-funds",
+            AbortReason::NodeDown => "node-down",
+            AbortReason::Timeout => "timeout",
+            AbortReason::Busy => "busy",
+        }
+    }
+}
+
+/// A two-phase-commit message between two nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxMsg {
+    /// Coordinator → participant: vote on this transfer.
+    Prepare {
+        /// The transfer.
+        spec: TxSpec,
+    },
+    /// Participant → coordinator.
+    Vote {
+        /// The transaction.
+        tx: TxnId,
+        /// `None` for YES, else why NO.
+        no: Option<AbortReason>,
+    },
+    /// Coordinator → participant: the decision (also the answer to `DecisionReq`).
+    Decide {
+        /// The transaction.
+        tx: TxnId,
+        /// Commit or abort.
+        commit: bool,
+    },
+    /// Debit participant → credit participant: the money, after the debit is durable.
+    Credit {
+        /// The transaction.
+        tx: TxnId,
+        /// How much.
+        amount: Amount,
+    },
+    /// Participant → coordinator: the decision is applied here.
+    Ack {
+        /// The transaction.
+        tx: TxnId,
+    },
+    /// Participant in doubt → coordinator: what was decided?
+    DecisionReq {
+        /// The transaction.
+        tx: TxnId,
+    },
+}
+
+impl TxMsg {
+    /// The transaction this message is about.
+    pub fn tx(&self) -> TxnId {
+        match *self {
+            TxMsg::Prepare { spec } => spec.tx,
+            TxMsg::Vote { tx, .. }
+            | TxMsg::Decide { tx, .. }
+            | TxMsg::Credit { tx, .. }
+            | TxMsg::Ack { tx }
+            | TxMsg::DecisionReq { tx } => tx,
+        }
+    }
+
+    /// The money this message carries (only `Credit` carries any).
+    pub fn money(&self) -> Option<(TxnId, Amount)> {
+        match *self {
+            TxMsg::Credit { tx, amount } => Some((tx, amount)),
+            _ => None,
+        }
+    }
+}
+
 /// A message between two nodes on their FIFO channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChannelMsg {
@@ -56,6 +174,20 @@ pub enum ChannelMsg {
         /// Which snapshot.
         snapshot: SnapshotId,
     },
+    /// A two-phase-commit message (SPEC chapter 5).
+    Tx(TxMsg),
+}
+
+impl ChannelMsg {
+    /// The money this message carries into its receiver's balance, if any: a Transfer's
+    /// amount, or a credit's (`TxMsg::Credit`).
+    pub fn money(&self) -> Option<Amount> {
+        match self {
+            ChannelMsg::Transfer { amount } => Some(*amount),
+            ChannelMsg::Marker { .. } => None,
+            ChannelMsg::Tx(m) => m.money().map(|(_, a)| a),
+        }
+    }
 }
 
 /// A command to a node.
@@ -99,6 +231,38 @@ pub enum Control {
         /// The snapshots asked for.
         snapshots: Vec<SnapshotId>,
     },
+    /// Coordinate this transfer (two-phase commit).
+    Transfer {
+        /// The transfer.
+        spec: TxSpec,
+    },
+    /// Report the balance, held money, and the state of `tx` here if given.
+    Query {
+        /// A transaction to report on.
+        tx: Option<TxnId>,
+    },
+}
+
+/// What a two-phase-commit step did at a node, for the master's ledger and output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxReport {
+    /// Two-phase-commit messages sent, in order.
+    pub sent: Vec<(NodeId, TxMsg)>,
+    /// The decision, when this node coordinates and decided in this step.
+    pub decided: Option<(TxnId, TxOutcome)>,
+    /// The balance after the step, held money included.
+    pub balance: Amount,
+    /// Money held after the step.
+    pub held: Amount,
+}
+
+/// How a transfer ended, as its coordinator decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxOutcome {
+    /// The decision is logged as commit.
+    Committed,
+    /// Aborted, and why.
+    Aborted(AbortReason),
 }
 
 /// What a node recorded for one snapshot, as reported to the observer.
@@ -136,6 +300,19 @@ pub enum Report {
         msg: ChannelMsg,
         /// The balance recorded, when this message made the node record (a first marker).
         recorded: Option<Amount>,
+        /// What the step did, when the message was a two-phase-commit message.
+        tx: Option<TxReport>,
+    },
+    /// The transfer was started (the coordinator's first step).
+    TxStarted(TxReport),
+    /// The answer to `Query`.
+    State {
+        /// All money owned, held money included.
+        balance: Amount,
+        /// Money held by transactions.
+        held: Amount,
+        /// The state of the transaction asked about, as `TxStatus` prints it.
+        tx: Option<String>,
     },
     /// The node recorded a snapshot on `BeginSnapshot`, with this balance.
     Recorded {

@@ -21,6 +21,20 @@ pub fn unique() -> u64 {
 pub enum Msg {
     Transfer(u64),
     Marker(u32),
+    /// A two-phase-commit credit: money, applied once per transaction.
+    Credit(u64, u64),
+    /// Any other two-phase-commit message (no money): its kind and transaction.
+    Tx(&'static str, u64),
+}
+
+impl Msg {
+    /// The money this message moves from its sender to its receiver.
+    fn money(self) -> Option<u64> {
+        match self {
+            Msg::Transfer(a) | Msg::Credit(_, a) => Some(a),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +46,7 @@ pub enum Ev {
     Record { node: u32, snapshot: u32, balance: u64 },
     Collect { snapshot: u32 },
     Start,
+    Held { node: u32, amount: u64 },
 }
 
 /// A snapshot as printed: nodes by id, every ordered pair of channels.
@@ -65,6 +80,8 @@ struct Snap {
 pub struct Checker {
     created: BTreeMap<u32, u64>,
     balances: BTreeMap<u32, u64>,
+    /// Money held by unfinished transactions: owned, but not for sending.
+    held: BTreeMap<u32, u64>,
     queues: HashMap<(u32, u32), VecDeque<Msg>>,
     /// Transfers sent and delivered per channel (markers are not part of the cut).
     sent: HashMap<(u32, u32), usize>,
@@ -112,7 +129,14 @@ impl Checker {
                 }
             }
             Ev::Send { from, to, msg } => {
-                if let Msg::Transfer(a) = msg {
+                if let (Msg::Transfer(a), Some(&h)) = (msg, self.held.get(&from)) {
+                    if a + h > self.balances[&from] {
+                        return Err(format!(
+                            "node {from} sent {a} of money it holds for a transfer"
+                        ));
+                    }
+                }
+                if let Some(a) = msg.money() {
                     let b = self.balances.get_mut(&from).ok_or("send from unknown node")?;
                     *b = b
                         .checked_sub(a)
@@ -128,15 +152,21 @@ impl Checker {
                     }
                 }
                 self.queues.entry((from, to)).or_default().push_back(msg);
-                if let Msg::Transfer(_) = msg {
+                if msg.money().is_some() {
                     *self.sent.entry((from, to)).or_default() += 1;
                 }
             }
             Ev::ErrSend { from, amount, .. } => {
-                let b = self.balances[&from];
-                if amount <= b {
-                    return Err(format!("ERR_SEND for {amount} but node {from} held {b}"));
+                let free = self.balances[&from] - self.held.get(&from).copied().unwrap_or(0);
+                if amount <= free {
+                    return Err(format!("ERR_SEND for {amount} but node {from} had {free} free"));
                 }
+            }
+            Ev::Held { node, amount } => {
+                if amount > self.balances[&node] {
+                    return Err(format!("node {node} holds {amount}, more than it owns"));
+                }
+                self.held.insert(node, amount);
             }
             Ev::Deliver { from, to, msg } => {
                 let head = self.queues.get_mut(&(from, to)).and_then(|q| q.pop_front());
@@ -146,7 +176,8 @@ impl Checker {
                     ));
                 }
                 match msg {
-                    Msg::Transfer(a) => {
+                    Msg::Tx(..) => {}
+                    Msg::Transfer(a) | Msg::Credit(_, a) => {
                         *self.delivered.entry((from, to)).or_default() += 1;
                         *self.balances.get_mut(&to).ok_or("deliver to unknown node")? += a;
                         for s in self.snaps.values_mut() {
@@ -271,12 +302,8 @@ impl Checker {
 
     /// Conservation of the live state: balances plus Transfers in channels.
     pub fn conserved(&self) -> Result<(), String> {
-        let in_flight: u64 = self
-            .queues
-            .values()
-            .flat_map(|q| q.iter())
-            .map(|m| if let Msg::Transfer(a) = m { *a } else { 0 })
-            .sum();
+        let in_flight: u64 =
+            self.queues.values().flat_map(|q| q.iter()).map(|m| m.money().unwrap_or(0)).sum();
         let held = self.balances.values().sum::<u64>() + in_flight;
         if held != self.total() {
             return Err(format!("money: {held} held, {} created", self.total()));
@@ -303,6 +330,14 @@ pub fn parse_trace_line(line: &str) -> Result<Ev, String> {
         match field(line, "kind") {
             Some("Transfer") => Ok(Msg::Transfer(num(line, "amount")?)),
             Some("Marker") => Ok(Msg::Marker(num(line, "snapshot")?)),
+            Some("Credit") => Ok(Msg::Credit(num(line, "tx")?, num(line, "amount")?)),
+            Some(k @ ("Prepare" | "Vote" | "Commit" | "Abort" | "Ack" | "DecisionReq")) => {
+                let kind = ["Prepare", "Vote", "Commit", "Abort", "Ack", "DecisionReq"]
+                    .into_iter()
+                    .find(|&x| x == k)
+                    .expect("listed");
+                Ok(Msg::Tx(kind, num(line, "tx")?))
+            }
             other => Err(format!("kind {other:?} in {line}")),
         }
     };
@@ -326,6 +361,7 @@ pub fn parse_trace_line(line: &str) -> Result<Ev, String> {
         },
         Some("collect") => Ev::Collect { snapshot: num(line, "snapshot")? },
         Some("start") => Ev::Start,
+        Some("held") => Ev::Held { node: num(line, "node")?, amount: num(line, "amount")? },
         other => return Err(format!("unknown event {other:?} in {line}")),
     })
 }
