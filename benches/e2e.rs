@@ -4,7 +4,8 @@
 //! * `in-process`: the same file replayed through the same pure machines in this process,
 //!   with no IPC at all (what a single-process simulation costs).
 //!
-//! Target (issue 2): large8 under 0.1 s median. Needs `../shared`; skips files it lacks.
+//! Targets: large8 under 0.1 s median (issue 2); a committed two-node `Transfer` under 4x
+//! one append + fsync (issue 3). Needs `../shared` for the course files.
 
 use bank::command::{parse_line, Command};
 use bank::ids::{NodeId, SnapshotId};
@@ -206,6 +207,22 @@ fn main() {
             med.as_secs_f64() / ip.as_secs_f64()
         );
     }
+    // Committed two-node transfers: latency one at a time through a piped master, and
+    // throughput back to back.
+    let (lat, per_s) = transfer_costs(&bin, &tmp);
+    let mut sorted = lat.clone();
+    sorted.sort();
+    let p99 = sorted[sorted.len() * 99 / 100];
+    let transfer_median = median(lat);
+    println!(
+        "{:42} N={}  {:8.3} ms  p99 {:.3} ms; back to back {:.0} transfers/s",
+        "Transfer (two nodes, committed)",
+        sorted.len(),
+        ms(transfer_median),
+        ms(p99),
+        per_s
+    );
+
     // The disk's price of a promise: one 64-byte record appended and forced.
     let path = tmp.join("fsync.wal");
     let (mut wal, _) = bank::wal::WalFile::<Vec<u8>>::open(&path).expect("open wal");
@@ -220,13 +237,67 @@ fn main() {
         .collect();
     let mut sorted = times.clone();
     sorted.sort();
+    let sorted: Vec<Duration> = sorted;
     println!(
         "{:42} N=200  {:8.3} ms  p99 {:.3} ms (the baseline for 2PC latency)",
         "wal: append 64 B + fdatasync",
         ms(median(times)),
         ms(sorted[197])
     );
+    let fsync = {
+        let mut v = sorted.clone();
+        v.sort();
+        v[v.len() / 2]
+    };
+    println!(
+        "Transfer median / fsync median = {:.1}x (target < 4x: {})",
+        transfer_median.as_secs_f64() / fsync.as_secs_f64(),
+        if transfer_median < fsync * 4 { "MET" } else { "NOT MET" }
+    );
     let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// Latency of each of 300 committed transfers (write the line, read its answer), and the
+/// rate of 2,000 transfers in one file.
+fn transfer_costs(bin: &Path, tmp: &Path) -> (Vec<Duration>, f64) {
+    use std::io::{BufRead, BufReader, Write};
+    let mut child = Proc::new(bin)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start bank-master");
+    let mut input = child.stdin.take().expect("piped");
+    let mut output = BufReader::new(child.stdout.take().expect("piped"));
+    let mut line = String::new();
+    writeln!(input, "StartMaster\nCreateNode 1 1000000\nCreateNode 2 0\nBalances").expect("write");
+    for _ in 0..2 {
+        line.clear();
+        output.read_line(&mut line).expect("read");
+    }
+    let mut lat = Vec::new();
+    for i in 0..300 {
+        let t = Instant::now();
+        writeln!(input, "Transfer 1 2 1").expect("write");
+        line.clear();
+        output.read_line(&mut line).expect("read");
+        assert!(line.ends_with("COMMITTED\n"), "transfer {i}: {line}");
+        lat.push(t.elapsed());
+    }
+    drop(input);
+    let _ = child.wait();
+    let file = tmp.join("transfers.txt");
+    let n = 2000;
+    let mut text = String::from("StartMaster\nCreateNode 1 1000000\nCreateNode 2 0\n");
+    for _ in 0..n {
+        text.push_str("Transfer 1 2 1\n");
+    }
+    std::fs::write(&file, text).expect("write");
+    let whole = median(time_binary(bin, &file, 3));
+    let start = tmp.join("start2.txt");
+    std::fs::write(&start, "StartMaster\nCreateNode 1 1000000\nCreateNode 2 0\n").expect("write");
+    let base = median(time_binary(bin, &start, 3));
+    (lat, n as f64 / whole.saturating_sub(base).as_secs_f64())
 }
 
 fn ms(d: Duration) -> f64 {
