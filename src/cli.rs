@@ -28,7 +28,7 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = Arrow::Ascii)]
     pub arrow: Arrow,
 
-    /// Keep each node's write-ahead log as DIR/node-<id>.wal (default: unnamed temporary
+    /// Keep each node's write-ahead log as DIR/node-ID.wal (default: unnamed temporary
     /// files that vanish with the run).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,

@@ -297,10 +297,15 @@ impl Node {
         })
     }
 
+    /// Writes every buffered frame: links to nodes first, then to the master and the
+    /// observer, so that an answer never overtakes the messages it reports (once the
+    /// master reads an answer, what the step sent is in the peers' sockets).
     fn flush_all(&mut self) -> io::Result<()> {
-        for link in self.links.values_mut() {
-            if link.is_dirty() {
-                link.flush()?;
+        for to_node in [true, false] {
+            for link in self.links.values_mut() {
+                if matches!(link.peer(), Peer::Node(_)) == to_node && link.is_dirty() {
+                    link.flush()?;
+                }
             }
         }
         Ok(())

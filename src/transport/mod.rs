@@ -1,9 +1,9 @@
 //! Local-socket links between the processes of one run; the only module naming `interprocess`.
 //!
 //! Every process has one [`Hub`]: a reader thread that polls all of the process's links
-//! (and its listener) with poll(2), turns bytes into [`Message`]s and hands them to the
+//! (and its listener) with epoll, turns bytes into [`Message`](crate::wire::Message)s and hands them to the
 //! process's main thread as [`Event`]s on one crossbeam channel, in arrival order per link.
-//! One poll thread instead of a thread per link keeps a 256-node mesh (65,280 links) cheap.
+//! One reader thread instead of a thread per link keeps a 256-node mesh (65,280 links) cheap.
 //! The main thread owns the write side of every link ([`Link`]), buffers frames and
 //! flushes before it waits, so a burst of commands costs one `write` per link.
 //!
