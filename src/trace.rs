@@ -46,6 +46,16 @@ pub enum TraceEvent {
         /// The message.
         msg: ChannelMsg,
     },
+    /// A node's process died (`Crash`, or a `CrashAt` point).
+    Crash {
+        /// The node.
+        node: NodeId,
+    },
+    /// A node's process was restarted from its log.
+    Restart {
+        /// The node.
+        node: NodeId,
+    },
     /// The money a node holds for unfinished transactions changed to `amount`.
     Held {
         /// The node.
@@ -101,6 +111,8 @@ impl TraceEvent {
         let mut s = String::with_capacity(64);
         let _ = match self {
             TraceEvent::Start => write!(s, "{{\"ev\":\"start\""),
+            TraceEvent::Crash { node } => write!(s, "{{\"ev\":\"crash\",\"node\":{node}"),
+            TraceEvent::Restart { node } => write!(s, "{{\"ev\":\"restart\",\"node\":{node}"),
             TraceEvent::Held { node, amount } => {
                 write!(s, "{{\"ev\":\"held\",\"node\":{node},\"amount\":{amount}")
             }

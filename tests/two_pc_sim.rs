@@ -106,8 +106,9 @@ impl World {
                     }
                 }
                 TxEffect::Decided { tx, outcome } => {
+                    let committed = |o: Outcome| o == Outcome::Committed;
                     if let Some(prev) = self.reported.insert(tx, outcome) {
-                        if prev != outcome {
+                        if committed(prev) != committed(outcome) {
                             return Err(format!("{tx} reported {prev:?}, then {outcome:?}"));
                         }
                     }

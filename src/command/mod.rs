@@ -9,6 +9,7 @@ mod parse;
 pub use parse::{parse_line, ParseError, ParseErrorKind};
 
 use crate::ids::{Amount, NodeId, TxnId};
+use crate::protocol::two_pc::CrashPoint;
 
 /// One line of a command file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +78,23 @@ pub enum Command {
     Check,
     /// Print the transaction counters.
     Stats,
+    /// SIGKILL a node's process now.
+    Crash {
+        /// The node.
+        node: NodeId,
+    },
+    /// The node kills itself when it next reaches `point`.
+    CrashAt {
+        /// The node.
+        node: NodeId,
+        /// Where.
+        point: CrashPoint,
+    },
+    /// Start a new process for a node on its log (SIGKILLing a running one first).
+    Restart {
+        /// The node.
+        node: NodeId,
+    },
 }
 
 /// The text `help` prints.
@@ -97,4 +115,9 @@ commands (one per line; blank lines and lines starting with # are ignored):
   TxStatus T<n>                    a transaction's state at each of its nodes
   Check                            the global state against all money created
   Stats                            commits, aborts by reason, in-doubt, retransmissions
+  Crash <node>                     SIGKILL the node's process now
+  CrashAt <node> <point>           the node dies when it next reaches the point: before-vote,
+                                   after-vote, before-decision, after-decision, mid-commit,
+                                   before-ack
+  Restart <node>                   a new process for the node, recovered from its log
   help                             this text";

@@ -2,6 +2,7 @@
 
 use super::Command;
 use crate::ids::{Amount, NodeId, TxnId};
+use crate::protocol::two_pc::CrashPoint;
 use std::fmt;
 
 /// Why a line is not a command.
@@ -43,6 +44,8 @@ pub enum ParseErrorKind {
     SelfChannel(NodeId),
     /// A word the command does not take there.
     UnexpectedWord(String),
+    /// `CrashAt` names no such point.
+    UnknownCrashPoint(String),
 }
 
 /// A rejected line: its number, its text and why.
@@ -74,6 +77,10 @@ impl fmt::Display for ParseErrorKind {
             }
             ParseErrorKind::SelfChannel(id) => {
                 write!(f, "node {id} has no channel to itself")
+            }
+            ParseErrorKind::UnknownCrashPoint(p) => {
+                let all: Vec<&str> = CrashPoint::ALL.iter().map(|p| p.name()).collect();
+                write!(f, "no crash point {p:?} (points: {})", all.join(", "))
             }
             ParseErrorKind::UnexpectedWord(w) => {
                 write!(f, "unexpected {w:?} (expected: via <node>, nowait)")
@@ -168,6 +175,22 @@ pub fn parse_line(line: usize, raw: &str) -> Result<Option<Command>, ParseError>
             Command::Transfer { from, to, amount, via, nowait }
         }
         "Balances" => arity("no", args.is_empty()).map(|_| Command::Balances)?,
+        "Crash" => {
+            arity("1", args.len() == 1)?;
+            Command::Crash { node: id(0)? }
+        }
+        "Restart" => {
+            arity("1", args.len() == 1)?;
+            Command::Restart { node: id(0)? }
+        }
+        "CrashAt" => {
+            arity("2", args.len() == 2)?;
+            let point = CrashPoint::ALL
+                .into_iter()
+                .find(|p| p.name() == args[1])
+                .ok_or_else(|| err(ParseErrorKind::UnknownCrashPoint(args[1].to_string())))?;
+            Command::CrashAt { node: id(0)?, point }
+        }
         "Check" => arity("no", args.is_empty()).map(|_| Command::Check)?,
         "Stats" => arity("no", args.is_empty()).map(|_| Command::Stats)?,
         "TxStatus" => {

@@ -63,6 +63,13 @@ pub struct Ledger {
     snapshots: Vec<SnapshotLedger>,
     /// Snapshots not complete yet, by id.
     running: BTreeSet<SnapshotId>,
+    /// Nodes whose process is dead (`Crash`, `CrashAt`) and not restarted yet.
+    down: BTreeSet<NodeId>,
+    /// Channels whose queued messages died with their receiver's process: they are resent
+    /// (from this ledger) once both ends are up again.
+    lost: BTreeSet<ChannelId>,
+    /// Per (node, peer): how many links the node's current process has had with the peer.
+    gens: HashMap<ChannelId, u32>,
 }
 
 impl Ledger {
@@ -103,6 +110,7 @@ impl Ledger {
         let others: Vec<NodeId> = self.nodes.keys().copied().collect();
         self.nodes.insert(id, amount);
         self.balances.insert(id, amount);
+        self.linked(id);
         let join: Vec<SnapshotId> = self.running.iter().copied().collect();
         for &k in &join {
             let snap = &mut self.snapshots[k.0 as usize];
@@ -120,6 +128,69 @@ impl Ledger {
             }
         }
         join
+    }
+
+    /// Whether `node` is down.
+    pub fn is_down(&self, node: NodeId) -> bool {
+        self.down.contains(&node)
+    }
+
+    /// The down nodes, by id.
+    pub fn down(&self) -> Vec<NodeId> {
+        self.down.iter().copied().collect()
+    }
+
+    /// `node`'s process died: what was queued to it died too (to be resent), and every
+    /// running snapshot it had recorded lost that record. Returns those snapshots.
+    pub fn crash(&mut self, node: NodeId) -> Vec<SnapshotId> {
+        self.down.insert(node);
+        for &s in self.nodes.keys() {
+            if s != node && !self.is_empty((s, node)) {
+                self.lost.insert((s, node));
+            }
+        }
+        let mut lost = Vec::new();
+        for (k, snap) in self.snapshots.iter_mut().enumerate() {
+            if snap.recorded.remove(&node) {
+                lost.push(SnapshotId(k as u32));
+            }
+        }
+        lost
+    }
+
+    /// `node` runs again (a new process). Returns what must be resent, as
+    /// (sender, receiver, generation of their link at the sender, messages): every lost
+    /// channel whose two ends are now up.
+    pub fn restart(&mut self, node: NodeId) -> Vec<(NodeId, NodeId, u32, Vec<ChannelMsg>)> {
+        self.down.remove(&node);
+        self.linked(node);
+        let ready: Vec<ChannelId> = self
+            .lost
+            .iter()
+            .copied()
+            .filter(|&(a, b)| !self.down.contains(&a) && !self.down.contains(&b))
+            .collect();
+        ready
+            .into_iter()
+            .map(|c| {
+                self.lost.remove(&c);
+                let msgs =
+                    self.channels.get(&c).map_or(Vec::new(), |q| q.iter().map(|e| e.1).collect());
+                (c.0, c.1, self.gens.get(&c).copied().unwrap_or(1), msgs)
+            })
+            .filter(|r| !r.3.is_empty())
+            .collect()
+    }
+
+    /// `node`'s process started and linked to every node that is up.
+    pub fn linked(&mut self, node: NodeId) {
+        let others: Vec<NodeId> = self.nodes.keys().copied().filter(|&x| x != node).collect();
+        for x in others {
+            self.gens.insert((node, x), 1);
+            if !self.down.contains(&x) {
+                *self.gens.entry((x, node)).or_default() += 1;
+            }
+        }
     }
 
     /// Whether `node` has recorded snapshot `k`.
@@ -153,6 +224,9 @@ impl Ledger {
     }
 
     fn enqueue(&mut self, c: ChannelId, msg: ChannelMsg) {
+        if self.down.contains(&c.1) {
+            self.lost.insert(c); // its receiver has no process to hold it: resend later
+        }
         self.enqueued += 1;
         self.channels.entry(c).or_default().push_back((self.enqueued, msg));
     }
@@ -178,9 +252,11 @@ impl Ledger {
         self.channels.get(&c).and_then(|q| q.front()).map(|e| e.1)
     }
 
-    /// Among channels `cs`, the non-empty one whose head was enqueued first.
+    /// Among channels `cs` into nodes that are up, the non-empty one whose head was
+    /// enqueued first.
     pub fn oldest_head(&self, cs: &[ChannelId]) -> Option<ChannelId> {
         cs.iter()
+            .filter(|c| !self.down.contains(&c.1))
             .filter_map(|c| self.channels.get(c).and_then(|q| q.front()).map(|e| (e.0, *c)))
             .min()
             .map(|(_, c)| c)
@@ -217,12 +293,16 @@ impl Ledger {
 
     /// Sources of the non-empty channels into `node`, by id.
     pub fn incoming(&self, node: NodeId) -> Vec<NodeId> {
+        if self.down.contains(&node) {
+            return Vec::new();
+        }
         self.nodes.keys().copied().filter(|&s| s != node && !self.is_empty((s, node))).collect()
     }
 
-    /// Every non-empty channel, by source then destination.
+    /// Every non-empty channel into a node that is up, by source then destination.
     pub fn nonempty(&self) -> Vec<ChannelId> {
-        let mut v: Vec<ChannelId> = self.channels.keys().copied().collect();
+        let mut v: Vec<ChannelId> =
+            self.channels.keys().copied().filter(|c| !self.down.contains(&c.1)).collect();
         v.sort_unstable();
         v
     }

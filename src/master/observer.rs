@@ -136,10 +136,9 @@ impl Observer {
             }
             Event::Closed { peer: Peer::Master, .. } => return Ok(false),
             Event::Closed { peer, why } => {
+                // A node died. Its link stays until a restarted process replaces it (this
+                // event may even come after that); the master asks nothing of a down node.
                 log::debug!("observer: link to {peer} closed ({why:?})");
-                if let Peer::Node(id) = peer {
-                    self.nodes.remove(&id);
-                }
             }
         }
         Ok(true)

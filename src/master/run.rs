@@ -90,6 +90,7 @@ pub fn run(cfg: Config) -> i32 {
         data_dir: cfg.data_dir,
         txns: Txns::default(),
         queried: Vec::new(),
+        lost_snapshots: Vec::new(),
     };
     let result = m.walk(cfg.input);
     let result = result.and_then(|()| m.finish());
@@ -157,6 +158,10 @@ struct Txns {
     outcomes: HashMap<TxnId, TxOutcome>,
     commits: u64,
     aborts: BTreeMap<&'static str, u64>,
+    /// Transfers that ended their command IN-DOUBT.
+    in_doubt: u64,
+    /// Messages resent to restarted nodes.
+    retransmissions: u64,
 }
 
 enum Slot {
@@ -182,6 +187,8 @@ struct Master {
     txns: Txns,
     /// Answers to `Query`: (node, balance, held, transaction state).
     queried: Vec<(NodeId, Amount, Amount, Option<String>)>,
+    /// Snapshots that can never complete (a member crashed after recording), to report.
+    lost_snapshots: Vec<(SnapshotId, NodeId)>,
 }
 
 fn record_events(
@@ -320,6 +327,33 @@ impl Master {
                     self.create_node(id, amount)?;
                 }
             }
+            Command::Send { from, .. } if self.is_down(from) => {
+                self.reject(line, text, format!("node {from} is down"))
+            }
+            Command::Receive { to, .. } if self.is_down(to) => {
+                self.reject(line, text, format!("node {to} is down"))
+            }
+            Command::BeginSnapshot { node } if self.is_down(node) => {
+                self.reject(line, text, format!("node {node} is down"))
+            }
+            Command::Crash { node } | Command::CrashAt { node, .. } if self.is_down(node) => {
+                self.reject(line, text, format!("node {node} is already down"))
+            }
+            Command::Crash { node } => match unknown(self, &[node]) {
+                Some(id) => self.reject(line, text, format!("unknown node {id}")),
+                None => self.crash(node)?,
+            },
+            Command::CrashAt { node, point } => match unknown(self, &[node]) {
+                Some(id) => self.reject(line, text, format!("unknown node {id}")),
+                None => {
+                    let slot = self.push_await(Expect::Ready(Vec::new()));
+                    self.sys().command(node, Control::ArmCrash { point }, slot)?;
+                }
+            },
+            Command::Restart { node } => match unknown(self, &[node]) {
+                Some(id) => self.reject(line, text, format!("unknown node {id}")),
+                None => self.restart(node)?,
+            },
             Command::Send { from, to, amount } => match unknown(self, &[from, to]) {
                 Some(id) => self.reject(line, text, format!("unknown node {id}")),
                 None => {
@@ -364,12 +398,19 @@ impl Master {
                 }
             }
             Command::Balances => {
-                let nodes: Vec<NodeId> = self.sys().ledger.nodes().collect();
-                let outs = self
-                    .query(&nodes, None)?
-                    .into_iter()
-                    .map(|(n, balance, held, _)| Out::Line(output::balance(n, balance, held)))
-                    .collect();
+                let all: Vec<NodeId> = self.sys().ledger.nodes().collect();
+                let up: Vec<NodeId> = all.iter().copied().filter(|&n| !self.is_down(n)).collect();
+                let mut got = self.query(&up, None)?.into_iter().peekable();
+                let mut outs = Vec::new();
+                for n in all {
+                    match got.peek() {
+                        Some(q) if q.0 == n => {
+                            let (n, balance, held, _) = got.next().expect("peeked");
+                            outs.push(Out::Line(output::balance(n, balance, held)));
+                        }
+                        _ => outs.push(Out::Line(format!("node {n} = down"))),
+                    }
+                }
                 self.push_done(outs, false);
             }
             Command::TxStatus { tx } => match self.txns.specs.get(&tx).copied() {
@@ -387,8 +428,8 @@ impl Master {
                 }
                 let undecided = t.specs.len() - t.outcomes.len();
                 lines.push(format!("undecided {undecided}"));
-                lines.push("in-doubt 0".to_string());
-                lines.push("retransmissions 0".to_string());
+                lines.push(format!("in-doubt {}", t.in_doubt));
+                lines.push(format!("retransmissions {}", t.retransmissions));
                 self.push_done(lines.into_iter().map(Out::Line).collect(), false);
             }
             Command::StartMaster | Command::Help => unreachable!("handled above"),
@@ -400,6 +441,7 @@ impl Master {
         self.gathered.clear();
         self.since_collect.clear();
         self.txns = Txns::default();
+        self.lost_snapshots.clear();
         self.system = Some(System::start(self.data_dir.clone())?);
         if self.tracing() {
             self.push_done(vec![Out::Trace(TraceEvent::Start)], false);
@@ -434,8 +476,13 @@ impl Master {
             adds.push((x, t));
         }
         let slot = self.push_await(Expect::Ready(trace));
-        self.sys().command(id, Control::Setup { peers, join: join.clone() }, slot)?;
+        let down = self.sys().ledger.down();
+        let setup = Control::Setup { peers, join: join.clone(), down, resend: Vec::new() };
+        self.sys().command(id, setup, slot)?;
         for (x, t) in adds {
+            if self.sys().ledger.is_down(x) {
+                continue; // its restart's Setup lists every node
+            }
             let slot = self.push_await(Expect::Ready(t));
             self.sys().command(x, Control::AddPeer { peer: id, join: join.clone() }, slot)?;
         }
@@ -553,35 +600,171 @@ impl Master {
         let tx = TxnId(self.txns.next);
         let spec = TxSpec { tx, from, to, amount, coord: via.unwrap_or(from) };
         self.txns.specs.insert(tx, spec);
-        let slot = self.push_await(Expect::TxStart { spec, nowait });
-        self.sys().command(spec.coord, Control::Transfer { spec }, slot)?;
-        self.wait_slot(slot)?;
-        if nowait {
-            return Ok(());
-        }
-        let mut nodes = vec![from, to, spec.coord];
-        nodes.sort();
-        nodes.dedup();
-        let chans: Vec<ChannelId> = nodes
-            .iter()
-            .flat_map(|&a| nodes.iter().filter(move |&&b| b != a).map(move |&b| (a, b)))
-            .collect();
-        let mut steps = 0;
-        while !self.txns.outcomes.contains_key(&tx) || self.sys().ledger.carries(&chans, tx) {
-            let Some(c) = self.sys().ledger.oldest_head(&chans) else { break };
-            self.deliver(c, false)?;
-            steps += 1;
-            if steps > 1_000_000 {
-                return Err(Fatal(format!("bug: {tx} did not end after {steps} deliveries")));
+        if self.is_down(spec.coord) {
+            // Nobody can coordinate it: it aborts before it starts.
+            self.record_outcome(tx, TxOutcome::Aborted(AbortReason::NodeDown));
+        } else {
+            let slot = self.push_await(Expect::TxStart { spec, nowait });
+            self.sys().command(spec.coord, Control::Transfer { spec }, slot)?;
+            self.wait_slot(slot)?;
+            if nowait {
+                return Ok(());
             }
+            self.drive(&[tx])?;
         }
         let line = match self.txns.outcomes.get(&tx) {
             Some(TxOutcome::Committed) => format!("Transfer {tx} COMMITTED"),
             Some(TxOutcome::Aborted(r)) => format!("Transfer {tx} ABORTED {}", r.as_str()),
-            None => format!("Transfer {tx} IN-DOUBT"),
+            None => {
+                self.txns.in_doubt += 1;
+                format!("Transfer {tx} IN-DOUBT")
+            }
         };
         self.push_done(vec![Out::Line(line)], false);
         Ok(())
+    }
+
+    /// The channels among a transaction's nodes.
+    fn tx_channels(spec: &TxSpec) -> Vec<ChannelId> {
+        let mut nodes = vec![spec.from, spec.to, spec.coord];
+        nodes.sort();
+        nodes.dedup();
+        nodes
+            .iter()
+            .flat_map(|&a| nodes.iter().filter(move |&&b| b != a).map(move |&b| (a, b)))
+            .collect()
+    }
+
+    /// Delivers what transactions `txs` need, as `Receive` would: the heads of the
+    /// channels among their nodes, oldest first, into nodes that are up, until each is
+    /// decided and none of its messages is left there. When nothing can be delivered and
+    /// a transaction waits on a node that is down, its coordinator times out at once
+    /// (logical time): while voting it aborts (`node-down`).
+    fn drive(&mut self, txs: &[TxnId]) -> Result<(), Fatal> {
+        let mut timed_out = std::collections::BTreeSet::new();
+        for step in 0.. {
+            if step > 1_000_000 {
+                return Err(Fatal(format!("bug: {txs:?} did not end after {step} deliveries")));
+            }
+            let mut chans = Vec::new();
+            let mut undecided = Vec::new();
+            for tx in txs {
+                let spec = self.txns.specs[tx];
+                let c = Self::tx_channels(&spec);
+                let decided = self.txns.outcomes.contains_key(tx);
+                if !decided || self.sys().ledger.carries(&c, *tx) {
+                    chans.extend(c);
+                }
+                if !decided {
+                    undecided.push(spec);
+                }
+            }
+            if chans.is_empty() {
+                return Ok(());
+            }
+            if let Some(c) = self.sys().ledger.oldest_head(&chans) {
+                self.deliver(c, false)?;
+                continue;
+            }
+            // Stuck: the waiting sides time out, once each. The coordinator first (while
+            // voting it aborts), then participants in doubt (they ask the coordinator).
+            let next = undecided.iter().find_map(|s| {
+                let mut nodes = vec![s.coord, s.from, s.to];
+                nodes.dedup();
+                nodes
+                    .into_iter()
+                    .find(|&n| !self.is_down(n) && !timed_out.contains(&(s.tx, n)))
+                    .map(|n| (*s, n))
+            });
+            let Some((spec, node)) = next else {
+                return Ok(()); // waiting on nodes that are down
+            };
+            timed_out.insert((spec.tx, node));
+            let slot = self.push_await(Expect::TxStart { spec, nowait: false });
+            let timeout = Control::Timeout { tx: spec.tx, reason: AbortReason::NodeDown };
+            self.sys().command(node, timeout, slot)?;
+            self.wait_slot(slot)?;
+        }
+        Ok(())
+    }
+
+    fn is_down(&self, node: NodeId) -> bool {
+        self.system.as_ref().is_some_and(|s| s.ledger.is_down(node))
+    }
+
+    fn record_outcome(&mut self, tx: TxnId, outcome: TxOutcome) {
+        if self.txns.outcomes.insert(tx, outcome).is_none() {
+            match outcome {
+                TxOutcome::Committed => self.txns.commits += 1,
+                TxOutcome::Aborted(r) => *self.txns.aborts.entry(r.as_str()).or_default() += 1,
+            }
+        }
+    }
+
+    /// `Crash`: the node's process is SIGKILLed after every earlier command ran.
+    fn crash(&mut self, node: NodeId) -> Result<(), Fatal> {
+        self.barrier()?;
+        let mut outs = Vec::new();
+        self.node_died(node, &mut outs);
+        self.push_done(outs, false);
+        Ok(())
+    }
+
+    /// Bookkeeping for a node whose process is gone (killed, or dead at a crash point).
+    fn node_died(&mut self, node: NodeId, outs: &mut Vec<Out>) {
+        let sys = self.sys();
+        sys.kill_node(node);
+        sys.expect_close(node);
+        let lost = sys.ledger.crash(node);
+        for k in lost {
+            if self.since_collect.contains(&k) {
+                self.since_collect.retain(|&x| x != k);
+                self.lost_snapshots.push((k, node));
+            }
+        }
+        if self.tracing() {
+            outs.push(Out::Trace(TraceEvent::Crash { node }));
+        }
+    }
+
+    /// `Restart`: a new process for the node, recovered from its log; what was in flight
+    /// to it is sent again; then its unfinished transactions get what they need.
+    fn restart(&mut self, node: NodeId) -> Result<(), Fatal> {
+        if !self.is_down(node) {
+            self.crash(node)?;
+        }
+        self.barrier()?;
+        while self.sys().closing(node) {
+            self.wait_one()?;
+        }
+        let resends = self.sys().ledger.restart(node);
+        let peers: Vec<NodeId> = self.sys().ledger.nodes().filter(|&x| x != node).collect();
+        let down = self.sys().ledger.down();
+        let own: Vec<(NodeId, Vec<ChannelMsg>)> =
+            resends.iter().filter(|r| r.0 == node).map(|r| (r.1, r.3.clone())).collect();
+        self.sys().restart_node(node)?;
+        if self.tracing() {
+            self.push_done(vec![Out::Trace(TraceEvent::Restart { node })], false);
+        }
+        let slot = self.push_await(Expect::Ready(Vec::new()));
+        let setup = Control::Setup { peers, join: Vec::new(), down, resend: own };
+        self.sys().command(node, setup, slot)?;
+        self.wait_slot(slot)?;
+        for (from, to, gen, msgs) in resends {
+            self.txns.retransmissions += msgs.len() as u64;
+            if from != node {
+                let slot = self.push_await(Expect::Ready(Vec::new()));
+                self.sys().command(from, Control::Resend { to, gen, msgs }, slot)?;
+            }
+        }
+        let mine: Vec<TxnId> = self
+            .txns
+            .specs
+            .values()
+            .filter(|s| [s.from, s.to, s.coord].contains(&node))
+            .map(|s| s.tx)
+            .collect();
+        self.drive(&mine)
     }
 
     /// Asks `nodes` for their balance, held money and (if given) the state of `tx`, after
@@ -607,15 +790,18 @@ impl Master {
         let mut nodes = vec![spec.from, spec.to, spec.coord];
         nodes.sort();
         nodes.dedup();
-        let states = self.query(&nodes, Some(spec.tx))?;
+        let up: Vec<NodeId> = nodes.iter().copied().filter(|&n| !self.is_down(n)).collect();
+        let states = self.query(&up, Some(spec.tx))?;
         let overall = match self.txns.outcomes.get(&spec.tx) {
             Some(TxOutcome::Committed) => "COMMITTED",
             Some(TxOutcome::Aborted(_)) => "ABORTED",
+            None if self.is_down(spec.coord) => "IN-DOUBT",
             None => "PENDING",
         };
         let mut line = format!("{} {overall}", spec.tx);
-        for (n, _, _, st) in states {
-            line.push_str(&format!(" node {n}={}", st.unwrap_or_default()));
+        for n in nodes {
+            let st = states.iter().find(|q| q.0 == n).and_then(|q| q.3.clone());
+            line.push_str(&format!(" node {n}={}", st.unwrap_or_else(|| "DOWN".to_string())));
         }
         self.push_done(vec![Out::Line(line)], false);
         Ok(())
@@ -624,6 +810,11 @@ impl Master {
     /// `Check`: every node's money (held included) plus the money in the channels (each
     /// transaction's credit once), held against all money created.
     fn check(&mut self) -> Result<(), Fatal> {
+        self.barrier()?;
+        if let Some(&n) = self.sys().ledger.down().first() {
+            self.push_done(vec![Out::Line(format!("CHECK UNAVAILABLE node {n} is down"))], false);
+            return Ok(());
+        }
         let nodes: Vec<NodeId> = self.sys().ledger.nodes().collect();
         let states = self.query(&nodes, None)?;
         let mut total = self.sys().ledger.money_in_channels();
@@ -677,12 +868,7 @@ impl Master {
             }
         }
         if let Some((tx, outcome)) = r.decided {
-            if self.txns.outcomes.insert(tx, outcome).is_none() {
-                match outcome {
-                    TxOutcome::Committed => self.txns.commits += 1,
-                    TxOutcome::Aborted(r) => *self.txns.aborts.entry(r.as_str()).or_default() += 1,
-                }
-            }
+            self.record_outcome(tx, outcome);
         }
     }
 
@@ -700,6 +886,28 @@ impl Master {
 
     fn collect_state(&mut self, line: usize, text: &str) -> Result<(), Fatal> {
         self.barrier()?;
+        if !self.lost_snapshots.is_empty() {
+            let why: Vec<String> = std::mem::take(&mut self.lost_snapshots)
+                .into_iter()
+                .map(|(k, n)| format!("snapshot {k} is lost: node {n} crashed after recording it"))
+                .collect();
+            self.reject(line, text, why.join("; "));
+            return Ok(());
+        }
+        let down: Vec<String> = self
+            .since_collect
+            .clone()
+            .into_iter()
+            .filter_map(|k| {
+                let sys = self.system.as_ref()?;
+                let n = sys.ledger.members(k).into_iter().find(|&n| sys.ledger.is_down(n))?;
+                Some(format!("snapshot {k} is not complete: node {n} is down"))
+            })
+            .collect();
+        if !down.is_empty() {
+            self.reject(line, text, down.join("; "));
+            return Ok(());
+        }
         if self.since_collect.is_empty() {
             self.gathered.clear();
             return Ok(());
@@ -756,6 +964,7 @@ impl Master {
                     }
                 }
             }
+            Event::Closed { peer: Peer::Node(n), .. } if self.sys().closed(n) => {}
             Event::Closed { peer, why } => {
                 let why = why.map_or(String::new(), |w| format!(" ({w})"));
                 return Err(Fatal(format!("{peer} exited unexpectedly{why}")));
@@ -791,7 +1000,23 @@ impl Master {
         let tracing = self.tracing();
         let mut outs = Vec::new();
         match (expect, report) {
-            (Expect::Ready(trace), Report::Ready) => outs.extend(trace.into_iter().map(Out::Trace)),
+            (Expect::Ready(trace), Report::Ready(None)) => {
+                outs.extend(trace.into_iter().map(Out::Trace))
+            }
+            (Expect::Ready(_), Report::Ready(Some(r))) => self.apply_tx_report(node, r, &mut outs),
+            (expect, Report::Crashed(r)) => {
+                // The node reached its armed crash point during this command.
+                if let Expect::Deliver { from, to, predicted, print, .. } = expect {
+                    if print {
+                        outs.push(Out::Line(output::received(from, &predicted.msg)));
+                    }
+                    if tracing {
+                        outs.push(Out::Trace(TraceEvent::Deliver { from, to, msg: predicted.msg }));
+                    }
+                }
+                self.apply_tx_report(node, r, &mut outs);
+                self.node_died(node, &mut outs);
+            }
             (Expect::Send { from, to, amount, ok: true }, Report::Sent) => {
                 if tracing {
                     let msg = ChannelMsg::Transfer { amount };

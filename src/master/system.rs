@@ -29,6 +29,12 @@ pub(crate) struct System {
     observer: Option<Link>,
     links: HashMap<NodeId, Link>,
     children: Vec<Child>,
+    /// Each node's process (an index into `children`).
+    child_of: HashMap<NodeId, usize>,
+    /// Each node's opening balance, for a restart before its log holds anything.
+    opening: HashMap<NodeId, Amount>,
+    /// Nodes killed on purpose whose link has not reported its close yet.
+    closing: std::collections::HashSet<NodeId>,
     pub(crate) ledger: Ledger,
     next_seq: HashMap<NodeId, u64>,
     /// Per node, the slots waiting for that node's answers, in command order.
@@ -57,6 +63,9 @@ impl System {
             observer: None,
             links: HashMap::default(),
             children: Vec::new(),
+            child_of: HashMap::default(),
+            opening: HashMap::default(),
+            closing: Default::default(),
             ledger: Ledger::new(),
             next_seq: HashMap::default(),
             awaiting_node: HashMap::default(),
@@ -93,13 +102,60 @@ impl System {
         ]);
         let child = spawn_self(&args, theirs, transport::listener_into_fd(listener), wal)
             .map_err(|e| Fatal(format!("cannot start {peer}: {e}")))?;
+        if let Peer::Node(id) = peer {
+            self.child_of.insert(id, self.children.len());
+        }
         self.children.push(child);
         self.hub.watch(peer, ours.try_clone()?);
         Ok(Link::new(peer, ours))
     }
 
-    /// Starts node `id`'s process; commands can be given to it at once.
+    /// Starts node `id`'s process; commands can be given to it at once. With `restart`,
+    /// the process takes over the node's existing log and recovers from it.
     pub(crate) fn spawn_node(&mut self, id: NodeId, balance: Amount) -> Result<(), Fatal> {
+        self.opening.insert(id, balance);
+        let wal = self.open_wal(id)?;
+        self.wals.insert(id, wal);
+        self.start_node(id)
+    }
+
+    /// Node `id`'s process was ended on purpose: its link's close is expected.
+    pub(crate) fn expect_close(&mut self, id: NodeId) {
+        self.closing.insert(id);
+    }
+
+    /// Whether node `id`'s old link has not reported its close yet.
+    pub(crate) fn closing(&self, id: NodeId) -> bool {
+        self.closing.contains(&id)
+    }
+
+    /// A node's link closed: true if that was expected (and is now done with).
+    pub(crate) fn closed(&mut self, id: NodeId) -> bool {
+        self.closing.remove(&id)
+    }
+
+    /// Starts a new process for node `id` on its existing log (`Restart`).
+    pub(crate) fn restart_node(&mut self, id: NodeId) -> Result<(), Fatal> {
+        self.next_seq.remove(&id);
+        self.awaiting_node.remove(&id);
+        self.start_node(id)
+    }
+
+    /// SIGKILLs node `id`'s process (if it still runs) and reaps it.
+    pub(crate) fn kill_node(&mut self, id: NodeId) {
+        self.links.remove(&id);
+        if let Some(&i) = self.child_of.get(&id) {
+            let child = &mut self.children[i];
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = child.wait();
+        }
+    }
+
+    fn start_node(&mut self, id: NodeId) -> Result<(), Fatal> {
+        let balance = self.opening.get(&id).copied().unwrap_or(Amount::ZERO);
         let args = vec![
             "node".to_string(),
             "--id".into(),
@@ -110,10 +166,10 @@ impl System {
             self.names.prefix().into(),
             "--wal".into(),
         ];
-        let wal = self.open_wal(id)?;
+        let wal = self.wals.get(&id).ok_or_else(|| Fatal(format!("node {id} has no log")))?;
+        let wal = wal.try_clone().map_err(|e| Fatal(format!("node {id}'s log: {e}")))?;
         let name = self.names.node(id);
         let link = self.spawn(Peer::Node(id), &name, args, Some(&wal))?;
-        self.wals.insert(id, wal);
         self.links.insert(id, link);
         Ok(())
     }

@@ -11,7 +11,7 @@
 //! Called by `main` for the hidden `node` role; it never writes stdout.
 
 use crate::ids::{Amount, NodeId};
-use crate::protocol::two_pc::TxRecord;
+use crate::protocol::two_pc::{CrashPoint, TxRecord};
 use crate::protocol::{Branch, Effect};
 use crate::transport::{self, ChildLinks, Event, Hub, Link, Names};
 use crate::wal::{WalError, WalFile};
@@ -45,21 +45,35 @@ pub struct NodeArgs {
 pub fn run(args: NodeArgs) -> io::Result<()> {
     let ChildLinks { hub, master, inbox } = transport::start_child(args.master_pid, args.nonce)?;
     let names = Names::from_prefix(&args.run);
+    let mut branch = Branch::new(args.id, args.balance);
+    let mut recovery = Vec::new();
+    let mut restarted = false;
     let wal = if args.wal {
         // SAFETY: the master passed a log as fd 5 (args.wal); taken once.
         let file = unsafe { crate::process::inherited_wal() };
         let path = format!("node {} log", args.id);
-        let (mut wal, _records) =
+        let (mut wal, records) =
             WalFile::from_file(file, std::path::Path::new(&path)).map_err(io_err)?;
-        // Not forced: it reaches the disk with the first forced record, and before that
-        // the master knows the opening balance.
-        wal.append(&TxRecord::Opened { balance: args.balance }).map_err(io_err)?;
+        if records.is_empty() {
+            // Not forced: it reaches the disk with the first forced record, and before
+            // that the master knows the opening balance.
+            wal.append(&TxRecord::Opened { balance: args.balance }).map_err(io_err)?;
+        } else {
+            // A restart: everything this node knows comes from its log.
+            branch = Branch::recover(args.id, &records, &mut recovery);
+            restarted = true;
+            log::info!("node {}: recovered {} records", args.id, records.len());
+        }
         Some(wal)
     } else {
         None
     };
     let mut node = Node {
-        branch: Branch::new(args.id, args.balance),
+        branch,
+        recovery,
+        restarted,
+        armed: None,
+        link_gen: HashMap::default(),
         names,
         nonce: args.nonce,
         hub,
@@ -75,6 +89,15 @@ pub fn run(args: NodeArgs) -> io::Result<()> {
 
 struct Node {
     branch: Branch,
+    /// What recovery must send, once `Setup` has linked the node to its peers.
+    recovery: Vec<Effect>,
+    /// This process took over a log that already held records.
+    restarted: bool,
+    /// The crash point `CrashAt` armed, if any.
+    armed: Option<CrashPoint>,
+    /// How many links each peer has opened to this node so far (a peer that restarted
+    /// opens a new one); `Resend` waits for the link of the right generation.
+    link_gen: HashMap<NodeId, u32>,
     names: Names,
     nonce: u64,
     hub: Hub,
@@ -128,6 +151,9 @@ impl Node {
     fn on_event(&mut self, event: Event) -> Option<Stop> {
         match event {
             Event::Connected(link) => {
+                if let Peer::Node(p) = link.peer() {
+                    *self.link_gen.entry(p).or_default() += 1;
+                }
                 self.links.insert(link.peer(), link);
             }
             Event::Frames { peer, msgs } => {
@@ -148,8 +174,12 @@ impl Node {
             }
             Event::Closed { peer, why } => {
                 log::debug!("node {}: link to {peer} closed ({why:?})", self.branch.id());
-                if matches!(peer, Peer::Master | Peer::Observer) {
-                    return Some(Stop::RunOver);
+                match peer {
+                    Peer::Master | Peer::Observer => return Some(Stop::RunOver),
+                    // A peer died; the master keeps what was in flight to it and has it
+                    // resent when the peer restarts. The link is not removed here: this
+                    // event may come after the restarted peer's new link replaced it.
+                    Peer::Node(_) => {}
                 }
             }
         }
@@ -165,8 +195,8 @@ impl Node {
             }
             let (from, cmd) = self.commands.pop_front().flatten().expect("checked above");
             self.next_seq += 1;
-            let report = self.execute(cmd)?;
             let seq = self.next_seq - 1;
+            let report = self.execute(cmd, from, seq)?;
             self.link(from)?.send(&Message::Report { seq, report })?;
         }
     }
@@ -188,26 +218,56 @@ impl Node {
         match cmd {
             Control::Receive { from } => self.arrived.get(from).is_some_and(|q| !q.is_empty()),
             Control::AddPeer { peer, .. } => self.links.contains_key(&Peer::Node(*peer)),
+            Control::Resend { to, gen, .. } => {
+                self.links.contains_key(&Peer::Node(*to))
+                    && self.link_gen.get(to).copied().unwrap_or(0) >= *gen
+            }
             _ => true,
         }
     }
 
-    fn execute(&mut self, cmd: Control) -> io::Result<Report> {
+    /// The armed crash point is reached: make what the step did so far visible (the log
+    /// written, the messages in the peers' sockets), tell the master, and die as SIGKILL
+    /// would have it. What the log holds unforced is written but not synced: a killed
+    /// process keeps it, as the page cache outlives the process.
+    fn die(&mut self, from: Peer, seq: u64, report: TxReport) -> ! {
+        log::info!("node {}: reached {:?}, crashing", self.branch.id(), self.armed);
+        let _ = self.flush_all();
+        if let Some(link) = self.links.get_mut(&from) {
+            let _ = link.send(&Message::Report { seq, report: Report::Crashed(report) });
+            let _ = link.flush();
+        }
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+        std::process::abort()
+    }
+
+    fn execute(&mut self, cmd: Control, from: Peer, seq: u64) -> io::Result<Report> {
         let mut out = std::mem::take(&mut self.effects);
         let report = match cmd {
-            Control::Setup { peers, join } => {
-                for &p in &peers {
+            Control::Setup { peers, join, down, resend } => {
+                for &p in peers.iter().filter(|p| !down.contains(p)) {
                     let name = self.names.node(p);
                     self.connect(Peer::Node(p), &name)?;
                 }
                 let name = self.names.observer();
                 self.connect(Peer::Observer, &name)?;
                 self.branch.on_setup(&peers, &join, &mut out);
-                Report::Ready
+                // Written now, ahead of what recovery sends, and not reported as new.
+                for (to, msgs) in resend {
+                    for msg in msgs {
+                        self.send_to_peer(to, msg);
+                    }
+                }
+                if self.restarted {
+                    out.append(&mut self.recovery);
+                    Report::Ready(Some(self.tx_report(&out)))
+                } else {
+                    Report::Ready(None)
+                }
             }
             Control::AddPeer { peer, join } => {
                 self.branch.on_add_peer(peer, &join, &mut out);
-                Report::Ready
+                Report::Ready(None)
             }
             Control::Send { to, amount } => match self.branch.on_send(to, amount, &mut out) {
                 Ok(()) => Report::Sent,
@@ -227,6 +287,20 @@ impl Node {
                 self.branch.on_transfer(spec, &mut out);
                 Report::TxStarted(self.tx_report(&out))
             }
+            Control::ArmCrash { point } => {
+                self.armed = Some(point);
+                Report::Ready(None)
+            }
+            Control::Resend { to, msgs, .. } => {
+                for msg in msgs {
+                    out.push(Effect::Send { to, msg });
+                }
+                Report::Ready(None)
+            }
+            Control::Timeout { tx, reason } => {
+                self.branch.on_timeout(tx, reason, &mut out);
+                Report::TxStarted(self.tx_report(&out))
+            }
             Control::Query { tx } => {
                 let money = self.branch.money();
                 Report::State {
@@ -241,11 +315,13 @@ impl Node {
             }
             Control::Collect { snapshots } => Report::Collected(self.branch.collect(&snapshots)),
         };
-        for effect in out.drain(..) {
-            match effect {
-                Effect::Send { to, msg } => {
-                    self.link(Peer::Node(to))?.send(&Message::Channel(msg))?
+        for i in 0..out.len() {
+            match out[i] {
+                Effect::Point(p) if self.armed == Some(p) => {
+                    let report = self.tx_report(&out[..i]);
+                    self.die(from, seq, report);
                 }
+                Effect::Send { to, msg } => self.send_to_peer(to, msg),
                 Effect::Log { rec, force } => {
                     if let Some(wal) = self.wal.as_mut() {
                         wal.append(&rec).map_err(io_err)?;
@@ -254,14 +330,22 @@ impl Node {
                         }
                     }
                 }
-                // A crash point matters only when one is armed, and arming (`CrashAt`)
-                // is not part of this build yet.
-                Effect::Point(_) => {}
-                Effect::Decided { .. } => {}
+                Effect::Point(_) | Effect::Decided { .. } => {}
             }
         }
+        out.clear();
         self.effects = out;
         Ok(report)
+    }
+
+    /// Enqueues `msg` on the channel to `to`. A peer that is down has no working link:
+    /// the master keeps the message in its ledger and has it resent when the peer is back.
+    fn send_to_peer(&mut self, to: NodeId, msg: ChannelMsg) {
+        if let Some(link) = self.links.get_mut(&Peer::Node(to)) {
+            if link.send(&Message::Channel(msg)).is_err() {
+                self.links.remove(&Peer::Node(to));
+            }
+        }
     }
 
     /// What the effects of a two-phase-commit step mean for the master.
@@ -285,6 +369,9 @@ impl Node {
     fn connect(&mut self, peer: Peer, name: &str) -> io::Result<()> {
         let hello = Hello { nonce: self.nonce, from: Peer::Node(self.branch.id()) };
         let (link, reader) = Link::connect(name, peer, hello)?;
+        if let Peer::Node(p) = peer {
+            *self.link_gen.entry(p).or_default() += 1;
+        }
         self.hub.watch(peer, reader);
         self.links.insert(peer, link);
         Ok(())
@@ -301,12 +388,26 @@ impl Node {
     /// observer, so that an answer never overtakes the messages it reports (once the
     /// master reads an answer, what the step sent is in the peers' sockets).
     fn flush_all(&mut self) -> io::Result<()> {
+        // The log first: a money move is on file before any message about it leaves.
+        if let Some(wal) = self.wal.as_mut() {
+            wal.write_buffered().map_err(io_err)?;
+        }
+        let mut dead = Vec::new();
         for to_node in [true, false] {
             for link in self.links.values_mut() {
-                if matches!(link.peer(), Peer::Node(_)) == to_node && link.is_dirty() {
-                    link.flush()?;
+                if matches!(link.peer(), Peer::Node(_)) != to_node || !link.is_dirty() {
+                    continue;
+                }
+                match (link.flush(), link.peer()) {
+                    (Ok(()), _) => {}
+                    // A dead peer: the master has what was queued to it resent later.
+                    (Err(_), Peer::Node(_)) => dead.push(link.peer()),
+                    (Err(e), _) => return Err(e),
                 }
             }
+        }
+        for peer in dead {
+            self.links.remove(&peer);
         }
         Ok(())
     }

@@ -8,8 +8,9 @@
 //! balance, so that money held by a transaction cannot be sent). Money is conserved as
 //! long as every money-carrying message is applied exactly once.
 
+use crate::ids::TxnId;
 use crate::ids::{Amount, NodeId, SnapshotId};
-use crate::protocol::two_pc::{TxEffect, TxNode};
+use crate::protocol::two_pc::{AbortReason, TxEffect, TxNode, TxRecord};
 use crate::protocol::{Effect, Snapshots};
 use crate::wire::{ChannelMsg, LocalReport, TxSpec};
 
@@ -103,6 +104,7 @@ impl Branch {
         if !self.money.withdraw(amount) {
             return Err(ErrSend);
         }
+        out.push(Effect::Log { rec: TxRecord::Sent { amount }, force: false });
         out.push(Effect::Send { to, msg: ChannelMsg::Transfer { amount } });
         Ok(())
     }
@@ -117,6 +119,7 @@ impl Branch {
     ) -> Option<Amount> {
         match msg {
             ChannelMsg::Transfer { amount } => {
+                out.push(Effect::Log { rec: TxRecord::Deposited { amount }, force: false });
                 self.money.deposit(amount);
                 self.snapshots.on_transfer(from, amount);
                 None
@@ -137,6 +140,23 @@ impl Branch {
                 None
             }
         }
+    }
+
+    /// A restarted node: its money and transactions rebuilt from its log alone (its
+    /// snapshots are not: a node that crashed forgets what it recorded). `out` gets what
+    /// recovery must send (inquiries, decisions and credits to finish).
+    pub fn recover(id: NodeId, records: &[TxRecord], out: &mut Vec<Effect>) -> Self {
+        let mut tx_out = Vec::new();
+        let money = TxNode::recover(id, records, &mut tx_out);
+        lift(tx_out, out);
+        Branch { id, money, peers: Vec::new(), snapshots: Snapshots::new() }
+    }
+
+    /// A timeout for `tx` here (SPEC chapter 5's logical timeouts).
+    pub fn on_timeout(&mut self, tx: TxnId, reason: AbortReason, out: &mut Vec<Effect>) {
+        let mut tx_out = Vec::new();
+        self.money.on_timeout(tx, reason, &mut tx_out);
+        lift(tx_out, out);
     }
 
     /// This node coordinates the transfer `spec`.
@@ -185,10 +205,31 @@ mod tests {
         b.on_setup(&[n(2)], &[], &mut out);
         assert_eq!(b.on_send(n(2), Amount(300), &mut out), Ok(()));
         assert_eq!(b.balance(), Amount(700));
+        // The debit is logged before the Transfer leaves, so a restart keeps it.
         assert_eq!(
             out,
-            vec![Effect::Send { to: n(2), msg: ChannelMsg::Transfer { amount: Amount(300) } }]
+            vec![
+                Effect::Log { rec: TxRecord::Sent { amount: Amount(300) }, force: false },
+                Effect::Send { to: n(2), msg: ChannelMsg::Transfer { amount: Amount(300) } },
+            ]
         );
+    }
+
+    // Recovery: money moves and transfers come back from the log alone.
+    #[test]
+    fn a_branch_recovers_its_money_from_its_log() {
+        let mut b = Branch::new(n(1), Amount(100));
+        let mut out = Vec::new();
+        b.on_setup(&[n(2)], &[], &mut out);
+        b.on_send(n(2), Amount(30), &mut out).unwrap();
+        b.on_deliver(n(2), ChannelMsg::Transfer { amount: Amount(5) }, &mut out);
+        let mut log = vec![TxRecord::Opened { balance: Amount(100) }];
+        log.extend(out.iter().filter_map(|e| match e {
+            Effect::Log { rec, .. } => Some(*rec),
+            _ => None,
+        }));
+        let r = Branch::recover(n(1), &log, &mut Vec::new());
+        assert_eq!(r.balance(), Amount(75));
     }
 
     // ERR_SEND: an amount above the balance changes nothing.

@@ -75,6 +75,16 @@ pub enum TxRecord {
         /// The transaction.
         tx: TxnId,
     },
+    /// A plain `Send` debited this much (written before the Transfer leaves).
+    Sent {
+        /// How much.
+        amount: Amount,
+    },
+    /// A plain Transfer credited this much (written before the step's answer leaves).
+    Deposited {
+        /// How much.
+        amount: Amount,
+    },
 }
 
 /// The places a node can be told to die at (`CrashAt`, SPEC chapter 5).
@@ -603,7 +613,18 @@ impl TxNode {
                 self.decide_abort(spec, AbortReason::Timeout, out, q);
                 return;
             }
-            Some((_, CoordState::Aborted(_))) | None => false,
+            Some((_, CoordState::Aborted(_))) => false,
+            None => {
+                // Presumed abort: no record means this coordinator never decided commit
+                // (it may have crashed first). Say so, once, for whoever started it.
+                let spec = TxSpec { tx, from, to: from, amount: Amount::ZERO, coord: self.id };
+                self.coords.insert(tx, (spec, CoordState::Aborted(AbortReason::NodeDown)));
+                out.push(TxEffect::Decided {
+                    tx,
+                    outcome: Outcome::Aborted(AbortReason::NodeDown),
+                });
+                false
+            }
         };
         self.send(from, TxMsg::Decide { tx, commit }, out, q);
     }
@@ -660,6 +681,10 @@ impl TxNode {
                         c.1 = CoordState::Ended;
                     }
                 }
+                TxRecord::Sent { amount } => {
+                    n.balance = n.balance.checked_sub(amount).expect("a logged send was covered")
+                }
+                TxRecord::Deposited { amount } => n.deposit(amount),
             }
         }
         for (&tx, &(spec, st)) in &n.parts {
@@ -671,6 +696,8 @@ impl TxNode {
             if !matches!(st, CoordState::Committed(_)) {
                 continue;
             }
+            // Whoever started the transfer may not have heard the decision.
+            out.push(TxEffect::Decided { tx, outcome: Outcome::Committed });
             for p in spec.participants() {
                 if p != id && !(p == spec.to && spec.from == id) {
                     out.push(TxEffect::Send { to: p, msg: TxMsg::Decide { tx, commit: true } });

@@ -98,7 +98,22 @@ impl<R: Serialize + DeserializeOwned> WalFile<R> {
         Ok(())
     }
 
-    /// Durable bytes.
+    /// Writes every buffered record without forcing it: it survives a killed process
+    /// (the page cache outlives it), not a lost machine.
+    ///
+    /// # Errors
+    /// The write failed.
+    pub fn write_buffered(&mut self) -> Result<(), WalError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.file.write_all(&self.buf)?;
+        self.len += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Bytes written to the file.
     pub fn len(&self) -> u64 {
         self.len
     }

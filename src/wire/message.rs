@@ -200,6 +200,11 @@ pub enum Control {
         peers: Vec<NodeId>,
         /// Snapshots in progress: the new node records its opening balance for each.
         join: Vec<SnapshotId>,
+        /// Peers that are down: no link now; each links up when it restarts.
+        down: Vec<NodeId>,
+        /// After a restart: messages still queued from this node to a peer whose process
+        /// restarted while this node was down, sent again first, in channel order.
+        resend: Vec<(NodeId, Vec<ChannelMsg>)>,
     },
     /// A node was created: expect its link, and for each snapshot in `join` that this
     /// node has recorded, send that snapshot's marker on the new channel.
@@ -240,6 +245,28 @@ pub enum Control {
     Query {
         /// A transaction to report on.
         tx: Option<TxnId>,
+    },
+    /// Kill this process when it next reaches `point` (`CrashAt`).
+    ArmCrash {
+        /// The crash point.
+        point: crate::protocol::two_pc::CrashPoint,
+    },
+    /// `to` restarted: send these messages, still in the channel to it, on the new link
+    /// (the link of `to`'s `gen`-th process), before anything else.
+    Resend {
+        /// The restarted node.
+        to: NodeId,
+        /// Which start of `to` the link must come from (1 = the first process).
+        gen: u32,
+        /// The messages, in channel order.
+        msgs: Vec<ChannelMsg>,
+    },
+    /// Time is up for `tx` here (SPEC chapter 5's logical timeouts).
+    Timeout {
+        /// The transaction.
+        tx: TxnId,
+        /// The abort reason if a coordinator aborts on it.
+        reason: AbortReason,
     },
 }
 
@@ -288,8 +315,11 @@ pub struct RecordedState {
 /// A node's answer to one [`Control`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Report {
-    /// `Setup` or `AddPeer` done.
-    Ready,
+    /// `Setup` or `AddPeer` done; after a restart, `Setup` reports what recovery sent.
+    Ready(Option<TxReport>),
+    /// The node reached its armed crash point and dies now; this is what the step it was
+    /// running had done (messages sent and written) before it.
+    Crashed(TxReport),
     /// The Send was enqueued.
     Sent,
     /// The Send was refused: the balance is short. Nothing changed.
