@@ -47,6 +47,8 @@ pub enum Ev {
     Collect { snapshot: u32 },
     Start,
     Held { node: u32, amount: u64 },
+    Crash { node: u32 },
+    Restart { node: u32 },
 }
 
 /// A snapshot as printed: nodes by id, every ordered pair of channels.
@@ -73,6 +75,8 @@ struct Snap {
     channel: BTreeMap<(u32, u32), u64>,
     closed: BTreeSet<(u32, u32)>,
     markers_sent: BTreeSet<(u32, u32)>,
+    /// A member crashed after recording: this snapshot can never be gathered.
+    lost: bool,
 }
 
 /// The replayed state of a run.
@@ -82,6 +86,10 @@ pub struct Checker {
     balances: BTreeMap<u32, u64>,
     /// Money held by unfinished transactions: owned, but not for sending.
     held: BTreeMap<u32, u64>,
+    /// Transactions whose credit has been sent, and delivered: a credit moves money once
+    /// (a recovering node may send it again; the receiver applies it once).
+    credit_sent: BTreeSet<u64>,
+    credit_applied: BTreeSet<u64>,
     queues: HashMap<(u32, u32), VecDeque<Msg>>,
     /// Transfers sent and delivered per channel (markers are not part of the cut).
     sent: HashMap<(u32, u32), usize>,
@@ -136,7 +144,11 @@ impl Checker {
                         ));
                     }
                 }
-                if let Some(a) = msg.money() {
+                let first = match msg {
+                    Msg::Credit(tx, _) => self.credit_sent.insert(tx),
+                    _ => true,
+                };
+                if let Some(a) = msg.money().filter(|_| first) {
                     let b = self.balances.get_mut(&from).ok_or("send from unknown node")?;
                     *b = b
                         .checked_sub(a)
@@ -162,6 +174,15 @@ impl Checker {
                     return Err(format!("ERR_SEND for {amount} but node {from} had {free} free"));
                 }
             }
+            Ev::Crash { node } => {
+                // The process and what it recorded are gone; its money is in its log.
+                for s in self.snaps.values_mut() {
+                    if s.recs.remove(&node).is_some() {
+                        s.lost = true;
+                    }
+                }
+            }
+            Ev::Restart { .. } => {}
             Ev::Held { node, amount } => {
                 if amount > self.balances[&node] {
                     return Err(format!("node {node} holds {amount}, more than it owns"));
@@ -177,6 +198,7 @@ impl Checker {
                 }
                 match msg {
                     Msg::Tx(..) => {}
+                    Msg::Credit(tx, _) if !self.credit_applied.insert(tx) => {} // applied before
                     Msg::Transfer(a) | Msg::Credit(_, a) => {
                         *self.delivered.entry((from, to)).or_default() += 1;
                         *self.balances.get_mut(&to).ok_or("deliver to unknown node")? += a;
@@ -255,6 +277,9 @@ impl Checker {
     /// The snapshot `k` a correct run records, checking the cut (property 3) on the way.
     pub fn expected(&self, k: u32) -> Result<Block, String> {
         let s = self.snaps.get(&k).ok_or_else(|| format!("snapshot {k} never started"))?;
+        if s.lost {
+            return Err(format!("snapshot {k} is lost: a member crashed after recording"));
+        }
         let members: Vec<u32> = s.members.iter().copied().collect();
         if let Some(m) = members.iter().find(|m| !s.recs.contains_key(m)) {
             return Err(format!("snapshot {k}: node {m} has not recorded"));
@@ -362,6 +387,8 @@ pub fn parse_trace_line(line: &str) -> Result<Ev, String> {
         Some("collect") => Ev::Collect { snapshot: num(line, "snapshot")? },
         Some("start") => Ev::Start,
         Some("held") => Ev::Held { node: num(line, "node")?, amount: num(line, "amount")? },
+        Some("crash") => Ev::Crash { node: num(line, "node")? },
+        Some("restart") => Ev::Restart { node: num(line, "node")? },
         other => return Err(format!("unknown event {other:?} in {line}")),
     })
 }
