@@ -28,6 +28,14 @@ pub enum Msg {
 }
 
 impl Msg {
+    /// This message, unless it is a marker of a snapshot lost to a crash (not checked).
+    fn filter_lost(self, snaps: &BTreeMap<u32, Snap>) -> Msg {
+        match self {
+            Msg::Marker(k) if snaps.get(&k).is_some_and(|s| s.lost) => Msg::Tx("lost", 0),
+            other => other,
+        }
+    }
+
     /// The money this message moves from its sender to its receiver.
     fn money(self) -> Option<u64> {
         match self {
@@ -154,7 +162,7 @@ impl Checker {
                         .checked_sub(a)
                         .ok_or_else(|| format!("node {from} sent {a} it did not have"))?;
                 }
-                if let Msg::Marker(k) = msg {
+                if let Msg::Marker(k) = msg.filter_lost(&self.snaps) {
                     let s = self.snap(k);
                     if !s.recs.contains_key(&from) {
                         return Err(format!("node {from} sent marker {k} before recording"));
@@ -208,6 +216,7 @@ impl Checker {
                             }
                         }
                     }
+                    Msg::Marker(k) if self.snaps.get(&k).is_some_and(|s| s.lost) => {}
                     Msg::Marker(k) => {
                         let s = self.snap(k);
                         if s.recs.contains_key(&to) {
@@ -248,6 +257,9 @@ impl Checker {
                     .map(|((s, _), n)| (*s, *n))
                     .collect();
                 let nodes: Vec<u32> = self.created.keys().copied().collect();
+                if self.snaps.get(&snapshot).is_some_and(|s| s.lost) {
+                    return Ok(()); // a crashed member re-records a snapshot it forgot
+                }
                 let s = self.snap(snapshot);
                 if s.recs.is_empty() {
                     s.members.extend(nodes);
@@ -397,12 +409,17 @@ pub fn parse_trace_line(line: &str) -> Result<Ev, String> {
 pub fn parse_blocks(stdout: &str) -> Vec<Block> {
     let mut blocks = Vec::new();
     let mut cur: Option<Block> = None;
+    let mut in_channels = false;
     for line in stdout.lines() {
         if line == "---Node states" {
             blocks.extend(cur.take());
             cur = Some(Block::default());
+            in_channels = false;
         } else if line == "---Channel states" {
-        } else if let (Some(b), Some(rest)) = (cur.as_mut(), line.strip_prefix("node ")) {
+            in_channels = true;
+        } else if let (Some(b), Some(rest), false) =
+            (cur.as_mut(), line.strip_prefix("node "), in_channels)
+        {
             let (id, v) = rest.split_once(" = ").expect("node line");
             b.nodes.push((id.parse().expect("id"), v.parse().expect("balance")));
         } else if let (Some(b), Some(rest)) = (cur.as_mut(), line.strip_prefix("channel (")) {
