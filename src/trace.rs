@@ -46,6 +46,15 @@ pub enum TraceEvent {
         /// The message.
         msg: ChannelMsg,
     },
+    /// The head of a channel was lost (`Lose`).
+    Lose {
+        /// Source.
+        from: NodeId,
+        /// Destination.
+        to: NodeId,
+        /// The message lost.
+        msg: ChannelMsg,
+    },
     /// A node's process died (`Crash`, or a `CrashAt` point).
     Crash {
         /// The node.
@@ -111,6 +120,11 @@ impl TraceEvent {
         let mut s = String::with_capacity(64);
         let _ = match self {
             TraceEvent::Start => write!(s, "{{\"ev\":\"start\""),
+            TraceEvent::Lose { from, to, msg } => {
+                let _ = write!(s, "{{\"ev\":\"lose\",\"from\":{from},\"to\":{to}");
+                msg_fields(&mut s, msg);
+                Ok(())
+            }
             TraceEvent::Crash { node } => write!(s, "{{\"ev\":\"crash\",\"node\":{node}"),
             TraceEvent::Restart { node } => write!(s, "{{\"ev\":\"restart\",\"node\":{node}"),
             TraceEvent::Held { node, amount } => {

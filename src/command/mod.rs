@@ -95,6 +95,27 @@ pub enum Command {
         /// The node.
         node: NodeId,
     },
+    /// The channel `from` → `to` delivers nothing until `Release` (a delay).
+    Hold {
+        /// Source.
+        from: NodeId,
+        /// Destination.
+        to: NodeId,
+    },
+    /// The held channel `from` → `to` delivers again.
+    Release {
+        /// Source.
+        from: NodeId,
+        /// Destination.
+        to: NodeId,
+    },
+    /// The head of channel `from` → `to` is lost (two-phase-commit control messages only).
+    Lose {
+        /// Source.
+        from: NodeId,
+        /// Destination.
+        to: NodeId,
+    },
 }
 
 /// The text `help` prints.
@@ -120,4 +141,7 @@ commands (one per line; blank lines and lines starting with # are ignored):
                                    after-vote, before-decision, after-decision, mid-commit,
                                    before-ack
   Restart <node>                   a new process for the node, recovered from its log
+  Hold <from> <to>                 the channel delivers nothing until Release (a delay)
+  Release <from> <to>              the held channel delivers again
+  Lose <from> <to>                 its head is lost (two-phase-commit control messages only)
   help                             this text";

@@ -175,6 +175,18 @@ pub fn parse_line(line: usize, raw: &str) -> Result<Option<Command>, ParseError>
             Command::Transfer { from, to, amount, via, nowait }
         }
         "Balances" => arity("no", args.is_empty()).map(|_| Command::Balances)?,
+        "Hold" | "Release" | "Lose" => {
+            arity("2", args.len() == 2)?;
+            let (from, to) = (id(0)?, id(1)?);
+            if from == to {
+                return Err(err(ParseErrorKind::SelfChannel(from)));
+            }
+            match name {
+                "Hold" => Command::Hold { from, to },
+                "Release" => Command::Release { from, to },
+                _ => Command::Lose { from, to },
+            }
+        }
         "Crash" => {
             arity("1", args.len() == 1)?;
             Command::Crash { node: id(0)? }

@@ -70,6 +70,8 @@ pub struct Ledger {
     lost: BTreeSet<ChannelId>,
     /// Per (node, peer): how many links the node's current process has had with the peer.
     gens: HashMap<ChannelId, u32>,
+    /// Channels that deliver nothing for now (`Hold`).
+    held_channels: BTreeSet<ChannelId>,
 }
 
 impl Ledger {
@@ -128,6 +130,30 @@ impl Ledger {
             }
         }
         join
+    }
+
+    /// Holds (`true`) or releases channel `c`; false if it already was in that state.
+    pub fn hold(&mut self, c: ChannelId, hold: bool) -> bool {
+        if hold {
+            self.held_channels.insert(c)
+        } else {
+            self.held_channels.remove(&c)
+        }
+    }
+
+    /// Whether channel `c` is held.
+    pub fn is_held(&self, c: ChannelId) -> bool {
+        self.held_channels.contains(&c)
+    }
+
+    /// Drops the head of channel `c` (a message lost on the way).
+    pub fn discard(&mut self, c: ChannelId) -> Option<ChannelMsg> {
+        let q = self.channels.get_mut(&c)?;
+        let (_, msg) = q.pop_front()?;
+        if q.is_empty() {
+            self.channels.remove(&c);
+        }
+        Some(msg)
     }
 
     /// Whether `node` is down.
@@ -256,7 +282,7 @@ impl Ledger {
     /// enqueued first.
     pub fn oldest_head(&self, cs: &[ChannelId]) -> Option<ChannelId> {
         cs.iter()
-            .filter(|c| !self.down.contains(&c.1))
+            .filter(|c| !self.down.contains(&c.1) && !self.held_channels.contains(c))
             .filter_map(|c| self.channels.get(c).and_then(|q| q.front()).map(|e| (e.0, *c)))
             .min()
             .map(|(_, c)| c)
@@ -296,13 +322,21 @@ impl Ledger {
         if self.down.contains(&node) {
             return Vec::new();
         }
-        self.nodes.keys().copied().filter(|&s| s != node && !self.is_empty((s, node))).collect()
+        self.nodes
+            .keys()
+            .copied()
+            .filter(|&s| s != node && !self.is_empty((s, node)) && !self.is_held((s, node)))
+            .collect()
     }
 
     /// Every non-empty channel into a node that is up, by source then destination.
     pub fn nonempty(&self) -> Vec<ChannelId> {
-        let mut v: Vec<ChannelId> =
-            self.channels.keys().copied().filter(|c| !self.down.contains(&c.1)).collect();
+        let mut v: Vec<ChannelId> = self
+            .channels
+            .keys()
+            .copied()
+            .filter(|c| !self.down.contains(&c.1) && !self.held_channels.contains(c))
+            .collect();
         v.sort_unstable();
         v
     }

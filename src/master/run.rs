@@ -350,6 +350,19 @@ impl Master {
                     self.sys().command(node, Control::ArmCrash { point }, slot)?;
                 }
             },
+            Command::Hold { from, to } | Command::Release { from, to } => {
+                let hold = matches!(cmd, Command::Hold { .. });
+                if let Some(id) = unknown(self, &[from, to]) {
+                    self.reject(line, text, format!("unknown node {id}"));
+                } else if !self.sys().ledger.hold((from, to), hold) {
+                    let state = if hold { "already held" } else { "not held" };
+                    self.reject(line, text, format!("channel {from} -> {to} is {state}"));
+                }
+            }
+            Command::Lose { from, to } => match unknown(self, &[from, to]) {
+                Some(id) => self.reject(line, text, format!("unknown node {id}")),
+                None => self.lose(line, text, from, to)?,
+            },
             Command::Restart { node } => match unknown(self, &[node]) {
                 Some(id) => self.reject(line, text, format!("unknown node {id}")),
                 None => self.restart(node)?,
@@ -511,6 +524,10 @@ impl Master {
             self.reject(line, text, format!("channel {from} -> {to} is empty"));
             return Ok(());
         }
+        if self.sys().ledger.is_held((from, to)) {
+            self.reject(line, text, format!("channel {from} -> {to} is held (Release it first)"));
+            return Ok(());
+        }
         self.deliver((from, to), true)?;
         Ok(())
     }
@@ -540,7 +557,37 @@ impl Master {
         Ok(predicted)
     }
 
+    /// `ReceiveAll`: random heads until every channel is empty; then, if transactions
+    /// still wait (a message lost or held, a node down), their waiting sides time out
+    /// (logical time) and whatever that sends is delivered in turn, until nothing moves.
     fn receive_all(&mut self) -> Result<(), Fatal> {
+        for round in 0.. {
+            if round > 100_000 {
+                return Err(Fatal("bug: ReceiveAll did not settle".into()));
+            }
+            self.receive_all_random()?;
+            let waiting: Vec<TxnId> = self
+                .txns
+                .specs
+                .keys()
+                .copied()
+                .filter(|tx| !self.txns.outcomes.contains_key(tx))
+                .collect();
+            let before = self.txns.outcomes.len();
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            let mut sorted = waiting;
+            sorted.sort();
+            self.drive(&sorted)?;
+            if self.txns.outcomes.len() == before && self.sys().ledger.nonempty().is_empty() {
+                return Ok(()); // what waits, waits on nodes that are down
+            }
+        }
+        Ok(())
+    }
+
+    fn receive_all_random(&mut self) -> Result<(), Fatal> {
         let mut open = self.sys().ledger.nonempty();
         let mut pos: HashMap<ChannelId, usize> =
             open.iter().enumerate().map(|(i, &c)| (c, i)).collect();
@@ -681,7 +728,13 @@ impl Master {
             };
             timed_out.insert((spec.tx, node));
             let slot = self.push_await(Expect::TxStart { spec, nowait: false });
-            let timeout = Control::Timeout { tx: spec.tx, reason: AbortReason::NodeDown };
+            // Waiting on a node that is down, or on a channel that holds its messages.
+            let reason = if [spec.from, spec.to, spec.coord].iter().any(|&n| self.is_down(n)) {
+                AbortReason::NodeDown
+            } else {
+                AbortReason::Timeout
+            };
+            let timeout = Control::Timeout { tx: spec.tx, reason };
             self.sys().command(node, timeout, slot)?;
             self.wait_slot(slot)?;
         }
@@ -699,6 +752,37 @@ impl Master {
                 TxOutcome::Aborted(r) => *self.txns.aborts.entry(r.as_str()).or_default() += 1,
             }
         }
+    }
+
+    /// `Lose`: the head of the channel is lost on the way. Channels never lose money or
+    /// markers; a two-phase-commit control message can be lost, and the protocol copes.
+    fn lose(&mut self, line: usize, text: &str, from: NodeId, to: NodeId) -> Result<(), Fatal> {
+        let head = self.sys().ledger.head((from, to));
+        let lossy = matches!(head, Some(ChannelMsg::Tx(m)) if m.money().is_none());
+        if !lossy {
+            let why = match head {
+                None => format!("channel {from} -> {to} is empty"),
+                Some(_) => format!(
+                    "the head of channel {from} -> {to} carries money or is a marker; \
+                     only two-phase-commit control messages can be lost"
+                ),
+            };
+            self.reject(line, text, why);
+            return Ok(());
+        }
+        if self.is_down(to) {
+            // Its process is gone: the message is not anywhere but in the ledger.
+            self.sys().ledger.discard((from, to));
+        } else {
+            self.sys().ledger.discard((from, to));
+            let slot = self.push_await(Expect::Ready(Vec::new()));
+            self.sys().command(to, Control::Discard { from }, slot)?;
+        }
+        if self.tracing() {
+            let msg = head.expect("checked above");
+            self.push_done(vec![Out::Trace(TraceEvent::Lose { from, to, msg })], false);
+        }
+        Ok(())
     }
 
     /// `Crash`: the node's process is SIGKILLed after every earlier command ran.

@@ -216,7 +216,9 @@ impl Node {
 
     fn can_run(&self, cmd: &Control) -> bool {
         match cmd {
-            Control::Receive { from } => self.arrived.get(from).is_some_and(|q| !q.is_empty()),
+            Control::Receive { from } | Control::Discard { from } => {
+                self.arrived.get(from).is_some_and(|q| !q.is_empty())
+            }
             Control::AddPeer { peer, .. } => self.links.contains_key(&Peer::Node(*peer)),
             Control::Resend { to, gen, .. } => {
                 self.links.contains_key(&Peer::Node(*to))
@@ -286,6 +288,11 @@ impl Node {
             Control::Transfer { spec } => {
                 self.branch.on_transfer(spec, &mut out);
                 Report::TxStarted(self.tx_report(&out))
+            }
+            Control::Discard { from } => {
+                let lost = self.arrived.get_mut(&from).and_then(|q| q.pop_front());
+                log::info!("node {}: lost {lost:?} from {from}", self.branch.id());
+                Report::Ready(None)
             }
             Control::ArmCrash { point } => {
                 self.armed = Some(point);

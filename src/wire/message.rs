@@ -261,6 +261,11 @@ pub enum Control {
         /// The messages, in channel order.
         msgs: Vec<ChannelMsg>,
     },
+    /// The head message of the channel `from` → this node is lost: drop it unread.
+    Discard {
+        /// The sending node.
+        from: NodeId,
+    },
     /// Time is up for `tx` here (SPEC chapter 5's logical timeouts).
     Timeout {
         /// The transaction.

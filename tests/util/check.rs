@@ -57,6 +57,7 @@ pub enum Ev {
     Held { node: u32, amount: u64 },
     Crash { node: u32 },
     Restart { node: u32 },
+    Lose { from: u32, to: u32, msg: Msg },
 }
 
 /// A snapshot as printed: nodes by id, every ordered pair of channels.
@@ -191,6 +192,12 @@ impl Checker {
                 }
             }
             Ev::Restart { .. } => {}
+            Ev::Lose { from, to, msg } => {
+                let head = self.queues.get_mut(&(from, to)).and_then(|q| q.pop_front());
+                if head != Some(msg) || msg.money().is_some() {
+                    return Err(format!("{from} -> {to} lost {msg:?}; its head was {head:?}"));
+                }
+            }
             Ev::Held { node, amount } => {
                 if amount > self.balances[&node] {
                     return Err(format!("node {node} holds {amount}, more than it owns"));
@@ -401,6 +408,9 @@ pub fn parse_trace_line(line: &str) -> Result<Ev, String> {
         Some("held") => Ev::Held { node: num(line, "node")?, amount: num(line, "amount")? },
         Some("crash") => Ev::Crash { node: num(line, "node")? },
         Some("restart") => Ev::Restart { node: num(line, "node")? },
+        Some("lose") => {
+            Ev::Lose { from: num(line, "from")?, to: num(line, "to")?, msg: msg(line)? }
+        }
         other => return Err(format!("unknown event {other:?} in {line}")),
     })
 }
