@@ -212,8 +212,12 @@ impl Ledger {
     pub fn linked(&mut self, node: NodeId) {
         let others: Vec<NodeId> = self.nodes.keys().copied().filter(|&x| x != node).collect();
         for x in others {
-            self.gens.insert((node, x), 1);
-            if !self.down.contains(&x) {
+            // The new process links to the peers that are up; a down peer links to it
+            // when that peer starts again.
+            if self.down.contains(&x) {
+                self.gens.insert((node, x), 0);
+            } else {
+                self.gens.insert((node, x), 1);
                 *self.gens.entry((x, node)).or_default() += 1;
             }
         }

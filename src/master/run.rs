@@ -91,6 +91,7 @@ pub fn run(cfg: Config) -> i32 {
         txns: Txns::default(),
         queried: Vec::new(),
         lost_snapshots: Vec::new(),
+        waiting: Vec::new(),
     };
     let result = m.walk(cfg.input);
     let result = result.and_then(|()| m.finish());
@@ -189,6 +190,8 @@ struct Master {
     queried: Vec<(NodeId, Amount, Amount, Option<String>)>,
     /// Snapshots that can never complete (a member crashed after recording), to report.
     lost_snapshots: Vec<(SnapshotId, NodeId)>,
+    /// From answers to `Query`: (transaction, node waiting on it).
+    waiting: Vec<(TxnId, NodeId)>,
 }
 
 fn record_events(
@@ -566,22 +569,14 @@ impl Master {
                 return Err(Fatal("bug: ReceiveAll did not settle".into()));
             }
             self.receive_all_random()?;
-            let waiting: Vec<TxnId> = self
-                .txns
-                .specs
-                .keys()
-                .copied()
-                .filter(|tx| !self.txns.outcomes.contains_key(tx))
-                .collect();
-            let before = self.txns.outcomes.len();
-            if waiting.is_empty() {
+            let mut all: Vec<TxnId> = self.txns.specs.keys().copied().collect();
+            if all.is_empty() {
                 return Ok(());
             }
-            let mut sorted = waiting;
-            sorted.sort();
-            self.drive(&sorted)?;
-            if self.txns.outcomes.len() == before && self.sys().ledger.nonempty().is_empty() {
-                return Ok(()); // what waits, waits on nodes that are down
+            all.sort();
+            self.drive(&all)?;
+            if self.sys().ledger.nonempty().is_empty() {
+                return Ok(());
             }
         }
         Ok(())
@@ -684,9 +679,10 @@ impl Master {
 
     /// Delivers what transactions `txs` need, as `Receive` would: the heads of the
     /// channels among their nodes, oldest first, into nodes that are up, until each is
-    /// decided and none of its messages is left there. When nothing can be delivered and
-    /// a transaction waits on a node that is down, its coordinator times out at once
-    /// (logical time): while voting it aborts (`node-down`).
+    /// decided and none of its messages is left there. When nothing more can be delivered,
+    /// the nodes that still wait on one of them (as they say) time out at once, logical
+    /// time: a voting coordinator aborts (`node-down` if one of its nodes is down, else
+    /// `timeout`), a committed one resends its decision, a participant in doubt asks.
     fn drive(&mut self, txs: &[TxnId]) -> Result<(), Fatal> {
         let mut timed_out = std::collections::BTreeSet::new();
         for step in 0.. {
@@ -694,38 +690,43 @@ impl Master {
                 return Err(Fatal(format!("bug: {txs:?} did not end after {step} deliveries")));
             }
             let mut chans = Vec::new();
-            let mut undecided = Vec::new();
             for tx in txs {
-                let spec = self.txns.specs[tx];
-                let c = Self::tx_channels(&spec);
-                let decided = self.txns.outcomes.contains_key(tx);
-                if !decided || self.sys().ledger.carries(&c, *tx) {
+                let c = Self::tx_channels(&self.txns.specs[tx]);
+                if !self.txns.outcomes.contains_key(tx) || self.sys().ledger.carries(&c, *tx) {
                     chans.extend(c);
                 }
-                if !decided {
-                    undecided.push(spec);
-                }
-            }
-            if chans.is_empty() {
-                return Ok(());
             }
             if let Some(c) = self.sys().ledger.oldest_head(&chans) {
                 self.deliver(c, false)?;
                 continue;
             }
-            // Stuck: the waiting sides time out, once each. The coordinator first (while
-            // voting it aborts), then participants in doubt (they ask the coordinator).
-            let next = undecided.iter().find_map(|s| {
-                let mut nodes = vec![s.coord, s.from, s.to];
-                nodes.dedup();
-                nodes
-                    .into_iter()
-                    .find(|&n| !self.is_down(n) && !timed_out.contains(&(s.tx, n)))
-                    .map(|n| (*s, n))
-            });
-            let Some((spec, node)) = next else {
-                return Ok(()); // waiting on nodes that are down
+            // Nothing can be delivered: whoever still waits on these transactions (a
+            // coordinator voting or missing acks, a participant in doubt) times out, once
+            // each, the coordinator first: while voting it aborts; otherwise it resends its
+            // decision, and a participant asks the coordinator.
+            let mut nodes: Vec<NodeId> = txs
+                .iter()
+                .flat_map(|tx| {
+                    let s = self.txns.specs[tx];
+                    [s.coord, s.from, s.to]
+                })
+                .filter(|&n| !self.is_down(n))
+                .collect();
+            nodes.sort();
+            nodes.dedup();
+            self.query(&nodes, None)?;
+            let waiting = std::mem::take(&mut self.waiting);
+            let is_coord = |t: &TxnId, n: NodeId, m: &Master| m.txns.specs[t].coord == n;
+            let mut next = waiting
+                .iter()
+                .filter(|(t, n)| txs.contains(t) && !timed_out.contains(&(*t, *n)))
+                .map(|&(t, n)| (!is_coord(&t, n, self), t, n))
+                .collect::<Vec<_>>();
+            next.sort();
+            let Some(&(_, tx, node)) = next.first() else {
+                return Ok(()); // nothing waits, or only on nodes that are down
             };
+            let spec = self.txns.specs[&tx];
             timed_out.insert((spec.tx, node));
             let slot = self.push_await(Expect::TxStart { spec, nowait: false });
             // Waiting on a node that is down, or on a channel that holds its messages.
@@ -860,6 +861,7 @@ impl Master {
         tx: Option<TxnId>,
     ) -> Result<Vec<(NodeId, Amount, Amount, Option<String>)>, Fatal> {
         self.queried.clear();
+        self.waiting.clear();
         for &n in nodes {
             let slot = self.push_await(Expect::Query);
             self.sys().command(n, Control::Query { tx }, slot)?;
@@ -1146,8 +1148,9 @@ impl Master {
                     outs.push(Out::Line(format!("Transfer {} STARTED", spec.tx)));
                 }
             }
-            (Expect::Query, Report::State { balance, held, tx }) => {
+            (Expect::Query, Report::State { balance, held, tx, waiting }) => {
                 self.queried.push((node, balance, held, tx));
+                self.waiting.extend(waiting.into_iter().map(|t| (t, node)));
             }
             (_, report) => {
                 return Err(Fatal(format!("node {node} answered {report:?} unexpectedly")))

@@ -314,6 +314,7 @@ impl Node {
                     balance: money.balance(),
                     held: money.held(),
                     tx: tx.map(|t| money.status(t).to_string()),
+                    waiting: money.waiting(),
                 }
             }
             Control::BeginSnapshot { snapshot } => {

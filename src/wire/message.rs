@@ -348,6 +348,8 @@ pub enum Report {
         held: Amount,
         /// The state of the transaction asked about, as `TxStatus` prints it.
         tx: Option<String>,
+        /// Transactions this node waits on (in doubt, voting, or missing acks).
+        waiting: Vec<TxnId>,
     },
     /// The node recorded a snapshot on `BeginSnapshot`, with this balance.
     Recorded {
