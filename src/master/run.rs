@@ -13,6 +13,8 @@
 //! Then the master waits, flushing its links first, and checks every answer against
 //! the ledger's prediction.
 
+mod txn;
+
 use super::ledger::{ChannelId, Delivery};
 use super::system::System;
 use super::Fatal;
@@ -33,6 +35,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Stdout, Write};
 use std::path::PathBuf;
 use std::time::Duration;
+use txn::Txns;
 
 /// How long the master waits for any answer before it declares the run hung.
 const WATCHDOG: Duration = Duration::from_secs(30);
@@ -149,20 +152,6 @@ enum Expect {
     },
     /// A node answered `Query`.
     Query,
-}
-
-/// The transactions of the running system, as their coordinators reported them.
-#[derive(Default)]
-struct Txns {
-    next: u64,
-    specs: HashMap<TxnId, TxSpec>,
-    outcomes: HashMap<TxnId, TxOutcome>,
-    commits: u64,
-    aborts: BTreeMap<&'static str, u64>,
-    /// Transfers that ended their command IN-DOUBT.
-    in_doubt: u64,
-    /// Messages resent to restarted nodes.
-    retransmissions: u64,
 }
 
 enum Slot {
@@ -627,309 +616,6 @@ impl Master {
         Ok(())
     }
 
-    /// `Transfer`: the coordinator starts it; then, unless `nowait`, the heads of the
-    /// channels among its nodes are delivered in the order they were enqueued, exactly as
-    /// `Receive` would, until it is decided and none of its messages is left in them.
-    fn transfer(
-        &mut self,
-        from: NodeId,
-        to: NodeId,
-        amount: Amount,
-        via: Option<NodeId>,
-        nowait: bool,
-    ) -> Result<(), Fatal> {
-        self.txns.next += 1;
-        let tx = TxnId(self.txns.next);
-        let spec = TxSpec { tx, from, to, amount, coord: via.unwrap_or(from) };
-        self.txns.specs.insert(tx, spec);
-        if self.is_down(spec.coord) {
-            // Nobody can coordinate it: it aborts before it starts.
-            self.record_outcome(tx, TxOutcome::Aborted(AbortReason::NodeDown));
-        } else {
-            let slot = self.push_await(Expect::TxStart { spec, nowait });
-            self.sys().command(spec.coord, Control::Transfer { spec }, slot)?;
-            self.wait_slot(slot)?;
-            if nowait {
-                return Ok(());
-            }
-            self.drive(&[tx])?;
-        }
-        let line = match self.txns.outcomes.get(&tx) {
-            Some(TxOutcome::Committed) => format!("Transfer {tx} COMMITTED"),
-            Some(TxOutcome::Aborted(r)) => format!("Transfer {tx} ABORTED {}", r.as_str()),
-            None => {
-                self.txns.in_doubt += 1;
-                format!("Transfer {tx} IN-DOUBT")
-            }
-        };
-        self.push_done(vec![Out::Line(line)], false);
-        Ok(())
-    }
-
-    /// The channels among a transaction's nodes.
-    fn tx_channels(spec: &TxSpec) -> Vec<ChannelId> {
-        let mut nodes = vec![spec.from, spec.to, spec.coord];
-        nodes.sort();
-        nodes.dedup();
-        nodes
-            .iter()
-            .flat_map(|&a| nodes.iter().filter(move |&&b| b != a).map(move |&b| (a, b)))
-            .collect()
-    }
-
-    /// Delivers what transactions `txs` need, as `Receive` would: the heads of the
-    /// channels among their nodes, oldest first, into nodes that are up, until each is
-    /// decided and none of its messages is left there. When nothing more can be delivered,
-    /// the nodes that still wait on one of them (as they say) time out at once, logical
-    /// time: a voting coordinator aborts (`node-down` if one of its nodes is down, else
-    /// `timeout`), a committed one resends its decision, a participant in doubt asks.
-    fn drive(&mut self, txs: &[TxnId]) -> Result<(), Fatal> {
-        let mut timed_out = std::collections::BTreeSet::new();
-        for step in 0.. {
-            if step > 1_000_000 {
-                return Err(Fatal(format!("bug: {txs:?} did not end after {step} deliveries")));
-            }
-            let mut chans = Vec::new();
-            for tx in txs {
-                let c = Self::tx_channels(&self.txns.specs[tx]);
-                if !self.txns.outcomes.contains_key(tx) || self.sys().ledger.carries(&c, *tx) {
-                    chans.extend(c);
-                }
-            }
-            if let Some(c) = self.sys().ledger.oldest_head(&chans) {
-                self.deliver(c, false)?;
-                continue;
-            }
-            // Nothing can be delivered: whoever still waits on these transactions (a
-            // coordinator voting or missing acks, a participant in doubt) times out, once
-            // each, the coordinator first: while voting it aborts; otherwise it resends its
-            // decision, and a participant asks the coordinator.
-            let mut nodes: Vec<NodeId> = txs
-                .iter()
-                .flat_map(|tx| {
-                    let s = self.txns.specs[tx];
-                    [s.coord, s.from, s.to]
-                })
-                .filter(|&n| !self.is_down(n))
-                .collect();
-            nodes.sort();
-            nodes.dedup();
-            self.query(&nodes, None)?;
-            let waiting = std::mem::take(&mut self.waiting);
-            let is_coord = |t: &TxnId, n: NodeId, m: &Master| m.txns.specs[t].coord == n;
-            let mut next = waiting
-                .iter()
-                .filter(|(t, n)| txs.contains(t) && !timed_out.contains(&(*t, *n)))
-                .map(|&(t, n)| (!is_coord(&t, n, self), t, n))
-                .collect::<Vec<_>>();
-            next.sort();
-            let Some(&(_, tx, node)) = next.first() else {
-                return Ok(()); // nothing waits, or only on nodes that are down
-            };
-            let spec = self.txns.specs[&tx];
-            timed_out.insert((spec.tx, node));
-            let slot = self.push_await(Expect::TxStart { spec, nowait: false });
-            // Waiting on a node that is down, or on a channel that holds its messages.
-            let reason = if [spec.from, spec.to, spec.coord].iter().any(|&n| self.is_down(n)) {
-                AbortReason::NodeDown
-            } else {
-                AbortReason::Timeout
-            };
-            let timeout = Control::Timeout { tx: spec.tx, reason };
-            self.sys().command(node, timeout, slot)?;
-            self.wait_slot(slot)?;
-        }
-        Ok(())
-    }
-
-    fn is_down(&self, node: NodeId) -> bool {
-        self.system.as_ref().is_some_and(|s| s.ledger.is_down(node))
-    }
-
-    fn record_outcome(&mut self, tx: TxnId, outcome: TxOutcome) {
-        if self.txns.outcomes.insert(tx, outcome).is_none() {
-            match outcome {
-                TxOutcome::Committed => self.txns.commits += 1,
-                TxOutcome::Aborted(r) => *self.txns.aborts.entry(r.as_str()).or_default() += 1,
-            }
-        }
-    }
-
-    /// `Lose`: the head of the channel is lost on the way. Channels never lose money or
-    /// markers; a two-phase-commit control message can be lost, and the protocol copes.
-    fn lose(&mut self, line: usize, text: &str, from: NodeId, to: NodeId) -> Result<(), Fatal> {
-        let head = self.sys().ledger.head((from, to));
-        let lossy = matches!(head, Some(ChannelMsg::Tx(m)) if m.money().is_none());
-        if !lossy {
-            let why = match head {
-                None => format!("channel {from} -> {to} is empty"),
-                Some(_) => format!(
-                    "the head of channel {from} -> {to} carries money or is a marker; \
-                     only two-phase-commit control messages can be lost"
-                ),
-            };
-            self.reject(line, text, why);
-            return Ok(());
-        }
-        if self.is_down(to) {
-            // Its process is gone: the message is not anywhere but in the ledger.
-            self.sys().ledger.discard((from, to));
-        } else {
-            self.sys().ledger.discard((from, to));
-            let slot = self.push_await(Expect::Ready(Vec::new()));
-            self.sys().command(to, Control::Discard { from }, slot)?;
-        }
-        if self.tracing() {
-            let msg = head.expect("checked above");
-            self.push_done(vec![Out::Trace(TraceEvent::Lose { from, to, msg })], false);
-        }
-        Ok(())
-    }
-
-    /// `Crash`: the node's process is SIGKILLed after every earlier command ran.
-    fn crash(&mut self, node: NodeId) -> Result<(), Fatal> {
-        self.barrier()?;
-        let mut outs = Vec::new();
-        self.node_died(node, &mut outs);
-        self.push_done(outs, false);
-        Ok(())
-    }
-
-    /// Bookkeeping for a node whose process is gone (killed, or dead at a crash point).
-    fn node_died(&mut self, node: NodeId, outs: &mut Vec<Out>) {
-        let sys = self.sys();
-        sys.kill_node(node);
-        sys.expect_close(node);
-        let lost = sys.ledger.crash(node);
-        for k in lost {
-            if self.since_collect.contains(&k) {
-                self.since_collect.retain(|&x| x != k);
-                self.lost_snapshots.push((k, node));
-            }
-        }
-        if self.tracing() {
-            outs.push(Out::Trace(TraceEvent::Crash { node }));
-        }
-    }
-
-    /// `Restart`: a new process for the node, recovered from its log; what was in flight
-    /// to it is sent again; then its unfinished transactions get what they need.
-    fn restart(&mut self, node: NodeId) -> Result<(), Fatal> {
-        if !self.is_down(node) {
-            self.crash(node)?;
-        }
-        self.barrier()?;
-        while self.sys().closing(node) {
-            self.wait_one()?;
-        }
-        let resends = self.sys().ledger.restart(node);
-        let peers: Vec<NodeId> = self.sys().ledger.nodes().filter(|&x| x != node).collect();
-        let down = self.sys().ledger.down();
-        let own: Vec<(NodeId, Vec<ChannelMsg>)> =
-            resends.iter().filter(|r| r.0 == node).map(|r| (r.1, r.3.clone())).collect();
-        self.sys().restart_node(node)?;
-        if self.tracing() {
-            self.push_done(vec![Out::Trace(TraceEvent::Restart { node })], false);
-        }
-        let slot = self.push_await(Expect::Ready(Vec::new()));
-        let setup = Control::Setup { peers, join: Vec::new(), down, resend: own };
-        self.sys().command(node, setup, slot)?;
-        self.wait_slot(slot)?;
-        for (from, to, gen, msgs) in resends {
-            self.txns.retransmissions += msgs.len() as u64;
-            if from != node {
-                let slot = self.push_await(Expect::Ready(Vec::new()));
-                self.sys().command(from, Control::Resend { to, gen, msgs }, slot)?;
-            }
-        }
-        let mine: Vec<TxnId> = self
-            .txns
-            .specs
-            .values()
-            .filter(|s| [s.from, s.to, s.coord].contains(&node))
-            .map(|s| s.tx)
-            .collect();
-        self.drive(&mine)
-    }
-
-    /// Asks `nodes` for their balance, held money and (if given) the state of `tx`, after
-    /// every earlier command; returns the answers by node.
-    #[allow(clippy::type_complexity)]
-    fn query(
-        &mut self,
-        nodes: &[NodeId],
-        tx: Option<TxnId>,
-    ) -> Result<Vec<(NodeId, Amount, Amount, Option<String>)>, Fatal> {
-        self.queried.clear();
-        self.waiting.clear();
-        for &n in nodes {
-            let slot = self.push_await(Expect::Query);
-            self.sys().command(n, Control::Query { tx }, slot)?;
-        }
-        self.barrier()?;
-        let mut got = std::mem::take(&mut self.queried);
-        got.sort_by_key(|q| q.0);
-        Ok(got)
-    }
-
-    fn tx_status(&mut self, spec: TxSpec) -> Result<(), Fatal> {
-        let mut nodes = vec![spec.from, spec.to, spec.coord];
-        nodes.sort();
-        nodes.dedup();
-        let up: Vec<NodeId> = nodes.iter().copied().filter(|&n| !self.is_down(n)).collect();
-        let states = self.query(&up, Some(spec.tx))?;
-        let overall = match self.txns.outcomes.get(&spec.tx) {
-            Some(TxOutcome::Committed) => "COMMITTED",
-            Some(TxOutcome::Aborted(_)) => "ABORTED",
-            None if self.is_down(spec.coord) => "IN-DOUBT",
-            None => "PENDING",
-        };
-        let mut line = format!("{} {overall}", spec.tx);
-        for n in nodes {
-            let st = states.iter().find(|q| q.0 == n).and_then(|q| q.3.clone());
-            line.push_str(&format!(" node {n}={}", st.unwrap_or_else(|| "DOWN".to_string())));
-        }
-        self.push_done(vec![Out::Line(line)], false);
-        Ok(())
-    }
-
-    /// `Check`: every node's money (held included) plus the money in the channels (each
-    /// transaction's credit once), held against all money created.
-    fn check(&mut self) -> Result<(), Fatal> {
-        self.barrier()?;
-        if let Some(&n) = self.sys().ledger.down().first() {
-            self.push_done(vec![Out::Line(format!("CHECK UNAVAILABLE node {n} is down"))], false);
-            return Ok(());
-        }
-        let nodes: Vec<NodeId> = self.sys().ledger.nodes().collect();
-        let states = self.query(&nodes, None)?;
-        let mut total = self.sys().ledger.money_in_channels();
-        let mut why = Vec::new();
-        for (n, balance, held, _) in states {
-            total = total.checked_add(balance).unwrap_or(Amount::MAX);
-            let ledger = &self.sys().ledger;
-            if (ledger.balance(n), ledger.held(n)) != (balance, held) {
-                why.push(format!(
-                    "node {n} holds {balance} ({held} held), the master's ledger says {} ({} held)",
-                    ledger.balance(n),
-                    ledger.held(n)
-                ));
-            }
-        }
-        let created = self.sys().ledger.created();
-        if total != created {
-            why.insert(0, format!("total={total} created={created}"));
-        }
-        let line = if why.is_empty() {
-            format!("CHECK OK total={total}")
-        } else {
-            self.rejected = true;
-            format!("CHECK FAILED {}", why.join("; "))
-        };
-        self.push_done(vec![Out::Line(line)], false);
-        Ok(())
-    }
-
     /// Waits until slot `id` has its answer.
     fn wait_slot(&mut self, id: u64) -> Result<(), Fatal> {
         while id >= self.first_slot
@@ -938,24 +624,6 @@ impl Master {
             self.wait_one()?;
         }
         Ok(())
-    }
-
-    /// A node's report of a two-phase-commit step: into the ledger, the trace and the
-    /// transaction table.
-    fn apply_tx_report(&mut self, node: NodeId, r: TxReport, outs: &mut Vec<Out>) {
-        let held_before = self.sys().ledger.held(node);
-        self.sys().ledger.apply_tx(node, &r.sent, r.balance, r.held);
-        if self.tracing() && held_before != r.held {
-            outs.push(Out::Trace(TraceEvent::Held { node, amount: r.held }));
-        }
-        if self.tracing() {
-            for &(to, m) in &r.sent {
-                outs.push(Out::Trace(TraceEvent::Send { from: node, to, msg: ChannelMsg::Tx(m) }));
-            }
-        }
-        if let Some((tx, outcome)) = r.decided {
-            self.record_outcome(tx, outcome);
-        }
     }
 
     fn begin_snapshot(&mut self, node: NodeId) -> Result<(), Fatal> {
