@@ -14,13 +14,23 @@ const HEADER: usize = 8;
 /// # Errors
 /// [`WalError::Encode`] if postcard cannot encode the record or it exceeds [`MAX_RECORD`].
 pub fn encode_record<R: Serialize>(rec: &R, out: &mut Vec<u8>) -> Result<(), WalError> {
-    let payload = postcard::to_stdvec(rec).map_err(|e| WalError::Encode(e.to_string()))?;
-    if payload.len() > MAX_RECORD {
-        return Err(WalError::Encode(format!("{} bytes exceed {MAX_RECORD}", payload.len())));
+    // Encoded in place after a header left blank, then the header is filled in: no
+    // allocation per record (a node logs every money move).
+    let start = out.len();
+    out.extend_from_slice(&[0; HEADER]);
+    let taken = std::mem::take(out);
+    *out = match postcard::to_extend(rec, taken) {
+        Ok(v) => v,
+        Err(e) => return Err(WalError::Encode(e.to_string())),
+    };
+    let len = out.len() - start - HEADER;
+    if len > MAX_RECORD {
+        out.truncate(start);
+        return Err(WalError::Encode(format!("{len} bytes exceed {MAX_RECORD}")));
     }
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    out.extend_from_slice(&payload);
+    let crc = crc32fast::hash(&out[start + HEADER..]);
+    out[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
+    out[start + 4..start + HEADER].copy_from_slice(&crc.to_le_bytes());
     Ok(())
 }
 
