@@ -145,8 +145,8 @@ enum Expect {
         text: String,
         ids: Vec<SnapshotId>,
     },
-    /// The coordinator started a transfer.
-    TxStart {
+    /// A two-phase-commit step (a transfer's start, or a timeout); `nowait` prints STARTED.
+    TxStep {
         spec: TxSpec,
         nowait: bool,
     },
@@ -810,7 +810,7 @@ impl Master {
                     self.apply_tx_report(to, r, &mut outs);
                 }
             }
-            (Expect::TxStart { spec, nowait }, Report::TxStarted(r)) => {
+            (Expect::TxStep { spec, nowait }, Report::TxStep(r)) => {
                 self.apply_tx_report(node, r, &mut outs);
                 if nowait {
                     outs.push(Out::Line(format!("Transfer {} STARTED", spec.tx)));

@@ -287,7 +287,7 @@ impl Node {
             }
             Control::Transfer { spec } => {
                 self.branch.on_transfer(spec, &mut out);
-                Report::TxStarted(self.tx_report(&out))
+                Report::TxStep(self.tx_report(&out))
             }
             Control::Discard { from } => {
                 let lost = self.arrived.get_mut(&from).and_then(|q| q.pop_front());
@@ -306,7 +306,7 @@ impl Node {
             }
             Control::Timeout { tx, reason } => {
                 self.branch.on_timeout(tx, reason, &mut out);
-                Report::TxStarted(self.tx_report(&out))
+                Report::TxStep(self.tx_report(&out))
             }
             Control::Query { tx } => {
                 let money = self.branch.money();

@@ -129,7 +129,7 @@ mod tests {
             })),
             Message::Report {
                 seq: 10,
-                report: Report::TxStarted(TxReport {
+                report: Report::TxStep(TxReport {
                     sent: vec![(NodeId(2), TxMsg::Credit { tx: TxnId(7), amount: Amount(30) })],
                     decided: Some((TxnId(7), TxOutcome::Aborted(AbortReason::Busy))),
                     balance: Amount(1),

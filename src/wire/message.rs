@@ -338,8 +338,9 @@ pub enum Report {
         /// What the step did, when the message was a two-phase-commit message.
         tx: Option<TxReport>,
     },
-    /// The transfer was started (the coordinator's first step).
-    TxStarted(TxReport),
+    /// A two-phase-commit step that was not a delivery: starting a transfer (at its
+    /// coordinator) or a timeout.
+    TxStep(TxReport),
     /// The answer to `Query`.
     State {
         /// All money owned, held money included.

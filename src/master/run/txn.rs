@@ -39,7 +39,7 @@ impl Master {
             // Nobody can coordinate it: it aborts before it starts.
             self.record_outcome(tx, TxOutcome::Aborted(AbortReason::NodeDown));
         } else {
-            let slot = self.push_await(Expect::TxStart { spec, nowait });
+            let slot = self.push_await(Expect::TxStep { spec, nowait });
             self.sys().command(spec.coord, Control::Transfer { spec }, slot)?;
             self.wait_slot(slot)?;
             if nowait {
@@ -121,7 +121,7 @@ impl Master {
             };
             let spec = self.txns.specs[&tx];
             timed_out.insert((spec.tx, node));
-            let slot = self.push_await(Expect::TxStart { spec, nowait: false });
+            let slot = self.push_await(Expect::TxStep { spec, nowait: false });
             // Waiting on a node that is down, or on a channel that holds its messages.
             let reason = if [spec.from, spec.to, spec.coord].iter().any(|&n| self.is_down(n)) {
                 AbortReason::NodeDown
