@@ -3,15 +3,11 @@
 //! Every command gets a *slot* in a queue. A slot is either done (its stdout lines,
 //! stderr errors and trace events are known) or waiting for one answer from a node or
 //! the observer. Answers fill slots in any order; lines leave the front of the queue in
-//! command order. A command is sent at once unless it needs something not known yet:
-//! * `Receive d s` needs the head of s→d to be known to exist (a Send still unanswered
-//!   may turn out to be ERR_SEND);
-//! * `Receive d` and `ReceiveAll` draw random channels among the non-empty ones, so every
-//!   Send into the channels they choose from must be answered first;
-//! * `CollectState`, `PrintSnapshot` and `KillAll` wait for every answer (barriers).
-//!
-//! Then the master waits, flushing its links first, and checks every answer against
-//! the ledger's prediction.
+//! command order. The ledger predicts every answer of the snapshot commands (which
+//! Sends are refused, what each Receive takes, who records), so those are sent at once;
+//! a two-phase-commit step is not predicted, so the master waits for its report before
+//! going on; `CollectState`, `PrintSnapshot`, `KillAll` and the queries wait for every
+//! answer first (barriers). Every answer is checked against the ledger.
 
 mod txn;
 
@@ -258,6 +254,19 @@ impl Master {
         self.push_done(vec![Out::Error(format!("error: line {line}: {text}: {why}"))], true);
     }
 
+    /// Whether every node in `ids` exists; if not, the line is rejected naming the first
+    /// unknown one.
+    fn known(&mut self, line: usize, text: &str, ids: &[NodeId]) -> bool {
+        let ledger = &self.system.as_ref().expect("a system runs").ledger;
+        match ids.iter().copied().find(|&id| !ledger.has_node(id)) {
+            Some(id) => {
+                self.reject(line, text, format!("unknown node {id}"));
+                false
+            }
+            None => true,
+        }
+    }
+
     fn push_done(&mut self, outs: Vec<Out>, rejected: bool) {
         self.rejected |= rejected;
         self.slots.push_back(Slot::Done(outs));
@@ -297,9 +306,6 @@ impl Master {
             }
             _ => {}
         }
-        let unknown = |m: &Master, ids: &[NodeId]| {
-            ids.iter().copied().find(|&id| !m.system.as_ref().expect("running").ledger.has_node(id))
-        };
         match cmd {
             Command::CreateNode { id, amount } => {
                 let ledger = &self.sys().ledger;
@@ -331,55 +337,54 @@ impl Master {
             Command::Crash { node } | Command::CrashAt { node, .. } if self.is_down(node) => {
                 self.reject(line, text, format!("node {node} is already down"))
             }
-            Command::Crash { node } => match unknown(self, &[node]) {
-                Some(id) => self.reject(line, text, format!("unknown node {id}")),
-                None => self.crash(node)?,
-            },
-            Command::CrashAt { node, point } => match unknown(self, &[node]) {
-                Some(id) => self.reject(line, text, format!("unknown node {id}")),
-                None => {
+            Command::Crash { node } => {
+                if self.known(line, text, &[node]) {
+                    self.crash(node)?;
+                }
+            }
+            Command::CrashAt { node, point } => {
+                if self.known(line, text, &[node]) {
                     let slot = self.push_await(Expect::Ready(Vec::new()));
                     self.sys().command(node, Control::ArmCrash { point }, slot)?;
                 }
-            },
+            }
             Command::Hold { from, to } | Command::Release { from, to } => {
                 let hold = matches!(cmd, Command::Hold { .. });
-                if let Some(id) = unknown(self, &[from, to]) {
-                    self.reject(line, text, format!("unknown node {id}"));
-                } else if !self.sys().ledger.hold((from, to), hold) {
+                if self.known(line, text, &[from, to]) && !self.sys().ledger.hold((from, to), hold)
+                {
                     let state = if hold { "already held" } else { "not held" };
                     self.reject(line, text, format!("channel {from} -> {to} is {state}"));
                 }
             }
-            Command::Lose { from, to } => match unknown(self, &[from, to]) {
-                Some(id) => self.reject(line, text, format!("unknown node {id}")),
-                None => self.lose(line, text, from, to)?,
-            },
-            Command::Restart { node } => match unknown(self, &[node]) {
-                Some(id) => self.reject(line, text, format!("unknown node {id}")),
-                None => self.restart(node)?,
-            },
-            Command::Send { from, to, amount } => match unknown(self, &[from, to]) {
-                Some(id) => self.reject(line, text, format!("unknown node {id}")),
-                None => {
+            Command::Lose { from, to } => {
+                if self.known(line, text, &[from, to]) {
+                    self.lose(line, text, from, to)?;
+                }
+            }
+            Command::Restart { node } => {
+                if self.known(line, text, &[node]) {
+                    self.restart(node)?;
+                }
+            }
+            Command::Send { from, to, amount } => {
+                if self.known(line, text, &[from, to]) {
                     let ok = self.sys().ledger.send(from, to, amount);
                     let slot = self.push_await(Expect::Send { from, to, amount, ok });
                     self.sys().command(from, Control::Send { to, amount }, slot)?;
                 }
-            },
+            }
             Command::Receive { to, from } => {
                 let ids: Vec<NodeId> = std::iter::once(to).chain(from).collect();
-                if let Some(id) = unknown(self, &ids) {
-                    self.reject(line, text, format!("unknown node {id}"));
-                } else {
+                if self.known(line, text, &ids) {
                     self.receive(line, text, to, from)?;
                 }
             }
             Command::ReceiveAll => self.receive_all()?,
-            Command::BeginSnapshot { node } => match unknown(self, &[node]) {
-                Some(id) => self.reject(line, text, format!("unknown node {id}")),
-                None => self.begin_snapshot(node)?,
-            },
+            Command::BeginSnapshot { node } => {
+                if self.known(line, text, &[node]) {
+                    self.begin_snapshot(node)?;
+                }
+            }
             Command::CollectState => self.collect_state(line, text)?,
             Command::PrintSnapshot => {
                 self.barrier()?;
@@ -397,9 +402,8 @@ impl Master {
             }
             Command::Transfer { from, to, amount, via, nowait } => {
                 let ids: Vec<NodeId> = [from, to].into_iter().chain(via).collect();
-                match unknown(self, &ids) {
-                    Some(id) => self.reject(line, text, format!("unknown node {id}")),
-                    None => self.transfer(from, to, amount, via, nowait)?,
+                if self.known(line, text, &ids) {
+                    self.transfer(from, to, amount, via, nowait)?;
                 }
             }
             Command::Balances => {
@@ -528,14 +532,15 @@ impl Master {
     /// two-phase-commit message's effects are not predicted: the master waits for the
     /// node's report and applies it to the ledger before going on.
     fn deliver(&mut self, c: ChannelId, print: bool) -> Result<Delivery, Fatal> {
-        let d = self.deliver_async(c, print)?;
+        let (d, slot) = self.deliver_async(c, print)?;
         if matches!(d.msg, ChannelMsg::Tx(_)) {
-            self.wait_slot(self.first_slot + self.slots.len() as u64 - 1)?;
+            self.wait_slot(slot)?;
         }
         Ok(d)
     }
 
-    fn deliver_async(&mut self, c: ChannelId, print: bool) -> Result<Delivery, Fatal> {
+    /// Sends the delivery command; returns the prediction and the slot its answer fills.
+    fn deliver_async(&mut self, c: ChannelId, print: bool) -> Result<(Delivery, u64), Fatal> {
         let tracing = self.tracing();
         let sys = self.sys();
         let predicted = sys.ledger.deliver(c);
@@ -546,7 +551,7 @@ impl Master {
         };
         let slot = self.push_await(Expect::Deliver { from: c.0, to: c.1, predicted, print, peers });
         self.sys().command(c.1, Control::Receive { from: c.0 }, slot)?;
-        Ok(predicted)
+        Ok((predicted, slot))
     }
 
     /// `ReceiveAll`: random heads until every channel is empty; then, if transactions

@@ -59,11 +59,17 @@ impl Master {
         Ok(())
     }
 
-    /// The channels among a transaction's nodes.
-    pub(super) fn tx_channels(spec: &TxSpec) -> Vec<ChannelId> {
+    /// A transaction's nodes (participants and coordinator), by id.
+    pub(super) fn tx_nodes(spec: &TxSpec) -> Vec<NodeId> {
         let mut nodes = vec![spec.from, spec.to, spec.coord];
         nodes.sort();
         nodes.dedup();
+        nodes
+    }
+
+    /// The channels among a transaction's nodes.
+    pub(super) fn tx_channels(spec: &TxSpec) -> Vec<ChannelId> {
+        let nodes = Self::tx_nodes(spec);
         nodes
             .iter()
             .flat_map(|&a| nodes.iter().filter(move |&&b| b != a).map(move |&b| (a, b)))
@@ -99,21 +105,18 @@ impl Master {
             // decision, and a participant asks the coordinator.
             let mut nodes: Vec<NodeId> = txs
                 .iter()
-                .flat_map(|tx| {
-                    let s = self.txns.specs[tx];
-                    [s.coord, s.from, s.to]
-                })
+                .flat_map(|tx| Self::tx_nodes(&self.txns.specs[tx]))
                 .filter(|&n| !self.is_down(n))
                 .collect();
             nodes.sort();
             nodes.dedup();
             self.query(&nodes, None)?;
             let waiting = std::mem::take(&mut self.waiting);
-            let is_coord = |t: &TxnId, n: NodeId, m: &Master| m.txns.specs[t].coord == n;
+            // (is a participant, tx, node): coordinators sort first.
             let mut next = waiting
                 .iter()
                 .filter(|(t, n)| txs.contains(t) && !timed_out.contains(&(*t, *n)))
-                .map(|&(t, n)| (!is_coord(&t, n, self), t, n))
+                .map(|&(t, n)| (self.txns.specs[&t].coord != n, t, n))
                 .collect::<Vec<_>>();
             next.sort();
             let Some(&(_, tx, node)) = next.first() else {
@@ -170,11 +173,9 @@ impl Master {
             self.reject(line, text, why);
             return Ok(());
         }
-        if self.is_down(to) {
-            // Its process is gone: the message is not anywhere but in the ledger.
-            self.sys().ledger.discard((from, to));
-        } else {
-            self.sys().ledger.discard((from, to));
+        self.sys().ledger.discard((from, to));
+        // A down node's process is gone: the message was nowhere but in the ledger.
+        if !self.is_down(to) {
             let slot = self.push_await(Expect::Ready(Vec::new()));
             self.sys().command(to, Control::Discard { from }, slot)?;
         }
@@ -272,9 +273,7 @@ impl Master {
     }
 
     pub(super) fn tx_status(&mut self, spec: TxSpec) -> Result<(), Fatal> {
-        let mut nodes = vec![spec.from, spec.to, spec.coord];
-        nodes.sort();
-        nodes.dedup();
+        let nodes = Self::tx_nodes(&spec);
         let up: Vec<NodeId> = nodes.iter().copied().filter(|&n| !self.is_down(n)).collect();
         let states = self.query(&up, Some(spec.tx))?;
         let overall = match self.txns.outcomes.get(&spec.tx) {
