@@ -184,27 +184,35 @@ impl Ledger {
         lost
     }
 
-    /// `node` runs again (a new process). Returns what must be resent, as
-    /// (sender, receiver, generation of their link at the sender, messages): every lost
-    /// channel whose two ends are now up.
+    /// `node` runs again (a new process). Returns, for every channel that touches it and
+    /// has both ends up, (sender, receiver, generation of their link at the sender, the
+    /// messages to send again on it): a sender must use that link, not a stale one to
+    /// the dead process, and resends what died with a receiver (empty if nothing did).
     pub fn restart(&mut self, node: NodeId) -> Vec<(NodeId, NodeId, u32, Vec<ChannelMsg>)> {
         self.down.remove(&node);
         self.linked(node);
-        let ready: Vec<ChannelId> = self
-            .lost
-            .iter()
+        let up = |x: &NodeId| !self.down.contains(x);
+        let mut relink: BTreeSet<ChannelId> = self
+            .nodes
+            .keys()
             .copied()
-            .filter(|&(a, b)| !self.down.contains(&a) && !self.down.contains(&b))
+            .filter(|&x| x != node && up(&x))
+            .map(|x| (x, node))
             .collect();
-        ready
+        // Also what died with a peer that restarted while this node was down.
+        relink.extend(self.lost.iter().copied().filter(|(a, b)| up(a) && up(b)));
+        relink
             .into_iter()
             .map(|c| {
-                self.lost.remove(&c);
-                let msgs =
-                    self.channels.get(&c).map_or(Vec::new(), |q| q.iter().map(|e| e.1).collect());
+                let msgs = match self.lost.remove(&c) {
+                    true => self
+                        .channels
+                        .get(&c)
+                        .map_or(Vec::new(), |q| q.iter().map(|e| e.1).collect()),
+                    false => Vec::new(),
+                };
                 (c.0, c.1, self.gens.get(&c).copied().unwrap_or(1), msgs)
             })
-            .filter(|r| !r.3.is_empty())
             .collect()
     }
 

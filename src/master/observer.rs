@@ -36,6 +36,7 @@ pub fn run(args: ObserverArgs) -> io::Result<()> {
         nodes: HashMap::new(),
         requests: VecDeque::new(),
         reports: HashMap::new(),
+        gens: HashMap::new(),
         _hub: hub,
     };
     loop {
@@ -55,6 +56,8 @@ struct Observer {
     master: Link,
     nodes: HashMap<NodeId, Link>,
     requests: VecDeque<ObserverRequest>,
+    /// How many links each node has opened here (one per process it has had).
+    gens: HashMap<NodeId, u32>,
     /// Reports received from each node, by sequence number, not yet consumed.
     reports: HashMap<NodeId, BTreeMap<u64, Report>>,
     _hub: Hub,
@@ -69,6 +72,14 @@ impl Observer {
                     Report::Recorded { balance } => Ok(ObserverReply::Started { balance }),
                     other => Err(unexpected(node, other)),
                 }
+            }
+            ObserverRequest::Relink { node, gen } => {
+                while self.gens.get(&node).copied().unwrap_or(0) < gen {
+                    if !self.wait()? {
+                        return Err(gone());
+                    }
+                }
+                Ok(ObserverReply::Relinked)
             }
             ObserverRequest::Collect { snapshots, seqs } => {
                 let ids: Vec<_> = snapshots.iter().map(|(id, _)| *id).collect();
@@ -119,6 +130,7 @@ impl Observer {
         match event {
             Event::Connected(link) => match link.peer() {
                 Peer::Node(id) => {
+                    *self.gens.entry(id).or_default() += 1;
                     self.nodes.insert(id, link);
                 }
                 other => log::warn!("observer: unexpected connection from {other}"),

@@ -148,6 +148,8 @@ enum Expect {
     },
     /// A node answered `Query`.
     Query,
+    /// The observer holds a restarted node's new link.
+    Relinked,
 }
 
 enum Slot {
@@ -842,6 +844,7 @@ impl Master {
         let expect = self.take_slot(slot)?;
         let mut outs = Vec::new();
         match (expect, reply) {
+            (Expect::Relinked, ObserverReply::Relinked) => {}
             (Expect::Begin { node, snapshot, peers }, ObserverReply::Started { balance }) => {
                 outs.push(Out::Line(output::started(node)));
                 if self.tracing() {

@@ -33,6 +33,9 @@ pub(crate) struct System {
     child_of: HashMap<NodeId, usize>,
     /// Each node's opening balance, for a restart before its log holds anything.
     opening: HashMap<NodeId, Amount>,
+    /// How many processes each node has had (1 + its restarts): the generation of its
+    /// newest link to the observer.
+    starts: HashMap<NodeId, u32>,
     /// Nodes killed on purpose whose link has not reported its close yet.
     closing: std::collections::HashSet<NodeId>,
     pub(crate) ledger: Ledger,
@@ -66,6 +69,7 @@ impl System {
             child_of: HashMap::default(),
             opening: HashMap::default(),
             closing: Default::default(),
+            starts: HashMap::default(),
             ledger: Ledger::new(),
             next_seq: HashMap::default(),
             awaiting_node: HashMap::default(),
@@ -154,7 +158,13 @@ impl System {
         }
     }
 
+    /// How many processes node `id` has had so far.
+    pub(crate) fn starts(&self, id: NodeId) -> u32 {
+        self.starts.get(&id).copied().unwrap_or(0)
+    }
+
     fn start_node(&mut self, id: NodeId) -> Result<(), Fatal> {
+        *self.starts.entry(id).or_default() += 1;
         let balance = self.opening.get(&id).copied().unwrap_or(Amount::ZERO);
         let args = vec![
             "node".to_string(),

@@ -393,6 +393,14 @@ pub enum ObserverRequest {
         /// The initiator's sequence number for this command.
         seq: u64,
     },
+    /// Node `node` restarted: before the next request, wait for its link from its
+    /// `gen`-th process (an older link leads to a dead process).
+    Relink {
+        /// The restarted node.
+        node: NodeId,
+        /// Its process count.
+        gen: u32,
+    },
     /// Gather these snapshots from every node; `seqs` gives each node's sequence number.
     Collect {
         /// (snapshot, its members).
@@ -405,6 +413,8 @@ pub enum ObserverRequest {
 /// The observer's answers, in request order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ObserverReply {
+    /// The observer holds the restarted node's new link.
+    Relinked,
     /// The initiator recorded this balance.
     Started {
         /// The balance the initiator recorded.

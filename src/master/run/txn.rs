@@ -225,8 +225,11 @@ impl Master {
         let resends = self.sys().ledger.restart(node);
         let peers: Vec<NodeId> = self.sys().ledger.nodes().filter(|&x| x != node).collect();
         let down = self.sys().ledger.down();
-        let own: Vec<(NodeId, Vec<ChannelMsg>)> =
-            resends.iter().filter(|r| r.0 == node).map(|r| (r.1, r.3.clone())).collect();
+        let own: Vec<(NodeId, Vec<ChannelMsg>)> = resends
+            .iter()
+            .filter(|r| r.0 == node && !r.3.is_empty())
+            .map(|r| (r.1, r.3.clone()))
+            .collect();
         self.sys().restart_node(node)?;
         if self.tracing() {
             self.push_done(vec![Out::Trace(TraceEvent::Restart { node })], false);
@@ -235,6 +238,8 @@ impl Master {
         let setup = Control::Setup { peers, join: Vec::new(), down, resend: own };
         self.sys().command(node, setup, slot)?;
         self.wait_slot(slot)?;
+        // Every process linked to the restarted node waits for its new link before its
+        // next command, so nothing goes into a stale link to the dead process.
         for (from, to, gen, msgs) in resends {
             self.txns.retransmissions += msgs.len() as u64;
             if from != node {
@@ -242,6 +247,9 @@ impl Master {
                 self.sys().command(from, Control::Resend { to, gen, msgs }, slot)?;
             }
         }
+        let gen = self.sys().starts(node);
+        let slot = self.push_await(Expect::Relinked);
+        self.sys().observe(ObserverRequest::Relink { node, gen }, slot)?;
         let mine: Vec<TxnId> = self
             .txns
             .specs
