@@ -197,7 +197,11 @@ impl Node {
             self.next_seq += 1;
             let seq = self.next_seq - 1;
             let report = self.execute(cmd, from, seq)?;
-            self.link(from)?.send(&Message::Report { seq, report })?;
+            let link = self.link(from)?;
+            link.push(&Message::Report { seq, report });
+            if link.is_full() {
+                self.flush_all()?; // peers first: an answer never overtakes what it reports
+            }
         }
     }
 
@@ -257,7 +261,7 @@ impl Node {
                 // Written now, ahead of what recovery sends, and not reported as new.
                 for (to, msgs) in resend {
                     for msg in msgs {
-                        self.send_to_peer(to, msg);
+                        self.send_to_peer(to, msg)?;
                     }
                 }
                 if self.restarted {
@@ -329,7 +333,7 @@ impl Node {
                     let report = self.tx_report(&out[..i]);
                     self.die(from, seq, report);
                 }
-                Effect::Send { to, msg } => self.send_to_peer(to, msg),
+                Effect::Send { to, msg } => self.send_to_peer(to, msg)?,
                 Effect::Log { rec, force } => {
                     if let Some(wal) = self.wal.as_mut() {
                         wal.append(&rec).map_err(io_err)?;
@@ -348,12 +352,14 @@ impl Node {
 
     /// Enqueues `msg` on the channel to `to`. A peer that is down has no working link:
     /// the master keeps the message in its ledger and has it resent when the peer is back.
-    fn send_to_peer(&mut self, to: NodeId, msg: ChannelMsg) {
-        if let Some(link) = self.links.get_mut(&Peer::Node(to)) {
-            if link.send(&Message::Channel(msg)).is_err() {
-                self.links.remove(&Peer::Node(to));
-            }
+    /// Frames leave only through `flush_all`, which writes the log first.
+    fn send_to_peer(&mut self, to: NodeId, msg: ChannelMsg) -> io::Result<()> {
+        let Some(link) = self.links.get_mut(&Peer::Node(to)) else { return Ok(()) };
+        link.push(&Message::Channel(msg));
+        if link.is_full() {
+            self.flush_all()?;
         }
+        Ok(())
     }
 
     /// What the effects of a two-phase-commit step mean for the master.

@@ -53,8 +53,15 @@ impl Link {
         Ok(())
     }
 
-    fn push(&mut self, msg: &Message) {
+    /// Buffers one frame and never writes: the caller decides when frames leave (a node
+    /// must write its log first). See [`Link::is_full`].
+    pub fn push(&mut self, msg: &Message) {
         encode_frame(msg, &mut self.buf);
+    }
+
+    /// Whether the buffer has reached the size at which it should be flushed.
+    pub fn is_full(&self) -> bool {
+        self.buf.len() >= FLUSH_AT
     }
 
     /// Whether frames are waiting for [`Link::flush`].
