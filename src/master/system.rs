@@ -28,9 +28,10 @@ pub(crate) struct System {
     pub(crate) inbox: Receiver<Event>,
     observer: Option<Link>,
     links: HashMap<NodeId, Link>,
+    /// The observer's process, then every live node process.
     children: Vec<Child>,
-    /// Each node's process (an index into `children`).
-    child_of: HashMap<NodeId, usize>,
+    /// Each node's current process id (its entry in `children`).
+    pid_of: HashMap<NodeId, u32>,
     /// Each node's opening balance, for a restart before its log holds anything.
     opening: HashMap<NodeId, Amount>,
     /// How many processes each node has had (1 + its restarts): the generation of its
@@ -66,7 +67,7 @@ impl System {
             observer: None,
             links: HashMap::default(),
             children: Vec::new(),
-            child_of: HashMap::default(),
+            pid_of: HashMap::default(),
             opening: HashMap::default(),
             closing: Default::default(),
             starts: HashMap::default(),
@@ -107,7 +108,7 @@ impl System {
         let child = spawn_self(&args, theirs, transport::listener_into_fd(listener), wal)
             .map_err(|e| Fatal(format!("cannot start {peer}: {e}")))?;
         if let Peer::Node(id) = peer {
-            self.child_of.insert(id, self.children.len());
+            self.pid_of.insert(id, child.id());
         }
         self.children.push(child);
         self.hub.watch(peer, ours.try_clone()?);
@@ -145,16 +146,14 @@ impl System {
         self.start_node(id)
     }
 
-    /// SIGKILLs node `id`'s process (if it still runs) and reaps it.
+    /// SIGKILLs node `id`'s process (if it still runs), reaps it, and forgets it, so
+    /// that nothing signals that pid again once another process may have it.
     pub(crate) fn kill_node(&mut self, id: NodeId) {
         self.links.remove(&id);
-        if let Some(&i) = self.child_of.get(&id) {
-            let child = &mut self.children[i];
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            let _ = child.wait();
+        let Some(pid) = self.pid_of.remove(&id) else { return };
+        if let Some(i) = self.children.iter().position(|c| c.id() == pid) {
+            let mut gone = vec![self.children.swap_remove(i)];
+            kill_and_reap(&mut gone);
         }
     }
 
