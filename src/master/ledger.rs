@@ -72,6 +72,10 @@ pub struct Ledger {
     gens: HashMap<ChannelId, u32>,
     /// Channels that deliver nothing for now (`Hold`).
     held_channels: BTreeSet<ChannelId>,
+    /// Transactions whose credit has been delivered (and so applied: a credit is logged
+    /// before anything else happens at its receiver). A copy still in a channel, resent
+    /// by a recovering debit node, carries no money any more.
+    credited: HashSet<TxnId>,
 }
 
 impl Ledger {
@@ -308,9 +312,10 @@ impl Ledger {
         })
     }
 
-    /// The money in all channels: Transfers, and each transaction's credit once.
+    /// The money in all channels: Transfers, and each transaction's credit once, until
+    /// its receiver applied it.
     pub fn money_in_channels(&self) -> Amount {
-        let mut credits = HashSet::default();
+        let mut credits = self.credited.clone();
         let mut total = Amount::ZERO;
         for (_, m) in self.channels.values().flatten() {
             let counted = match m {
@@ -364,6 +369,9 @@ impl Ledger {
             self.channels.remove(&c);
         }
         let mut records = false;
+        if let ChannelMsg::Tx(TxMsg::Credit { tx, .. }) = msg {
+            self.credited.insert(tx);
+        }
         if let ChannelMsg::Transfer { amount } = msg {
             let balance = self.balances.get_mut(&c.1).expect("a channel's ends exist");
             *balance = balance.checked_add(amount).expect("total money is bounded");
