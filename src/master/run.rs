@@ -341,17 +341,20 @@ impl Master {
             }
             Command::Crash { node } => {
                 if self.known(line, text, &[node]) {
+                    self.txns.faults = true;
                     self.crash(node)?;
                 }
             }
             Command::CrashAt { node, point } => {
                 if self.known(line, text, &[node]) {
+                    self.txns.faults = true;
                     let slot = self.push_await(Expect::Ready(Vec::new()));
                     self.sys().command(node, Control::ArmCrash { point }, slot)?;
                 }
             }
             Command::Hold { from, to } | Command::Release { from, to } => {
                 let hold = matches!(cmd, Command::Hold { .. });
+                self.txns.faults |= hold;
                 if self.known(line, text, &[from, to]) && !self.sys().ledger.hold((from, to), hold)
                 {
                     let state = if hold { "already held" } else { "not held" };
@@ -360,11 +363,13 @@ impl Master {
             }
             Command::Lose { from, to } => {
                 if self.known(line, text, &[from, to]) {
+                    self.txns.faults = true;
                     self.lose(line, text, from, to)?;
                 }
             }
             Command::Restart { node } => {
                 if self.known(line, text, &[node]) {
+                    self.txns.faults = true;
                     self.restart(node)?;
                 }
             }

@@ -17,6 +17,9 @@ pub(super) struct Txns {
     pub(super) in_doubt: u64,
     /// Messages resent to restarted nodes.
     pub(super) retransmissions: u64,
+    /// A Crash, CrashAt, Lose or Hold has happened in this system: transactions may
+    /// wait on something other than a message in a channel.
+    pub(super) faults: bool,
 }
 
 impl Master {
@@ -98,6 +101,11 @@ impl Master {
             if let Some(c) = self.sys().ledger.oldest_head(&chans) {
                 self.deliver(c, false)?;
                 continue;
+            }
+            // Without a fault (no crash, loss or hold), a decided transaction whose
+            // messages have all been delivered leaves nobody waiting: skip asking.
+            if !self.txns.faults && txs.iter().all(|t| self.txns.outcomes.contains_key(t)) {
+                return Ok(());
             }
             // Nothing can be delivered: whoever still waits on these transactions (a
             // coordinator voting or missing acks, a participant in doubt) times out, once
