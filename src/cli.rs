@@ -59,9 +59,6 @@ pub enum Role {
         /// The master's pid.
         #[arg(long)]
         master_pid: u32,
-        /// A write-ahead log was handed over as fd 5.
-        #[arg(long)]
-        wal: bool,
     },
     /// The observer process.
     #[command(hide = true)]

@@ -23,14 +23,13 @@ fn main() -> ExitCode {
         })
         .init();
     match cli.role {
-        Some(Role::Node { id, balance, run, nonce, master_pid, wal }) => {
+        Some(Role::Node { id, balance, run, nonce, master_pid }) => {
             let args = bank::node::NodeArgs {
                 id: NodeId(id),
                 balance: Amount(balance),
                 run,
                 nonce,
                 master_pid,
-                wal,
             };
             child_exit(bank::node::run(args))
         }

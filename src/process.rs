@@ -94,7 +94,8 @@ pub fn spawn_self(
 /// The write-ahead log a node inherited from [`spawn_self`].
 ///
 /// # Safety
-/// Call once, in a node started by [`spawn_self`] with a log: fd 5 is then that file.
+/// Call once, in a node started by [`spawn_self`] (the master always passes one): fd 5
+/// is then that file.
 pub unsafe fn inherited_wal() -> std::fs::File {
     // SAFETY: per this function's contract.
     unsafe { std::fs::File::from_raw_fd(WAL_FD) }

@@ -32,8 +32,6 @@ pub(crate) struct System {
     children: Vec<Child>,
     /// Each node's current process id (its entry in `children`).
     pid_of: HashMap<NodeId, u32>,
-    /// Each node's opening balance, for a restart before its log holds anything.
-    opening: HashMap<NodeId, Amount>,
     /// How many processes each node has had (1 + its restarts): the generation of its
     /// newest link to the observer.
     starts: HashMap<NodeId, u32>,
@@ -68,7 +66,6 @@ impl System {
             links: HashMap::default(),
             children: Vec::new(),
             pid_of: HashMap::default(),
-            opening: HashMap::default(),
             closing: Default::default(),
             starts: HashMap::default(),
             ledger: Ledger::new(),
@@ -115,13 +112,11 @@ impl System {
         Ok(Link::new(peer, ours))
     }
 
-    /// Starts node `id`'s process; commands can be given to it at once. With `restart`,
-    /// the process takes over the node's existing log and recovers from it.
+    /// Starts node `id`'s process on a new log; commands can be given to it at once.
     pub(crate) fn spawn_node(&mut self, id: NodeId, balance: Amount) -> Result<(), Fatal> {
-        self.opening.insert(id, balance);
         let wal = self.open_wal(id)?;
         self.wals.insert(id, wal);
-        self.start_node(id)
+        self.start_node(id, balance)
     }
 
     /// Node `id`'s process was ended on purpose: its link's close is expected.
@@ -143,7 +138,9 @@ impl System {
     pub(crate) fn restart_node(&mut self, id: NodeId) -> Result<(), Fatal> {
         self.next_seq.remove(&id);
         self.awaiting_node.remove(&id);
-        self.start_node(id)
+        // The opening balance matters only if the log is still empty.
+        let balance = self.ledger.created_by(&[id]);
+        self.start_node(id, balance)
     }
 
     /// SIGKILLs node `id`'s process (if it still runs), reaps it, and forgets it, so
@@ -162,9 +159,8 @@ impl System {
         self.starts.get(&id).copied().unwrap_or(0)
     }
 
-    fn start_node(&mut self, id: NodeId) -> Result<(), Fatal> {
+    fn start_node(&mut self, id: NodeId, balance: Amount) -> Result<(), Fatal> {
         *self.starts.entry(id).or_default() += 1;
-        let balance = self.opening.get(&id).copied().unwrap_or(Amount::ZERO);
         let args = vec![
             "node".to_string(),
             "--id".into(),
@@ -173,7 +169,6 @@ impl System {
             balance.to_string(),
             "--run".into(),
             self.names.prefix().into(),
-            "--wal".into(),
         ];
         let wal = self.wals.get(&id).ok_or_else(|| Fatal(format!("node {id} has no log")))?;
         let wal = wal.try_clone().map_err(|e| Fatal(format!("node {id}'s log: {e}")))?;

@@ -34,8 +34,6 @@ pub struct NodeArgs {
     pub nonce: u64,
     /// The master's pid: the node exits if its parent is not this process.
     pub master_pid: u32,
-    /// Whether the master handed a write-ahead log (fd 5).
-    pub wal: bool,
 }
 
 /// Runs a node until the master goes away.
@@ -48,26 +46,21 @@ pub fn run(args: NodeArgs) -> io::Result<()> {
     let mut branch = Branch::new(args.id, args.balance);
     let mut recovery = Vec::new();
     let mut restarted = false;
-    let wal = if args.wal {
-        // SAFETY: the master passed a log as fd 5 (args.wal); taken once.
-        let file = unsafe { crate::process::inherited_wal() };
-        let path = format!("node {} log", args.id);
-        let (mut wal, records) =
-            WalFile::from_file(file, std::path::Path::new(&path)).map_err(io_err)?;
-        if records.is_empty() {
-            // Not forced: it reaches the disk with the first forced record, and before
-            // that the master knows the opening balance.
-            wal.append(&TxRecord::Opened { balance: args.balance }).map_err(io_err)?;
-        } else {
-            // A restart: everything this node knows comes from its log.
-            branch = Branch::recover(args.id, &records, &mut recovery);
-            restarted = true;
-            log::info!("node {}: recovered {} records", args.id, records.len());
-        }
-        Some(wal)
+    // SAFETY: the master passes every node its log as fd 5; taken once.
+    let file = unsafe { crate::process::inherited_wal() };
+    let path = format!("node {} log", args.id);
+    let (mut wal, records) =
+        WalFile::from_file(file, std::path::Path::new(&path)).map_err(io_err)?;
+    if records.is_empty() {
+        // Not forced: it reaches the disk with the first forced record, and before that
+        // the master knows the opening balance.
+        wal.append(&TxRecord::Opened { balance: args.balance }).map_err(io_err)?;
     } else {
-        None
-    };
+        // A restart: everything this node knows comes from its log.
+        branch = Branch::recover(args.id, &records, &mut recovery);
+        restarted = true;
+        log::info!("node {}: recovered {} records", args.id, records.len());
+    }
     let mut node = Node {
         branch,
         recovery,
@@ -110,8 +103,8 @@ struct Node {
     commands: VecDeque<Option<(Peer, Control)>>,
     next_seq: u64,
     effects: Vec<Effect>,
-    /// The write-ahead log of two-phase-commit records.
-    wal: Option<WalFile<TxRecord>>,
+    /// The write-ahead log: every money move and two-phase-commit record.
+    wal: WalFile<TxRecord>,
 }
 
 fn io_err(e: WalError) -> io::Error {
@@ -335,11 +328,9 @@ impl Node {
                 }
                 Effect::Send { to, msg } => self.send_to_peer(to, msg)?,
                 Effect::Log { rec, force } => {
-                    if let Some(wal) = self.wal.as_mut() {
-                        wal.append(&rec).map_err(io_err)?;
-                        if force {
-                            wal.commit().map_err(io_err)?;
-                        }
+                    self.wal.append(&rec).map_err(io_err)?;
+                    if force {
+                        self.wal.commit().map_err(io_err)?;
                     }
                 }
                 Effect::Point(_) | Effect::Decided { .. } => {}
@@ -403,9 +394,7 @@ impl Node {
     /// master reads an answer, what the step sent is in the peers' sockets).
     fn flush_all(&mut self) -> io::Result<()> {
         // The log first: a money move is on file before any message about it leaves.
-        if let Some(wal) = self.wal.as_mut() {
-            wal.write_buffered().map_err(io_err)?;
-        }
+        self.wal.write_buffered().map_err(io_err)?;
         let mut dead = Vec::new();
         for to_node in [true, false] {
             for link in self.links.values_mut() {
