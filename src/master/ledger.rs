@@ -152,12 +152,22 @@ impl Ledger {
 
     /// Drops the head of channel `c` (a message lost on the way).
     pub fn discard(&mut self, c: ChannelId) -> Option<ChannelMsg> {
+        self.pop(c)
+    }
+
+    /// Takes the head of channel `c`, dropping the channel once it is empty.
+    fn pop(&mut self, c: ChannelId) -> Option<ChannelMsg> {
         let q = self.channels.get_mut(&c)?;
         let (_, msg) = q.pop_front()?;
         if q.is_empty() {
             self.channels.remove(&c);
         }
         Some(msg)
+    }
+
+    /// Whether channel `c` may deliver now: its receiver is up and it is not held.
+    fn deliverable(&self, c: &ChannelId) -> bool {
+        !self.down.contains(&c.1) && !self.held_channels.contains(c)
     }
 
     /// Whether `node` is down.
@@ -298,7 +308,7 @@ impl Ledger {
     /// enqueued first.
     pub fn oldest_head(&self, cs: &[ChannelId]) -> Option<ChannelId> {
         cs.iter()
-            .filter(|c| !self.down.contains(&c.1) && !self.held_channels.contains(c))
+            .filter(|c| self.deliverable(c))
             .filter_map(|c| self.channels.get(c).and_then(|q| q.front()).map(|e| (e.0, *c)))
             .min()
             .map(|(_, c)| c)
@@ -336,24 +346,17 @@ impl Ledger {
 
     /// Sources of the non-empty channels into `node`, by id.
     pub fn incoming(&self, node: NodeId) -> Vec<NodeId> {
-        if self.down.contains(&node) {
-            return Vec::new();
-        }
         self.nodes
             .keys()
             .copied()
-            .filter(|&s| s != node && !self.is_empty((s, node)) && !self.is_held((s, node)))
+            .filter(|&s| s != node && !self.is_empty((s, node)) && self.deliverable(&(s, node)))
             .collect()
     }
 
     /// Every non-empty channel into a node that is up, by source then destination.
     pub fn nonempty(&self) -> Vec<ChannelId> {
-        let mut v: Vec<ChannelId> = self
-            .channels
-            .keys()
-            .copied()
-            .filter(|c| !self.down.contains(&c.1) && !self.held_channels.contains(c))
-            .collect();
+        let mut v: Vec<ChannelId> =
+            self.channels.keys().copied().filter(|c| self.deliverable(c)).collect();
         v.sort_unstable();
         v
     }
@@ -363,11 +366,7 @@ impl Ledger {
     /// # Panics
     /// If the channel is empty: the master checks first.
     pub fn deliver(&mut self, c: ChannelId) -> Delivery {
-        let q = self.channels.get_mut(&c).expect("deliver from a non-empty channel");
-        let (_, msg) = q.pop_front().expect("non-empty");
-        if q.is_empty() {
-            self.channels.remove(&c);
-        }
+        let msg = self.pop(c).expect("deliver from a non-empty channel");
         let mut records = false;
         if let ChannelMsg::Tx(TxMsg::Credit { tx, .. }) = msg {
             self.credited.insert(tx);

@@ -352,7 +352,7 @@ impl TxNode {
                         continue;
                     }
                     let msg = if p == spec.to && spec.from == self.id {
-                        TxMsg::Credit { tx, amount: spec.amount } // idempotent at the credit side
+                        spec.credit() // idempotent at the credit side
                     } else {
                         TxMsg::Decide { tx, commit: true }
                     };
@@ -497,10 +497,7 @@ impl TxNode {
     ) {
         if spec.from == self.id {
             self.debit(spec);
-            out.push(TxEffect::Send {
-                to: spec.to,
-                msg: TxMsg::Credit { tx: spec.tx, amount: spec.amount },
-            });
+            out.push(TxEffect::Send { to: spec.to, msg: spec.credit() });
             self.send(spec.coord, TxMsg::Ack { tx: spec.tx }, out, q);
         } else {
             self.parts.insert(spec.tx, (spec, PartState::Prepared { commit_known: true }));
@@ -529,10 +526,7 @@ impl TxNode {
             (PartState::Prepared { .. }, true) if spec.from == self.id => {
                 out.push(TxEffect::Log { rec: TxRecord::Committed { spec }, force: true });
                 self.debit(spec);
-                out.push(TxEffect::Send {
-                    to: spec.to,
-                    msg: TxMsg::Credit { tx, amount: spec.amount },
-                });
+                out.push(TxEffect::Send { to: spec.to, msg: spec.credit() });
                 out.push(TxEffect::Point(CrashPoint::BeforeAck));
                 self.send(spec.coord, TxMsg::Ack { tx }, out, q);
             }
@@ -704,10 +698,7 @@ impl TxNode {
                 }
             }
             if spec.from == id {
-                out.push(TxEffect::Send {
-                    to: spec.to,
-                    msg: TxMsg::Credit { tx, amount: spec.amount },
-                });
+                out.push(TxEffect::Send { to: spec.to, msg: spec.credit() });
             }
         }
         // The coordinator's own leg, once applied, acks itself (acks are not logged).

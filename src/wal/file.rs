@@ -15,7 +15,7 @@ pub struct WalFile<R> {
     path: PathBuf,
     /// Records appended since the last commit, framed.
     buf: Vec<u8>,
-    /// Bytes known to be durable.
+    /// Bytes written to the file (durable up to the last `commit`).
     len: u64,
     _records: PhantomData<fn(R) -> R>,
 }
@@ -118,7 +118,7 @@ impl<R: Serialize + DeserializeOwned> WalFile<R> {
         self.len
     }
 
-    /// Whether nothing is durable yet.
+    /// Whether nothing has been written yet.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

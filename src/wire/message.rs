@@ -59,6 +59,11 @@ pub struct TxSpec {
 }
 
 impl TxSpec {
+    /// The message that carries this transfer's money to the credit node.
+    pub fn credit(&self) -> TxMsg {
+        TxMsg::Credit { tx: self.tx, amount: self.amount }
+    }
+
     /// The debit node, then the credit node.
     pub fn participants(&self) -> [NodeId; 2] {
         [self.from, self.to]
