@@ -243,6 +243,12 @@ impl TxNode {
         v
     }
 
+    /// Whether this node, as `tx`'s coordinator, is done with it: aborted, or committed and
+    /// acked by every participant.
+    pub fn finished(&self, tx: TxnId) -> bool {
+        matches!(self.coord(tx), Some(CoordState::Aborted(_) | CoordState::Ended))
+    }
+
     /// Transactions this node voted YES on and has no decision for.
     pub fn in_doubt(&self) -> Vec<TxnId> {
         self.parts
@@ -345,7 +351,9 @@ impl TxNode {
     pub fn on_timeout(&mut self, tx: TxnId, reason: AbortReason, out: &mut Vec<TxEffect>) {
         let mut queue = VecDeque::new();
         match self.coords.get(&tx).cloned() {
-            Some((spec, CoordState::Voting(_))) => self.decide_abort(spec, reason, out, &mut queue),
+            Some((spec, CoordState::Voting(_))) => {
+                self.decide_abort(spec, reason, None, out, &mut queue)
+            }
             Some((spec, CoordState::Committed(acks))) => {
                 for p in spec.participants() {
                     if p == self.id || acks.contains(&p) {
@@ -442,7 +450,7 @@ impl TxNode {
         let Some((spec, CoordState::Voting(yes))) = self.coords.get_mut(&tx) else { return };
         let spec = *spec;
         if let Some(reason) = no {
-            self.decide_abort(spec, reason, out, q);
+            self.decide_abort(spec, reason, Some(from), out, q);
             return;
         }
         yes.insert(from);
@@ -472,10 +480,14 @@ impl TxNode {
         }
     }
 
+    /// Aborts `spec` and tells its participants, except `voted_no`: the participant whose
+    /// NO decided it already aborted and holds nothing (so the last message of a transfer
+    /// aborted by a NO is that vote).
     fn decide_abort(
         &mut self,
         spec: TxSpec,
         reason: AbortReason,
+        voted_no: Option<NodeId>,
         out: &mut Vec<TxEffect>,
         q: &mut VecDeque<TxMsg>,
     ) {
@@ -483,7 +495,7 @@ impl TxNode {
         out.push(TxEffect::Log { rec: TxRecord::Decision { spec, commit: false }, force: false });
         self.coords.insert(tx, (spec, CoordState::Aborted(reason)));
         out.push(TxEffect::Decided { tx, outcome: Outcome::Aborted(reason) });
-        for p in spec.participants() {
+        for p in spec.participants().into_iter().filter(|&p| Some(p) != voted_no) {
             self.send(p, TxMsg::Decide { tx, commit: false }, out, q);
         }
     }
@@ -604,7 +616,7 @@ impl TxNode {
         let commit = match self.coords.get(&tx).cloned() {
             Some((_, CoordState::Committed(_) | CoordState::Ended)) => true,
             Some((spec, CoordState::Voting(_))) => {
-                self.decide_abort(spec, AbortReason::Timeout, out, q);
+                self.decide_abort(spec, AbortReason::Timeout, None, out, q);
                 return;
             }
             Some((_, CoordState::Aborted(_))) => false,
@@ -792,6 +804,30 @@ mod tests {
             sends(&out),
             vec![(n(3), TxMsg::Vote { tx: TxnId(2), no: Some(AbortReason::Busy) })]
         );
+    }
+
+    // The NO that decides an abort ends that voter's part: the coordinator sends the abort
+    // only to the others (here: the debit side, which holds the money).
+    #[test]
+    fn the_participant_whose_no_aborts_gets_no_abort_message() {
+        let s = spec(1, 2, 5, 3);
+        let mut c = TxNode::new(n(3), Amount(0));
+        let mut out = Vec::new();
+        c.on_start(s, &mut out);
+        out.clear();
+        c.on_message(n(2), TxMsg::Vote { tx: s.tx, no: Some(AbortReason::Busy) }, &mut out);
+        assert_eq!(sends(&out), vec![(n(1), TxMsg::Decide { tx: s.tx, commit: false })]);
+        assert!(c.finished(s.tx), "an aborted coordinator waits on nothing");
+        // Debit side coordinating: the credit side's NO is the transfer's last message.
+        let s = spec(1, 2, 5, 1);
+        let mut a = TxNode::new(n(1), Amount(50));
+        out.clear();
+        a.on_start(s, &mut out);
+        assert!(!a.finished(s.tx));
+        out.clear();
+        a.on_message(n(2), TxMsg::Vote { tx: s.tx, no: Some(AbortReason::Busy) }, &mut out);
+        assert!(sends(&out).is_empty());
+        assert_eq!((a.held(), a.finished(s.tx)), (Amount(0), true));
     }
 
     // A YES is never taken back: a timeout in doubt asks the coordinator, it does not abort.
