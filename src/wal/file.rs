@@ -1,12 +1,22 @@
 //! The on-disk log: append buffers, `commit` forces everything buffered with one sync.
+//!
+//! Forced records go into space written with zeros ahead of time, a [`PREALLOCATE`]d
+//! chunk at a time, so that a force (`fdatasync`) writes data only, not a new file size:
+//! measured on these machines, ~110-130 µs instead of ~190 µs (notes/platform-limits.md,
+//! "fdatasync on an appended file ≈ fsync"). A zero header is never a record (every
+//! record has a payload), so replay stops cleanly at the zeros and keeps them.
 
 use super::record::{decode_prefix, encode_record};
 use super::WalError;
 use serde::{de::DeserializeOwned, Serialize};
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::marker::PhantomData;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+/// How much zeroed space a force writes ahead when the records reach the file's end.
+pub const PREALLOCATE: u64 = 128 * 1024;
 
 /// A write-ahead log file of records of type `R`.
 #[derive(Debug)]
@@ -15,8 +25,11 @@ pub struct WalFile<R> {
     path: PathBuf,
     /// Records appended since the last commit, framed.
     buf: Vec<u8>,
-    /// Bytes written to the file (durable up to the last `commit`).
+    /// Bytes of records written to the file (durable up to the last `commit`): where the
+    /// next record goes.
     len: u64,
+    /// The file's size: `len` plus the zeros written ahead.
+    cap: u64,
     _records: PhantomData<fn(R) -> R>,
 }
 
@@ -48,7 +61,8 @@ impl<R: Serialize + DeserializeOwned> WalFile<R> {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
         let replay = decode_prefix::<R>(&bytes);
-        if replay.torn > 0 {
+        let zeros_ahead = bytes[replay.valid_len..].iter().all(|&b| b == 0);
+        if replay.torn > 0 && !zeros_ahead {
             log::warn!(
                 "wal {}: cut {} bytes of torn tail after {} records",
                 path.display(),
@@ -58,12 +72,13 @@ impl<R: Serialize + DeserializeOwned> WalFile<R> {
             file.set_len(replay.valid_len as u64)?;
             file.sync_data()?;
         }
-        file.seek(SeekFrom::Start(replay.valid_len as u64))?;
+        let cap = if zeros_ahead { bytes.len() } else { replay.valid_len } as u64;
         let wal = WalFile {
             file,
             path: path.to_path_buf(),
             buf: Vec::new(),
             len: replay.valid_len as u64,
+            cap,
             _records: PhantomData,
         };
         Ok((wal, replay.records))
@@ -91,9 +106,17 @@ impl<R: Serialize + DeserializeOwned> WalFile<R> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        self.file.write_all(&self.buf)?;
+        let end = self.len + self.buf.len() as u64;
+        if end > self.cap {
+            // Zeros ahead, synced with this force; the next forces overwrite them.
+            let cap = end.div_ceil(PREALLOCATE) * PREALLOCATE;
+            let zeros = vec![0u8; (cap - end) as usize];
+            self.file.write_all_at(&zeros, end)?;
+            self.cap = cap;
+        }
+        self.file.write_all_at(&self.buf, self.len)?;
         self.file.sync_data()?;
-        self.len += self.buf.len() as u64;
+        self.len = end;
         self.buf.clear();
         Ok(())
     }
@@ -107,8 +130,9 @@ impl<R: Serialize + DeserializeOwned> WalFile<R> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        self.file.write_all(&self.buf)?;
+        self.file.write_all_at(&self.buf, self.len)?;
         self.len += self.buf.len() as u64;
+        self.cap = self.cap.max(self.len);
         self.buf.clear();
         Ok(())
     }
@@ -165,6 +189,45 @@ mod tests {
         w.commit().unwrap();
         let (_, got) = WalFile::<u64>::open(&path).unwrap();
         assert_eq!(got, (0..=10).collect::<Vec<_>>());
+    }
+
+    // Forces write into zeros written ahead: the file does not grow with every force, a
+    // reopen keeps the zeros and appends right after the last record; a torn record in
+    // the zeros is cut off with them.
+    #[test]
+    fn forces_overwrite_zeros_written_ahead() {
+        let d = dir("ahead");
+        let path = d.0.join("node.wal");
+        let (mut w, _) = WalFile::<u64>::open(&path).unwrap();
+        w.append(&1).unwrap();
+        w.commit().unwrap();
+        let size = || std::fs::metadata(&path).unwrap().len();
+        assert_eq!(size(), PREALLOCATE, "one chunk written ahead");
+        for i in 2..=100u64 {
+            w.append(&i).unwrap();
+            w.commit().unwrap();
+        }
+        assert_eq!(size(), PREALLOCATE, "forces overwrite the zeros");
+        let used = w.len();
+        drop(w);
+        let (mut w, got) = WalFile::<u64>::open(&path).unwrap();
+        assert_eq!(got, (1..=100).collect::<Vec<_>>());
+        assert_eq!((w.len(), size()), (used, PREALLOCATE), "zeros kept, no warning to give");
+        w.append(&101).unwrap();
+        w.write_buffered().unwrap();
+        drop(w);
+        let (_, got) = WalFile::<u64>::open(&path).unwrap();
+        assert_eq!(got.last(), Some(&101));
+        // A record torn inside the zeros: its header and half its payload made it.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let end = bytes.iter().rposition(|&b| b != 0).unwrap() + 1;
+        let mut torn = Vec::new();
+        encode_record(&u64::MAX, &mut torn).unwrap();
+        bytes[end..end + torn.len() - 2].copy_from_slice(&torn[..torn.len() - 2]);
+        std::fs::write(&path, &bytes).unwrap();
+        let (w, got) = WalFile::<u64>::open(&path).unwrap();
+        assert_eq!(got.len(), 101);
+        assert_eq!(size(), w.len(), "the torn record is cut off, zeros and all");
     }
 
     // Torn tail on disk: reopening cuts it off, and later records follow the intact prefix.

@@ -6,7 +6,8 @@
 //!   corrupt or undecodable one: a torn tail means the action never happened.
 //! * `file` is the on-disk log: `append` buffers, `commit` writes every buffered record
 //!   with one `write` and one `fdatasync`, so concurrent transactions can share a force
-//!   (group commit). Opening replays the file and cuts a torn tail off.
+//!   (group commit), into zeros written ahead so that a force does not change the file's
+//!   size. Opening replays the file and cuts a torn tail off (zeros ahead are kept).
 //! * `memory` is the in-memory double for the simulation: it loses what was not
 //!   committed when it "crashes", possibly leaving a torn record.
 //!
@@ -16,7 +17,7 @@ mod file;
 mod memory;
 mod record;
 
-pub use file::WalFile;
+pub use file::{WalFile, PREALLOCATE};
 pub use memory::MemoryWal;
 pub use record::{decode_prefix, encode_record, Replay, MAX_RECORD};
 

@@ -12,7 +12,8 @@ const HEADER: usize = 8;
 /// Appends one framed record to `out`.
 ///
 /// # Errors
-/// [`WalError::Encode`] if postcard cannot encode the record or it exceeds [`MAX_RECORD`].
+/// [`WalError::Encode`] if postcard cannot encode the record, encodes it to nothing (an
+/// empty payload would read as the end of the log), or it exceeds [`MAX_RECORD`].
 pub fn encode_record<R: Serialize>(rec: &R, out: &mut Vec<u8>) -> Result<(), WalError> {
     // Encoded in place after a header left blank, then the header is filled in: no
     // allocation per record (a node logs every money move).
@@ -24,9 +25,9 @@ pub fn encode_record<R: Serialize>(rec: &R, out: &mut Vec<u8>) -> Result<(), Wal
         Err(e) => return Err(WalError::Encode(e.to_string())),
     };
     let len = out.len() - start - HEADER;
-    if len > MAX_RECORD {
+    if len == 0 || len > MAX_RECORD {
         out.truncate(start);
-        return Err(WalError::Encode(format!("{len} bytes exceed {MAX_RECORD}")));
+        return Err(WalError::Encode(format!("{len} bytes: not in 1..={MAX_RECORD}")));
     }
     let crc = crc32fast::hash(&out[start + HEADER..]);
     out[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
@@ -45,8 +46,8 @@ pub struct Replay<R> {
     pub torn: usize,
 }
 
-/// Replays `bytes`: every record up to the first one that is short, fails its checksum
-/// or does not decode. Nothing after that point is trusted, even if it looks intact:
+/// Replays `bytes`: every record up to the first one that is empty (zeros written ahead),
+/// short, fails its checksum or does not decode. Nothing after that point is trusted, even if it looks intact:
 /// a log is a prefix.
 pub fn decode_prefix<R: DeserializeOwned>(bytes: &[u8]) -> Replay<R> {
     let mut records = Vec::new();
@@ -54,7 +55,8 @@ pub fn decode_prefix<R: DeserializeOwned>(bytes: &[u8]) -> Replay<R> {
     while bytes.len() - at >= HEADER {
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
         let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes"));
-        if len > MAX_RECORD || bytes.len() - at - HEADER < len {
+        // A zero length is the zeros a log writes ahead, never a record.
+        if len == 0 || len > MAX_RECORD || bytes.len() - at - HEADER < len {
             break;
         }
         let payload = &bytes[at + HEADER..at + HEADER + len];
