@@ -43,7 +43,8 @@ fn testcase_files() -> Vec<PathBuf> {
     files
 }
 
-// Every testcases/NAME.txt prints NAME.expected (and NAME.stderr), and its trace checks out.
+// Every testcases/NAME.txt prints NAME.expected (and NAME.stderr), and its trace checks out;
+// without --trace too, where fault-free Transfers run node to node instead of step by step.
 #[test]
 fn testcases_print_their_expected_output() {
     let bless = std::env::var_os("BLESS").is_some();
@@ -69,6 +70,9 @@ fn testcases_print_their_expected_output() {
         assert_same(&format!("{name} (stderr)"), &want_err, &run.stderr);
         assert_eq!(run.status, i32::from(!want_err.is_empty()), "{name}: exit status");
         check_trace(&name, &trace, &run.stdout);
+        let untraced = run_file(&file, 1, &[]);
+        assert_same(&format!("{name} (no trace)"), &want, &untraced.stdout);
+        assert_same(&format!("{name} (no trace, stderr)"), &want_err, &untraced.stderr);
     }
 }
 
@@ -455,4 +459,90 @@ fn interrupted_masters_leave_nothing_behind() {
         assert_eq!(sockets_with(&prefix), 0, "{sig}: no socket of the run remains");
         drop(stdin);
     }
+}
+
+/// A random fault-free script over four nodes: Sends, Receives, Transfers (some `via` a
+/// third node, some `nowait`, many on accounts busy with an unfinished one), snapshots,
+/// `Balances`, `TxStatus` and `Check`.
+fn random_transfer_script(seed: u64) -> String {
+    let mut rng = bank::rng::Rng::new(seed);
+    let mut s = String::from("StartMaster\n");
+    for n in 1..=4 {
+        s.push_str(&format!("CreateNode {n} {}\n", 20 * rng.below(10)));
+    }
+    let mut txs = 0;
+    for _ in 0..60 {
+        let a = 1 + rng.below(4);
+        let b = 1 + (a + rng.below(3)) % 4; // another node
+        let c = 1 + rng.below(4);
+        let line = match rng.below(12) {
+            0..=1 => format!("Send {a} {b} {}", rng.below(60)),
+            2..=3 => format!("Receive {a}"),
+            4..=7 => {
+                txs += 1;
+                let via = if rng.below(4) == 0 { format!(" via {c}") } else { String::new() };
+                let nowait = if rng.below(5) == 0 { " nowait" } else { "" };
+                format!("Transfer {a} {b} {}{via}{nowait}", 1 + rng.below(80))
+            }
+            8 => format!("BeginSnapshot {a}"),
+            9 => "ReceiveAll\nCollectState\nPrintSnapshot".to_string(),
+            10 if txs > 0 => format!("TxStatus T{}", 1 + rng.below(txs)),
+            10 => "Balances".to_string(),
+            _ => "Check".to_string(),
+        };
+        s.push_str(&line);
+        s.push('\n');
+    }
+    s.push_str("ReceiveAll\nBalances\nCheck\nStats\n");
+    s
+}
+
+// Without --trace, a fault-free Transfer between two nodes whose channels are empty runs
+// node to node (the nodes deliver its messages as they arrive); with --trace the master
+// delivers each message. Both must print the same, byte for byte, on random scripts where
+// transfers meet busy accounts, pending nowait transfers, Sends and snapshots.
+#[test]
+fn driven_transfers_print_what_stepwise_delivery_prints() {
+    let tmp = TempDir::new("driven");
+    let seeds = 40;
+    let mut committed = 0;
+    for seed in 0..seeds {
+        let file = tmp.0.join(format!("random-{seed}.txt"));
+        fs::write(&file, random_transfer_script(seed)).unwrap();
+        let trace = tmp.0.join(format!("random-{seed}.trace"));
+        let stepwise = run_file(&file, seed, &["--trace", trace.to_str().unwrap()]);
+        check_trace(&format!("random script {seed}"), &trace, &stepwise.stdout);
+        let driven = run_file(&file, seed, &[]);
+        let what = format!("random script {seed} ({})", file.display());
+        assert_same(&what, &stepwise.stdout, &driven.stdout);
+        assert_same(&format!("{what} stderr"), &stepwise.stderr, &driven.stderr);
+        let checks: Vec<&str> = driven.stdout.lines().filter(|l| l.starts_with("CHECK")).collect();
+        assert!(!checks.is_empty() && checks.iter().all(|l| l.starts_with("CHECK OK")), "{what}");
+        committed += driven.stdout.matches(" COMMITTED\n").count();
+    }
+    assert!(committed > seeds as usize, "the scripts commit transfers ({committed})");
+}
+
+// Two nodes each sending the other far more than a socket holds, with nobody receiving:
+// a node's one thread reads its links while it waits to write, so neither waits on the
+// other for ever, and the snapshot after it balances.
+#[test]
+fn nodes_flooding_each_other_do_not_deadlock() {
+    let tmp = TempDir::new("flood");
+    let file = tmp.0.join("flood.txt");
+    let n = 60_000; // ~600 KB each way; a socket holds ~200 KB
+    let mut text = String::from("StartMaster\nCreateNode 1 1000000\nCreateNode 2 1000000\n");
+    for _ in 0..n {
+        text.push_str("Send 1 2 1\nSend 2 1 1\n");
+    }
+    text.push_str("BeginSnapshot 1\nReceiveAll\nCollectState\nPrintSnapshot\n");
+    fs::write(&file, text).unwrap();
+    let run = run_file(&file, 1, &[]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let want = format!(
+        "Started by Node 1\n---Node states\nnode 1 = {}\nnode 2 = 1000000\n---Channel states\n\
+         channel (1 -> 2) = 0\nchannel (2 -> 1) = {n}\n",
+        1_000_000 - n
+    );
+    assert_same("flood", &want, &run.stdout);
 }

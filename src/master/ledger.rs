@@ -19,7 +19,7 @@
 //! cross-checked on every command); a mismatch is a bug and stops the run. Pure: no I/O.
 
 use crate::ids::{Amount, NodeId, SnapshotId, TxnId};
-use crate::wire::{ChannelMsg, TxMsg};
+use crate::wire::{ChannelMsg, TxMsg, TxSpec};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::collections::{BTreeSet, VecDeque};
 
@@ -297,6 +297,16 @@ impl Ledger {
         }
         self.balances.insert(node, balance);
         self.held.insert(node, held);
+    }
+
+    /// A driven transfer committed, and every message it sent was delivered: its amount
+    /// moved from the debit node to the credit node, and nothing else changed.
+    pub fn settle(&mut self, spec: TxSpec) {
+        let from = self.balances.get_mut(&spec.from).expect("the master checks ids");
+        *from = from.checked_sub(spec.amount).expect("the debit side had it");
+        let to = self.balances.get_mut(&spec.to).expect("the master checks ids");
+        *to = to.checked_add(spec.amount).expect("total money is bounded");
+        self.credited.insert(spec.tx);
     }
 
     /// The head of channel `c`, if any.

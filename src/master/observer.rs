@@ -29,7 +29,8 @@ pub struct ObserverArgs {
 /// # Errors
 /// Setting up failed, or a link broke mid-run.
 pub fn run(args: ObserverArgs) -> io::Result<()> {
-    let ChildLinks { hub, master, inbox } = transport::start_child(args.master_pid, args.nonce)?;
+    let ChildLinks { hub, master, inbox } =
+        transport::start_child(args.master_pid, args.nonce, false)?;
     let mut obs = Observer {
         inbox,
         master,

@@ -146,6 +146,10 @@ enum Expect {
         spec: TxSpec,
         nowait: bool,
     },
+    /// A driven transfer's coordinator is done with it (every message delivered).
+    TxRun {
+        spec: TxSpec,
+    },
     /// A node answered `Query`.
     Query,
     /// The observer holds a restarted node's new link.
@@ -827,6 +831,25 @@ impl Master {
                 if nowait {
                     outs.push(Out::Line(format!("Transfer {} STARTED", spec.tx)));
                 }
+            }
+            (Expect::TxRun { spec }, Report::TxStep(r)) => {
+                let Some((tx, outcome)) = r.decided.filter(|d| d.0 == spec.tx) else {
+                    return Err(Fatal(format!("bug: node {node} ended {} undecided", spec.tx)));
+                };
+                let ledger = &mut self.sys().ledger;
+                if outcome == TxOutcome::Committed {
+                    ledger.settle(spec);
+                }
+                if (ledger.balance(node), ledger.held(node)) != (r.balance, r.held) {
+                    return Err(Fatal(format!(
+                        "bug: after {tx} node {node} holds {} ({} held), the ledger says {} ({} held)",
+                        r.balance,
+                        r.held,
+                        ledger.balance(node),
+                        ledger.held(node)
+                    )));
+                }
+                self.record_outcome(tx, outcome);
             }
             (Expect::Query, Report::State { balance, held, tx, waiting }) => {
                 self.queried.push((node, balance, held, tx));

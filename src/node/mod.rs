@@ -8,9 +8,15 @@
 //! link is not up) waits while events keep arriving. Writes are buffered and flushed
 //! before the thread blocks, so a burst of commands costs one write per link.
 //!
+//! A driven `Transfer` is the one exception to "only when a command says so": its
+//! coordinator tells the other participant (`Message::Drive`, ahead of the `Prepare` on
+//! the same link) and both deliver that transaction's messages as they arrive; the
+//! coordinator answers the command when it is done with the transaction. The master asks
+//! for this only when the channels between the two are empty, so FIFO order is kept.
+//!
 //! Called by `main` for the hidden `node` role; it never writes stdout.
 
-use crate::ids::{Amount, NodeId};
+use crate::ids::{Amount, NodeId, TxnId};
 use crate::protocol::two_pc::{CrashPoint, TxRecord};
 use crate::protocol::{Branch, Effect};
 use crate::transport::{self, ChildLinks, Event, Hub, Link, Names};
@@ -41,7 +47,8 @@ pub struct NodeArgs {
 /// # Errors
 /// Setting up the process or a link failed, or a link broke mid-run.
 pub fn run(args: NodeArgs) -> io::Result<()> {
-    let ChildLinks { hub, master, inbox } = transport::start_child(args.master_pid, args.nonce)?;
+    let ChildLinks { hub, master, inbox } =
+        transport::start_child(args.master_pid, args.nonce, true)?;
     let names = Names::from_prefix(&args.run);
     let mut branch = Branch::new(args.id, args.balance);
     let mut recovery = Vec::new();
@@ -76,6 +83,8 @@ pub fn run(args: NodeArgs) -> io::Result<()> {
         next_seq: 0,
         effects: Vec::new(),
         wal,
+        driven: Vec::new(),
+        pending: None,
     };
     node.run(inbox)
 }
@@ -105,6 +114,12 @@ struct Node {
     effects: Vec<Effect>,
     /// The write-ahead log: every money move and two-phase-commit record.
     wal: WalFile<TxRecord>,
+    /// Transactions whose messages are delivered as they arrive (a driven `Transfer`),
+    /// until the next command.
+    driven: Vec<TxnId>,
+    /// The driven `Transfer` this node coordinates and has not answered yet: who asked,
+    /// the command's number, the transaction. No later command runs before the answer.
+    pending: Option<(Peer, u64, TxnId)>,
 }
 
 fn io_err(e: WalError) -> io::Error {
@@ -128,20 +143,18 @@ impl Node {
                 Ok(ev) => ev,
                 Err(TryRecvError::Empty) => {
                     self.flush_all()?;
-                    match inbox.recv() {
-                        Ok(ev) => ev,
-                        Err(_) => return Ok(()),
-                    }
+                    self.hub.wait(None)?;
+                    continue;
                 }
                 Err(TryRecvError::Disconnected) => return Ok(()),
             };
-            if let Some(Stop::RunOver) = self.on_event(event) {
+            if let Some(Stop::RunOver) = self.on_event(event)? {
                 return Ok(());
             }
         }
     }
 
-    fn on_event(&mut self, event: Event) -> Option<Stop> {
+    fn on_event(&mut self, event: Event) -> io::Result<Option<Stop>> {
         match event {
             Event::Connected(link) => {
                 if let Peer::Node(p) = link.peer() {
@@ -153,8 +166,12 @@ impl Node {
                 for msg in msgs {
                     match (peer, msg) {
                         (Peer::Node(from), Message::Channel(m)) => {
-                            self.arrived.entry(from).or_default().push_back(m)
+                            self.arrived.entry(from).or_default().push_back(m);
+                            if !self.driven.is_empty() {
+                                self.deliver_driven(from)?;
+                            }
                         }
+                        (Peer::Node(_), Message::Drive { tx }) => self.driven.push(tx),
                         (Peer::Master | Peer::Observer, Message::Control { seq, cmd }) => {
                             self.queue_command(seq, peer, cmd);
                         }
@@ -168,7 +185,7 @@ impl Node {
             Event::Closed { peer, why } => {
                 log::debug!("node {}: link to {peer} closed ({why:?})", self.branch.id());
                 match peer {
-                    Peer::Master | Peer::Observer => return Some(Stop::RunOver),
+                    Peer::Master | Peer::Observer => return Ok(Some(Stop::RunOver)),
                     // A peer died; the master keeps what was in flight to it and has it
                     // resent when the peer restarts. The link is not removed here: this
                     // event may come after the restarted peer's new link replaced it.
@@ -176,12 +193,51 @@ impl Node {
                 }
             }
         }
-        None
+        Ok(None)
+    }
+
+    /// Delivers the head messages from `from` that belong to a driven transaction, as
+    /// `Receive` would; then answers the pending `Transfer` if its coordinator is done.
+    fn deliver_driven(&mut self, from: NodeId) -> io::Result<()> {
+        loop {
+            let queue = self.arrived.entry(from).or_default();
+            match queue.front() {
+                Some(ChannelMsg::Tx(m)) if self.driven.contains(&m.tx()) => {}
+                _ => break,
+            }
+            let msg = queue.pop_front().expect("checked above");
+            let mut out = std::mem::take(&mut self.effects);
+            self.branch.on_deliver(from, msg, &mut out);
+            self.apply(&mut out, None)?;
+            self.effects = out;
+        }
+        self.answer_pending()
+    }
+
+    /// Answers the pending driven `Transfer` once its coordinator is done with it.
+    fn answer_pending(&mut self) -> io::Result<()> {
+        let Some((peer, seq, tx)) = self.pending else { return Ok(()) };
+        let money = self.branch.money();
+        if !money.finished(tx) {
+            return Ok(());
+        }
+        let report = TxReport {
+            sent: Vec::new(),
+            decided: money.decision(tx).map(|o| (tx, o)),
+            balance: money.balance(),
+            held: money.held(),
+        };
+        self.pending = None;
+        self.link(peer)?.push(&Message::Report { seq, report: Report::TxStep(report) });
+        Ok(())
     }
 
     /// Runs every command whose turn has come and that can run now.
     fn run_ready(&mut self) -> io::Result<()> {
         loop {
+            if self.pending.is_some() {
+                return Ok(()); // a driven Transfer runs; its answer comes first
+            }
             match self.commands.front() {
                 Some(Some((_, cmd))) if self.can_run(cmd) => {}
                 _ => return Ok(()),
@@ -189,7 +245,9 @@ impl Node {
             let (from, cmd) = self.commands.pop_front().flatten().expect("checked above");
             self.next_seq += 1;
             let seq = self.next_seq - 1;
-            let report = self.execute(cmd, from, seq)?;
+            let Some(report) = self.execute(cmd, from, seq)? else {
+                continue; // answered later, by answer_pending
+            };
             let link = self.link(from)?;
             link.push(&Message::Report { seq, report });
             if link.is_full() {
@@ -226,22 +284,26 @@ impl Node {
     }
 
     /// The armed crash point is reached: make what the step did so far visible (the log
-    /// written, the messages in the peers' sockets), tell the master, and die as SIGKILL
-    /// would have it. What the log holds unforced is written but not synced: a killed
+    /// written, the messages in the peers' sockets), tell whoever gave the command that took
+    /// the step, and die as SIGKILL would have it. What the log holds unforced is written but not synced: a killed
     /// process keeps it, as the page cache outlives the process.
-    fn die(&mut self, from: Peer, seq: u64, report: TxReport) -> ! {
+    fn die(&mut self, cmd: Option<(Peer, u64)>, report: TxReport) -> ! {
         log::info!("node {}: reached {:?}, crashing", self.branch.id(), self.armed);
         let _ = self.flush_all();
-        if let Some(link) = self.links.get_mut(&from) {
-            let _ = link.send(&Message::Report { seq, report: Report::Crashed(report) });
-            let _ = link.flush();
+        if let Some((from, seq)) = cmd {
+            if let Some(link) = self.links.get_mut(&from) {
+                let _ = link.send(&Message::Report { seq, report: Report::Crashed(report) });
+                let _ = link.flush();
+            }
         }
         let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
         std::process::abort()
     }
 
-    fn execute(&mut self, cmd: Control, from: Peer, seq: u64) -> io::Result<Report> {
+    /// Runs one command; `None` when its answer comes later (a driven `Transfer`).
+    fn execute(&mut self, cmd: Control, from: Peer, seq: u64) -> io::Result<Option<Report>> {
         let mut out = std::mem::take(&mut self.effects);
+        self.driven.clear(); // a driven transaction ends before the next command
         let report = match cmd {
             Control::Setup { peers, join, down, resend } => {
                 for &p in peers.iter().filter(|p| !down.contains(p)) {
@@ -282,9 +344,23 @@ impl Node {
                 let tx = matches!(msg, ChannelMsg::Tx(_)).then(|| self.tx_report(&out));
                 Report::Received { msg, recorded, tx }
             }
-            Control::Transfer { spec } => {
+            Control::Transfer { spec, drive: false } => {
                 self.branch.on_transfer(spec, &mut out);
                 Report::TxStep(self.tx_report(&out))
+            }
+            Control::Transfer { spec, drive: true } => {
+                self.driven.push(spec.tx);
+                for p in spec.participants().into_iter().filter(|&p| p != self.branch.id()) {
+                    if let Some(link) = self.links.get_mut(&Peer::Node(p)) {
+                        link.push(&Message::Drive { tx: spec.tx });
+                    }
+                }
+                self.branch.on_transfer(spec, &mut out);
+                self.apply(&mut out, Some((from, seq)))?;
+                self.effects = out;
+                self.pending = Some((from, seq, spec.tx));
+                self.answer_pending()?;
+                return Ok(None);
             }
             Control::Discard { from } => {
                 let lost = self.arrived.get_mut(&from).and_then(|q| q.pop_front());
@@ -320,11 +396,19 @@ impl Node {
             }
             Control::Collect { snapshots } => Report::Collected(self.branch.collect(&snapshots)),
         };
+        self.apply(&mut out, Some((from, seq)))?;
+        self.effects = out;
+        Ok(Some(report))
+    }
+
+    /// Carries out a step's effects in order, and empties `out`. `cmd` is the command
+    /// that took the step, if one did: the one a crash point reports to.
+    fn apply(&mut self, out: &mut Vec<Effect>, cmd: Option<(Peer, u64)>) -> io::Result<()> {
         for i in 0..out.len() {
             match out[i] {
                 Effect::Point(p) if self.armed == Some(p) => {
                     let report = self.tx_report(&out[..i]);
-                    self.die(from, seq, report);
+                    self.die(cmd, report);
                 }
                 Effect::Send { to, msg } => self.send_to_peer(to, msg)?,
                 Effect::Log { rec, force } => {
@@ -337,8 +421,7 @@ impl Node {
             }
         }
         out.clear();
-        self.effects = out;
-        Ok(report)
+        Ok(())
     }
 
     /// Enqueues `msg` on the channel to `to`. A peer that is down has no working link:
@@ -397,20 +480,56 @@ impl Node {
         self.wal.write_buffered().map_err(io_err)?;
         let mut dead = Vec::new();
         for to_node in [true, false] {
-            for link in self.links.values_mut() {
-                if matches!(link.peer(), Peer::Node(_)) != to_node || !link.is_dirty() {
-                    continue;
+            loop {
+                let mut full = Vec::new();
+                for link in self.links.values_mut() {
+                    if matches!(link.peer(), Peer::Node(_)) != to_node || !link.is_dirty() {
+                        continue;
+                    }
+                    match (link.try_flush(), link.peer()) {
+                        (Ok(true), _) => {}
+                        (Ok(false), peer) => full.push(peer),
+                        // A dead peer: the master has what was queued to it resent later.
+                        (Err(_), Peer::Node(_)) => dead.push(link.peer()),
+                        (Err(e), _) => return Err(e),
+                    }
                 }
-                match (link.flush(), link.peer()) {
-                    (Ok(()), _) => {}
-                    // A dead peer: the master has what was queued to it resent later.
-                    (Err(_), Peer::Node(_)) => dead.push(link.peer()),
-                    (Err(e), _) => return Err(e),
+                if full.is_empty() {
+                    break;
                 }
+                self.wait_writable(&full)?;
             }
         }
         for peer in dead {
             self.links.remove(&peer);
+        }
+        Ok(())
+    }
+
+    /// Waits until one of the links to `full` can take more, reading every link
+    /// meanwhile (into the inbox, handled later in order): a peer blocked writing to this
+    /// node gets unblocked, so two nodes with full sockets both ways never wait on each
+    /// other.
+    fn wait_writable(&mut self, full: &[Peer]) -> io::Result<()> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let hub_ready = {
+            let mut fds: Vec<PollFd<'_>> = full
+                .iter()
+                .filter_map(|p| self.links.get(p))
+                .map(|l| PollFd::new(l.fd(), PollFlags::POLLOUT))
+                .collect();
+            let Some(hub) = self.hub.fd() else {
+                return Err(io::Error::other("a node's hub must be inline"));
+            };
+            fds.push(PollFd::new(hub, PollFlags::POLLIN));
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+            fds.last().and_then(|f| f.revents()).is_some_and(|r| !r.is_empty())
+        };
+        if hub_ready {
+            self.hub.wait(Some(std::time::Duration::ZERO))?;
         }
         Ok(())
     }

@@ -249,6 +249,15 @@ impl TxNode {
         matches!(self.coord(tx), Some(CoordState::Aborted(_) | CoordState::Ended))
     }
 
+    /// The decision this node took on `tx` as its coordinator, if any.
+    pub fn decision(&self, tx: TxnId) -> Option<Outcome> {
+        match self.coord(tx)? {
+            CoordState::Voting(_) => None,
+            CoordState::Committed(_) | CoordState::Ended => Some(Outcome::Committed),
+            CoordState::Aborted(r) => Some(Outcome::Aborted(*r)),
+        }
+    }
+
     /// Transactions this node voted YES on and has no decision for.
     pub fn in_doubt(&self) -> Vec<TxnId> {
         self.parts

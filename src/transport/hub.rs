@@ -39,12 +39,22 @@ enum Registration {
     Watch(Peer, Stream),
 }
 
-/// A process's reader thread. Dropping it stops the thread and closes what it reads.
-#[derive(Debug)]
-pub struct Hub {
-    reg: Option<Sender<Registration>>,
-    wake: OwnedFd,
-    thread: Option<JoinHandle<()>>,
+/// What reads a process's links: a thread of its own, or (inline) the thread that owns
+/// the hub, between its other work. Dropping it stops the thread and closes what it reads.
+pub struct Hub(Reader);
+
+enum Reader {
+    Thread { reg: Option<Sender<Registration>>, wake: OwnedFd, thread: Option<JoinHandle<()>> },
+    Inline(Box<PollLoop>),
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Reader::Thread { .. } => write!(f, "Hub(thread)"),
+            Reader::Inline(l) => write!(f, "Hub(inline, {} links)", l.links.len()),
+        }
+    }
 }
 
 impl std::fmt::Debug for Registration {
@@ -65,31 +75,64 @@ impl Hub {
         let (wake_r, wake_w) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
         let (reg_tx, reg_rx) = unbounded();
-        let mut state = PollLoop::new(listener, nonce, inbox, reg_rx, wake_r)?;
+        let mut state = PollLoop::new(listener, nonce, inbox, Some((reg_rx, wake_r)))?;
         let thread = std::thread::Builder::new().name("hub".into()).spawn(move || state.run())?;
-        Ok(Hub { reg: Some(reg_tx), wake: wake_w, thread: Some(thread) })
+        Ok(Hub(Reader::Thread { reg: Some(reg_tx), wake: wake_w, thread: Some(thread) }))
+    }
+
+    /// A hub without a thread: [`Hub::wait`] reads the links. A process whose one thread
+    /// waits on nothing but its links saves a thread hand-off (a futex wake, tens of
+    /// microseconds on an idle machine) on every message that way.
+    ///
+    /// # Errors
+    /// Creating the epoll instance failed.
+    pub fn inline(listener: Option<Listener>, nonce: u64, inbox: Sender<Event>) -> io::Result<Hub> {
+        Ok(Hub(Reader::Inline(Box::new(PollLoop::new(listener, nonce, inbox, None)?))))
     }
 
     /// Reads `stream` (a connection this process made to `peer`) from now on.
-    pub fn watch(&self, peer: Peer, stream: Stream) {
-        if let Some(reg) = &self.reg {
-            // The thread only stops when the Hub is dropped, so this cannot fail.
-            let _ = reg.send(Registration::Watch(peer, stream));
-            self.wake();
+    pub fn watch(&mut self, peer: Peer, stream: Stream) {
+        match &mut self.0 {
+            Reader::Thread { reg: Some(reg), wake, .. } => {
+                // The thread only stops when the Hub is dropped, so this cannot fail.
+                let _ = reg.send(Registration::Watch(peer, stream));
+                let _ = nix::unistd::write(&*wake, &[1]);
+            }
+            Reader::Thread { reg: None, .. } => {}
+            Reader::Inline(l) => l.watch(Some(peer), stream),
         }
     }
 
-    fn wake(&self) {
-        let _ = nix::unistd::write(&self.wake, &[1]);
+    /// An inline hub: blocks until a link or the listener is ready (at most `timeout`),
+    /// and reads what is there; the events go to the inbox. A threaded hub: returns at once.
+    ///
+    /// # Errors
+    /// epoll failed.
+    pub fn wait(&mut self, timeout: Option<std::time::Duration>) -> io::Result<()> {
+        match &mut self.0 {
+            Reader::Thread { .. } => Ok(()),
+            Reader::Inline(l) => l.poll_once(timeout).map(|_| ()),
+        }
+    }
+
+    /// The epoll fd of an inline hub (readable when a link is): to wait on it together
+    /// with something else.
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        match &self.0 {
+            Reader::Thread { .. } => None,
+            Reader::Inline(l) => Some(l.epoll.0.as_fd()),
+        }
     }
 }
 
 impl Drop for Hub {
     fn drop(&mut self) {
-        self.reg = None;
-        self.wake();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Reader::Thread { reg, wake, thread } = &mut self.0 {
+            *reg = None;
+            let _ = nix::unistd::write(&*wake, &[1]);
+            if let Some(t) = thread.take() {
+                let _ = t.join();
+            }
         }
     }
 }
@@ -110,13 +153,15 @@ struct PollLoop {
     listener: Option<Listener>,
     nonce: u64,
     inbox: Sender<Event>,
-    reg: Receiver<Registration>,
-    wake: OwnedFd,
+    /// A threaded hub's registrations and wake-up pipe.
+    reg: Option<(Receiver<Registration>, OwnedFd)>,
     links: HashMap<u64, Watched>,
     next_token: u64,
+    buf: Vec<u8>,
+    events: Vec<EpollEvent>,
 }
 
-fn stream_fd(s: &Stream) -> BorrowedFd<'_> {
+pub(super) fn stream_fd(s: &Stream) -> BorrowedFd<'_> {
     match s {
         Stream::UdSocket(s) => s.as_fd(),
     }
@@ -126,6 +171,12 @@ fn listener_fd(l: &Listener) -> BorrowedFd<'_> {
     match l {
         Listener::UdSocket(l) => l.as_fd(),
     }
+}
+
+fn set_nonblocking(fd: BorrowedFd<'_>) -> nix::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).map(|_| ())
 }
 
 /// What became of one link after reading it.
@@ -139,11 +190,12 @@ impl PollLoop {
         listener: Option<Listener>,
         nonce: u64,
         inbox: Sender<Event>,
-        reg: Receiver<Registration>,
-        wake: OwnedFd,
+        reg: Option<(Receiver<Registration>, OwnedFd)>,
     ) -> io::Result<PollLoop> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-        epoll.add(&wake, EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;
+        if let Some((_, wake)) = &reg {
+            epoll.add(wake, EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;
+        }
         if let Some(l) = &listener {
             epoll.add(listener_fd(l), EpollEvent::new(EpollFlags::EPOLLIN, LISTEN))?;
         }
@@ -153,42 +205,71 @@ impl PollLoop {
             nonce,
             inbox,
             reg,
-            wake,
             links: HashMap::new(),
             next_token: 2,
+            buf: vec![0u8; 64 * 1024],
+            events: vec![EpollEvent::empty(); 256],
         })
     }
 
     fn run(&mut self) {
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut events = vec![EpollEvent::empty(); 256];
         loop {
-            let n = match self.epoll.wait(&mut events, EpollTimeout::NONE) {
-                Ok(n) => n,
-                Err(Errno::EINTR) => continue,
+            match self.poll_once(None) {
+                Ok(true) => {}
+                Ok(false) => return,
                 Err(e) => {
                     log::error!("hub: epoll_wait failed: {e}");
-                    return;
-                }
-            };
-            for ev in &events[..n] {
-                let token = ev.data();
-                let keep_going = match token {
-                    WAKE => self.on_wake(),
-                    LISTEN => {
-                        self.accept();
-                        true
-                    }
-                    _ => self.on_readable(token, &mut buf),
-                };
-                if !keep_going {
                     return;
                 }
             }
         }
     }
 
+    /// Waits (at most `timeout`, `None` for ever) and handles what is ready. False when
+    /// the owner is gone (the Hub dropped, or the inbox's receiver).
+    fn poll_once(&mut self, timeout: Option<std::time::Duration>) -> io::Result<bool> {
+        let timeout = match timeout {
+            None => EpollTimeout::NONE,
+            Some(t) => EpollTimeout::try_from(t).unwrap_or(EpollTimeout::NONE),
+        };
+        let mut events = std::mem::take(&mut self.events);
+        let n = match self.epoll.wait(&mut events, timeout) {
+            Ok(n) => n,
+            Err(Errno::EINTR) => 0,
+            Err(e) => {
+                self.events = events;
+                return Err(e.into());
+            }
+        };
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut keep_going = true;
+        for ev in &events[..n] {
+            let token = ev.data();
+            keep_going = match token {
+                WAKE => self.on_wake(),
+                LISTEN => {
+                    self.accept();
+                    true
+                }
+                _ => self.on_readable(token, &mut buf),
+            };
+            if !keep_going {
+                break;
+            }
+        }
+        self.buf = buf;
+        self.events = events;
+        Ok(keep_going)
+    }
+
     fn watch(&mut self, peer: Option<Peer>, stream: Stream) {
+        if self.reg.is_none() {
+            // Inline: the owner's thread reads and writes; it must never block on a full
+            // socket while its peer blocks on a full socket the other way.
+            if let Err(e) = set_nonblocking(stream_fd(&stream)) {
+                log::error!("hub: cannot make a link non-blocking: {e}");
+            }
+        }
         let token = self.next_token;
         self.next_token += 1;
         match self.epoll.add(stream_fd(&stream), EpollEvent::new(EpollFlags::EPOLLIN, token)) {
@@ -201,10 +282,13 @@ impl PollLoop {
 
     /// Drains the wake pipe and takes new registrations. False when the Hub was dropped.
     fn on_wake(&mut self) -> bool {
+        let Some((reg, wake)) = &self.reg else { return true };
         let mut sink = [0u8; 64];
-        let _ = nix::unistd::read(&self.wake, &mut sink);
+        let _ = nix::unistd::read(wake, &mut sink);
+        let reg = reg.clone();
         loop {
-            match self.reg.try_recv() {
+            let next = reg.try_recv();
+            match next {
                 Ok(Registration::Watch(peer, stream)) => self.watch(Some(peer), stream),
                 Err(crossbeam_channel::TryRecvError::Empty) => return true,
                 Err(crossbeam_channel::TryRecvError::Disconnected) => return false,

@@ -14,12 +14,14 @@ pub struct Link {
     peer: Peer,
     stream: Stream,
     buf: Vec<u8>,
+    /// How much of `buf` a non-blocking write already took (see [`Link::try_flush`]).
+    sent: usize,
 }
 
 impl Link {
     /// The write side of `stream`, a link to `peer`.
     pub fn new(peer: Peer, stream: Stream) -> Self {
-        Link { peer, stream, buf: Vec::new() }
+        Link { peer, stream, buf: Vec::new(), sent: 0 }
     }
 
     /// Connects to the listener `name` of `peer` and sends `hello` at once.
@@ -61,7 +63,7 @@ impl Link {
 
     /// Whether the buffer has reached the size at which it should be flushed.
     pub fn is_full(&self) -> bool {
-        self.buf.len() >= FLUSH_AT
+        self.buf.len() - self.sent >= FLUSH_AT
     }
 
     /// Whether frames are waiting for [`Link::flush`].
@@ -77,8 +79,43 @@ impl Link {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let res = (&self.stream).write_all(&self.buf);
+        let res = (&self.stream).write_all(&self.buf[self.sent..]);
         self.buf.clear();
+        self.sent = 0;
         res
+    }
+
+    /// Writes what a non-blocking socket takes now: `Ok(true)` when nothing is left,
+    /// `Ok(false)` when the socket is full (the rest stays buffered; wait until
+    /// [`Link::fd`] is writable, and read meanwhile: the peer may be waiting to write).
+    ///
+    /// # Errors
+    /// Writing failed (the peer closed); the buffer is dropped.
+    pub fn try_flush(&mut self) -> io::Result<bool> {
+        while self.sent < self.buf.len() {
+            match (&self.stream).write(&self.buf[self.sent..]) {
+                Ok(0) => {
+                    self.buf.clear();
+                    self.sent = 0;
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+                Ok(n) => self.sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => {
+                    self.buf.clear();
+                    self.sent = 0;
+                    return Err(e);
+                }
+            }
+        }
+        self.buf.clear();
+        self.sent = 0;
+        Ok(true)
+    }
+
+    /// The socket, to wait until it is writable.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        super::hub::stream_fd(&self.stream)
     }
 }

@@ -88,16 +88,19 @@ pub struct ChildLinks {
 }
 
 /// Sets a child process up: arms the parent-death signal, takes the control link and
-/// listener it inherited from the master, and starts its reader thread.
+/// listener it inherited from the master, and starts its reader thread (or, `inline`,
+/// a hub its main thread reads with [`Hub::wait`]).
 ///
 /// # Errors
 /// The parent check, or starting the reader thread, failed.
-pub fn start_child(master_pid: u32, nonce: u64) -> io::Result<ChildLinks> {
+pub fn start_child(master_pid: u32, nonce: u64, inline: bool) -> io::Result<ChildLinks> {
     crate::process::die_with_parent(master_pid)?;
     // SAFETY: every child is started by process::spawn_self, and this runs once.
     let (control, listener) = unsafe { crate::process::inherited_fds() };
     let (tx, inbox) = crossbeam_channel::unbounded();
-    let hub = Hub::start(Some(listener_from_fd(listener)), nonce, tx)?;
+    let listener = Some(listener_from_fd(listener));
+    let mut hub =
+        if inline { Hub::inline(listener, nonce, tx)? } else { Hub::start(listener, nonce, tx)? };
     let control = stream_from_fd(control);
     hub.watch(crate::wire::Peer::Master, interprocess::TryClone::try_clone(&control)?);
     let master = Link::new(crate::wire::Peer::Master, control);

@@ -245,6 +245,13 @@ pub enum Control {
     Transfer {
         /// The transfer.
         spec: TxSpec,
+        /// Run it node to node: this node and the other participant deliver the
+        /// transaction's messages as they arrive, and the answer comes when this node is
+        /// done with it (aborted, or committed and acked), with nothing of it left in a
+        /// channel. The master asks for this only when both channels between the two are
+        /// empty and nothing can interfere (no fault, no trace); otherwise the answer
+        /// comes after the first step and the master delivers the rest.
+        drive: bool,
     },
     /// Report the balance, held money, and the state of `tx` here if given.
     Query {
@@ -452,6 +459,12 @@ pub enum Message {
     },
     /// Node to node.
     Channel(ChannelMsg),
+    /// Node to node, ahead of a driven transaction's first message on the link: deliver
+    /// this transaction's messages as they arrive, until the next command.
+    Drive {
+        /// The transaction.
+        tx: TxnId,
+    },
     /// Master to observer.
     ObserverRequest(ObserverRequest),
     /// Observer to master.

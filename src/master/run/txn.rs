@@ -41,9 +41,17 @@ impl Master {
         if self.is_down(spec.coord) {
             // Nobody can coordinate it: it aborts before it starts.
             self.record_outcome(tx, TxOutcome::Aborted(AbortReason::NodeDown));
+        } else if !nowait && self.can_drive(&spec) {
+            // Nothing earlier may still be running at the other participant: its next
+            // command ends the transaction's delivery there (see node::Node::driven).
+            self.barrier()?;
+            let slot = self.push_await(Expect::TxRun { spec });
+            self.sys().command(spec.coord, Control::Transfer { spec, drive: true }, slot)?;
+            self.wait_slot(slot)?;
         } else {
             let slot = self.push_await(Expect::TxStep { spec, nowait });
-            self.sys().command(spec.coord, Control::Transfer { spec }, slot)?;
+            let start = Control::Transfer { spec, drive: false };
+            self.sys().command(spec.coord, start, slot)?;
             self.wait_slot(slot)?;
             if nowait {
                 return Ok(());
@@ -60,6 +68,24 @@ impl Master {
         };
         self.push_done(vec![Out::Line(line)], false);
         Ok(())
+    }
+
+    /// Whether `spec` can run node to node, its messages delivered as they arrive, with
+    /// the same result and the same state after it as the master's step-by-step delivery:
+    /// two nodes (the coordinator is one of them), both up, the channels between them
+    /// empty (so their heads are the transaction's own messages, in the same order),
+    /// and nothing that could step in: no fault has happened (no crash point armed, no
+    /// loss or hold) and no trace asks for each delivery.
+    fn can_drive(&self, spec: &TxSpec) -> bool {
+        let ledger = &self.system.as_ref().expect("a Transfer runs in a system").ledger;
+        let (a, b) = (spec.from, spec.to);
+        !self.txns.faults
+            && !self.tracing()
+            && [a, b].contains(&spec.coord)
+            && !ledger.is_down(a)
+            && !ledger.is_down(b)
+            && ledger.is_empty((a, b))
+            && ledger.is_empty((b, a))
     }
 
     /// A transaction's nodes (participants and coordinator), by id.
