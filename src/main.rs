@@ -6,7 +6,7 @@ use bank::ids::{Amount, NodeId};
 use bank::master::{self, Config, Input};
 use bank::rng::Rng;
 use clap::Parser;
-use std::io::{BufRead, IsTerminal};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -66,16 +66,8 @@ fn run_master(cli: Cli) -> ExitCode {
             if interactive {
                 eprintln!("bank-master: type commands, 'help' for the list, Ctrl-D to end");
             }
-            let (tx, lines) = crossbeam_channel::unbounded();
-            std::thread::spawn(move || {
-                for line in std::io::stdin().lock().lines() {
-                    let Ok(line) = line else { break };
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-            Input::Lines { lines, interactive }
+            // Read on the master's own thread (a reader thread would cost a hand-off per line).
+            Input::Stdin { interactive }
         }
     };
     let seed = cli.seed.unwrap_or_else(|| {

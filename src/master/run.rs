@@ -24,7 +24,6 @@ use crate::wire::{AbortReason, TxOutcome, TxReport, TxSpec};
 use crate::wire::{
     ChannelMsg, Control, GlobalSnapshot, Message, ObserverReply, ObserverRequest, Peer, Report,
 };
-use crossbeam_channel::{Receiver, TryRecvError};
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
@@ -42,11 +41,9 @@ const FLUSH_EVERY: usize = 512;
 pub enum Input {
     /// A whole file, already read.
     Text(String),
-    /// Lines read by another thread (standard input); `interactive` when it is a terminal.
-    Lines {
-        /// One line per message.
-        lines: Receiver<String>,
-        /// Prompt and flush after every line.
+    /// Standard input, read line by line as it comes; `interactive` when it is a terminal.
+    Stdin {
+        /// Prompt after every line.
         interactive: bool,
     },
 }
@@ -206,31 +203,43 @@ impl Master {
                     if (i + 1) % FLUSH_EVERY == 0 {
                         if let Some(sys) = self.system.as_mut() {
                             sys.flush_all()?;
+                            sys.poll_now()?;
                         }
                     }
                 }
             }
-            Input::Lines { lines, interactive } => {
+            Input::Stdin { interactive } => {
+                use std::io::BufRead;
+                let mut stdin = std::io::BufReader::new(std::io::stdin().lock());
+                let mut bytes = Vec::new();
                 let mut n = 0;
                 loop {
-                    let line = match lines.try_recv() {
-                        Ok(l) => l,
-                        Err(TryRecvError::Empty) => {
-                            // Nothing more to read yet: finish and show what was asked so far.
-                            self.barrier()?;
-                            self.stdout.flush().map_err(stdout_gone)?;
-                            if interactive {
-                                eprint!("bank> ");
-                            }
-                            match lines.recv() {
-                                Ok(l) => l,
-                                Err(_) => break,
-                            }
+                    if !stdin.buffer().contains(&b'\n') {
+                        // No whole line read yet: finish and show what was asked so far.
+                        self.barrier()?;
+                        self.stdout.flush().map_err(stdout_gone)?;
+                        if interactive {
+                            eprint!("bank> ");
                         }
-                        Err(TryRecvError::Disconnected) => break,
-                    };
+                    }
+                    bytes.clear();
+                    match stdin.read_until(b'\n', &mut bytes) {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            log::error!("master: cannot read standard input: {e}");
+                            break;
+                        }
+                    }
+                    for end in [b'\n', b'\r'] {
+                        if bytes.last() == Some(&end) {
+                            bytes.pop();
+                        }
+                    }
                     n += 1;
-                    self.line(n, &line)?;
+                    // As for a file: a stray non-UTF-8 byte spoils its line only.
+                    self.line(n, &String::from_utf8_lossy(&bytes))?;
                 }
                 if interactive {
                     eprintln!();
@@ -625,6 +634,7 @@ impl Master {
             steps += 1;
             if steps % FLUSH_EVERY == 0 {
                 self.sys().flush_all()?;
+                self.sys().poll_now()?;
                 self.drain_events()?;
                 self.emit_ready()?;
             }

@@ -12,7 +12,7 @@ use crate::process::{kill_and_reap, spawn_self};
 use crate::rng::Rng;
 use crate::transport::{self, Event, Hub, Link, Names};
 use crate::wire::{Control, Message, ObserverRequest, Peer};
-use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError};
+use crossbeam_channel::{unbounded, Receiver};
 use interprocess::TryClone;
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::VecDeque;
@@ -57,7 +57,9 @@ impl System {
         let nonce = Rng::fresh_seed();
         let names = Names::new(std::process::id(), nonce);
         let (tx, inbox) = unbounded();
-        let hub = Hub::start(None, nonce, tx)?;
+        // Read on the master's own thread: each answer saves a thread hand-off. Its writes
+        // may block on a full socket: a node always reads while it waits to write.
+        let hub = Hub::inline(None, nonce, tx)?;
         let mut sys = System {
             names,
             nonce,
@@ -214,11 +216,24 @@ impl System {
     /// Waits up to `timeout` for one event.
     pub(crate) fn next_event(&mut self, timeout: Duration) -> Result<Option<Event>, Fatal> {
         self.flush_all()?;
-        match self.inbox.recv_timeout(timeout) {
-            Ok(ev) => Ok(Some(ev)),
-            Err(RecvTimeoutError::Timeout) => Ok(None),
-            Err(RecvTimeoutError::Disconnected) => Err(Fatal("the reader thread stopped".into())),
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Ok(ev) = self.inbox.try_recv() {
+                return Ok(Some(ev));
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            self.hub.wait(Some(left)).map_err(|e| Fatal(format!("cannot read the links: {e}")))?;
         }
+    }
+
+    /// Reads what the links hold now, without waiting; the events go to the inbox.
+    pub(crate) fn poll_now(&mut self) -> Result<(), Fatal> {
+        self.hub
+            .wait(Some(Duration::ZERO))
+            .map_err(|e| Fatal(format!("cannot read the links: {e}")))
     }
 
     /// The next sequence number of `node`'s commands.

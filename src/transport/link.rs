@@ -71,7 +71,8 @@ impl Link {
         !self.buf.is_empty()
     }
 
-    /// Writes every buffered frame.
+    /// Writes every buffered frame, waiting for a full socket to take them (a non-blocking
+    /// one too: only a peer that reads while it waits to write may be written this way).
     ///
     /// # Errors
     /// Writing failed (the peer closed); the buffer is dropped.
@@ -79,10 +80,24 @@ impl Link {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let res = (&self.stream).write_all(&self.buf[self.sent..]);
+        let res = self.write_all_waiting();
         self.buf.clear();
         self.sent = 0;
         res
+    }
+
+    /// Writes the rest of the buffer, waiting (without reading) whenever a non-blocking
+    /// socket is full.
+    fn write_all_waiting(&mut self) -> io::Result<()> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        while !self.try_flush()? {
+            let mut fds = [PollFd::new(self.fd(), PollFlags::POLLOUT)];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
     }
 
     /// Writes what a non-blocking socket takes now: `Ok(true)` when nothing is left,
