@@ -504,16 +504,17 @@ fn random_transfer_script(seed: u64) -> String {
 #[test]
 fn driven_transfers_print_what_stepwise_delivery_prints() {
     let tmp = TempDir::new("driven");
-    let seeds = 40;
+    let seeds = std::env::var("DRIVEN_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(40);
     let mut committed = 0;
     for seed in 0..seeds {
         let file = tmp.0.join(format!("random-{seed}.txt"));
-        fs::write(&file, random_transfer_script(seed)).unwrap();
+        let script = random_transfer_script(seed);
+        fs::write(&file, &script).unwrap();
         let trace = tmp.0.join(format!("random-{seed}.trace"));
         let stepwise = run_file(&file, seed, &["--trace", trace.to_str().unwrap()]);
         check_trace(&format!("random script {seed}"), &trace, &stepwise.stdout);
         let driven = run_file(&file, seed, &[]);
-        let what = format!("random script {seed} ({})", file.display());
+        let what = format!("random script {seed}, run with --seed {seed}:\n{script}\n");
         assert_same(&what, &stepwise.stdout, &driven.stdout);
         assert_same(&format!("{what} stderr"), &stepwise.stderr, &driven.stderr);
         let checks: Vec<&str> = driven.stdout.lines().filter(|l| l.starts_with("CHECK")).collect();

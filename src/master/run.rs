@@ -87,6 +87,7 @@ pub fn run(cfg: Config) -> i32 {
         txns: Txns::default(),
         queried: Vec::new(),
         lost_snapshots: Vec::new(),
+        unsettled: Vec::new(),
         waiting: Vec::new(),
     };
     let result = m.walk(cfg.input);
@@ -149,6 +150,8 @@ enum Expect {
     },
     /// A node answered `Query`.
     Query,
+    /// A node answered `Query` to say that it is done with its driven transfers.
+    Settled,
     /// The observer holds a restarted node's new link.
     Relinked,
 }
@@ -180,6 +183,9 @@ struct Master {
     lost_snapshots: Vec<(SnapshotId, NodeId)>,
     /// From answers to `Query`: (transaction, node waiting on it).
     waiting: Vec<(TxnId, NodeId)>,
+    /// Nodes of driven transfers that answered at the decision and may still be
+    /// finishing them (see `settle`).
+    unsettled: Vec<NodeId>,
 }
 
 fn record_events(
@@ -250,7 +256,7 @@ impl Master {
     }
 
     fn finish(&mut self) -> Result<(), Fatal> {
-        self.barrier()?;
+        self.settle()?;
         self.system = None;
         self.emit_ready()
     }
@@ -417,7 +423,7 @@ impl Master {
                 self.push_done(outs, false);
             }
             Command::KillAll => {
-                self.barrier()?;
+                self.settle()?;
                 self.system = None;
             }
             Command::Transfer { from, to, amount, via, nowait } => {
@@ -846,11 +852,16 @@ impl Master {
                 let Some((tx, outcome)) = r.decided.filter(|d| d.0 == spec.tx) else {
                     return Err(Fatal(format!("bug: node {node} ended {} undecided", spec.tx)));
                 };
+                // The nodes finish it before their next command; a kill must wait for that.
+                self.unsettled.extend([spec.from, spec.to]);
                 let ledger = &mut self.sys().ledger;
                 if outcome == TxOutcome::Committed {
                     ledger.settle(spec);
                 }
-                if (ledger.balance(node), ledger.held(node)) != (r.balance, r.held) {
+                // At its decision the coordinator's own leg is final, unless it is the
+                // credit side of a commit (its money is on the way).
+                let final_here = outcome != TxOutcome::Committed || node == spec.from;
+                if final_here && (ledger.balance(node), ledger.held(node)) != (r.balance, r.held) {
                     return Err(Fatal(format!(
                         "bug: after {tx} node {node} holds {} ({} held), the ledger says {} ({} held)",
                         r.balance,
@@ -861,6 +872,7 @@ impl Master {
                 }
                 self.record_outcome(tx, outcome);
             }
+            (Expect::Settled, Report::State { .. }) => {}
             (Expect::Query, Report::State { balance, held, tx, waiting }) => {
                 self.queried.push((node, balance, held, tx));
                 self.waiting.extend(waiting.into_iter().map(|t| (t, node)));

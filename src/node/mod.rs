@@ -10,18 +10,22 @@
 //!
 //! A driven `Transfer` is the one exception to "only when a command says so": its
 //! coordinator tells the other participant (`Message::Drive`, ahead of the `Prepare` on
-//! the same link) and both deliver that transaction's messages as they arrive; the
-//! coordinator answers the command when it is done with the transaction. The master asks
-//! for this only when the channels between the two are empty, so FIFO order is kept.
+//! the same link) and both deliver that transaction's messages as they arrive. The
+//! coordinator answers the command as soon as it has decided (a commit is then logged,
+//! as chapter 5's `COMMITTED` requires); neither node runs another command before it is
+//! done with the transaction (the coordinator acked by both sides, the other participant
+//! after its last message), so every later command sees the transaction finished. The
+//! master asks for this only when the channels between the two are empty, so FIFO order
+//! is kept.
 //!
 //! Called by `main` for the hidden `node` role; it never writes stdout.
 
 use crate::ids::{Amount, NodeId, TxnId};
-use crate::protocol::two_pc::{CrashPoint, TxRecord};
+use crate::protocol::two_pc::{CrashPoint, PartState, TxRecord};
 use crate::protocol::{Branch, Effect};
 use crate::transport::{self, ChildLinks, Event, Hub, Link, Names};
 use crate::wal::{WalError, WalFile};
-use crate::wire::{ChannelMsg, Control, Hello, Message, Peer, Report, TxReport};
+use crate::wire::{ChannelMsg, Control, Hello, Message, Peer, Report, TxMsg, TxReport};
 use crossbeam_channel::{Receiver, TryRecvError};
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::VecDeque;
@@ -84,6 +88,7 @@ pub fn run(args: NodeArgs) -> io::Result<()> {
         effects: Vec::new(),
         wal,
         driven: Vec::new(),
+        following: Vec::new(),
         pending: None,
     };
     node.run(inbox)
@@ -117,9 +122,12 @@ struct Node {
     /// Transactions whose messages are delivered as they arrive (a driven `Transfer`),
     /// until the next command.
     driven: Vec<TxnId>,
-    /// The driven `Transfer` this node coordinates and has not answered yet: who asked,
-    /// the command's number, the transaction. No later command runs before the answer.
-    pending: Option<(Peer, u64, TxnId)>,
+    /// Driven transactions whose other participant this node is and which still expect
+    /// a message from it (its vote, or its ack). No command runs meanwhile.
+    following: Vec<TxnId>,
+    /// The driven `Transfer` this node coordinates and is not done with. No command runs
+    /// meanwhile.
+    pending: Option<Pending>,
 }
 
 fn io_err(e: WalError) -> io::Error {
@@ -127,6 +135,27 @@ fn io_err(e: WalError) -> io::Error {
         WalError::Io(e) => e,
         other => io::Error::other(other.to_string()),
     }
+}
+
+/// A driven `Transfer` at its coordinator.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    /// Who asked, and the command's number.
+    asker: Peer,
+    seq: u64,
+    tx: TxnId,
+    /// The answer (the decision) has gone.
+    answered: bool,
+}
+
+/// Whether a participant's step sent its last message of `tx`: a NO vote, or its ack.
+fn ends_part(out: &[Effect], tx: TxnId) -> bool {
+    out.iter().any(|e| match e {
+        Effect::Send { msg: ChannelMsg::Tx(m), .. } if m.tx() == tx => {
+            matches!(m, TxMsg::Vote { no: Some(_), .. } | TxMsg::Ack { .. })
+        }
+        _ => false,
+    })
 }
 
 /// Why the event loop ended without an error.
@@ -168,10 +197,13 @@ impl Node {
                         (Peer::Node(from), Message::Channel(m)) => {
                             self.arrived.entry(from).or_default().push_back(m);
                             if !self.driven.is_empty() {
-                                self.deliver_driven(from)?;
+                                self.deliver_driven()?;
                             }
                         }
-                        (Peer::Node(_), Message::Drive { tx }) => self.driven.push(tx),
+                        (Peer::Node(_), Message::Drive { tx }) => {
+                            self.driven.push(tx);
+                            self.following.push(tx);
+                        }
                         (Peer::Master | Peer::Observer, Message::Control { seq, cmd }) => {
                             self.queue_command(seq, peer, cmd);
                         }
@@ -196,47 +228,73 @@ impl Node {
         Ok(None)
     }
 
-    /// Delivers the head messages from `from` that belong to a driven transaction, as
-    /// `Receive` would; then answers the pending `Transfer` if its coordinator is done.
-    fn deliver_driven(&mut self, from: NodeId) -> io::Result<()> {
-        loop {
-            let queue = self.arrived.entry(from).or_default();
-            match queue.front() {
-                Some(ChannelMsg::Tx(m)) if self.driven.contains(&m.tx()) => {}
-                _ => break,
-            }
-            let msg = queue.pop_front().expect("checked above");
-            let mut out = std::mem::take(&mut self.effects);
-            self.branch.on_deliver(from, msg, &mut out);
-            self.apply(&mut out, None)?;
-            self.effects = out;
-        }
-        self.answer_pending()
+    /// The driven transaction this node is busy with, if any: the one it coordinates, else
+    /// the first it follows. Only its messages are delivered: a later one waits, as it
+    /// would if the master delivered each transfer's messages in turn.
+    fn current_driven(&self) -> Option<TxnId> {
+        self.pending.map(|p| p.tx).or_else(|| self.following.first().copied())
     }
 
-    /// Answers the pending driven `Transfer` once its coordinator is done with it.
-    fn answer_pending(&mut self) -> io::Result<()> {
-        let Some((peer, seq, tx)) = self.pending else { return Ok(()) };
-        let money = self.branch.money();
-        if !money.finished(tx) {
-            return Ok(());
+    /// Delivers, as `Receive` would, every head message that belongs to the current driven
+    /// transaction (or to any driven one when none is current); answers the pending
+    /// `Transfer` once decided; and goes on with the next one once one ends.
+    fn deliver_driven(&mut self) -> io::Result<()> {
+        loop {
+            let current = self.current_driven();
+            let ready = self.arrived.iter().find_map(|(&from, q)| match q.front() {
+                Some(ChannelMsg::Tx(m))
+                    if self.driven.contains(&m.tx()) && current.is_none_or(|c| c == m.tx()) =>
+                {
+                    Some(from)
+                }
+                _ => None,
+            });
+            let Some(from) = ready else { break };
+            let msg = self.arrived.get_mut(&from).and_then(|q| q.pop_front()).expect("found");
+            let mut out = std::mem::take(&mut self.effects);
+            self.branch.on_deliver(from, msg, &mut out);
+            if let ChannelMsg::Tx(m) = msg {
+                let tx = m.tx();
+                let aborted = self.branch.money().part(tx) == Some(PartState::Aborted);
+                if ends_part(&out, tx) || aborted {
+                    self.following.retain(|&t| t != tx);
+                }
+            }
+            self.apply(&mut out, None)?;
+            self.effects = out;
+            self.answer_pending()?;
         }
-        let report = TxReport {
-            sent: Vec::new(),
-            decided: money.decision(tx).map(|o| (tx, o)),
-            balance: money.balance(),
-            held: money.held(),
-        };
-        self.pending = None;
-        self.link(peer)?.push(&Message::Report { seq, report: Report::TxStep(report) });
+        Ok(())
+    }
+
+    /// Answers the pending driven `Transfer` once its coordinator has decided, and ends it
+    /// once the coordinator is done with it.
+    fn answer_pending(&mut self) -> io::Result<()> {
+        let Some(p) = self.pending else { return Ok(()) };
+        let money = self.branch.money();
+        if !p.answered {
+            let Some(outcome) = money.decision(p.tx) else { return Ok(()) };
+            let report = TxReport {
+                sent: Vec::new(),
+                decided: Some((p.tx, outcome)),
+                balance: money.balance(),
+                held: money.held(),
+            };
+            let msg = Message::Report { seq: p.seq, report: Report::TxStep(report) };
+            self.link(p.asker)?.push(&msg);
+            self.pending = Some(Pending { answered: true, ..p });
+        }
+        if self.branch.money().finished(p.tx) {
+            self.pending = None;
+        }
         Ok(())
     }
 
     /// Runs every command whose turn has come and that can run now.
     fn run_ready(&mut self) -> io::Result<()> {
         loop {
-            if self.pending.is_some() {
-                return Ok(()); // a driven Transfer runs; its answer comes first
+            if self.pending.is_some() || !self.following.is_empty() {
+                return Ok(()); // a driven Transfer runs here; it ends first
             }
             match self.commands.front() {
                 Some(Some((_, cmd))) if self.can_run(cmd) => {}
@@ -350,15 +408,18 @@ impl Node {
             }
             Control::Transfer { spec, drive: true } => {
                 self.driven.push(spec.tx);
-                for p in spec.participants().into_iter().filter(|&p| p != self.branch.id()) {
-                    if let Some(link) = self.links.get_mut(&Peer::Node(p)) {
-                        link.push(&Message::Drive { tx: spec.tx });
+                self.branch.on_transfer(spec, &mut out);
+                // Whoever gets a Prepare follows: told first, on the same link.
+                for e in &out {
+                    if let Effect::Send { to, msg: ChannelMsg::Tx(TxMsg::Prepare { .. }) } = e {
+                        if let Some(link) = self.links.get_mut(&Peer::Node(*to)) {
+                            link.push(&Message::Drive { tx: spec.tx });
+                        }
                     }
                 }
-                self.branch.on_transfer(spec, &mut out);
                 self.apply(&mut out, Some((from, seq)))?;
                 self.effects = out;
-                self.pending = Some((from, seq, spec.tx));
+                self.pending = Some(Pending { asker: from, seq, tx: spec.tx, answered: false });
                 self.answer_pending()?;
                 return Ok(None);
             }

@@ -88,6 +88,21 @@ impl Master {
             && ledger.is_empty((b, a))
     }
 
+    /// Waits for every earlier answer, and until the nodes of driven transfers (which
+    /// answer at the decision) are done with them: before a process is killed.
+    pub(super) fn settle(&mut self) -> Result<(), Fatal> {
+        let mut nodes = std::mem::take(&mut self.unsettled);
+        nodes.sort();
+        nodes.dedup();
+        for n in nodes {
+            if self.system.is_some() && !self.is_down(n) {
+                let slot = self.push_await(Expect::Settled);
+                self.sys().command(n, Control::Query { tx: None }, slot)?;
+            }
+        }
+        self.barrier()
+    }
+
     /// A transaction's nodes (participants and coordinator), by id.
     pub(super) fn tx_nodes(spec: &TxSpec) -> Vec<NodeId> {
         let mut nodes = vec![spec.from, spec.to, spec.coord];
@@ -222,7 +237,7 @@ impl Master {
 
     /// `Crash`: the node's process is SIGKILLed after every earlier command ran.
     pub(super) fn crash(&mut self, node: NodeId) -> Result<(), Fatal> {
-        self.barrier()?;
+        self.settle()?;
         let mut outs = Vec::new();
         self.node_died(node, &mut outs);
         self.push_done(outs, false);
