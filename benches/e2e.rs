@@ -201,7 +201,7 @@ fn main() {
     );
     println!(
         "Transfer median / append+fsync median = {:.1}x (target < 4x: {}); \
-         / overwrite+fdatasync = {:.1}x (three forces in the path)",
+         / overwrite+fdatasync = {:.1}x (two forces before the answer)",
         transfer_median.as_secs_f64() / fsync.as_secs_f64(),
         if transfer_median < fsync * 4 { "MET" } else { "NOT MET" },
         transfer_median.as_secs_f64() / over.as_secs_f64()
