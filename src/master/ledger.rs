@@ -299,9 +299,10 @@ impl Ledger {
         self.held.insert(node, held);
     }
 
-    /// A driven transfer committed, and every message it sent was delivered: its amount
-    /// moved from the debit node to the credit node, and nothing else changed.
-    pub fn settle(&mut self, spec: TxSpec) {
+    /// A driven transfer committed. Its messages are all delivered before either of its
+    /// nodes runs another command, so to every later command its amount has moved from
+    /// the debit node to the credit node, and nothing else changed.
+    pub fn commit_driven(&mut self, spec: TxSpec) {
         let from = self.balances.get_mut(&spec.from).expect("the master checks ids");
         *from = from.checked_sub(spec.amount).expect("the debit side had it");
         let to = self.balances.get_mut(&spec.to).expect("the master checks ids");

@@ -25,7 +25,7 @@ use crate::wire::{
     ChannelMsg, Control, GlobalSnapshot, Message, ObserverReply, ObserverRequest, Peer, Report,
 };
 use rustc_hash::FxHashMap as HashMap;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs::File;
 use std::io::{self, BufWriter, Stdout, Write};
 use std::path::PathBuf;
@@ -87,7 +87,7 @@ pub fn run(cfg: Config) -> i32 {
         txns: Txns::default(),
         queried: Vec::new(),
         lost_snapshots: Vec::new(),
-        unsettled: Vec::new(),
+        unsettled: BTreeSet::new(),
         waiting: Vec::new(),
     };
     let result = m.walk(cfg.input);
@@ -144,7 +144,8 @@ enum Expect {
         spec: TxSpec,
         nowait: bool,
     },
-    /// A driven transfer's coordinator is done with it (every message delivered).
+    /// A driven transfer's coordinator decided it (its nodes finish it before their next
+    /// command).
     TxRun {
         spec: TxSpec,
     },
@@ -185,7 +186,7 @@ struct Master {
     waiting: Vec<(TxnId, NodeId)>,
     /// Nodes of driven transfers that answered at the decision and may still be
     /// finishing them (see `settle`).
-    unsettled: Vec<NodeId>,
+    unsettled: BTreeSet<NodeId>,
 }
 
 fn record_events(
@@ -856,7 +857,7 @@ impl Master {
                 self.unsettled.extend([spec.from, spec.to]);
                 let ledger = &mut self.sys().ledger;
                 if outcome == TxOutcome::Committed {
-                    ledger.settle(spec);
+                    ledger.commit_driven(spec);
                 }
                 // At its decision the coordinator's own leg is final, unless it is the
                 // credit side of a commit (its money is on the way).

@@ -87,7 +87,6 @@ pub fn run(args: NodeArgs) -> io::Result<()> {
         next_seq: 0,
         effects: Vec::new(),
         wal,
-        driven: Vec::new(),
         following: Vec::new(),
         pending: None,
     };
@@ -119,11 +118,9 @@ struct Node {
     effects: Vec<Effect>,
     /// The write-ahead log: every money move and two-phase-commit record.
     wal: WalFile<TxRecord>,
-    /// Transactions whose messages are delivered as they arrive (a driven `Transfer`),
-    /// until the next command.
-    driven: Vec<TxnId>,
     /// Driven transactions whose other participant this node is and which still expect
-    /// a message from it (its vote, or its ack). No command runs meanwhile.
+    /// a message from it (its vote, or its ack), in the order their `Drive` came. No
+    /// command runs meanwhile.
     following: Vec<TxnId>,
     /// The driven `Transfer` this node coordinates and is not done with. No command runs
     /// meanwhile.
@@ -196,14 +193,11 @@ impl Node {
                     match (peer, msg) {
                         (Peer::Node(from), Message::Channel(m)) => {
                             self.arrived.entry(from).or_default().push_back(m);
-                            if !self.driven.is_empty() {
+                            if self.current_driven().is_some() {
                                 self.deliver_driven()?;
                             }
                         }
-                        (Peer::Node(_), Message::Drive { tx }) => {
-                            self.driven.push(tx);
-                            self.following.push(tx);
-                        }
+                        (Peer::Node(_), Message::Drive { tx }) => self.following.push(tx),
                         (Peer::Master | Peer::Observer, Message::Control { seq, cmd }) => {
                             self.queue_command(seq, peer, cmd);
                         }
@@ -229,24 +223,20 @@ impl Node {
     }
 
     /// The driven transaction this node is busy with, if any: the one it coordinates, else
-    /// the first it follows. Only its messages are delivered: a later one waits, as it
-    /// would if the master delivered each transfer's messages in turn.
+    /// the first it follows. Only its messages are delivered as they arrive (a later one
+    /// waits, as it would if the master delivered each transfer's messages in turn); once
+    /// a node is done with a driven transaction, no message of it is left to come.
     fn current_driven(&self) -> Option<TxnId> {
         self.pending.map(|p| p.tx).or_else(|| self.following.first().copied())
     }
 
     /// Delivers, as `Receive` would, every head message that belongs to the current driven
-    /// transaction (or to any driven one when none is current); answers the pending
-    /// `Transfer` once decided; and goes on with the next one once one ends.
+    /// transaction; answers the pending `Transfer` once decided; and goes on with the next
+    /// one once one ends.
     fn deliver_driven(&mut self) -> io::Result<()> {
-        loop {
-            let current = self.current_driven();
+        while let Some(current) = self.current_driven() {
             let ready = self.arrived.iter().find_map(|(&from, q)| match q.front() {
-                Some(ChannelMsg::Tx(m))
-                    if self.driven.contains(&m.tx()) && current.is_none_or(|c| c == m.tx()) =>
-                {
-                    Some(from)
-                }
+                Some(ChannelMsg::Tx(m)) if m.tx() == current => Some(from),
                 _ => None,
             });
             let Some(from) = ready else { break };
@@ -342,9 +332,10 @@ impl Node {
     }
 
     /// The armed crash point is reached: make what the step did so far visible (the log
-    /// written, the messages in the peers' sockets), tell whoever gave the command that took
-    /// the step, and die as SIGKILL would have it. What the log holds unforced is written but not synced: a killed
-    /// process keeps it, as the page cache outlives the process.
+    /// written, the messages in the peers' sockets), tell whoever gave the command that
+    /// took the step, and die as SIGKILL would have it. What the log holds unforced is
+    /// written but not synced: a killed process keeps it, as the page cache outlives the
+    /// process.
     fn die(&mut self, cmd: Option<(Peer, u64)>, report: TxReport) -> ! {
         log::info!("node {}: reached {:?}, crashing", self.branch.id(), self.armed);
         let _ = self.flush_all();
@@ -361,7 +352,6 @@ impl Node {
     /// Runs one command; `None` when its answer comes later (a driven `Transfer`).
     fn execute(&mut self, cmd: Control, from: Peer, seq: u64) -> io::Result<Option<Report>> {
         let mut out = std::mem::take(&mut self.effects);
-        self.driven.clear(); // a driven transaction ends before the next command
         let report = match cmd {
             Control::Setup { peers, join, down, resend } => {
                 for &p in peers.iter().filter(|p| !down.contains(p)) {
@@ -402,26 +392,22 @@ impl Node {
                 let tx = matches!(msg, ChannelMsg::Tx(_)).then(|| self.tx_report(&out));
                 Report::Received { msg, recorded, tx }
             }
-            Control::Transfer { spec, drive: false } => {
+            Control::Transfer { spec, drive } => {
                 self.branch.on_transfer(spec, &mut out);
-                Report::TxStep(self.tx_report(&out))
-            }
-            Control::Transfer { spec, drive: true } => {
-                self.driven.push(spec.tx);
-                self.branch.on_transfer(spec, &mut out);
-                // Whoever gets a Prepare follows: told first, on the same link.
-                for e in &out {
-                    if let Effect::Send { to, msg: ChannelMsg::Tx(TxMsg::Prepare { .. }) } = e {
-                        if let Some(link) = self.links.get_mut(&Peer::Node(*to)) {
-                            link.push(&Message::Drive { tx: spec.tx });
+                if drive {
+                    // Whoever gets a Prepare follows: told first, on the same link.
+                    for e in &out {
+                        if let Effect::Send { to, msg: ChannelMsg::Tx(TxMsg::Prepare { .. }) } = e {
+                            if let Some(link) = self.links.get_mut(&Peer::Node(*to)) {
+                                link.push(&Message::Drive { tx: spec.tx });
+                            }
                         }
                     }
+                    // The answer comes from answer_pending, once decided (maybe below).
+                    let tx = spec.tx;
+                    self.pending = Some(Pending { asker: from, seq, tx, answered: false });
                 }
-                self.apply(&mut out, Some((from, seq)))?;
-                self.effects = out;
-                self.pending = Some(Pending { asker: from, seq, tx: spec.tx, answered: false });
-                self.answer_pending()?;
-                return Ok(None);
+                Report::TxStep(self.tx_report(&out))
             }
             Control::Discard { from } => {
                 let lost = self.arrived.get_mut(&from).and_then(|q| q.pop_front());
@@ -459,6 +445,11 @@ impl Node {
         };
         self.apply(&mut out, Some((from, seq)))?;
         self.effects = out;
+        if self.pending.is_some() {
+            // This command started it (none runs while one is pending): answered later.
+            self.answer_pending()?;
+            return Ok(None);
+        }
         Ok(Some(report))
     }
 

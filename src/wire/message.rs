@@ -246,11 +246,11 @@ pub enum Control {
         /// The transfer.
         spec: TxSpec,
         /// Run it node to node: this node and the other participant deliver the
-        /// transaction's messages as they arrive, and the answer comes when this node is
-        /// done with it (aborted, or committed and acked), with nothing of it left in a
-        /// channel. The master asks for this only when both channels between the two are
-        /// empty and nothing can interfere (no fault, no trace); otherwise the answer
-        /// comes after the first step and the master delivers the rest.
+        /// transaction's messages as they arrive; the answer comes at the decision, and
+        /// neither runs another command before it is done with the transaction. The master
+        /// asks for this only when both channels between the two are empty and nothing can
+        /// interfere (no fault, no trace); otherwise the answer comes after the first step
+        /// and the master delivers the rest.
         drive: bool,
     },
     /// Report the balance, held money, and the state of `tx` here if given.
@@ -460,7 +460,8 @@ pub enum Message {
     /// Node to node.
     Channel(ChannelMsg),
     /// Node to node, ahead of a driven transaction's first message on the link: deliver
-    /// this transaction's messages as they arrive, until the next command.
+    /// this transaction's messages as they arrive, and run no command before sending
+    /// the last message of it (a NO vote, or the ack).
     Drive {
         /// The transaction.
         tx: TxnId,

@@ -42,8 +42,8 @@ impl Master {
             // Nobody can coordinate it: it aborts before it starts.
             self.record_outcome(tx, TxOutcome::Aborted(AbortReason::NodeDown));
         } else if !nowait && self.can_drive(&spec) {
-            // Nothing earlier may still be running at the other participant: its next
-            // command ends the transaction's delivery there (see node::Node::driven).
+            // Nothing earlier may still wait to run at the other participant: it would
+            // run after the transaction's messages, not before as in stepwise delivery.
             self.barrier()?;
             let slot = self.push_await(Expect::TxRun { spec });
             self.sys().command(spec.coord, Control::Transfer { spec, drive: true }, slot)?;
@@ -91,10 +91,7 @@ impl Master {
     /// Waits for every earlier answer, and until the nodes of driven transfers (which
     /// answer at the decision) are done with them: before a process is killed.
     pub(super) fn settle(&mut self) -> Result<(), Fatal> {
-        let mut nodes = std::mem::take(&mut self.unsettled);
-        nodes.sort();
-        nodes.dedup();
-        for n in nodes {
+        for n in std::mem::take(&mut self.unsettled) {
             if self.system.is_some() && !self.is_down(n) {
                 let slot = self.push_await(Expect::Settled);
                 self.sys().command(n, Control::Query { tx: None }, slot)?;
