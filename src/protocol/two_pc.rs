@@ -364,17 +364,7 @@ impl TxNode {
                 self.decide_abort(spec, reason, None, out, &mut queue)
             }
             Some((spec, CoordState::Committed(acks))) => {
-                for p in spec.participants() {
-                    if p == self.id || acks.contains(&p) {
-                        continue;
-                    }
-                    let msg = if p == spec.to && spec.from == self.id {
-                        spec.credit() // idempotent at the credit side
-                    } else {
-                        TxMsg::Decide { tx, commit: true }
-                    };
-                    out.push(TxEffect::Send { to: p, msg });
-                }
+                Self::resend_commit(self.id, spec, &acks, out);
             }
             _ => {}
         }
@@ -384,6 +374,23 @@ impl TxNode {
             }
         }
         self.run_local(out, queue);
+    }
+
+    /// Coordinator `id` finishing commit `spec`: the decision again to every other
+    /// participant that has not acked, as the money itself to the credit side when `id` is
+    /// the debit side (a `Credit` is idempotent there).
+    fn resend_commit(id: NodeId, spec: TxSpec, acks: &BTreeSet<NodeId>, out: &mut Vec<TxEffect>) {
+        for p in spec.participants() {
+            if p == id || acks.contains(&p) {
+                continue;
+            }
+            let msg = if p == spec.to && spec.from == id {
+                spec.credit()
+            } else {
+                TxMsg::Decide { tx: spec.tx, commit: true }
+            };
+            out.push(TxEffect::Send { to: p, msg });
+        }
     }
 
     /// Messages from this node to itself (its own legs) are handled at once, in order.
@@ -713,14 +720,7 @@ impl TxNode {
             }
             // Whoever started the transfer may not have heard the decision.
             out.push(TxEffect::Decided { tx, outcome: Outcome::Committed });
-            for p in spec.participants() {
-                if p != id && !(p == spec.to && spec.from == id) {
-                    out.push(TxEffect::Send { to: p, msg: TxMsg::Decide { tx, commit: true } });
-                }
-            }
-            if spec.from == id {
-                out.push(TxEffect::Send { to: spec.to, msg: spec.credit() });
-            }
+            Self::resend_commit(id, *spec, &BTreeSet::new(), out);
         }
         // The coordinator's own leg, once applied, acks itself (acks are not logged).
         let own: Vec<TxnId> = n
