@@ -21,9 +21,8 @@ use std::time::{Duration, Instant};
 
 const RUNS: usize = 9;
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
+fn median(v: Vec<Duration>) -> Duration {
+    percentile(v, 50)
 }
 
 fn time_binary(bin: &Path, file: &Path, runs: usize) -> Vec<Duration> {
@@ -173,14 +172,12 @@ fn main() {
     let (lat, per_s) = transfer_costs(&bin, &tmp);
     let append_after = fsync_costs(&tmp, false);
     let overwrite = fsync_costs(&tmp, true);
-    let mut sorted = lat.clone();
-    sorted.sort();
-    let p99 = sorted[sorted.len() * 99 / 100];
-    let transfer_median = median(lat);
+    let p99 = percentile(lat.clone(), 99);
+    let transfer_median = median(lat.clone());
     println!(
         "{:42} N={}  {:8.3} ms  p99 {:.3} ms; back to back {:.0} transfers/s",
         "Transfer (two nodes, committed)",
-        sorted.len(),
+        lat.len(),
         ms(transfer_median),
         ms(p99),
         per_s

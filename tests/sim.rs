@@ -266,19 +266,11 @@ fn run_seed(seed: u64, steps: usize) -> Result<(), String> {
     Ok(())
 }
 
-fn seeds() -> Vec<u64> {
-    if let Some(one) = std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()) {
-        return vec![one];
-    }
-    let n = std::env::var("SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3000);
-    (0..n).collect()
-}
-
 // Conservation, consistent cuts, exact states and exact ledger predictions, every step.
 #[test]
 fn random_runs_keep_every_invariant() {
     let mut checked = 0;
-    for seed in seeds() {
+    for seed in util::seeds("SIM_SEED", "SIM_SEEDS", 3000) {
         if let Err(e) = run_seed(seed, 120) {
             panic!("seed {seed} failed (replay: SIM_SEED={seed} cargo test --test sim): {e}");
         }

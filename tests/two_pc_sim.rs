@@ -22,6 +22,8 @@
 //! `TWO_PC_SEEDS=100000 cargo test --release --test two_pc_sim` runs more seeds;
 //! `TWO_PC_SEED=n` replays one.
 
+mod util;
+
 use bank::ids::{Amount, NodeId, TxnId};
 use bank::protocol::two_pc::{
     AbortReason, CrashPoint, Outcome, TxEffect, TxMsg, TxNode, TxRecord, TxSpec,
@@ -391,21 +393,14 @@ fn run_seed(seed: u64, steps: usize) -> Result<(usize, usize, Vec<CrashPoint>), 
     Ok((w.specs.len(), committed, w.crashed_at))
 }
 
-fn seeds() -> Vec<u64> {
-    if let Some(one) = std::env::var("TWO_PC_SEED").ok().and_then(|s| s.parse().ok()) {
-        return vec![one];
-    }
-    let n = std::env::var("TWO_PC_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000);
-    (0..n).collect()
-}
-
 // Atomicity, conservation and no lasting doubt under crashes at every point, lost and
 // duplicated messages, and restarts from the log alone.
 #[test]
 fn two_phase_commit_survives_random_crashes() {
     let (mut txs, mut committed) = (0, 0);
     let mut points = std::collections::BTreeMap::new();
-    for seed in seeds() {
+    let seeds = util::seeds("TWO_PC_SEED", "TWO_PC_SEEDS", 10_000);
+    for &seed in &seeds {
         match run_seed(seed, 150) {
             Ok((t, c, crashed)) => {
                 txs += t;
@@ -421,11 +416,11 @@ fn two_phase_commit_survives_random_crashes() {
     }
     println!(
         "{} seeds, {txs} transfers, {committed} reported committed: every invariant held",
-        seeds().len()
+        seeds.len()
     );
     println!("crashes at each point: {points:?}");
     assert!(committed > 0, "the runs commit something");
-    if seeds().len() >= 1000 {
+    if seeds.len() >= 1000 {
         for p in CrashPoint::ALL {
             assert!(points.contains_key(p.name()), "no run crashed at {}", p.name());
         }

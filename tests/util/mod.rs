@@ -10,6 +10,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+/// The seeds of a randomized test: the one in `$one` when it is set (to replay a failure),
+/// else `0..$many`, `default` of them when that is not set.
+pub fn seeds(one: &str, many: &str, default: u64) -> Vec<u64> {
+    let var = |name: &str| std::env::var(name).ok().and_then(|s| s.parse().ok());
+    match var(one) {
+        Some(seed) => vec![seed],
+        None => (0..var(many).unwrap_or(default)).collect(),
+    }
+}
+
 /// The binary under test.
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_bank-master"))
