@@ -119,9 +119,9 @@ struct Node {
     /// The write-ahead log: every money move and two-phase-commit record.
     wal: WalFile<TxRecord>,
     /// Driven transactions whose other participant this node is and which still expect
-    /// a message from it (its vote, or its ack), in the order their `Drive` came. No
-    /// command runs meanwhile.
-    following: Vec<TxnId>,
+    /// a message from it (its vote, or its ack), with their coordinator, in the order
+    /// their `Drive` came. No command runs meanwhile.
+    following: Vec<(TxnId, NodeId)>,
     /// The driven `Transfer` this node coordinates and is not done with. No command runs
     /// meanwhile.
     pending: Option<Pending>,
@@ -141,6 +141,8 @@ struct Pending {
     asker: Peer,
     seq: u64,
     tx: TxnId,
+    /// The other participant: its messages of `tx` are delivered as they arrive.
+    peer: NodeId,
     /// The answer (the decision) has gone.
     answered: bool,
 }
@@ -193,11 +195,13 @@ impl Node {
                     match (peer, msg) {
                         (Peer::Node(from), Message::Channel(m)) => {
                             self.arrived.entry(from).or_default().push_back(m);
-                            if self.current_driven().is_some() {
+                            if self.current_driven().is_some_and(|(_, peer)| peer == from) {
                                 self.deliver_driven()?;
                             }
                         }
-                        (Peer::Node(_), Message::Drive { tx }) => self.following.push(tx),
+                        (Peer::Node(from), Message::Drive { tx }) => {
+                            self.following.push((tx, from))
+                        }
                         (Peer::Master | Peer::Observer, Message::Control { seq, cmd }) => {
                             self.queue_command(seq, peer, cmd);
                         }
@@ -226,28 +230,29 @@ impl Node {
     /// the first it follows. Only its messages are delivered as they arrive (a later one
     /// waits, as it would if the master delivered each transfer's messages in turn); once
     /// a node is done with a driven transaction, no message of it is left to come.
-    fn current_driven(&self) -> Option<TxnId> {
-        self.pending.map(|p| p.tx).or_else(|| self.following.first().copied())
+    /// Returns it with the one peer its messages come from.
+    fn current_driven(&self) -> Option<(TxnId, NodeId)> {
+        self.pending.map(|p| (p.tx, p.peer)).or_else(|| self.following.first().copied())
     }
 
     /// Delivers, as `Receive` would, every head message that belongs to the current driven
     /// transaction; answers the pending `Transfer` once decided; and goes on with the next
     /// one once one ends.
     fn deliver_driven(&mut self) -> io::Result<()> {
-        while let Some(current) = self.current_driven() {
-            let ready = self.arrived.iter().find_map(|(&from, q)| match q.front() {
-                Some(ChannelMsg::Tx(m)) if m.tx() == current => Some(from),
-                _ => None,
-            });
-            let Some(from) = ready else { break };
-            let msg = self.arrived.get_mut(&from).and_then(|q| q.pop_front()).expect("found");
+        while let Some((current, from)) = self.current_driven() {
+            let queue = self.arrived.entry(from).or_default();
+            let msg = match queue.front() {
+                Some(&msg @ ChannelMsg::Tx(m)) if m.tx() == current => msg,
+                _ => break,
+            };
+            queue.pop_front();
             let mut out = std::mem::take(&mut self.effects);
             self.branch.on_deliver(from, msg, &mut out);
             if let ChannelMsg::Tx(m) = msg {
                 let tx = m.tx();
                 let aborted = self.branch.money().part(tx) == Some(PartState::Aborted);
                 if ends_part(&out, tx) || aborted {
-                    self.following.retain(|&t| t != tx);
+                    self.following.retain(|&(t, _)| t != tx);
                 }
             }
             self.apply(&mut out, None)?;
@@ -404,8 +409,9 @@ impl Node {
                         }
                     }
                     // The answer comes from answer_pending, once decided (maybe below).
-                    let tx = spec.tx;
-                    self.pending = Some(Pending { asker: from, seq, tx, answered: false });
+                    let (tx, me) = (spec.tx, self.branch.id());
+                    let peer = if spec.from == me { spec.to } else { spec.from };
+                    self.pending = Some(Pending { asker: from, seq, tx, peer, answered: false });
                 }
                 Report::TxStep(self.tx_report(&out))
             }
