@@ -525,8 +525,9 @@ fn driven_transfers_print_what_stepwise_delivery_prints() {
 }
 
 // Two nodes each sending the other far more than a socket holds, with nobody receiving:
-// a node's one thread reads its links while it waits to write, so neither waits on the
-// other for ever, and the snapshot after it balances.
+// every message arrives once and the snapshot after it balances. (Whether both nodes
+// ever block writing at the same moment is up to timing; what keeps that from
+// deadlocking is Node::wait_writable reading while it waits, not this test.)
 #[test]
 fn nodes_flooding_each_other_do_not_deadlock() {
     let tmp = TempDir::new("flood");

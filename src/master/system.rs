@@ -225,15 +225,18 @@ impl System {
             if left.is_zero() {
                 return Ok(None);
             }
-            self.hub.wait(Some(left)).map_err(|e| Fatal(format!("cannot read the links: {e}")))?;
+            self.read_links(left)?;
         }
     }
 
     /// Reads what the links hold now, without waiting; the events go to the inbox.
     pub(crate) fn poll_now(&mut self) -> Result<(), Fatal> {
-        self.hub
-            .wait(Some(Duration::ZERO))
-            .map_err(|e| Fatal(format!("cannot read the links: {e}")))
+        self.read_links(Duration::ZERO)
+    }
+
+    /// Waits up to `timeout` for a link to be readable, and reads what is there.
+    fn read_links(&mut self, timeout: Duration) -> Result<(), Fatal> {
+        self.hub.wait(Some(timeout)).map_err(|e| Fatal(format!("cannot read the links: {e}")))
     }
 
     /// The next sequence number of `node`'s commands.

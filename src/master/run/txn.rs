@@ -82,8 +82,8 @@ impl Master {
         !self.txns.faults
             && !self.tracing()
             && [a, b].contains(&spec.coord)
-            && !ledger.is_down(a)
-            && !ledger.is_down(b)
+            && !self.is_down(a)
+            && !self.is_down(b)
             && ledger.is_empty((a, b))
             && ledger.is_empty((b, a))
     }
