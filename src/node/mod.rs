@@ -538,56 +538,21 @@ impl Node {
         self.wal.write_buffered().map_err(io_err)?;
         let mut dead = Vec::new();
         for to_node in [true, false] {
-            loop {
-                let mut full = Vec::new();
-                for link in self.links.values_mut() {
-                    if matches!(link.peer(), Peer::Node(_)) != to_node || !link.is_dirty() {
-                        continue;
-                    }
-                    match (link.try_flush(), link.peer()) {
-                        (Ok(true), _) => {}
-                        (Ok(false), peer) => full.push(peer),
-                        // A dead peer: the master has what was queued to it resent later.
-                        (Err(_), Peer::Node(_)) => dead.push(link.peer()),
-                        (Err(e), _) => return Err(e),
-                    }
+            let mut dirty: Vec<&mut Link> = self
+                .links
+                .values_mut()
+                .filter(|l| matches!(l.peer(), Peer::Node(_)) == to_node && l.is_dirty())
+                .collect();
+            for (peer, e) in transport::flush_reading(&mut self.hub, &mut dirty)? {
+                match peer {
+                    // A dead peer: the master has what was queued to it resent later.
+                    Peer::Node(_) => dead.push(peer),
+                    _ => return Err(e),
                 }
-                if full.is_empty() {
-                    break;
-                }
-                self.wait_writable(&full)?;
             }
         }
         for peer in dead {
             self.links.remove(&peer);
-        }
-        Ok(())
-    }
-
-    /// Waits until one of the links to `full` can take more, reading every link
-    /// meanwhile (into the inbox, handled later in order): a peer blocked writing to this
-    /// node gets unblocked, so two nodes with full sockets both ways never wait on each
-    /// other.
-    fn wait_writable(&mut self, full: &[Peer]) -> io::Result<()> {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        let hub_ready = {
-            let mut fds: Vec<PollFd<'_>> = full
-                .iter()
-                .filter_map(|p| self.links.get(p))
-                .map(|l| PollFd::new(l.fd(), PollFlags::POLLOUT))
-                .collect();
-            let Some(hub) = self.hub.fd() else {
-                return Err(io::Error::other("a node's hub must be inline"));
-            };
-            fds.push(PollFd::new(hub, PollFlags::POLLIN));
-            match poll(&mut fds, PollTimeout::NONE) {
-                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-            fds.last().and_then(|f| f.revents()).is_some_and(|r| !r.is_empty())
-        };
-        if hub_ready {
-            self.hub.wait(Some(std::time::Duration::ZERO))?;
         }
         Ok(())
     }

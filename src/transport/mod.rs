@@ -23,6 +23,7 @@ pub use hub::{Event, Hub};
 pub use link::Link;
 
 use crate::ids::NodeId;
+use crate::wire::Peer;
 use interprocess::local_socket::{prelude::*, GenericNamespaced, ListenerOptions};
 use interprocess::os::unix::uds_local_socket as uds;
 use std::io;
@@ -107,6 +108,50 @@ pub fn start_child(master_pid: u32, nonce: u64, inline: bool) -> io::Result<Chil
     Ok(ChildLinks { hub, master, inbox })
 }
 
+/// Writes every buffered frame of `links` (their sockets non-blocking: watched by the
+/// inline `hub`), and whenever some sockets are full, waits for one to take more while
+/// reading every link of `hub` (the events go to its inbox, to be handled later, in
+/// order). Two processes writing to each other this way never wait on each other, however
+/// much each has to say. Returns the links whose write failed, with the error; their
+/// buffers are dropped.
+///
+/// # Errors
+/// `hub` is not inline, or waiting failed.
+pub fn flush_reading(hub: &mut Hub, links: &mut [&mut Link]) -> io::Result<Vec<(Peer, io::Error)>> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut failed = Vec::new();
+    let mut left: Vec<usize> = (0..links.len()).collect();
+    while !left.is_empty() {
+        left.retain(|&i| match links[i].try_flush() {
+            Ok(done) => !done,
+            Err(e) => {
+                failed.push((links[i].peer(), e));
+                false
+            }
+        });
+        if left.is_empty() {
+            break;
+        }
+        let hub_ready = {
+            let Some(hub_fd) = hub.fd() else {
+                return Err(io::Error::other("flush_reading needs an inline hub"));
+            };
+            let mut fds: Vec<PollFd<'_>> =
+                left.iter().map(|&i| PollFd::new(links[i].fd(), PollFlags::POLLOUT)).collect();
+            fds.push(PollFd::new(hub_fd, PollFlags::POLLIN));
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+            fds.last().and_then(|f| f.revents()).is_some_and(|r| !r.is_empty())
+        };
+        if hub_ready {
+            hub.wait(Some(std::time::Duration::ZERO))?;
+        }
+    }
+    Ok(failed)
+}
+
 /// A connected socket pair for a child's control link: the master keeps the stream, the
 /// child inherits the fd.
 ///
@@ -131,5 +176,71 @@ pub fn listener_from_fd(fd: OwnedFd) -> Listener {
 pub fn listener_into_fd(listener: Listener) -> OwnedFd {
     match listener {
         Listener::UdSocket(l) => OwnedFd::from(l),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::Amount;
+    use crate::wire::{ChannelMsg, Message};
+    use std::time::Duration;
+
+    /// One end of a socket pair, as a node holds it: an inline hub reading it, a link
+    /// writing it, and the inbox.
+    fn end(stream: Stream, peer: Peer) -> (Hub, Link, crossbeam_channel::Receiver<Event>) {
+        let (tx, inbox) = crossbeam_channel::unbounded();
+        let mut hub = Hub::inline(None, 0, tx).unwrap();
+        hub.watch(peer, interprocess::TryClone::try_clone(&stream).unwrap());
+        (hub, Link::new(peer, stream), inbox)
+    }
+
+    // Two ends each write ~2 MB to the other (ten times what a socket holds) before either
+    // reads anything on purpose: with blocking writes both would wait for ever; flushing
+    // while reading, both finish and each gets every frame, in order. A watchdog turns a
+    // hang into a failure.
+    #[test]
+    fn two_ends_flushing_at_each_other_both_finish() {
+        let (a, b) = control_pair().unwrap();
+        let n = 150_000u64;
+        let side = move |stream: Stream, peer: Peer| {
+            move || -> u64 {
+                let (mut hub, mut link, inbox) = end(stream, peer);
+                for i in 0..n {
+                    link.push(&Message::Channel(ChannelMsg::Transfer { amount: Amount(i) }));
+                }
+                let failed = flush_reading(&mut hub, &mut [&mut link]).unwrap();
+                assert!(failed.is_empty());
+                let mut next = 0;
+                while next < n {
+                    while let Ok(ev) = inbox.try_recv() {
+                        let Event::Frames { msgs, .. } = ev else { panic!("{ev:?}") };
+                        for m in msgs {
+                            assert_eq!(
+                                m,
+                                Message::Channel(ChannelMsg::Transfer { amount: Amount(next) })
+                            );
+                            next += 1;
+                        }
+                    }
+                    if next < n {
+                        hub.wait(None).unwrap();
+                    }
+                }
+                next
+            }
+        };
+        let (done_tx, done) = crossbeam_channel::unbounded();
+        for (stream, peer) in
+            [(a, Peer::Node(NodeId(2))), (stream_from_fd(b), Peer::Node(NodeId(1)))]
+        {
+            let work = side(stream, peer);
+            let done_tx = done_tx.clone();
+            std::thread::spawn(move || done_tx.send(work()));
+        }
+        for _ in 0..2 {
+            let got = done.recv_timeout(Duration::from_secs(20)).expect("both ends finish");
+            assert_eq!(got, n);
+        }
     }
 }
