@@ -137,7 +137,7 @@ impl<R: Serialize + DeserializeOwned> WalFile<R> {
         Ok(())
     }
 
-    /// Bytes written to the file.
+    /// Bytes of records written to the file (the zeros written ahead not counted).
     pub fn len(&self) -> u64 {
         self.len
     }

@@ -17,7 +17,7 @@ mod file;
 mod memory;
 mod record;
 
-pub use file::{WalFile, PREALLOCATE};
+pub use file::WalFile;
 pub use memory::MemoryWal;
 pub use record::{decode_prefix, encode_record, Replay, MAX_RECORD};
 
