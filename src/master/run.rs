@@ -851,7 +851,7 @@ impl Master {
             }
             (Expect::TxRun { spec }, Report::TxStep(r)) => {
                 let Some((tx, outcome)) = r.decided.filter(|d| d.0 == spec.tx) else {
-                    return Err(Fatal(format!("bug: node {node} ended {} undecided", spec.tx)));
+                    return Err(Fatal(format!("bug: node {node} answered {} undecided", spec.tx)));
                 };
                 // The nodes finish it before their next command; a kill must wait for that.
                 self.unsettled.extend([spec.from, spec.to]);
