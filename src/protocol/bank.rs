@@ -55,6 +55,12 @@ impl Branch {
         &self.money
     }
 
+    /// How many transactions may hold reservations here at once (see
+    /// [`TxNode::set_slots`]).
+    pub fn set_slots(&mut self, slots: usize) {
+        self.money.set_slots(slots);
+    }
+
     /// The peers, sorted by id.
     pub fn peers(&self) -> &[NodeId] {
         &self.peers
@@ -104,7 +110,7 @@ impl Branch {
         if !self.money.withdraw(amount) {
             return Err(ErrSend);
         }
-        out.push(Effect::Log { rec: TxRecord::Sent { amount }, force: false });
+        out.push(Effect::Log { rec: TxRecord::Sent { to, amount }, force: false });
         out.push(Effect::Send { to, msg: ChannelMsg::Transfer { amount } });
         Ok(())
     }
@@ -119,7 +125,7 @@ impl Branch {
     ) -> Option<Amount> {
         match msg {
             ChannelMsg::Transfer { amount } => {
-                out.push(Effect::Log { rec: TxRecord::Deposited { amount }, force: false });
+                out.push(Effect::Log { rec: TxRecord::Deposited { from, amount }, force: false });
                 self.money.deposit(amount);
                 self.snapshots.on_transfer(from, amount);
                 None
@@ -209,7 +215,7 @@ mod tests {
         assert_eq!(
             out,
             vec![
-                Effect::Log { rec: TxRecord::Sent { amount: Amount(300) }, force: false },
+                Effect::Log { rec: TxRecord::Sent { to: n(2), amount: Amount(300) }, force: false },
                 Effect::Send { to: n(2), msg: ChannelMsg::Transfer { amount: Amount(300) } },
             ]
         );

@@ -75,13 +75,18 @@ pub enum TxRecord {
         /// The transaction.
         tx: TxnId,
     },
-    /// A plain `Send` debited this much (written before the Transfer leaves).
+    /// A plain `Send` debited this much (written before the Transfer leaves). The
+    /// Transfers to each peer are numbered in the order of these records.
     Sent {
+        /// The receiver.
+        to: NodeId,
         /// How much.
         amount: Amount,
     },
     /// A plain Transfer credited this much (written before the step's answer leaves).
     Deposited {
+        /// The sender.
+        from: NodeId,
         /// How much.
         amount: Amount,
     },
@@ -192,13 +197,42 @@ pub struct TxNode {
     /// Money reserved by prepared debits.
     held: Amount,
     parts: BTreeMap<TxnId, (TxSpec, PartState)>,
+    /// The transactions of `parts` that are `Prepared`: this node's reservations.
+    prepared: BTreeSet<TxnId>,
+    /// How many transactions may hold reservations here at once; one more votes NO
+    /// (`busy`). One in scripts (an account in a transaction is busy); more in live mode,
+    /// where funds are still never promised twice (a debit reserves from what is
+    /// available).
+    slots: usize,
     coords: BTreeMap<TxnId, (TxSpec, CoordState)>,
 }
 
 impl TxNode {
     /// A new node; the caller logs [`TxRecord::Opened`] first.
     pub fn new(id: NodeId, balance: Amount) -> TxNode {
-        TxNode { id, balance, held: Amount::ZERO, parts: BTreeMap::new(), coords: BTreeMap::new() }
+        TxNode {
+            id,
+            balance,
+            held: Amount::ZERO,
+            parts: BTreeMap::new(),
+            prepared: BTreeSet::new(),
+            slots: 1,
+            coords: BTreeMap::new(),
+        }
+    }
+
+    /// Lets up to `slots` (at least one) transactions hold reservations here at once.
+    pub fn set_slots(&mut self, slots: usize) {
+        self.slots = slots.max(1);
+    }
+
+    fn set_part(&mut self, tx: TxnId, part: (TxSpec, PartState)) {
+        if matches!(part.1, PartState::Prepared { .. }) {
+            self.prepared.insert(tx);
+        } else {
+            self.prepared.remove(&tx);
+        }
+        self.parts.insert(tx, part);
     }
 
     /// The node's id.
@@ -243,6 +277,20 @@ impl TxNode {
         v
     }
 
+    /// Transactions this node waits on (see [`TxNode::waiting`]) in which `peer` takes
+    /// part: after `peer` restarts, what they need must be sent again.
+    pub fn waiting_with(&self, peer: NodeId) -> Vec<TxnId> {
+        let spec = |tx: &TxnId| {
+            self.coords.get(tx).map(|c| c.0).or_else(|| self.parts.get(tx).map(|p| p.0))
+        };
+        self.waiting()
+            .into_iter()
+            .filter(|tx| {
+                spec(tx).is_some_and(|s| s.coord == peer || s.participants().contains(&peer))
+            })
+            .collect()
+    }
+
     /// Whether this node, as `tx`'s coordinator, is done with it: aborted, or committed and
     /// acked by every participant.
     pub fn finished(&self, tx: TxnId) -> bool {
@@ -260,11 +308,7 @@ impl TxNode {
 
     /// Transactions this node voted YES on and has no decision for.
     pub fn in_doubt(&self) -> Vec<TxnId> {
-        self.parts
-            .iter()
-            .filter(|(_, (_, st))| matches!(st, PartState::Prepared { .. }))
-            .map(|(tx, _)| *tx)
-            .collect()
+        self.prepared.iter().copied().collect()
     }
 
     /// The state of `tx` at this node, as `TxStatus` prints it: its participant state if it
@@ -336,8 +380,7 @@ impl TxNode {
 
     /// This node's vote on `spec`: `None` for YES.
     fn vote_on(&self, spec: TxSpec) -> Option<AbortReason> {
-        let busy = self.parts.values().any(|(_, st)| matches!(st, PartState::Prepared { .. }));
-        if busy {
+        if self.prepared.len() >= self.slots {
             Some(AbortReason::Busy)
         } else if spec.from == self.id && spec.amount > self.available() {
             Some(AbortReason::InsufficientFunds)
@@ -450,7 +493,7 @@ impl TxNode {
         if spec.from == self.id {
             self.held = self.held.checked_add(spec.amount).expect("held is at most the balance");
         }
-        self.parts.insert(spec.tx, (spec, PartState::Prepared { commit_known: false }));
+        self.set_part(spec.tx, (spec, PartState::Prepared { commit_known: false }));
     }
 
     /// Coordinator, step 2.
@@ -528,14 +571,14 @@ impl TxNode {
             out.push(TxEffect::Send { to: spec.to, msg: spec.credit() });
             self.send(spec.coord, TxMsg::Ack { tx: spec.tx }, out, q);
         } else {
-            self.parts.insert(spec.tx, (spec, PartState::Prepared { commit_known: true }));
+            self.set_part(spec.tx, (spec, PartState::Prepared { commit_known: true }));
         }
     }
 
     fn debit(&mut self, spec: TxSpec) {
         self.held = self.held.checked_sub(spec.amount).expect("the debit was held");
         self.balance = self.balance.checked_sub(spec.amount).expect("held money is owned");
-        self.parts.insert(spec.tx, (spec, PartState::Committed));
+        self.set_part(spec.tx, (spec, PartState::Committed));
     }
 
     /// Participant, step 3 (and the answer to an inquiry).
@@ -560,7 +603,7 @@ impl TxNode {
             }
             (PartState::Prepared { .. }, true) => {
                 // The credit side waits for the money itself.
-                self.parts.insert(tx, (spec, PartState::Prepared { commit_known: true }));
+                self.set_part(tx, (spec, PartState::Prepared { commit_known: true }));
             }
             (PartState::Prepared { .. }, false) => {
                 if spec.coord != self.id {
@@ -580,7 +623,7 @@ impl TxNode {
         if spec.from == self.id {
             self.held = self.held.checked_sub(spec.amount).expect("the debit was held");
         }
-        self.parts.insert(spec.tx, (spec, PartState::Aborted));
+        self.set_part(spec.tx, (spec, PartState::Aborted));
     }
 
     /// Credit participant: the money arrives. Applied once per transaction.
@@ -604,7 +647,7 @@ impl TxNode {
         assert!(st != PartState::Aborted, "node {}: money for aborted {tx}", self.id);
         out.push(TxEffect::Log { rec: TxRecord::Committed { spec }, force: true });
         self.balance = self.balance.checked_add(amount).expect("total money is bounded");
-        self.parts.insert(tx, (spec, PartState::Committed));
+        self.set_part(tx, (spec, PartState::Committed));
         out.push(TxEffect::Point(CrashPoint::BeforeAck));
         self.send(spec.coord, TxMsg::Ack { tx }, out, q);
     }
@@ -673,7 +716,7 @@ impl TxNode {
                         n.take_prepared(spec);
                         n.debit(spec);
                     } else if spec.to == id {
-                        n.parts.insert(spec.tx, (spec, PartState::Prepared { commit_known: true }));
+                        n.set_part(spec.tx, (spec, PartState::Prepared { commit_known: true }));
                     }
                 }
                 TxRecord::Decision { spec, commit: false } => {
@@ -690,7 +733,7 @@ impl TxNode {
                         n.debit(spec);
                     } else {
                         n.balance = n.balance.checked_add(spec.amount).expect("bounded");
-                        n.parts.insert(spec.tx, (spec, PartState::Committed));
+                        n.set_part(spec.tx, (spec, PartState::Committed));
                     }
                 }
                 TxRecord::Aborted { tx } => {
@@ -703,10 +746,10 @@ impl TxNode {
                         c.1 = CoordState::Ended;
                     }
                 }
-                TxRecord::Sent { amount } => {
+                TxRecord::Sent { amount, .. } => {
                     n.balance = n.balance.checked_sub(amount).expect("a logged send was covered")
                 }
-                TxRecord::Deposited { amount } => n.deposit(amount),
+                TxRecord::Deposited { amount, .. } => n.deposit(amount),
             }
         }
         for (&tx, &(spec, st)) in &n.parts {
@@ -813,6 +856,43 @@ mod tests {
             sends(&out),
             vec![(n(3), TxMsg::Vote { tx: TxnId(2), no: Some(AbortReason::Busy) })]
         );
+    }
+
+    // Live mode's slots: several transactions hold reservations at once, each from what
+    // is still available, so money is never promised twice; one more is busy; a
+    // decision frees its slot; recovery rebuilds the reservations.
+    #[test]
+    fn slots_let_reservations_run_at_once_without_promising_money_twice() {
+        let mut a = TxNode::new(n(1), Amount(100));
+        a.set_slots(2);
+        let t = |tx, amount| TxSpec { tx: TxnId(tx), ..spec(1, 2, amount, 1) };
+        let decided = |out: &[TxEffect]| {
+            out.iter().find_map(|e| match e {
+                TxEffect::Decided { outcome, .. } => Some(*outcome),
+                _ => None,
+            })
+        };
+        let mut out = Vec::new();
+        a.on_start(t(1, 60), &mut out);
+        assert_eq!(decided(&out), None);
+        out.clear();
+        a.on_start(t(2, 50), &mut out);
+        assert_eq!(decided(&out), Some(Outcome::Aborted(AbortReason::InsufficientFunds)));
+        out.clear();
+        a.on_start(t(3, 40), &mut out);
+        assert_eq!(decided(&out), None);
+        assert_eq!((a.held(), a.available()), (Amount(100), Amount(0)));
+        assert_eq!(a.in_doubt(), vec![TxnId(1), TxnId(3)]);
+        out.clear();
+        a.on_start(t(4, 0), &mut out);
+        assert_eq!(decided(&out), Some(Outcome::Aborted(AbortReason::Busy)));
+        out.clear();
+        a.on_message(n(2), TxMsg::Vote { tx: TxnId(1), no: None }, &mut out);
+        assert_eq!(decided(&out), Some(Outcome::Committed));
+        assert_eq!((a.balance(), a.held()), (Amount(40), Amount(40)));
+        assert_eq!(a.in_doubt(), vec![TxnId(3)], "the commit freed its slot");
+        assert_eq!(a.waiting_with(n(2)), vec![TxnId(1), TxnId(3)]);
+        assert!(a.waiting_with(n(5)).is_empty());
     }
 
     // The NO that decides an abort ends that voter's part: the coordinator sends the abort
