@@ -3,6 +3,7 @@
 use super::Command;
 use crate::ids::{Amount, NodeId, TxnId};
 use crate::protocol::two_pc::CrashPoint;
+use crate::wire::LoadKind;
 use std::fmt;
 
 /// Why a line is not a command.
@@ -43,7 +44,12 @@ pub enum ParseErrorKind {
     /// A node named as both ends of a channel.
     SelfChannel(NodeId),
     /// A word the command does not take there.
-    UnexpectedWord(String),
+    UnexpectedWord {
+        /// The word.
+        word: String,
+        /// What the command takes there.
+        expected: &'static str,
+    },
     /// `CrashAt` names no such point.
     UnknownCrashPoint(String),
 }
@@ -82,8 +88,8 @@ impl fmt::Display for ParseErrorKind {
                 let all: Vec<&str> = CrashPoint::ALL.iter().map(|p| p.name()).collect();
                 write!(f, "no crash point {p:?} (points: {})", all.join(", "))
             }
-            ParseErrorKind::UnexpectedWord(w) => {
-                write!(f, "unexpected {w:?} (expected: via <node>, nowait)")
+            ParseErrorKind::UnexpectedWord { word, expected } => {
+                write!(f, "unexpected {word:?} (expected: {expected})")
             }
         }
     }
@@ -169,7 +175,12 @@ pub fn parse_line(line: usize, raw: &str) -> Result<Option<Command>, ParseError>
                         nowait = true;
                         i += 1;
                     }
-                    other => return Err(err(ParseErrorKind::UnexpectedWord(other.to_string()))),
+                    other => {
+                        return Err(err(ParseErrorKind::UnexpectedWord {
+                            word: other.to_string(),
+                            expected: "via <node>, nowait",
+                        }))
+                    }
                 }
             }
             Command::Transfer { from, to, amount, via, nowait }
@@ -204,6 +215,51 @@ pub fn parse_line(line: usize, raw: &str) -> Result<Option<Command>, ParseError>
             Command::CrashAt { node: id(0)?, point }
         }
         "Check" => arity("no", args.is_empty()).map(|_| Command::Check)?,
+        "Wait" => arity("no", args.is_empty()).map(|_| Command::Wait)?,
+        "Live" => {
+            arity("1", args.len() == 1)?;
+            match args[0] {
+                "on" => Command::Live { on: true },
+                "off" => Command::Live { on: false },
+                other => {
+                    let word = other.to_string();
+                    return Err(err(ParseErrorKind::UnexpectedWord { word, expected: "on, off" }));
+                }
+            }
+        }
+        "Load" => {
+            arity("1 to 5", (1..=5).contains(&args.len()))?;
+            let count = parse_int(args[0], "count", u64::MAX).map_err(err)?;
+            let (mut kind, mut seed, mut background, mut i) = (None, None, false, 1);
+            while i < args.len() {
+                match args[i] {
+                    "sends" | "transfers" | "mixed" if kind.is_none() => {
+                        kind = Some(match args[i] {
+                            "sends" => LoadKind::Sends,
+                            "transfers" => LoadKind::Transfers,
+                            _ => LoadKind::Mixed,
+                        });
+                        i += 1;
+                    }
+                    "seed" if seed.is_none() && i + 1 < args.len() => {
+                        seed = Some(parse_int(args[i + 1], "seed", u64::MAX).map_err(err)?);
+                        i += 2;
+                    }
+                    "async" if !background => {
+                        background = true;
+                        i += 1;
+                    }
+                    other => {
+                        return Err(err(ParseErrorKind::UnexpectedWord {
+                            word: other.to_string(),
+                            expected: "sends, transfers, mixed, seed <n>, async",
+                        }))
+                    }
+                }
+            }
+            let kind = kind.unwrap_or(LoadKind::Mixed);
+            Command::Load { count, kind, seed, background }
+        }
         "Stats" => arity("no", args.is_empty()).map(|_| Command::Stats)?,
         "TxStatus" => {
             arity("1", args.len() == 1)?;
@@ -348,14 +404,32 @@ mod tests {
                 nowait: true
             }
         );
-        assert_eq!(kind("Transfer 1 2 3 via"), ParseErrorKind::UnexpectedWord("via".into()));
+        let unexpected =
+            |w: &str, expected| ParseErrorKind::UnexpectedWord { word: w.into(), expected };
+        assert_eq!(kind("Transfer 1 2 3 via"), unexpected("via", "via <node>, nowait"));
         assert_eq!(
             kind("Transfer 1 2 3 nowait nowait"),
-            ParseErrorKind::UnexpectedWord("nowait".into())
+            unexpected("nowait", "via <node>, nowait")
         );
         assert_eq!(kind("Transfer 2 2 3"), ParseErrorKind::SelfChannel(NodeId(2)));
         assert_eq!(ok("TxStatus T12"), Command::TxStatus { tx: TxnId(12) });
         assert!(matches!(kind("TxStatus 12"), ParseErrorKind::NotAnInteger { .. }));
+    }
+
+    #[test]
+    fn live_mode_commands_parse() {
+        assert_eq!(ok("Live on"), Command::Live { on: true });
+        assert_eq!(ok("Live off"), Command::Live { on: false });
+        assert!(matches!(kind("Live maybe"), ParseErrorKind::UnexpectedWord { .. }));
+        assert_eq!(ok("Wait"), Command::Wait);
+        let load = |count, kind, seed, background| Command::Load { count, kind, seed, background };
+        assert_eq!(ok("Load 100"), load(100, LoadKind::Mixed, None, false));
+        assert_eq!(ok("Load 5 sends seed 9 async"), load(5, LoadKind::Sends, Some(9), true));
+        assert_eq!(ok("Load 5 async transfers"), load(5, LoadKind::Transfers, None, true));
+        assert!(matches!(kind("Load 5 sends sends"), ParseErrorKind::UnexpectedWord { .. }));
+        assert!(matches!(kind("Load 5 seed"), ParseErrorKind::UnexpectedWord { .. }));
+        assert!(matches!(kind("Load -5"), ParseErrorKind::Negative { .. }));
+        assert!(matches!(kind("Load"), ParseErrorKind::WrongArgCount { .. }));
     }
 
     #[test]

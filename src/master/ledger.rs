@@ -411,6 +411,39 @@ impl Ledger {
         id
     }
 
+    /// Snapshot `node` starts in live mode: a new id, every node a member. Markers are
+    /// delivered as they arrive there, so the nodes, not the ledger, know when it is
+    /// complete; the ledger counts it as recorded everywhere from the start.
+    pub fn begin_live(&mut self) -> SnapshotId {
+        let id = SnapshotId(self.snapshots.len() as u32);
+        let members: BTreeSet<NodeId> = self.nodes.keys().copied().collect();
+        let recorded = members.iter().copied().collect();
+        self.snapshots.push(SnapshotLedger { members, recorded, markers_in_flight: 0 });
+        id
+    }
+
+    /// Live mode ended with every channel empty and every transaction ended: the nodes'
+    /// balances and held money as they reported them (`states`: node, balance, held),
+    /// nothing in any channel, and every snapshot complete.
+    pub fn resync(&mut self, states: &[(NodeId, Amount, Amount)]) {
+        for &(n, balance, held) in states {
+            self.balances.insert(n, balance);
+            self.held.insert(n, held);
+        }
+        self.channels.clear();
+        self.lost.clear();
+        self.running.clear();
+        for snap in &mut self.snapshots {
+            snap.recorded = snap.members.iter().copied().collect();
+            snap.markers_in_flight = 0;
+        }
+    }
+
+    /// A held channel, if any (`Hold`).
+    pub fn held_channel(&self) -> Option<ChannelId> {
+        self.held_channels.iter().next().copied()
+    }
+
     /// The members of snapshot `k`, by id.
     pub fn members(&self, k: SnapshotId) -> Vec<NodeId> {
         self.snapshots[k.0 as usize].members.iter().copied().collect()

@@ -82,10 +82,10 @@ impl Observer {
                 }
                 Ok(ObserverReply::Relinked)
             }
-            ObserverRequest::Collect { snapshots, seqs } => {
+            ObserverRequest::Collect { snapshots, seqs, wait } => {
                 let ids: Vec<_> = snapshots.iter().map(|(id, _)| *id).collect();
                 for &(node, seq) in &seqs {
-                    self.command(node, seq, Control::Collect { snapshots: ids.clone() })?;
+                    self.command(node, seq, Control::Collect { snapshots: ids.clone(), wait })?;
                 }
                 let mut reports = BTreeMap::new();
                 for &(node, seq) in &seqs {

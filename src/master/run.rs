@@ -9,6 +9,7 @@
 //! going on; `CollectState`, `PrintSnapshot`, `KillAll` and the queries wait for every
 //! answer first (barriers). Every answer is checked against the ledger.
 
+mod live;
 mod txn;
 
 use super::ledger::{ChannelId, Delivery};
@@ -24,6 +25,7 @@ use crate::wire::{AbortReason, TxOutcome, TxReport, TxSpec};
 use crate::wire::{
     ChannelMsg, Control, GlobalSnapshot, Message, ObserverReply, ObserverRequest, Peer, Report,
 };
+use live::Live;
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs::File;
@@ -89,6 +91,9 @@ pub fn run(cfg: Config) -> i32 {
         lost_snapshots: Vec::new(),
         unsettled: BTreeSet::new(),
         waiting: Vec::new(),
+        live: None,
+        loads: 0,
+        quiet: Vec::new(),
     };
     let result = m.walk(cfg.input);
     let result = result.and_then(|()| m.finish());
@@ -153,6 +158,19 @@ enum Expect {
     Query,
     /// A node answered `Query` to say that it is done with its driven transfers.
     Settled,
+    /// A `Send` in live mode (its ERR_SEND is not predicted).
+    LiveSend,
+    /// A `Transfer` in live mode: answered at its decision, or at once with `nowait`.
+    LiveTx {
+        spec: TxSpec,
+        nowait: bool,
+    },
+    /// A node answered `Quiet`.
+    Quiet,
+    /// The snapshot of a live `Check` has begun.
+    LiveBegun,
+    /// The snapshot of a live `Check`, gathered.
+    LiveCheck,
     /// The observer holds a restarted node's new link.
     Relinked,
 }
@@ -187,6 +205,12 @@ struct Master {
     /// Nodes of driven transfers that answered at the decision and may still be
     /// finishing them (see `settle`).
     unsettled: BTreeSet<NodeId>,
+    /// Live mode's state, when it is on.
+    live: Option<Live>,
+    /// Loads started in this run (each numbers its transactions apart).
+    loads: u32,
+    /// Answers to `Quiet`.
+    quiet: Vec<(NodeId, Report)>,
 }
 
 fn record_events(
@@ -257,6 +281,9 @@ impl Master {
     }
 
     fn finish(&mut self) -> Result<(), Fatal> {
+        if self.system.is_some() {
+            self.wait_load()?;
+        }
         self.settle()?;
         self.system = None;
         self.emit_ready()
@@ -328,7 +355,21 @@ impl Master {
             }
             _ => {}
         }
+        if self.is_live() {
+            return self.execute_live(line, text, cmd);
+        }
+        self.execute_scripted(line, text, cmd)
+    }
+
+    /// A command in scripted mode (and those that work alike in live mode).
+    fn execute_scripted(&mut self, line: usize, text: &str, cmd: Command) -> Result<(), Fatal> {
         match cmd {
+            Command::Live { on: true } => self.live_on(line, text)?,
+            Command::Live { on: false } => self.reject(line, text, "live mode is not on"),
+            Command::Load { .. } => {
+                self.reject(line, text, "Load runs in live mode only (Live on first)")
+            }
+            Command::Wait => {} // no load runs outside live mode
             Command::CreateNode { id, amount } => {
                 let ledger = &self.sys().ledger;
                 if ledger.has_node(id) {
@@ -426,6 +467,7 @@ impl Master {
             Command::KillAll => {
                 self.settle()?;
                 self.system = None;
+                self.live = None;
             }
             Command::Transfer { from, to, amount, via, nowait } => {
                 let ids: Vec<NodeId> = [from, to].into_iter().chain(via).collect();
@@ -513,7 +555,8 @@ impl Master {
         }
         let slot = self.push_await(Expect::Ready(trace));
         let down = self.sys().ledger.down();
-        let setup = Control::Setup { peers, join: join.clone(), down, resend: Vec::new() };
+        let setup =
+            Control::Setup { peers, join: join.clone(), down, resend: Vec::new(), live: false };
         self.sys().command(id, setup, slot)?;
         for (x, t) in adds {
             if self.sys().ledger.is_down(x) {
@@ -705,7 +748,8 @@ impl Master {
         let nodes: Vec<NodeId> = sys.ledger.nodes().collect();
         let seqs = nodes.into_iter().map(|n| (n, sys.alloc_seq(n))).collect();
         let slot = self.push_await(Expect::Collect { line, text: text.to_string(), ids });
-        self.sys().observe(ObserverRequest::Collect { snapshots, seqs }, slot)
+        let wait = self.is_live();
+        self.sys().observe(ObserverRequest::Collect { snapshots, seqs, wait }, slot)
     }
 
     /// Waits until every answer has come and every line is out.
@@ -744,6 +788,8 @@ impl Master {
                         (Peer::Node(id), Message::Report { report, .. }) => {
                             self.on_report(id, report)?
                         }
+                        (Peer::Node(id), Message::LoadProgress(s)) => self.on_load(id, s, false),
+                        (Peer::Node(id), Message::LoadDone(s)) => self.on_load(id, s, true),
                         (Peer::Observer, Message::ObserverReply(r)) => self.on_observer(r)?,
                         (peer, other) => {
                             log::warn!("master: unexpected {other:?} from {peer}; ignored")
@@ -874,6 +920,14 @@ impl Master {
                 self.record_outcome(tx, outcome);
             }
             (Expect::Settled, Report::State { .. }) => {}
+            (Expect::LiveSend, Report::Sent) => {}
+            (Expect::LiveSend, Report::ErrSend) => {
+                outs.push(Out::Line(output::ERR_SEND.to_string()))
+            }
+            (Expect::LiveTx { spec, nowait }, Report::TxStep(r)) => {
+                outs.push(Out::Line(self.live_tx_line(spec, nowait, &r)?))
+            }
+            (Expect::Quiet, report @ Report::Quiet { .. }) => self.quiet.push((node, report)),
             (Expect::Query, Report::State { balance, held, tx, waiting }) => {
                 self.queried.push((node, balance, held, tx));
                 self.waiting.extend(waiting.into_iter().map(|t| (t, node)));
@@ -896,6 +950,10 @@ impl Master {
         let mut outs = Vec::new();
         match (expect, reply) {
             (Expect::Relinked, ObserverReply::Relinked) => {}
+            (Expect::LiveBegun, ObserverReply::Started { .. }) => {}
+            (Expect::LiveCheck, ObserverReply::Collected(snaps)) => {
+                outs.push(Out::Line(self.live_check_line(&snaps)))
+            }
             (Expect::Begin { node, snapshot, peers }, ObserverReply::Started { balance }) => {
                 outs.push(Out::Line(output::started(node)));
                 if self.tracing() {

@@ -25,11 +25,15 @@ use crate::protocol::two_pc::{CrashPoint, PartState, TxRecord};
 use crate::protocol::{Branch, Effect};
 use crate::transport::{self, ChildLinks, Event, Hub, Link, Names};
 use crate::wal::{WalError, WalFile};
-use crate::wire::{ChannelMsg, Control, Hello, Message, Peer, Report, TxMsg, TxReport};
+use crate::wire::{ChannelMsg, Control, Hello, Message, Peer, Report, TxMsg, TxOutcome, TxReport};
 use crossbeam_channel::{Receiver, TryRecvError};
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::VecDeque;
 use std::io;
+
+mod live;
+
+pub use live::MAX_OPS_PER_NODE;
 
 /// What a node process is started with.
 #[derive(Debug, Clone)]
@@ -72,6 +76,14 @@ pub fn run(args: NodeArgs) -> io::Result<()> {
         restarted = true;
         log::info!("node {}: recovered {} records", args.id, records.len());
     }
+    let (mut sent, mut got) = (HashMap::default(), HashMap::default());
+    for rec in &records {
+        match *rec {
+            TxRecord::Sent { to, amount } => sent.entry(to).or_insert_with(Vec::new).push(amount),
+            TxRecord::Deposited { from, .. } => *got.entry(from).or_insert(0) += 1,
+            _ => {}
+        }
+    }
     let mut node = Node {
         branch,
         recovery,
@@ -89,6 +101,16 @@ pub fn run(args: NodeArgs) -> io::Result<()> {
         wal,
         following: Vec::new(),
         pending: None,
+        live: false,
+        sent,
+        got,
+        other_msgs: (0, 0),
+        resyncing: HashMap::default(),
+        gone: Default::default(),
+        asks: HashMap::default(),
+        decisions: Vec::new(),
+        load: None,
+        sync_due: false,
     };
     node.run(inbox)
 }
@@ -125,6 +147,30 @@ struct Node {
     /// The driven `Transfer` this node coordinates and is not done with. No command runs
     /// meanwhile.
     pending: Option<Pending>,
+    /// Live mode (SPEC chapter 7): every message is delivered as it arrives.
+    live: bool,
+    /// Per peer: the amount of every Transfer sent to it, in order (a Transfer's number
+    /// is its index). Rebuilt from the log on restart; live mode sends the tail again to
+    /// a peer that lost it.
+    sent: HashMap<NodeId, Vec<Amount>>,
+    /// Per peer: how many of its Transfers have arrived here.
+    got: HashMap<NodeId, u64>,
+    /// Other channel messages (markers, two-phase commit) sent and received, ever.
+    other_msgs: (u64, u64),
+    /// Live mode: peers on a new link whose `Resync` has not come yet, with what is held
+    /// back for them meanwhile, in order.
+    resyncing: HashMap<NodeId, Vec<Message>>,
+    /// Live mode: peers whose process is gone (no load transfer is started with them).
+    gone: std::collections::BTreeSet<NodeId>,
+    /// Live mode: `Transfer` commands answered at their decision: who asked, the number.
+    asks: HashMap<TxnId, (Peer, u64)>,
+    /// Decisions this node took as coordinator in the effects just carried out.
+    decisions: Vec<(TxnId, TxOutcome)>,
+    /// This node's share of a running `Load`.
+    load: Option<live::Load>,
+    /// A forced record was appended: the next flush syncs the log before any message
+    /// leaves (group commit: every record forced meanwhile shares that one sync).
+    sync_due: bool,
 }
 
 fn io_err(e: WalError) -> io::Error {
@@ -170,8 +216,11 @@ impl Node {
             let event = match inbox.try_recv() {
                 Ok(ev) => ev,
                 Err(TryRecvError::Empty) => {
+                    // Everything that arrived is handled: a load takes its next batch,
+                    // then the batch's records and messages leave together.
+                    let timeout = self.step_load()?;
                     self.flush_all()?;
-                    self.hub.wait(None)?;
+                    self.hub.wait(timeout)?;
                     continue;
                 }
                 Err(TryRecvError::Disconnected) => return Ok(()),
@@ -185,20 +234,23 @@ impl Node {
     fn on_event(&mut self, event: Event) -> io::Result<Option<Stop>> {
         match event {
             Event::Connected(link) => {
-                if let Peer::Node(p) = link.peer() {
+                let peer = link.peer();
+                self.links.insert(peer, link);
+                if let Peer::Node(p) = peer {
                     *self.link_gen.entry(p).or_default() += 1;
+                    if self.live {
+                        self.start_resync(p)?;
+                    }
                 }
-                self.links.insert(link.peer(), link);
             }
             Event::Frames { peer, msgs } => {
                 for msg in msgs {
                     match (peer, msg) {
-                        (Peer::Node(from), Message::Channel(m)) => {
-                            self.arrived.entry(from).or_default().push_back(m);
-                            if self.current_driven().is_some_and(|(_, peer)| peer == from) {
-                                self.deliver_driven()?;
-                            }
+                        (Peer::Node(from), Message::Channel(m)) => self.arrive(from, m)?,
+                        (Peer::Node(from), Message::Numbered { seq, amount }) => {
+                            self.arrive_numbered(from, seq, amount)?
                         }
+                        (Peer::Node(from), Message::Resync { got }) => self.on_resync(from, got)?,
                         (Peer::Node(from), Message::Drive { tx }) => {
                             self.following.push((tx, from))
                         }
@@ -217,13 +269,33 @@ impl Node {
                 match peer {
                     Peer::Master | Peer::Observer => return Ok(Some(Stop::RunOver)),
                     // A peer died; the master keeps what was in flight to it and has it
-                    // resent when the peer restarts. The link is not removed here: this
-                    // event may come after the restarted peer's new link replaced it.
+                    // resent when the peer restarts (in live mode the two nodes resync
+                    // their channel). The link is not removed here: this event may come
+                    // after the restarted peer's new link replaced it.
+                    Peer::Node(p) if self.live => self.peer_gone(p)?,
                     Peer::Node(_) => {}
                 }
             }
         }
         Ok(None)
+    }
+
+    /// A channel message from `from` has arrived: delivered now in live mode, else
+    /// queued for a command (or a driven transfer) to take.
+    fn arrive(&mut self, from: NodeId, m: ChannelMsg) -> io::Result<()> {
+        if let ChannelMsg::Transfer { .. } = m {
+            *self.got.entry(from).or_default() += 1;
+        } else {
+            self.other_msgs.1 += 1;
+        }
+        if self.live {
+            return self.deliver_live(from, m);
+        }
+        self.arrived.entry(from).or_default().push_back(m);
+        if self.current_driven().is_some_and(|(_, peer)| peer == from) {
+            self.deliver_driven()?;
+        }
+        Ok(())
     }
 
     /// The driven transaction this node is busy with, if any: the one it coordinates, else
@@ -328,6 +400,7 @@ impl Node {
                 self.arrived.get(from).is_some_and(|q| !q.is_empty())
             }
             Control::AddPeer { peer, .. } => self.links.contains_key(&Peer::Node(*peer)),
+            Control::Collect { snapshots, wait: true } => self.has_whole(snapshots),
             Control::Resend { to, gen, .. } => {
                 self.links.contains_key(&Peer::Node(*to))
                     && self.link_gen.get(to).copied().unwrap_or(0) >= *gen
@@ -357,12 +430,18 @@ impl Node {
     /// Runs one command; `None` when its answer comes later (a driven `Transfer`).
     fn execute(&mut self, cmd: Control, from: Peer, seq: u64) -> io::Result<Option<Report>> {
         let mut out = std::mem::take(&mut self.effects);
+        let mut later = false;
         let report = match cmd {
-            Control::Setup { peers, join, down, resend } => {
+            Control::Setup { peers, join, down, resend, live } => {
+                self.set_live(live);
                 for &p in peers.iter().filter(|p| !down.contains(p)) {
                     let name = self.names.node(p);
                     self.connect(Peer::Node(p), &name)?;
+                    if live {
+                        self.start_resync(p)?;
+                    }
                 }
+                self.gone.extend(down.iter().copied());
                 let name = self.names.observer();
                 self.connect(Peer::Observer, &name)?;
                 self.branch.on_setup(&peers, &join, &mut out);
@@ -396,6 +475,16 @@ impl Node {
                 let recorded = self.branch.on_deliver(from, msg, &mut out);
                 let tx = matches!(msg, ChannelMsg::Tx(_)).then(|| self.tx_report(&out));
                 Report::Received { msg, recorded, tx }
+            }
+            Control::Transfer { spec, drive } if self.live => {
+                // Answered at the decision (unless `nowait`, or decided at once).
+                self.branch.on_transfer(spec, &mut out);
+                let report = self.tx_report(&out);
+                if drive && report.decided.is_none() {
+                    self.asks.insert(spec.tx, (from, seq));
+                    later = true;
+                }
+                Report::TxStep(report)
             }
             Control::Transfer { spec, drive } => {
                 self.branch.on_transfer(spec, &mut out);
@@ -447,10 +536,34 @@ impl Node {
                 let balance = self.branch.on_begin_snapshot(snapshot, &mut out);
                 Report::Recorded { balance }
             }
-            Control::Collect { snapshots } => Report::Collected(self.branch.collect(&snapshots)),
+            Control::Collect { snapshots, .. } => {
+                Report::Collected(self.branch.collect(&snapshots))
+            }
+            Control::Live { on } => {
+                self.set_live(on);
+                if on {
+                    // What arrived under scripted delivery is delivered now, in channel order.
+                    let mut peers: Vec<NodeId> = self.arrived.keys().copied().collect();
+                    peers.sort();
+                    for p in peers {
+                        while let Some(m) = self.arrived.get_mut(&p).and_then(|q| q.pop_front()) {
+                            self.deliver_live(p, m)?;
+                        }
+                    }
+                }
+                Report::Ready(None)
+            }
+            Control::Load { ops, kind, seed, load } => {
+                self.start_load(from, ops, kind, seed, load);
+                Report::Ready(None)
+            }
+            Control::Quiet => self.quiet(),
         };
         self.apply(&mut out, Some((from, seq)))?;
         self.effects = out;
+        if later {
+            return Ok(None);
+        }
         if self.pending.is_some() {
             // This command started it (none runs while one is pending): answered later.
             self.answer_pending()?;
@@ -470,24 +583,52 @@ impl Node {
                 }
                 Effect::Send { to, msg } => self.send_to_peer(to, msg)?,
                 Effect::Log { rec, force } => {
-                    self.wal.append(&rec).map_err(io_err)?;
-                    if force {
-                        self.wal.commit().map_err(io_err)?;
+                    if let TxRecord::Sent { to, amount } = rec {
+                        self.sent.entry(to).or_default().push(amount);
                     }
+                    self.wal.append(&rec).map_err(io_err)?;
+                    // Synced by the next flush, before any message leaves.
+                    self.sync_due |= force;
                 }
-                Effect::Point(_) | Effect::Decided { .. } => {}
+                Effect::Decided { tx, outcome } => self.decisions.push((tx, outcome)),
+                Effect::Point(_) => {}
             }
         }
         out.clear();
+        if !self.decisions.is_empty() {
+            self.on_decisions()?;
+        }
         Ok(())
     }
 
     /// Enqueues `msg` on the channel to `to`. A peer that is down has no working link:
     /// the master keeps the message in its ledger and has it resent when the peer is back.
     /// Frames leave only through `flush_all`, which writes the log first.
+    /// In live mode a Transfer goes numbered (it was just logged, so its number is the
+    /// last in `sent`), and what goes to a peer being resynchronised waits.
     fn send_to_peer(&mut self, to: NodeId, msg: ChannelMsg) -> io::Result<()> {
+        let wire = match msg {
+            ChannelMsg::Transfer { amount } if self.live => {
+                let seq = self.sent.get(&to).map_or(0, |v| v.len() as u64).saturating_sub(1);
+                Message::Numbered { seq, amount }
+            }
+            other => {
+                if !matches!(other, ChannelMsg::Transfer { .. }) {
+                    self.other_msgs.0 += 1;
+                }
+                Message::Channel(other)
+            }
+        };
+        self.send_wire(to, wire)
+    }
+
+    fn send_wire(&mut self, to: NodeId, wire: Message) -> io::Result<()> {
+        if let Some(held) = self.resyncing.get_mut(&to) {
+            held.push(wire);
+            return Ok(());
+        }
         let Some(link) = self.links.get_mut(&Peer::Node(to)) else { return Ok(()) };
-        link.push(&Message::Channel(msg));
+        link.push(&wire);
         if link.is_full() {
             self.flush_all()?;
         }
@@ -534,8 +675,13 @@ impl Node {
     /// observer, so that an answer never overtakes the messages it reports (once the
     /// master reads an answer, what the step sent is in the peers' sockets).
     fn flush_all(&mut self) -> io::Result<()> {
-        // The log first: a money move is on file before any message about it leaves.
-        self.wal.write_buffered().map_err(io_err)?;
+        // The log first: a money move is on file before any message about it leaves, and
+        // a forced record is on disk before any message that promises something.
+        if std::mem::take(&mut self.sync_due) {
+            self.wal.commit().map_err(io_err)?;
+        } else {
+            self.wal.write_buffered().map_err(io_err)?;
+        }
         let mut dead = Vec::new();
         for to_node in [true, false] {
             let mut dirty: Vec<&mut Link> = self

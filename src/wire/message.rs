@@ -195,6 +195,58 @@ impl ChannelMsg {
     }
 }
 
+/// What a `Load` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LoadKind {
+    /// Plain Sends.
+    Sends,
+    /// Two-phase-commit transfers.
+    Transfers,
+    /// Both, half and half.
+    Mixed,
+}
+
+impl LoadKind {
+    /// The command-file word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadKind::Sends => "sends",
+            LoadKind::Transfers => "transfers",
+            LoadKind::Mixed => "mixed",
+        }
+    }
+}
+
+/// What one node's share of a load did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadStats {
+    /// Sends enqueued.
+    pub sent: u64,
+    /// Sends refused (short balance).
+    pub err_send: u64,
+    /// Transfers committed.
+    pub committed: u64,
+    /// Transfers aborted, by reason (in [`AbortReason::ALL`] order).
+    pub aborted: [u64; 4],
+}
+
+impl LoadStats {
+    /// Adds `other` into this.
+    pub fn add(&mut self, other: &LoadStats) {
+        self.sent += other.sent;
+        self.err_send += other.err_send;
+        self.committed += other.committed;
+        for (a, b) in self.aborted.iter_mut().zip(other.aborted) {
+            *a += b;
+        }
+    }
+
+    /// Operations finished.
+    pub fn done(&self) -> u64 {
+        self.sent + self.err_send + self.committed + self.aborted.iter().sum::<u64>()
+    }
+}
+
 /// A command to a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Control {
@@ -210,7 +262,33 @@ pub enum Control {
         /// After a restart: messages still queued from this node to a peer whose process
         /// restarted while this node was down, sent again first, in channel order.
         resend: Vec<(NodeId, Vec<ChannelMsg>)>,
+        /// The system is in live mode: deliver on arrival, and resynchronise the channels
+        /// with every peer (`Message::Resync`) before sending on them.
+        live: bool,
     },
+    /// Enter (`on`) or leave live mode. On entering, every message that has arrived and
+    /// not been delivered is delivered now, and from then on each one as it arrives.
+    /// The master leaves live mode only when every channel is empty and every
+    /// transaction has ended.
+    Live {
+        /// Live or scripted.
+        on: bool,
+    },
+    /// Run `ops` random operations of `kind` from this node (live mode), at most
+    /// `window` transfers in flight at once; report with `Message::LoadDone`.
+    Load {
+        /// How many operations.
+        ops: u64,
+        /// Which operations.
+        kind: LoadKind,
+        /// The seed of this node's random choices.
+        seed: u64,
+        /// The id of this load (numbers its transactions apart from every other's).
+        load: u32,
+    },
+    /// Report the channel counters and whether anything is unfinished here
+    /// (`Report::Quiet`), once every command before it has run.
+    Quiet,
     /// A node was created: expect its link, and for each snapshot in `join` that this
     /// node has recorded, send that snapshot's marker on the new channel.
     AddPeer {
@@ -240,6 +318,9 @@ pub enum Control {
     Collect {
         /// The snapshots asked for.
         snapshots: Vec<SnapshotId>,
+        /// Live mode: answer only once this node has recorded each of them and every
+        /// marker has come (markers are delivered as they arrive, so this ends).
+        wait: bool,
     },
     /// Coordinate this transfer (two-phase commit).
     Transfer {
@@ -371,6 +452,18 @@ pub enum Report {
     },
     /// The answer to `Collect`, one entry per snapshot asked for.
     Collected(Vec<LocalReport>),
+    /// The answer to `Quiet`.
+    Quiet {
+        /// Per peer: how many Transfers this node has sent it, ever.
+        sent: Vec<(NodeId, u64)>,
+        /// Per peer: how many Transfers from it have arrived here, ever.
+        got: Vec<(NodeId, u64)>,
+        /// Two-phase-commit messages sent and received here, ever: (sent, received).
+        tx_msgs: (u64, u64),
+        /// A transaction here waits on something, a load runs, or a channel is being
+        /// resynchronised.
+        busy: bool,
+    },
 }
 
 /// One snapshot as gathered by the observer, ready to print.
@@ -419,6 +512,8 @@ pub enum ObserverRequest {
         snapshots: Vec<(SnapshotId, Vec<NodeId>)>,
         /// (node, sequence number) for every node of the system.
         seqs: Vec<(NodeId, u64)>,
+        /// Live mode: each node answers once it has the whole of each snapshot.
+        wait: bool,
     },
 }
 
@@ -466,6 +561,25 @@ pub enum Message {
         /// The transaction.
         tx: TxnId,
     },
+    /// Node to node, live mode: the Transfer numbered `seq` on this channel (its
+    /// sender's `seq`-th Transfer to the receiver, counted from 0). A receiver takes
+    /// each number once, so a Transfer sent again after a crash is never applied twice.
+    Numbered {
+        /// Its number.
+        seq: u64,
+        /// How much.
+        amount: Amount,
+    },
+    /// Node to node, live mode, first on a new link: this many of the peer's Transfers
+    /// have arrived here; the peer sends the rest again, then what it held back.
+    Resync {
+        /// Transfers from the peer that arrived here.
+        got: u64,
+    },
+    /// Node to master: progress of this node's share of a load.
+    LoadProgress(LoadStats),
+    /// Node to master: this node's share of a load is done.
+    LoadDone(LoadStats),
     /// Master to observer.
     ObserverRequest(ObserverRequest),
     /// Observer to master.

@@ -1,0 +1,450 @@
+//! Live mode at the master (SPEC chapter 7): `Live on`/`Live off`, `Load`, `Wait`, and
+//! the commands that keep working while every node delivers as messages arrive.
+//!
+//! In live mode the master no longer knows what is in the channels (the ledger keeps
+//! only the nodes, who is down, and snapshot ids). It asks the nodes instead: `Check`
+//! takes a Chandy–Lamport snapshot, `CollectState` waits at each node until it has the
+//! whole snapshot, `Balances` asks. `Live off` waits until every node is idle and every
+//! Transfer sent has arrived, then rebuilds the ledger from what the nodes report.
+//! A child of `run`: the same `Master`, its other concern.
+
+use super::*;
+use crate::node::MAX_OPS_PER_NODE;
+use crate::wire::{LoadKind, LoadStats};
+use std::io::IsTerminal;
+use std::time::Instant;
+
+/// A `Live off` that has not seen the system quiet after this many rounds gives up.
+const QUIET_ROUNDS: usize = 100_000;
+
+/// The master's live-mode state.
+#[derive(Default)]
+pub(super) struct Live {
+    /// The running load, if any.
+    pub(super) load: Option<LoadRun>,
+}
+
+/// A `Load` in flight.
+pub(super) struct LoadRun {
+    count: u64,
+    started: Instant,
+    /// Nodes whose share is not done yet, with their last progress.
+    running: BTreeMap<NodeId, LoadStats>,
+    /// The shares done (and the last progress of nodes that crashed).
+    done: LoadStats,
+    /// When progress was last shown (on a terminal only).
+    shown: Option<Instant>,
+}
+
+impl LoadRun {
+    fn line(&self) -> String {
+        let s = &self.done;
+        let elapsed = self.started.elapsed();
+        let ms = elapsed.as_millis();
+        let per_s = (s.done() as f64 / elapsed.as_secs_f64().max(1e-9)).round() as u64;
+        format!(
+            "LOAD {} committed={} aborted={} err_send={} elapsed_ms={ms} per_s={per_s}",
+            self.count,
+            s.sent + s.committed,
+            s.aborted.iter().sum::<u64>(),
+            s.err_send
+        )
+    }
+}
+
+impl Master {
+    pub(super) fn is_live(&self) -> bool {
+        self.live.is_some()
+    }
+
+    /// Every command in live mode.
+    pub(super) fn execute_live(
+        &mut self,
+        line: usize,
+        text: &str,
+        cmd: Command,
+    ) -> Result<(), Fatal> {
+        let scripted_only = |what: &str| {
+            format!("{what} is not available in live mode (messages are delivered as they arrive; Live off first)")
+        };
+        match cmd {
+            Command::CreateNode { .. } => self.reject(line, text, scripted_only("CreateNode")),
+            Command::Receive { .. } => self.reject(line, text, scripted_only("Receive")),
+            Command::ReceiveAll => self.reject(line, text, scripted_only("ReceiveAll")),
+            Command::Hold { .. } | Command::Release { .. } | Command::Lose { .. } => {
+                self.reject(line, text, scripted_only("Hold, Release and Lose"))
+            }
+            Command::CrashAt { .. } => self.reject(line, text, scripted_only("CrashAt")),
+            Command::Live { on: true } => self.reject(line, text, "live mode is already on"),
+            Command::Live { on: false } => self.live_off(line, text)?,
+            Command::Load { count, kind, seed, background } => {
+                self.load(line, text, count, kind, seed, background)?
+            }
+            Command::Wait => self.wait_load()?,
+            Command::Send { from, .. } | Command::BeginSnapshot { node: from }
+                if self.is_down(from) =>
+            {
+                self.reject(line, text, format!("node {from} is down"))
+            }
+            Command::Crash { node } if self.is_down(node) => {
+                self.reject(line, text, format!("node {node} is already down"))
+            }
+            Command::Send { from, to, amount } => {
+                if self.known(line, text, &[from, to]) {
+                    let slot = self.push_await(Expect::LiveSend);
+                    self.sys().command(from, Control::Send { to, amount }, slot)?;
+                }
+            }
+            Command::Transfer { from, to, amount, via, nowait } => {
+                let ids: Vec<NodeId> = [from, to].into_iter().chain(via).collect();
+                if self.known(line, text, &ids) {
+                    self.transfer_live(from, to, amount, via, nowait)?;
+                }
+            }
+            Command::BeginSnapshot { node } => {
+                if self.known(line, text, &[node]) {
+                    let snapshot = self.sys().ledger.begin_live();
+                    let seq = self.sys().alloc_seq(node);
+                    self.since_collect.push(snapshot);
+                    let slot = self.push_await(Expect::Begin { node, snapshot, peers: Vec::new() });
+                    self.sys().observe(ObserverRequest::Begin { snapshot, node, seq }, slot)?;
+                }
+            }
+            Command::Check => self.check_live()?,
+            Command::Crash { node } => {
+                if self.known(line, text, &[node]) {
+                    self.crash_live(node)?;
+                }
+            }
+            Command::Restart { node } => {
+                if self.known(line, text, &[node]) {
+                    self.restart_live(node)?;
+                }
+            }
+            // The same in both modes: they ask the nodes, or print what the master has.
+            other => self.execute_scripted(line, text, other)?,
+        }
+        Ok(())
+    }
+
+    /// `Live on`: the nodes deliver what has arrived, and from now on each message as it
+    /// arrives.
+    pub(super) fn live_on(&mut self, line: usize, text: &str) -> Result<(), Fatal> {
+        self.settle()?;
+        if self.tracing() {
+            self.reject(line, text, "live mode writes no trace (run without --trace)");
+            return Ok(());
+        }
+        if let Some(&n) = self.sys().ledger.down().first() {
+            self.reject(line, text, format!("node {n} is down (Restart it first)"));
+            return Ok(());
+        }
+        if let Some((a, b)) = self.sys().ledger.held_channel() {
+            self.reject(line, text, format!("channel {a} -> {b} is held (Release it first)"));
+            return Ok(());
+        }
+        let nodes: Vec<NodeId> = self.sys().ledger.nodes().collect();
+        for n in nodes {
+            let slot = self.push_await(Expect::Ready(Vec::new()));
+            self.sys().command(n, Control::Live { on: true }, slot)?;
+        }
+        self.barrier()?;
+        self.live = Some(Live::default());
+        Ok(())
+    }
+
+    /// `Live off`: waits for the load, then until every node is idle and every channel
+    /// empty; then scripted delivery again, the ledger rebuilt from the nodes.
+    fn live_off(&mut self, line: usize, text: &str) -> Result<(), Fatal> {
+        self.wait_load()?;
+        if let Some(&n) = self.sys().ledger.down().first() {
+            let why = format!(
+                "node {n} is down (Restart it first: live mode ends once every channel is empty)"
+            );
+            self.reject(line, text, why);
+            return Ok(());
+        }
+        let nodes: Vec<NodeId> = self.sys().ledger.nodes().collect();
+        let mut last = None;
+        for round in 0.. {
+            if round == QUIET_ROUNDS {
+                return Err(Fatal(format!("bug: the system was not quiet after {round} rounds")));
+            }
+            self.quiet.clear();
+            for &n in &nodes {
+                let slot = self.push_await(Expect::Quiet);
+                self.sys().command(n, Control::Quiet, slot)?;
+            }
+            self.barrier()?;
+            let reports = std::mem::take(&mut self.quiet);
+            let (quiet, other) = quiet_state(&reports);
+            if quiet && last == Some(other) {
+                break;
+            }
+            last = quiet.then_some(other);
+        }
+        for &n in &nodes {
+            let slot = self.push_await(Expect::Ready(Vec::new()));
+            self.sys().command(n, Control::Live { on: false }, slot)?;
+        }
+        let states = self.query(&nodes, None)?;
+        let states: Vec<(NodeId, Amount, Amount)> =
+            states.into_iter().map(|(n, b, h, _)| (n, b, h)).collect();
+        self.sys().ledger.resync(&states);
+        self.live = None;
+        Ok(())
+    }
+
+    fn transfer_live(
+        &mut self,
+        from: NodeId,
+        to: NodeId,
+        amount: Amount,
+        via: Option<NodeId>,
+        nowait: bool,
+    ) -> Result<(), Fatal> {
+        self.txns.next += 1;
+        let tx = TxnId(self.txns.next);
+        let spec = TxSpec { tx, from, to, amount, coord: via.unwrap_or(from) };
+        self.txns.specs.insert(tx, spec);
+        if Self::tx_nodes(&spec).iter().any(|&n| self.is_down(n)) {
+            let outcome = TxOutcome::Aborted(AbortReason::NodeDown);
+            self.record_outcome(tx, outcome);
+            self.push_done(vec![Out::Line(format!("Transfer {tx} ABORTED node-down"))], false);
+            return Ok(());
+        }
+        let slot = self.push_await(Expect::LiveTx { spec, nowait });
+        self.sys().command(spec.coord, Control::Transfer { spec, drive: !nowait }, slot)?;
+        if !nowait {
+            self.wait_slot(slot)?;
+        }
+        Ok(())
+    }
+
+    /// The line for a live `Transfer`'s answer.
+    pub(super) fn live_tx_line(
+        &mut self,
+        spec: TxSpec,
+        nowait: bool,
+        r: &TxReport,
+    ) -> Result<String, Fatal> {
+        let decided = r.decided.filter(|d| d.0 == spec.tx);
+        if let Some((tx, outcome)) = decided {
+            self.record_outcome(tx, outcome);
+        }
+        Ok(match (nowait, decided) {
+            (true, _) => format!("Transfer {} STARTED", spec.tx),
+            (false, Some((tx, TxOutcome::Committed))) => format!("Transfer {tx} COMMITTED"),
+            (false, Some((tx, TxOutcome::Aborted(r)))) => {
+                format!("Transfer {tx} ABORTED {}", r.as_str())
+            }
+            (false, None) => {
+                return Err(Fatal(format!("bug: the coordinator answered {} undecided", spec.tx)))
+            }
+        })
+    }
+
+    /// `Check` in live mode: a snapshot, begun at the first node, gathered whole, held
+    /// against all money created.
+    fn check_live(&mut self) -> Result<(), Fatal> {
+        self.barrier()?;
+        if let Some(&n) = self.sys().ledger.down().first() {
+            self.push_done(vec![Out::Line(format!("CHECK UNAVAILABLE node {n} is down"))], false);
+            return Ok(());
+        }
+        let nodes: Vec<NodeId> = self.sys().ledger.nodes().collect();
+        let Some(&first) = nodes.first() else {
+            self.push_done(vec![Out::Line("CHECK OK total=0".into())], false);
+            return Ok(());
+        };
+        let snapshot = self.sys().ledger.begin_live();
+        let seq = self.sys().alloc_seq(first);
+        let slot = self.push_await(Expect::LiveBegun);
+        self.sys().observe(ObserverRequest::Begin { snapshot, node: first, seq }, slot)?;
+        let seqs = nodes.iter().map(|&n| (n, self.sys().alloc_seq(n))).collect();
+        let snapshots = vec![(snapshot, nodes)];
+        let slot = self.push_await(Expect::LiveCheck);
+        self.sys().observe(ObserverRequest::Collect { snapshots, seqs, wait: true }, slot)
+    }
+
+    /// The line for a live `Check`'s snapshot.
+    pub(super) fn live_check_line(&mut self, snaps: &[GlobalSnapshot]) -> String {
+        let created = self.sys().ledger.created();
+        let Some(s) = snaps.first() else {
+            return "CHECK FAILED the snapshot was not gathered".into();
+        };
+        let total: Amount = s.nodes.iter().map(|n| n.1).chain(s.channels.iter().map(|c| c.2)).sum();
+        if total == created {
+            format!("CHECK OK total={total}")
+        } else {
+            self.rejected = true;
+            format!("CHECK FAILED total={total} created={created}")
+        }
+    }
+
+    /// `Crash` in live mode: the process is killed now; its peers see its links close.
+    fn crash_live(&mut self, node: NodeId) -> Result<(), Fatal> {
+        self.barrier()?;
+        let mut outs = Vec::new();
+        self.node_died(node, &mut outs);
+        // The node forgets what it recorded: no snapshot begun so far can be gathered.
+        for k in std::mem::take(&mut self.since_collect) {
+            self.lost_snapshots.push((k, node));
+        }
+        if let Some(run) = self.live.as_mut().and_then(|l| l.load.as_mut()) {
+            if let Some(last) = run.running.remove(&node) {
+                run.done.add(&last);
+            }
+        }
+        self.push_done(outs, false);
+        Ok(())
+    }
+
+    /// `Restart` in live mode: a new process on the node's log; it and every peer resync
+    /// their channels as they link up again.
+    fn restart_live(&mut self, node: NodeId) -> Result<(), Fatal> {
+        if !self.is_down(node) {
+            self.crash_live(node)?;
+        }
+        self.barrier()?;
+        while self.sys().closing(node) {
+            self.wait_one()?;
+        }
+        // Only the ledger's bookkeeping of links: nothing is resent from it in live mode.
+        let _ = self.sys().ledger.restart(node);
+        let peers: Vec<NodeId> = self.sys().ledger.nodes().filter(|&x| x != node).collect();
+        let down = self.sys().ledger.down();
+        self.sys().restart_node(node)?;
+        let slot = self.push_await(Expect::Ready(Vec::new()));
+        let setup =
+            Control::Setup { peers, join: Vec::new(), down, resend: Vec::new(), live: true };
+        self.sys().command(node, setup, slot)?;
+        self.wait_slot(slot)?;
+        let gen = self.sys().starts(node);
+        let slot = self.push_await(Expect::Relinked);
+        self.sys().observe(ObserverRequest::Relink { node, gen }, slot)
+    }
+
+    fn load(
+        &mut self,
+        line: usize,
+        text: &str,
+        count: u64,
+        kind: LoadKind,
+        seed: Option<u64>,
+        background: bool,
+    ) -> Result<(), Fatal> {
+        if self.live.as_ref().is_some_and(|l| l.load.is_some()) {
+            self.reject(line, text, "a load is already running (Wait for it)");
+            return Ok(());
+        }
+        let ledger = &self.sys().ledger;
+        let up: Vec<NodeId> = ledger.nodes().filter(|&n| !ledger.is_down(n)).collect();
+        if up.len() < 2 {
+            self.reject(line, text, "a load needs at least two nodes up");
+            return Ok(());
+        }
+        let n = up.len() as u64;
+        if count.div_ceil(n) > MAX_OPS_PER_NODE {
+            let why = format!("at most {MAX_OPS_PER_NODE} operations per node ({n} nodes up)");
+            self.reject(line, text, why);
+            return Ok(());
+        }
+        let seed = seed.unwrap_or_else(|| self.rng.next_u64());
+        self.loads += 1;
+        let load = self.loads;
+        let mut running = BTreeMap::new();
+        for (i, &node) in up.iter().enumerate() {
+            let ops = count / n + u64::from((i as u64) < count % n);
+            if ops == 0 {
+                continue;
+            }
+            let seed =
+                Rng::new(seed ^ u64::from(node.0).wrapping_mul(0x9e37_79b9_7f4a_7c15)).next_u64();
+            let slot = self.push_await(Expect::Ready(Vec::new()));
+            self.sys().command(node, Control::Load { ops, kind, seed, load }, slot)?;
+            running.insert(node, LoadStats::default());
+        }
+        let run = LoadRun {
+            count,
+            started: Instant::now(),
+            running,
+            done: LoadStats::default(),
+            shown: None,
+        };
+        self.live.as_mut().expect("in live mode").load = Some(run);
+        self.sys().flush_all()?;
+        if !background {
+            self.wait_load()?;
+        }
+        Ok(())
+    }
+
+    /// `Wait`: until the running load is done; prints its line. Nothing runs: nothing.
+    pub(super) fn wait_load(&mut self) -> Result<(), Fatal> {
+        while self
+            .live
+            .as_ref()
+            .and_then(|l| l.load.as_ref())
+            .is_some_and(|run| !run.running.is_empty())
+        {
+            self.wait_one()?;
+        }
+        let Some(run) = self.live.as_mut().and_then(|l| l.load.take()) else { return Ok(()) };
+        if run.shown.is_some() {
+            eprintln!();
+        }
+        let s = run.done;
+        self.txns.commits += s.committed;
+        for (r, n) in AbortReason::ALL.iter().zip(s.aborted) {
+            *self.txns.aborts.entry(r.as_str()).or_default() += n;
+        }
+        self.push_done(vec![Out::Line(run.line())], false);
+        Ok(())
+    }
+
+    /// A node's load progress (`done` once its share is over).
+    pub(super) fn on_load(&mut self, node: NodeId, stats: LoadStats, done: bool) {
+        let Some(run) = self.live.as_mut().and_then(|l| l.load.as_mut()) else {
+            log::warn!("master: load report from node {node} with no load running; ignored");
+            return;
+        };
+        if done {
+            if run.running.remove(&node).is_some() {
+                run.done.add(&stats);
+            }
+        } else if let Some(last) = run.running.get_mut(&node) {
+            *last = stats;
+        }
+        if std::io::stderr().is_terminal()
+            && run.shown.is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(250))
+        {
+            let mut sum = run.done;
+            for s in run.running.values() {
+                sum.add(s);
+            }
+            eprint!("\rload: {} of {} operations", sum.done(), run.count);
+            run.shown = Some(Instant::now());
+        }
+    }
+}
+
+/// Whether the nodes' `Quiet` reports say the system is quiet (every node idle, every
+/// Transfer sent has arrived), with the total of other messages sent and received (the
+/// same total in two quiet rounds in a row: nothing moved in between).
+fn quiet_state(reports: &[(NodeId, Report)]) -> (bool, (u64, u64)) {
+    let mut quiet = true;
+    let mut other = (0, 0);
+    let mut sent: BTreeMap<(NodeId, NodeId), u64> = BTreeMap::new();
+    let mut got: BTreeMap<(NodeId, NodeId), u64> = BTreeMap::new();
+    for (n, r) in reports {
+        if let Report::Quiet { sent: s, got: g, tx_msgs, busy } = r {
+            quiet &= !busy;
+            other.0 += tx_msgs.0;
+            other.1 += tx_msgs.1;
+            sent.extend(s.iter().filter(|e| e.1 > 0).map(|&(p, k)| ((*n, p), k)));
+            got.extend(g.iter().filter(|e| e.1 > 0).map(|&(p, k)| ((p, *n), k)));
+        }
+    }
+    (quiet && sent == got, other)
+}

@@ -1,0 +1,350 @@
+//! Live mode at a node (SPEC chapter 7): delivery on arrival, loads the node generates
+//! itself, and channels that survive a crash.
+//!
+//! In live mode nobody but the two ends of a channel knows what is in it, so the ends
+//! keep it whole across a crash themselves. Every Transfer a node sends to a peer is
+//! numbered (its index in the node's log of sends to that peer) and kept in `sent`;
+//! the receiver counts what has arrived (`got`, rebuilt from its log of deposits). On
+//! every new link, each end first tells the other how many of its Transfers arrived
+//! (`Message::Resync`) and holds everything else back; on the peer's `Resync` it sends
+//! the Transfers the peer lacks, then what it held, in order. A number that arrived
+//! before is dropped, so money is neither lost with a dead process's socket nor applied
+//! twice. Two-phase-commit messages lost that way are sent again by the protocol
+//! itself (`Branch::on_timeout`, idempotent), once the peer is back.
+
+use super::Node;
+use crate::ids::{Amount, NodeId, TxnId};
+use crate::protocol::two_pc::CoordState;
+use crate::rng::Rng;
+use crate::wire::{
+    AbortReason, ChannelMsg, LoadKind, LoadStats, Message, Peer, Report, TxOutcome, TxReport,
+    TxSpec,
+};
+use std::io;
+use std::time::{Duration, Instant};
+
+/// How often a node running a load tells the master how far it got.
+pub(super) const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+/// Operations a load starts between two looks at the links.
+const BATCH: usize = 256;
+/// Transfers one node's load keeps in flight at once.
+const WINDOW: usize = 24;
+/// How many transactions may hold reservations at one node in live mode.
+const LIVE_SLOTS: usize = 64;
+/// How long a load waits for money to arrive at an empty account before it goes on
+/// (and its Send is refused).
+const STARVED_WAIT: Duration = Duration::from_millis(20);
+/// Where `node-down` is counted in [`LoadStats::aborted`].
+const NODE_DOWN: usize = 1;
+/// Load amounts are 1 to this.
+const MAX_AMOUNT: usize = 10;
+/// A load transaction's id: this bit set, then the load's number, the node, a counter.
+const LOAD_TX: u64 = 1 << 63;
+/// Operations one node may run in one load (the counter's width).
+pub const MAX_OPS_PER_NODE: u64 = 1 << 24;
+
+/// One node's share of a `Load`.
+#[derive(Debug)]
+pub(super) struct Load {
+    asker: Peer,
+    kind: LoadKind,
+    rng: Rng,
+    /// Operations not started yet.
+    left: u64,
+    /// Transfers started and not decided yet.
+    inflight: usize,
+    /// The first transaction id of this load at this node; the next is this plus `next`.
+    base: u64,
+    next: u64,
+    stats: LoadStats,
+    progress_at: Instant,
+    /// Since when the load has found its account empty.
+    starved: Option<Instant>,
+}
+
+/// The id of operation `n` of load `load` at node `node`.
+fn load_tx(load: u32, node: NodeId, n: u64) -> TxnId {
+    TxnId(LOAD_TX | (u64::from(load & 0x7fff) << 48) | (u64::from(node.0 & 0xff_ffff) << 24) | n)
+}
+
+fn is_load_tx(tx: TxnId) -> bool {
+    tx.0 & LOAD_TX != 0
+}
+
+impl Node {
+    pub(super) fn set_live(&mut self, on: bool) {
+        self.live = on;
+        self.branch.set_slots(if on { LIVE_SLOTS } else { 1 });
+    }
+
+    /// Delivers `m` from `from` now (live mode), as `Receive` would.
+    pub(super) fn deliver_live(&mut self, from: NodeId, m: ChannelMsg) -> io::Result<()> {
+        let mut out = std::mem::take(&mut self.effects);
+        self.branch.on_deliver(from, m, &mut out);
+        self.apply(&mut out, None)?;
+        self.effects = out;
+        Ok(())
+    }
+
+    /// A numbered Transfer arrived: taken once, in number order.
+    pub(super) fn arrive_numbered(
+        &mut self,
+        from: NodeId,
+        seq: u64,
+        amount: Amount,
+    ) -> io::Result<()> {
+        let got = self.got.entry(from).or_default();
+        if seq < *got {
+            log::debug!(
+                "node {}: Transfer {seq} from {from} came again; dropped",
+                self.branch.id()
+            );
+            return Ok(());
+        }
+        if seq > *got {
+            log::error!(
+                "node {}: Transfer {seq} from {from} came before {}: money went missing",
+                self.branch.id(),
+                *got
+            );
+            *got = seq;
+        }
+        self.arrive(from, ChannelMsg::Transfer { amount })
+    }
+
+    /// A new link with `p` (live mode): say how much of its money arrived, and hold
+    /// everything back for it until it says the same.
+    pub(super) fn start_resync(&mut self, p: NodeId) -> io::Result<()> {
+        let got = self.got.get(&p).copied().unwrap_or(0);
+        self.resyncing.insert(p, Vec::new());
+        if let Some(link) = self.links.get_mut(&Peer::Node(p)) {
+            link.push(&Message::Resync { got });
+        }
+        Ok(())
+    }
+
+    /// `p` says `got` of this node's Transfers reached it: send the rest again, then what
+    /// was held back, and what `p`'s unfinished transactions with this node need.
+    pub(super) fn on_resync(&mut self, p: NodeId, got: u64) -> io::Result<()> {
+        let held = self.resyncing.remove(&p).unwrap_or_default();
+        self.gone.remove(&p);
+        let sent = self.sent.get(&p).map_or(&[][..], |v| &v[..]);
+        let first_held = held
+            .iter()
+            .find_map(|m| match m {
+                Message::Numbered { seq, .. } => Some(*seq),
+                _ => None,
+            })
+            .unwrap_or(sent.len() as u64);
+        let again: Vec<Message> = (got..first_held)
+            .map(|seq| Message::Numbered { seq, amount: sent[seq as usize] })
+            .collect();
+        if !again.is_empty() {
+            log::info!("node {}: sending {} Transfers to {p} again", self.branch.id(), again.len());
+        }
+        for m in again.into_iter().chain(held) {
+            self.send_wire(p, m)?;
+        }
+        let mut out = std::mem::take(&mut self.effects);
+        for tx in self.branch.money().waiting_with(p) {
+            self.branch.on_timeout(tx, AbortReason::NodeDown, &mut out);
+        }
+        self.apply(&mut out, None)?;
+        self.effects = out;
+        Ok(())
+    }
+
+    /// `p`'s process is gone (live mode): the votes this node waits for from it will not
+    /// come, so those transactions abort; decisions and acks wait for its restart.
+    pub(super) fn peer_gone(&mut self, p: NodeId) -> io::Result<()> {
+        self.gone.insert(p);
+        let mut out = std::mem::take(&mut self.effects);
+        for tx in self.branch.money().waiting_with(p) {
+            if matches!(self.branch.money().coord(tx), Some(CoordState::Voting(_))) {
+                self.branch.on_timeout(tx, AbortReason::NodeDown, &mut out);
+            }
+        }
+        self.apply(&mut out, None)?;
+        self.effects = out;
+        Ok(())
+    }
+
+    /// Whether this node has the whole of each snapshot: recorded, every marker in.
+    pub(super) fn has_whole(&self, ids: &[crate::ids::SnapshotId]) -> bool {
+        self.branch
+            .collect(ids)
+            .iter()
+            .all(|r| r.recorded.as_ref().is_some_and(|st| st.open.is_empty()))
+    }
+
+    /// The answer to `Quiet`.
+    pub(super) fn quiet(&self) -> Report {
+        let mut sent: Vec<(NodeId, u64)> =
+            self.sent.iter().map(|(&p, v)| (p, v.len() as u64)).collect();
+        let mut got: Vec<(NodeId, u64)> = self.got.iter().map(|(&p, &n)| (p, n)).collect();
+        sent.sort();
+        got.sort();
+        let busy = self.load.is_some()
+            || !self.resyncing.is_empty()
+            || !self.asks.is_empty()
+            || !self.branch.money().waiting().is_empty();
+        Report::Quiet { sent, got, tx_msgs: self.other_msgs, busy }
+    }
+
+    /// Answers the `Transfer` commands and counts the load transfers just decided.
+    pub(super) fn on_decisions(&mut self) -> io::Result<()> {
+        for (tx, outcome) in std::mem::take(&mut self.decisions) {
+            if let Some((asker, seq)) = self.asks.remove(&tx) {
+                let money = self.branch.money();
+                let report = TxReport {
+                    sent: Vec::new(),
+                    decided: Some((tx, outcome)),
+                    balance: money.balance(),
+                    held: money.held(),
+                };
+                self.link(asker)?.push(&Message::Report { seq, report: Report::TxStep(report) });
+            } else if let (true, Some(load)) = (is_load_tx(tx), self.load.as_mut()) {
+                load.inflight -= 1;
+                match outcome {
+                    TxOutcome::Committed => load.stats.committed += 1,
+                    TxOutcome::Aborted(r) => {
+                        let i = AbortReason::ALL.iter().position(|&x| x == r).unwrap_or(0);
+                        load.stats.aborted[i] += 1;
+                    }
+                }
+            }
+        }
+        self.end_load_if_done()
+    }
+
+    pub(super) fn start_load(
+        &mut self,
+        asker: Peer,
+        ops: u64,
+        kind: LoadKind,
+        seed: u64,
+        load: u32,
+    ) {
+        let base = load_tx(load, self.branch.id(), 0).0;
+        self.load = Some(Load {
+            asker,
+            kind,
+            rng: Rng::new(seed),
+            left: ops.min(MAX_OPS_PER_NODE),
+            inflight: 0,
+            base,
+            next: 0,
+            stats: LoadStats::default(),
+            progress_at: Instant::now() + PROGRESS_EVERY,
+            starved: None,
+        });
+    }
+
+    /// Starts the load's next batch of operations, if it has any it may start now.
+    /// Returns how long the node may wait for its links before the next batch: zero
+    /// when it has more to start now, `None` when no load runs.
+    pub(super) fn step_load(&mut self) -> io::Result<Option<Duration>> {
+        let Some(mut load) = self.load.take() else { return Ok(None) };
+        let me = self.branch.id();
+        let peers: Vec<NodeId> = self.branch.peers().to_vec();
+        let up: Vec<NodeId> = peers.iter().copied().filter(|p| !self.gone.contains(p)).collect();
+        let mut out = std::mem::take(&mut self.effects);
+        let mut started = 0;
+        while load.left > 0 && started < BATCH && !peers.is_empty() {
+            let transfer = match load.kind {
+                LoadKind::Sends => false,
+                LoadKind::Transfers => true,
+                LoadKind::Mixed => load.rng.below(2) == 1,
+            };
+            let available = self.branch.money().available().0.min(MAX_AMOUNT as u64);
+            if transfer {
+                if load.inflight >= WINDOW {
+                    break;
+                }
+                if up.is_empty() {
+                    load.stats.aborted[NODE_DOWN] += 1;
+                } else {
+                    // Half push money to a peer, half pull from one (this node then
+                    // coordinates as the credit side); an empty account only pulls. The
+                    // amount is at most what is available here, so conflicts come from
+                    // transactions running at once, not from asking the impossible.
+                    let peer = up[load.rng.below(up.len())];
+                    let push = available > 0 && load.rng.below(2) == 0;
+                    let (from, to) = if push { (me, peer) } else { (peer, me) };
+                    let amount = Amount(1 + load.rng.below(available.max(1) as usize) as u64);
+                    let tx = TxnId(load.base + load.next);
+                    load.next += 1;
+                    load.inflight += 1;
+                    self.branch.on_transfer(TxSpec { tx, from, to, amount, coord: me }, &mut out);
+                }
+            } else {
+                if available == 0 {
+                    // Nothing to spend: wait a while for money to arrive; if none comes,
+                    // the Send runs and is refused.
+                    let since = *load.starved.get_or_insert_with(Instant::now);
+                    if since.elapsed() < STARVED_WAIT {
+                        break;
+                    }
+                }
+                load.starved = None;
+                let to = peers[load.rng.below(peers.len())];
+                let amount = Amount(1 + load.rng.below(available.max(1) as usize) as u64);
+                match self.branch.on_send(to, amount, &mut out) {
+                    Ok(()) => load.stats.sent += 1,
+                    Err(_) => load.stats.err_send += 1,
+                }
+            }
+            load.left -= 1;
+            started += 1;
+        }
+        if Instant::now() >= load.progress_at {
+            load.progress_at = Instant::now() + PROGRESS_EVERY;
+            self.link(load.asker)?.push(&Message::LoadProgress(load.stats));
+        }
+        let wait = match (&load.starved, started) {
+            (Some(since), _) => STARVED_WAIT.saturating_sub(since.elapsed()),
+            (None, 0) => PROGRESS_EVERY,
+            (None, _) => Duration::ZERO,
+        };
+        self.load = Some(load);
+        self.apply(&mut out, None)?;
+        self.effects = out;
+        self.end_load_if_done()?;
+        Ok(self.load.as_ref().map(|_| wait))
+    }
+
+    fn end_load_if_done(&mut self) -> io::Result<()> {
+        if let Some(load) = self.load.as_ref().filter(|l| l.left == 0 && l.inflight == 0) {
+            let (asker, stats) = (load.asker, load.stats);
+            self.load = None;
+            self.link(asker)?.push(&Message::LoadDone(stats));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_down_is_counted_in_its_place() {
+        assert_eq!(AbortReason::ALL[NODE_DOWN], AbortReason::NodeDown);
+    }
+
+    #[test]
+    fn load_transaction_ids_are_apart_from_command_ones_and_each_other() {
+        let a = load_tx(1, NodeId(2), 0);
+        let b = load_tx(1, NodeId(3), 0);
+        let c = load_tx(2, NodeId(2), 0);
+        let d = load_tx(1, NodeId(2), MAX_OPS_PER_NODE - 1);
+        assert!(is_load_tx(a) && !is_load_tx(TxnId(12345)));
+        let all = [a, b, c, d];
+        for (i, x) in all.iter().enumerate() {
+            for y in &all[i + 1..] {
+                assert_ne!(x, y);
+            }
+        }
+        assert!(d.0 < b.0, "the counter stays inside its node's range");
+    }
+}
