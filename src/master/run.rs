@@ -764,7 +764,23 @@ impl Master {
     fn wait_one(&mut self) -> Result<(), Fatal> {
         match self.sys().next_event(WATCHDOG)? {
             Some(ev) => self.on_event(ev)?,
-            None => return Err(Fatal(format!("no process answered for {WATCHDOG:?}; giving up"))),
+            None => {
+                let sys = self.sys();
+                let mut owed: Vec<String> = sys
+                    .awaiting_node
+                    .iter()
+                    .filter(|(_, q)| !q.is_empty())
+                    .map(|(n, q)| format!("node {n} owes {}", q.len()))
+                    .collect();
+                owed.sort();
+                if !sys.awaiting_observer.is_empty() {
+                    owed.push(format!("the observer owes {}", sys.awaiting_observer.len()));
+                }
+                let what = if owed.is_empty() { "a load".to_string() } else { owed.join(", ") };
+                return Err(Fatal(format!(
+                    "no process answered for {WATCHDOG:?} (waiting on {what}); giving up"
+                )));
+            }
         }
         self.drain_events()?;
         self.emit_ready()

@@ -43,6 +43,19 @@ const LOAD_TX: u64 = 1 << 63;
 /// Operations one node may run in one load (the counter's width).
 pub const MAX_OPS_PER_NODE: u64 = 1 << 24;
 
+/// How often a node in live mode looks for transactions that wait too long.
+const RETRY_EVERY: Duration = Duration::from_millis(300);
+
+/// Live mode's timeouts: a transaction that waited at two looks in a row (so for
+/// `RETRY_EVERY` at least) times out here (`TxNode::on_timeout`): a voting coordinator
+/// aborts (`timeout`), a committed one sends its decision again, a participant asks.
+/// Every such step is idempotent, so a message lost with a crashed process is replaced.
+#[derive(Debug, Default)]
+pub(super) struct Retry {
+    next: Option<Instant>,
+    waiting: Vec<TxnId>,
+}
+
 /// One node's share of a `Load`.
 #[derive(Debug)]
 pub(super) struct Load {
@@ -74,7 +87,7 @@ fn is_load_tx(tx: TxnId) -> bool {
 impl Node {
     pub(super) fn set_live(&mut self, on: bool) {
         self.live = on;
-        self.branch.set_slots(if on { LIVE_SLOTS } else { 1 });
+        self.branch.set_live(on.then_some(LIVE_SLOTS));
     }
 
     /// Delivers `m` from `from` now (live mode), as `Receive` would.
@@ -113,20 +126,30 @@ impl Node {
     }
 
     /// A new link with `p` (live mode): say how much of its money arrived, and hold
-    /// everything back for it until it says the same.
+    /// everything back for it until it says the same (with what was held while it was
+    /// down).
     pub(super) fn start_resync(&mut self, p: NodeId) -> io::Result<()> {
         let got = self.got.get(&p).copied().unwrap_or(0);
-        self.resyncing.insert(p, Vec::new());
+        let owed = self.branch.money().owed_by(p);
+        log::debug!("node {}: resync with {p}: {got} of its Transfers arrived", self.branch.id());
+        self.resyncing.entry(p).or_default();
         if let Some(link) = self.links.get_mut(&Peer::Node(p)) {
-            link.push(&Message::Resync { got });
+            link.push(&Message::Resync { got, owed });
         }
         Ok(())
     }
 
-    /// `p` says `got` of this node's Transfers reached it: send the rest again, then what
-    /// was held back, and what `p`'s unfinished transactions with this node need.
-    pub(super) fn on_resync(&mut self, p: NodeId, got: u64) -> io::Result<()> {
+    /// `p` says `got` of this node's Transfers reached it and which transactions' money
+    /// it lacks: send the rest and that money again, then what was held back (all of it
+    /// ahead of any marker sent since, so a snapshot counts it in the channel), and what
+    /// `p`'s unfinished transactions with this node need.
+    pub(super) fn on_resync(&mut self, p: NodeId, got: u64, owed: &[TxnId]) -> io::Result<()> {
         let held = self.resyncing.remove(&p).unwrap_or_default();
+        log::debug!(
+            "node {}: {p} resynced ({got} arrived there); {} held",
+            self.branch.id(),
+            held.len()
+        );
         self.gone.remove(&p);
         let sent = self.sent.get(&p).map_or(&[][..], |v| &v[..]);
         let first_held = held
@@ -142,7 +165,13 @@ impl Node {
         if !again.is_empty() {
             log::info!("node {}: sending {} Transfers to {p} again", self.branch.id(), again.len());
         }
-        for m in again.into_iter().chain(held) {
+        let money = self.branch.money();
+        let credits: Vec<Message> = owed
+            .iter()
+            .filter_map(|&tx| money.credit_again(tx))
+            .map(|(_, m)| Message::Channel(ChannelMsg::Tx(m)))
+            .collect();
+        for m in again.into_iter().chain(credits).chain(held) {
             self.send_wire(p, m)?;
         }
         let mut out = std::mem::take(&mut self.effects);
@@ -167,6 +196,29 @@ impl Node {
         self.apply(&mut out, None)?;
         self.effects = out;
         Ok(())
+    }
+
+    /// Live mode: times out what has waited since the last look, if it is time to look.
+    /// Returns how long until the next look (`None` outside live mode).
+    pub(super) fn tick(&mut self) -> io::Result<Option<Duration>> {
+        if !self.live {
+            return Ok(None);
+        }
+        let now = Instant::now();
+        let next = *self.retry.next.get_or_insert(now + RETRY_EVERY);
+        if now < next {
+            return Ok(Some(next - now));
+        }
+        let waiting = self.branch.money().waiting();
+        let mut out = std::mem::take(&mut self.effects);
+        for tx in waiting.iter().filter(|t| self.retry.waiting.binary_search(t).is_ok()) {
+            log::debug!("node {}: {tx} timed out", self.branch.id());
+            self.branch.on_timeout(*tx, AbortReason::Timeout, &mut out);
+        }
+        self.apply(&mut out, None)?;
+        self.effects = out;
+        self.retry = Retry { next: Some(now + RETRY_EVERY), waiting };
+        Ok(Some(RETRY_EVERY))
     }
 
     /// Whether this node has the whole of each snapshot: recorded, every marker in.

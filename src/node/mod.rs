@@ -111,6 +111,7 @@ pub fn run(args: NodeArgs) -> io::Result<()> {
         decisions: Vec::new(),
         load: None,
         sync_due: false,
+        retry: live::Retry::default(),
     };
     node.run(inbox)
 }
@@ -171,6 +172,8 @@ struct Node {
     /// A forced record was appended: the next flush syncs the log before any message
     /// leaves (group commit: every record forced meanwhile shares that one sync).
     sync_due: bool,
+    /// Live mode's timeouts.
+    retry: live::Retry,
 }
 
 fn io_err(e: WalError) -> io::Error {
@@ -218,8 +221,13 @@ impl Node {
                 Err(TryRecvError::Empty) => {
                     // Everything that arrived is handled: a load takes its next batch,
                     // then the batch's records and messages leave together.
-                    let timeout = self.step_load()?;
+                    let load_wait = self.step_load()?;
+                    let tick_wait = self.tick()?;
                     self.flush_all()?;
+                    let timeout = match (load_wait, tick_wait) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
                     self.hub.wait(timeout)?;
                     continue;
                 }
@@ -250,7 +258,9 @@ impl Node {
                         (Peer::Node(from), Message::Numbered { seq, amount }) => {
                             self.arrive_numbered(from, seq, amount)?
                         }
-                        (Peer::Node(from), Message::Resync { got }) => self.on_resync(from, got)?,
+                        (Peer::Node(from), Message::Resync { got, owed }) => {
+                            self.on_resync(from, got, &owed)?
+                        }
                         (Peer::Node(from), Message::Drive { tx }) => {
                             self.following.push((tx, from))
                         }
@@ -627,7 +637,13 @@ impl Node {
             held.push(wire);
             return Ok(());
         }
-        let Some(link) = self.links.get_mut(&Peer::Node(to)) else { return Ok(()) };
+        let Some(link) = self.links.get_mut(&Peer::Node(to)) else {
+            if self.live {
+                // The peer is down: what goes to it waits for its next link.
+                self.resyncing.insert(to, vec![wire]);
+            }
+            return Ok(());
+        };
         link.push(&wire);
         if link.is_full() {
             self.flush_all()?;

@@ -55,10 +55,11 @@ impl Branch {
         &self.money
     }
 
-    /// How many transactions may hold reservations here at once (see
-    /// [`TxNode::set_slots`]).
-    pub fn set_slots(&mut self, slots: usize) {
-        self.money.set_slots(slots);
+    /// Live mode (`Some` with its reservation slots, see [`TxNode::set_slots`] and
+    /// [`TxNode::set_relay`]) or scripted (`None`).
+    pub fn set_live(&mut self, slots: Option<usize>) {
+        self.money.set_slots(slots.unwrap_or(1));
+        self.money.set_relay(slots.is_some());
     }
 
     /// The peers, sorted by id.

@@ -204,6 +204,10 @@ pub struct TxNode {
     /// where funds are still never promised twice (a debit reserves from what is
     /// available).
     slots: usize,
+    /// Live mode: a crash may lose any message, so a credit side that knows the commit
+    /// and lacks the money tells the debit side the decision, and a debit side told the
+    /// decision again sends the money again (scripts recover lost messages otherwise).
+    relay: bool,
     coords: BTreeMap<TxnId, (TxSpec, CoordState)>,
 }
 
@@ -217,6 +221,7 @@ impl TxNode {
             parts: BTreeMap::new(),
             prepared: BTreeSet::new(),
             slots: 1,
+            relay: false,
             coords: BTreeMap::new(),
         }
     }
@@ -224,6 +229,11 @@ impl TxNode {
     /// Lets up to `slots` (at least one) transactions hold reservations here at once.
     pub fn set_slots(&mut self, slots: usize) {
         self.slots = slots.max(1);
+    }
+
+    /// Live mode's relaying of decisions and money (see the field `relay`).
+    pub fn set_relay(&mut self, on: bool) {
+        self.relay = on;
     }
 
     fn set_part(&mut self, tx: TxnId, part: (TxSpec, PartState)) {
@@ -289,6 +299,26 @@ impl TxNode {
                 spec(tx).is_some_and(|s| s.coord == peer || s.participants().contains(&peer))
             })
             .collect()
+    }
+
+    /// Transactions whose money `peer` owes this node as far as it knows: this node is
+    /// their credit side, has voted YES and has not been credited.
+    pub fn owed_by(&self, peer: NodeId) -> Vec<TxnId> {
+        let owed = |tx: &&TxnId| {
+            self.parts.get(tx).is_some_and(|(s, _)| s.from == peer && s.to == self.id)
+        };
+        self.prepared.iter().filter(owed).copied().collect()
+    }
+
+    /// The money of `tx` again, if this node is its debit side and has paid it (a copy
+    /// may have died with a crashed process; the credit side applies it once).
+    pub fn credit_again(&self, tx: TxnId) -> Option<(NodeId, TxMsg)> {
+        match self.parts.get(&tx) {
+            Some(&(spec, PartState::Committed)) if spec.from == self.id && spec.to != self.id => {
+                Some((spec.to, spec.credit()))
+            }
+            _ => None,
+        }
     }
 
     /// Whether this node, as `tx`'s coordinator, is done with it: aborted, or committed and
@@ -411,10 +441,19 @@ impl TxNode {
             }
             _ => {}
         }
-        if let Some((spec, PartState::Prepared { .. })) = self.parts.get(&tx).copied() {
-            if spec.coord != self.id {
+        match self.parts.get(&tx).copied() {
+            // Relaying: the credit side knows the commit and waits for the money, which a
+            // crash may have lost; the decision, told to the debit side, has it sent again.
+            Some((spec, PartState::Prepared { commit_known: true }))
+                if self.relay && spec.from != self.id =>
+            {
+                let msg = TxMsg::Decide { tx, commit: true };
+                self.send(spec.from, msg, out, &mut queue);
+            }
+            Some((spec, PartState::Prepared { .. })) if spec.coord != self.id => {
                 out.push(TxEffect::Send { to: spec.coord, msg: TxMsg::DecisionReq { tx } });
             }
+            _ => {}
         }
         self.run_local(out, queue);
     }
@@ -611,7 +650,13 @@ impl TxNode {
                 }
                 self.release(spec);
             }
-            (PartState::Committed, true) => self.send(spec.coord, TxMsg::Ack { tx }, out, q),
+            (PartState::Committed, true) => {
+                if self.relay && spec.from == self.id && spec.to != self.id {
+                    // Told again: the money may not have arrived (a crash lost it).
+                    out.push(TxEffect::Send { to: spec.to, msg: spec.credit() });
+                }
+                self.send(spec.coord, TxMsg::Ack { tx }, out, q)
+            }
             (PartState::Committed, false) => {
                 panic!("node {}: {tx} committed here but the coordinator says abort", self.id)
             }

@@ -575,6 +575,9 @@ pub enum Message {
     Resync {
         /// Transfers from the peer that arrived here.
         got: u64,
+        /// Transactions whose money the peer owes here (this node voted YES as their
+        /// credit side and has not been credited): a debit side that paid sends it again.
+        owed: Vec<TxnId>,
     },
     /// Node to master: progress of this node's share of a load.
     LoadProgress(LoadStats),

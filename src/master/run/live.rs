@@ -310,8 +310,8 @@ impl Master {
         while self.sys().closing(node) {
             self.wait_one()?;
         }
-        // Only the ledger's bookkeeping of links: nothing is resent from it in live mode.
-        let _ = self.sys().ledger.restart(node);
+        // The ledger's bookkeeping of links only: nothing is resent from it in live mode.
+        let relinks = self.sys().ledger.restart(node);
         let peers: Vec<NodeId> = self.sys().ledger.nodes().filter(|&x| x != node).collect();
         let down = self.sys().ledger.down();
         self.sys().restart_node(node)?;
@@ -320,6 +320,18 @@ impl Master {
             Control::Setup { peers, join: Vec::new(), down, resend: Vec::new(), live: true };
         self.sys().command(node, setup, slot)?;
         self.wait_slot(slot)?;
+        // Every peer takes the new link before the next command, so that nothing it
+        // sends from then on goes into its stale link to the dead process.
+        for (from, to, gen, _) in relinks {
+            if to == node && from != node {
+                let slot = self.push_await(Expect::Ready(Vec::new()));
+                self.sys().command(from, Control::Resend { to, gen, msgs: Vec::new() }, slot)?;
+            }
+        }
+        // A snapshot begun while the node was down may lack its markers to it.
+        for k in std::mem::take(&mut self.since_collect) {
+            self.lost_snapshots.push((k, node));
+        }
         let gen = self.sys().starts(node);
         let slot = self.push_await(Expect::Relinked);
         self.sys().observe(ObserverRequest::Relink { node, gen }, slot)

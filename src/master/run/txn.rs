@@ -189,6 +189,9 @@ impl Master {
     }
 
     pub(super) fn record_outcome(&mut self, tx: TxnId, outcome: TxOutcome) {
+        if !self.txns.specs.contains_key(&tx) {
+            return; // a load's transaction: the load's summary counts it
+        }
         if self.txns.outcomes.insert(tx, outcome).is_none() {
             match outcome {
                 TxOutcome::Committed => self.txns.commits += 1,
