@@ -19,6 +19,12 @@
 //! moves: then nothing is in doubt, every transfer is applied on both sides or neither, what
 //! a coordinator reported as committed is applied, and the money adds up exactly.
 //!
+//! Live mode (SPEC chapter 7) runs the same machines concurrently: several transactions
+//! hold reservations at one node at once (slots), relaying is on, and a crash loses what
+//! was in flight to the dead process; on restart the two ends of each channel resync
+//! (each says which transactions' money it lacks and the debit side pays again), as the
+//! node processes do. The live variant checks the same invariants.
+//!
 //! `TWO_PC_SEEDS=100000 cargo test --release --test two_pc_sim` runs more seeds;
 //! `TWO_PC_SEED=n` replays one.
 
@@ -41,6 +47,8 @@ struct SimNode {
 
 struct World {
     rng: Rng,
+    /// Live mode: slots, relaying, and crashes that lose what was in flight.
+    live: bool,
     nodes: Vec<SimNode>,
     channels: HashMap<(NodeId, NodeId), VecDeque<TxMsg>>,
     specs: BTreeMap<TxnId, TxSpec>,
@@ -55,8 +63,20 @@ fn idx(id: NodeId) -> usize {
     id.0 as usize
 }
 
+/// Reservation slots per node in the live variant.
+const LIVE_SLOTS: usize = 3;
+
 impl World {
-    fn new(seed: u64) -> World {
+    fn machine(&self, m: TxNode) -> TxNode {
+        let mut m = m;
+        if self.live {
+            m.set_slots(LIVE_SLOTS);
+            m.set_relay(true);
+        }
+        m
+    }
+
+    fn new(seed: u64, live: bool) -> World {
         let mut rng = Rng::new(seed);
         let n = 2 + rng.below(3);
         let mut nodes = Vec::new();
@@ -74,8 +94,9 @@ impl World {
                 armed: None,
             });
         }
-        World {
+        let mut w = World {
             rng,
+            live,
             nodes,
             channels: HashMap::new(),
             specs: BTreeMap::new(),
@@ -83,7 +104,12 @@ impl World {
             total,
             next_tx: 1,
             crashed_at: Vec::new(),
+        };
+        for i in 0..w.nodes.len() {
+            let m = w.nodes[i].machine.take().expect("just made");
+            w.nodes[i].machine = Some(w.machine(m));
         }
+        w
     }
 
     /// Carries out `node`'s effects in order; a crash point that is armed kills it there.
@@ -121,6 +147,14 @@ impl World {
     }
 
     fn crash(&mut self, node: NodeId) {
+        if self.live {
+            // What was in flight to the dead process dies with its socket.
+            for ((_, to), q) in self.channels.iter_mut() {
+                if *to == node {
+                    q.clear();
+                }
+            }
+        }
         let reached = self.rng.below(80);
         let n = &mut self.nodes[idx(node)];
         n.machine = None;
@@ -132,8 +166,26 @@ impl World {
         let records = self.nodes[idx(node)].wal.records();
         let mut out = Vec::new();
         let m = TxNode::recover(node, &records, &mut out);
+        let m = self.machine(m);
         self.nodes[idx(node)].machine = Some(m);
-        self.execute(node, out)
+        self.execute(node, out)?;
+        if self.live {
+            // The resync with every peer that is up: each side's owed money again.
+            for i in 0..self.nodes.len() {
+                let peer = NodeId(i as u32);
+                if peer == node || !self.up(peer) {
+                    continue;
+                }
+                for (debit, credit) in [(peer, node), (node, peer)] {
+                    let owed = self.nodes[idx(credit)].machine.as_ref().unwrap().owed_by(debit);
+                    let d = self.nodes[idx(debit)].machine.as_ref().unwrap();
+                    let again: Vec<TxMsg> =
+                        owed.iter().filter_map(|&tx| d.credit_again(tx)).map(|c| c.1).collect();
+                    self.channels.entry((debit, credit)).or_default().extend(again);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn pick(&mut self) -> NodeId {
@@ -303,7 +355,7 @@ impl World {
                     .channels
                     .get(&(spec.from, spec.to))
                     .is_some_and(|q| q.iter().any(|m| m.money().is_some_and(|(t, _)| t == *tx)));
-                if self.up(spec.from) && !in_channel {
+                if self.up(spec.from) && self.up(spec.to) && !in_channel {
                     return Err(format!(
                         "{tx}: {} debited and is up, but no Credit is in flight",
                         spec.from
@@ -382,8 +434,12 @@ impl World {
     }
 }
 
-fn run_seed(seed: u64, steps: usize) -> Result<(usize, usize, Vec<CrashPoint>), String> {
-    let mut w = World::new(seed);
+fn run_seed(
+    seed: u64,
+    steps: usize,
+    live: bool,
+) -> Result<(usize, usize, Vec<CrashPoint>), String> {
+    let mut w = World::new(seed, live);
     for i in 0..steps {
         w.step().map_err(|e| format!("step {i}: {e}"))?;
         w.check().map_err(|e| format!("after step {i}: {e}"))?;
@@ -397,11 +453,22 @@ fn run_seed(seed: u64, steps: usize) -> Result<(usize, usize, Vec<CrashPoint>), 
 // duplicated messages, and restarts from the log alone.
 #[test]
 fn two_phase_commit_survives_random_crashes() {
+    survives_random_crashes(false, 10_000);
+}
+
+// The same in live mode: concurrent reservations, relaying, and crashes that lose what
+// was in flight to the dead process.
+#[test]
+fn live_two_phase_commit_survives_random_crashes() {
+    survives_random_crashes(true, 5_000);
+}
+
+fn survives_random_crashes(live: bool, default_seeds: u64) {
     let (mut txs, mut committed) = (0, 0);
     let mut points = std::collections::BTreeMap::new();
-    let seeds = util::seeds("TWO_PC_SEED", "TWO_PC_SEEDS", 10_000);
+    let seeds = util::seeds("TWO_PC_SEED", "TWO_PC_SEEDS", default_seeds);
     for &seed in &seeds {
-        match run_seed(seed, 150) {
+        match run_seed(seed, 150, live) {
             Ok((t, c, crashed)) => {
                 txs += t;
                 committed += c;
@@ -410,12 +477,14 @@ fn two_phase_commit_survives_random_crashes() {
                 }
             }
             Err(e) => panic!(
-                "seed {seed} failed (replay: TWO_PC_SEED={seed} cargo test --test two_pc_sim): {e}"
+                "seed {seed} failed (live: {live}; replay: TWO_PC_SEED={seed} cargo test --test \
+                 two_pc_sim): {e}"
             ),
         }
     }
     println!(
-        "{} seeds, {txs} transfers, {committed} reported committed: every invariant held",
+        "live: {live}: {} seeds, {txs} transfers, {committed} reported committed: every \
+         invariant held",
         seeds.len()
     );
     println!("crashes at each point: {points:?}");

@@ -94,6 +94,7 @@ pub fn run(cfg: Config) -> i32 {
         live: None,
         loads: 0,
         quiet: Vec::new(),
+        heard: std::time::Instant::now(),
     };
     let result = m.walk(cfg.input);
     let result = result.and_then(|()| m.finish());
@@ -211,6 +212,8 @@ struct Master {
     loads: u32,
     /// Answers to `Quiet`.
     quiet: Vec<(NodeId, Report)>,
+    /// When an answer (or a load's progress) last came: the watchdog's start.
+    heard: std::time::Instant,
 }
 
 fn record_events(
@@ -762,7 +765,10 @@ impl Master {
 
     /// Blocks for at least one event, then takes every event already there.
     fn wait_one(&mut self) -> Result<(), Fatal> {
-        match self.sys().next_event(WATCHDOG)? {
+        // Only answers (and a load's progress while no answer is owed) show that the
+        // processes are not stuck: a load's progress must not hide a command that hangs.
+        let left = WATCHDOG.saturating_sub(self.heard.elapsed());
+        match self.sys().next_event(left)? {
             Some(ev) => self.on_event(ev)?,
             None => {
                 let sys = self.sys();
@@ -834,6 +840,7 @@ impl Master {
     }
 
     fn fill(&mut self, id: u64, outs: Vec<Out>) {
+        self.heard = std::time::Instant::now();
         let idx = (id - self.first_slot) as usize;
         self.slots[idx] = Slot::Done(outs);
     }

@@ -332,13 +332,14 @@ impl Node {
             } else {
                 if available == 0 {
                     // Nothing to spend: wait a while for money to arrive; if none comes,
-                    // the Send runs and is refused.
+                    // Sends are refused until some does.
                     let since = *load.starved.get_or_insert_with(Instant::now);
                     if since.elapsed() < STARVED_WAIT {
                         break;
                     }
+                } else {
+                    load.starved = None;
                 }
-                load.starved = None;
                 let to = peers[load.rng.below(peers.len())];
                 let amount = Amount(1 + load.rng.below(available.max(1) as usize) as u64);
                 match self.branch.on_send(to, amount, &mut out) {
@@ -353,10 +354,12 @@ impl Node {
             load.progress_at = Instant::now() + PROGRESS_EVERY;
             self.link(load.asker)?.push(&Message::LoadProgress(load.stats));
         }
-        let wait = match (&load.starved, started) {
-            (Some(since), _) => STARVED_WAIT.saturating_sub(since.elapsed()),
-            (None, 0) => PROGRESS_EVERY,
-            (None, _) => Duration::ZERO,
+        // More to start now; or wait for the money being waited for (then go on), or for
+        // what the links bring (decisions that free the window).
+        let wait = match load.starved.map(|since| STARVED_WAIT.saturating_sub(since.elapsed())) {
+            _ if started > 0 => Duration::ZERO,
+            Some(left) if !left.is_zero() => left,
+            _ => PROGRESS_EVERY,
         };
         self.load = Some(load);
         self.apply(&mut out, None)?;

@@ -334,7 +334,10 @@ impl Master {
         }
         let gen = self.sys().starts(node);
         let slot = self.push_await(Expect::Relinked);
-        self.sys().observe(ObserverRequest::Relink { node, gen }, slot)
+        self.sys().observe(ObserverRequest::Relink { node, gen }, slot)?;
+        // Before the next command: a peer forwards markers as they arrive, not when a
+        // command says, so each must hold the new link before any snapshot can start.
+        self.barrier()
     }
 
     fn load(
@@ -417,10 +420,14 @@ impl Master {
 
     /// A node's load progress (`done` once its share is over).
     pub(super) fn on_load(&mut self, node: NodeId, stats: LoadStats, done: bool) {
-        let Some(run) = self.live.as_mut().and_then(|l| l.load.as_mut()) else {
+        if self.live.as_ref().is_none_or(|l| l.load.is_none()) {
             log::warn!("master: load report from node {node} with no load running; ignored");
             return;
-        };
+        }
+        if done || !self.system.as_ref().is_some_and(|s| s.owes_answers()) {
+            self.heard = Instant::now();
+        }
+        let Some(run) = self.live.as_mut().and_then(|l| l.load.as_mut()) else { return };
         if done {
             if run.running.remove(&node).is_some() {
                 run.done.add(&stats);
