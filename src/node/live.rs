@@ -29,6 +29,10 @@ pub(super) const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 const BATCH: usize = 256;
 /// Transfers one node's load keeps in flight at once.
 const WINDOW: usize = 24;
+/// The longest a load pauses for a snapshot recording at its node.
+const MAX_PAUSE: Duration = Duration::from_millis(50);
+/// Transfers a load keeps unconfirmed on one channel.
+const SEND_WINDOW: u64 = 64;
 /// How many transactions may hold reservations at one node in live mode.
 const LIVE_SLOTS: usize = 64;
 /// How long a load waits for money to arrive at an empty account before it goes on
@@ -73,6 +77,8 @@ pub(super) struct Load {
     progress_at: Instant,
     /// Since when the load has found its account empty.
     starved: Option<Instant>,
+    /// Since when the load has paused for a snapshot recording here.
+    paused: Option<Instant>,
 }
 
 /// The id of operation `n` of load `load` at node `node`.
@@ -85,8 +91,25 @@ fn is_load_tx(tx: TxnId) -> bool {
 }
 
 impl Node {
+    /// Tells every peer how many of its Transfers have arrived here: those with news
+    /// (`all`: every peer, as on entering live mode).
+    pub(super) fn tell_got(&mut self, all: bool) {
+        for (&p, link) in self.links.iter_mut() {
+            let Peer::Node(p) = p else { continue };
+            let got = self.got.get(&p).copied().unwrap_or(0);
+            let told = self.told.entry(p).or_default();
+            if (all || got > *told) && !self.resyncing.contains_key(&p) {
+                *told = got;
+                link.push(&Message::Got { got });
+            }
+        }
+    }
+
     pub(super) fn set_live(&mut self, on: bool) {
         self.live = on;
+        if on {
+            self.tell_got(true);
+        }
         self.branch.set_live(on.then_some(LIVE_SLOTS));
     }
 
@@ -130,6 +153,7 @@ impl Node {
     /// down).
     pub(super) fn start_resync(&mut self, p: NodeId) -> io::Result<()> {
         let got = self.got.get(&p).copied().unwrap_or(0);
+        self.told.insert(p, got);
         let owed = self.branch.money().owed_by(p);
         log::debug!("node {}: resync with {p}: {got} of its Transfers arrived", self.branch.id());
         self.resyncing.entry(p).or_default();
@@ -145,6 +169,7 @@ impl Node {
     /// `p`'s unfinished transactions with this node need.
     pub(super) fn on_resync(&mut self, p: NodeId, got: u64, owed: &[TxnId]) -> io::Result<()> {
         let held = self.resyncing.remove(&p).unwrap_or_default();
+        self.their_got.insert(p, got);
         log::debug!(
             "node {}: {p} resynced ({got} arrived there); {} held",
             self.branch.id(),
@@ -289,6 +314,7 @@ impl Node {
             stats: LoadStats::default(),
             progress_at: Instant::now() + PROGRESS_EVERY,
             starved: None,
+            paused: None,
         });
     }
 
@@ -297,6 +323,19 @@ impl Node {
     /// when it has more to start now, `None` when no load runs.
     pub(super) fn step_load(&mut self) -> io::Result<Option<Duration>> {
         let Some(mut load) = self.load.take() else { return Ok(None) };
+        if self.branch.snapshots().recording() {
+            // A snapshot waits for markers here: the load pauses, so that they are not
+            // queued behind its messages nor this process behind its work; for a while
+            // only, as a snapshot that lost a member to a crash never completes.
+            let since = *load.paused.get_or_insert_with(Instant::now);
+            let left = MAX_PAUSE.saturating_sub(since.elapsed());
+            if !left.is_zero() {
+                self.load = Some(load);
+                return Ok(Some(left));
+            }
+        } else {
+            load.paused = None;
+        }
         let me = self.branch.id();
         let peers: Vec<NodeId> = self.branch.peers().to_vec();
         let up: Vec<NodeId> = peers.iter().copied().filter(|p| !self.gone.contains(p)).collect();
@@ -340,7 +379,17 @@ impl Node {
                 } else {
                     load.starved = None;
                 }
-                let to = peers[load.rng.below(peers.len())];
+                // A random peer, or the next with room in its window.
+                let first = load.rng.below(peers.len());
+                let room = |p: &NodeId| {
+                    let sent = self.sent.get(p).map_or(0, |v| v.len() as u64);
+                    sent < self.their_got.get(p).copied().unwrap_or(0) + SEND_WINDOW
+                };
+                let Some(to) =
+                    (0..peers.len()).map(|i| peers[(first + i) % peers.len()]).find(room)
+                else {
+                    break; // every window is full: the peers' Got frees them
+                };
                 let amount = Amount(1 + load.rng.below(available.max(1) as usize) as u64);
                 match self.branch.on_send(to, amount, &mut out) {
                     Ok(()) => load.stats.sent += 1,

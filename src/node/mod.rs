@@ -112,6 +112,8 @@ pub fn run(args: NodeArgs) -> io::Result<()> {
         load: None,
         sync_due: false,
         retry: live::Retry::default(),
+        told: HashMap::default(),
+        their_got: HashMap::default(),
     };
     node.run(inbox)
 }
@@ -174,6 +176,12 @@ struct Node {
     sync_due: bool,
     /// Live mode's timeouts.
     retry: live::Retry,
+    /// Live mode: per peer, how many of its Transfers this node last told it had arrived.
+    told: HashMap<NodeId, u64>,
+    /// Live mode: per peer, how many of this node's Transfers it last said had arrived
+    /// (a load sends no more than a window beyond it, so channels stay short and a
+    /// marker is not stuck behind a deep queue).
+    their_got: HashMap<NodeId, u64>,
 }
 
 fn io_err(e: WalError) -> io::Error {
@@ -260,6 +268,10 @@ impl Node {
                         }
                         (Peer::Node(from), Message::Resync { got, owed }) => {
                             self.on_resync(from, got, &owed)?
+                        }
+                        (Peer::Node(from), Message::Got { got }) => {
+                            let theirs = self.their_got.entry(from).or_default();
+                            *theirs = (*theirs).max(got);
                         }
                         (Peer::Node(from), Message::Drive { tx }) => {
                             self.following.push((tx, from))
@@ -691,6 +703,9 @@ impl Node {
     /// observer, so that an answer never overtakes the messages it reports (once the
     /// master reads an answer, what the step sent is in the peers' sockets).
     fn flush_all(&mut self) -> io::Result<()> {
+        if self.live {
+            self.tell_got(false);
+        }
         // The log first: a money move is on file before any message about it leaves, and
         // a forced record is on disk before any message that promises something.
         if std::mem::take(&mut self.sync_due) {

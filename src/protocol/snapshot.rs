@@ -62,6 +62,11 @@ impl Snapshots {
         Self::default()
     }
 
+    /// Whether some snapshot has recorded here and still waits for a marker.
+    pub fn recording(&self) -> bool {
+        !self.recording.is_empty()
+    }
+
     /// What was recorded for `id`, if anything.
     pub fn get(&self, id: SnapshotId) -> Option<&LocalSnapshot> {
         self.taken.get(&id)

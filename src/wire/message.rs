@@ -579,6 +579,12 @@ pub enum Message {
         /// credit side and has not been credited): a debit side that paid sends it again.
         owed: Vec<TxnId>,
     },
+    /// Node to node, live mode: this many of the peer's Transfers have arrived here (a
+    /// sender keeps a bounded number unconfirmed).
+    Got {
+        /// Transfers from the peer that arrived here.
+        got: u64,
+    },
     /// Node to master: progress of this node's share of a load.
     LoadProgress(LoadStats),
     /// Node to master: this node's share of a load is done.

@@ -1,0 +1,241 @@
+//! `cargo bench --bench live`: live mode (issue 4) against the machine's limits, each
+//! figure the median of several runs, beside baselines measured in the same invocation:
+//! * one append of 64 bytes + fdatasync (the price of one promise on this disk);
+//! * one socket round trip between two processes (64 bytes there and back);
+//! * the one-way message rate between two processes (64-byte messages, written in
+//!   batches as the nodes write them).
+//!
+//! Figures and targets (2-core machines): async Sends per second with 8 nodes (at least
+//! 300,000) and 64 nodes; committed two-phase-commit transfers per second with 8 nodes,
+//! fsync on (at least 20,000); time from `BeginSnapshot` to a complete `CollectState`
+//! during a load, 8 nodes (under 10 ms) and 64 nodes.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const RUNS: usize = 5;
+
+fn main() {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_bank-master"));
+    let tmp = std::env::temp_dir().join(format!("bank-bench-live-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).expect("temp dir");
+
+    println!("baselines (same run)");
+    let fsync = median(fsync_costs(&tmp));
+    println!("{:44} {:9.3} ms", "append 64 B + fdatasync (median of 200)", ms(fsync));
+    let (rtt, rate) = socket_baselines();
+    println!("{:44} {:9.3} ms", "socket round trip, 2 processes (median of 2000)", ms(rtt));
+    println!("{:44} {:9.0} msgs/s", "one-way 64 B messages, 2 processes", rate);
+
+    println!("live mode, median of {RUNS} runs [min - max]");
+    let sends8 = figure(&bin, &tmp, 8, "Load 400000 sends seed 1", RUNS, per_s);
+    report("async Sends/s, 8 nodes", &sends8, "/s");
+    let sends64 = figure(&bin, &tmp, 64, "Load 400000 sends seed 1", 3, per_s);
+    report("async Sends/s, 64 nodes", &sends64, "/s");
+    let tx8 = figure(&bin, &tmp, 8, "Load 40000 transfers seed 1", RUNS, committed_per_s);
+    report("committed transfers/s, 8 nodes, fsync on", &tx8, "/s");
+    let snap8 = snapshot_under_load(&bin, 8);
+    report("BeginSnapshot -> CollectState, 8 nodes", &snap8, "ms");
+    let snap64 = snapshot_under_load(&bin, 64);
+    report("BeginSnapshot -> CollectState, 64 nodes", &snap64, "ms");
+
+    let m = |v: &[f64]| median_f(v.to_vec());
+    println!("targets");
+    verdict(
+        "async Sends/s, 8 nodes >= 300,000",
+        m(&sends8) >= 300_000.0,
+        m(&sends8) / rate,
+        "x one-way rate",
+    );
+    verdict(
+        "committed transfers/s, 8 nodes >= 20,000",
+        m(&tx8) >= 20_000.0,
+        m(&tx8) * fsync.as_secs_f64(),
+        "transfers per fsync time",
+    );
+    verdict(
+        "snapshot under load, 8 nodes < 10 ms",
+        m(&snap8) < 10.0,
+        m(&snap8) / ms(rtt),
+        "x socket round trip",
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+fn report(name: &str, v: &[f64], unit: &str) {
+    let (lo, hi) =
+        (v.iter().cloned().fold(f64::MAX, f64::min), v.iter().cloned().fold(0.0, f64::max));
+    let med = median_f(v.to_vec());
+    if unit == "ms" {
+        println!("{name:44} {med:9.2} ms  [{lo:.2} - {hi:.2}]  N={}", v.len());
+    } else {
+        println!("{name:44} {med:9.0} {unit} [{lo:.0} - {hi:.0}]  N={}", v.len());
+    }
+}
+
+fn verdict(what: &str, met: bool, ratio: f64, per: &str) {
+    println!("{what:44} {}  ({ratio:.2} {per})", if met { "MET" } else { "NOT MET" });
+}
+
+/// Runs `load` on `n` nodes in live mode `runs` times; `pick` reads the figure from the
+/// LOAD line.
+fn figure(
+    bin: &Path,
+    tmp: &Path,
+    n: usize,
+    load: &str,
+    runs: usize,
+    pick: fn(&str) -> f64,
+) -> Vec<f64> {
+    let file = tmp.join(format!("live{n}.txt"));
+    let mut text = String::from("StartMaster\n");
+    for i in 1..=n {
+        text.push_str(&format!("CreateNode {i} 1000000000\n"));
+    }
+    text.push_str(&format!("Live on\n{load}\nCheck\n"));
+    std::fs::write(&file, text).expect("write");
+    (0..runs)
+        .map(|_| {
+            let out = Command::new(bin)
+                .args(["--seed", "1"])
+                .arg(&file)
+                .stderr(Stdio::null())
+                .output()
+                .expect("run bank-master");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(stdout.contains("CHECK OK"), "{load} on {n} nodes: {stdout}");
+            let line = stdout.lines().find(|l| l.starts_with("LOAD ")).expect("a LOAD line");
+            pick(line)
+        })
+        .collect()
+}
+
+fn field(line: &str, name: &str) -> f64 {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(name).and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0)
+}
+
+fn per_s(line: &str) -> f64 {
+    field(line, "per_s=")
+}
+
+fn committed_per_s(line: &str) -> f64 {
+    field(line, "committed=") / (field(line, "elapsed_ms=").max(1.0) / 1000.0)
+}
+
+/// Milliseconds from writing `BeginSnapshot` to reading the last line of the gathered
+/// snapshot, nine times while a load of mixed operations runs.
+fn snapshot_under_load(bin: &Path, n: usize) -> Vec<f64> {
+    let mut child = Command::new(bin)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start bank-master");
+    let mut input = child.stdin.take().expect("piped");
+    let mut output = BufReader::new(child.stdout.take().expect("piped"));
+    let mut setup = String::from("StartMaster\n");
+    for i in 1..=n {
+        setup.push_str(&format!("CreateNode {i} 1000000000\n"));
+    }
+    setup.push_str("Live on\nLoad 100000000 mixed seed 1 async\n");
+    input.write_all(setup.as_bytes()).expect("write");
+    let block = 2 + n + n * (n - 1);
+    let mut line = String::new();
+    let mut times = Vec::new();
+    for i in 0..9 {
+        let t = Instant::now();
+        input.write_all(b"BeginSnapshot 1\nCollectState\nPrintSnapshot\n").expect("write");
+        input.flush().expect("flush");
+        for _ in 0..=block {
+            line.clear();
+            output.read_line(&mut line).expect("read");
+        }
+        let d = t.elapsed();
+        if i > 0 {
+            times.push(ms(d)); // the first one waits for the load to start
+        }
+    }
+    input.write_all(b"KillAll\n").expect("write");
+    drop(input);
+    let _ = child.wait();
+    times
+}
+
+/// Round trips and a one-way stream of 64-byte messages between this process and a
+/// forked child over a Unix socket pair.
+fn socket_baselines() -> (Duration, f64) {
+    let (mut a, mut b) = UnixStream::pair().expect("socket pair");
+    // SAFETY: this bench is single-threaded here; the child only reads and writes its
+    // end of the socket and exits.
+    match unsafe { nix::unistd::fork() }.expect("fork") {
+        nix::unistd::ForkResult::Child => {
+            drop(a);
+            let mut buf = [0u8; 64];
+            for _ in 0..2000 {
+                if b.read_exact(&mut buf).is_err() || b.write_all(&buf).is_err() {
+                    std::process::exit(1);
+                }
+            }
+            let mut sink = vec![0u8; 1 << 16];
+            while matches!(b.read(&mut sink), Ok(k) if k > 0) {}
+            std::process::exit(0);
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(b);
+            let mut buf = [7u8; 64];
+            let mut rtts = Vec::new();
+            for _ in 0..2000 {
+                let t = Instant::now();
+                a.write_all(&buf).expect("write");
+                a.read_exact(&mut buf).expect("read");
+                rtts.push(t.elapsed());
+            }
+            let batch = vec![7u8; 64 * 256];
+            let n = 4000;
+            let t = Instant::now();
+            for _ in 0..n {
+                a.write_all(&batch).expect("write");
+            }
+            drop(a);
+            let _ = nix::sys::wait::waitpid(child, None);
+            let rate = (n * 256) as f64 / t.elapsed().as_secs_f64();
+            (median(rtts), rate)
+        }
+    }
+}
+
+/// 200 appends of 64 bytes, each forced with fdatasync, on a fresh file in `tmp`.
+fn fsync_costs(tmp: &Path) -> Vec<Duration> {
+    let path = tmp.join("append.dat");
+    let mut file = std::fs::File::create(&path).expect("create");
+    let record = [7u8; 64];
+    let times = (0..200)
+        .map(|_| {
+            let t = Instant::now();
+            file.write_all(&record).expect("write");
+            file.sync_data().expect("fdatasync");
+            t.elapsed()
+        })
+        .collect();
+    let _ = std::fs::remove_file(&path);
+    times
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn median_f(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
