@@ -189,7 +189,8 @@ fn snapshot_sums_read_each_block() {
 fn live_mode_refuses_scripted_delivery_and_returns_to_it() {
     let script = "StartMaster\nCreateNode 1 100\nCreateNode 2 100\nWait\nLoad 10\nLive on\n\
                   Receive 2 1\nReceiveAll\nCreateNode 3 5\nLive on\nSend 1 2 30\nTransfer 2 1 5\n\
-                  Live off\nBalances\nSend 1 2 7\nReceive 2 1\nBalances\nLive off\n";
+                  Live off\nBalances\nSend 1 2 7\nReceive 2 1\nBalances\nLive off\n\
+                  Live on\nTransfer 1 2 3 nowait\nLive off\nTxStatus T2\n";
     let r = util::run_with(&["-"], Some(script), Duration::from_secs(60));
     assert_eq!(r.status, 1, "rejected lines make the exit status 1: {r:?}");
     let errors: Vec<&str> = r.stderr.lines().filter(|l| l.starts_with("error:")).collect();
@@ -205,8 +206,10 @@ fn live_mode_refuses_scripted_delivery_and_returns_to_it() {
     for (got, want) in errors.iter().zip(expect) {
         assert!(got.starts_with(want), "got {got:?}, want {want:?}");
     }
+    // A `nowait` transfer's decision reaches the master on its own: TxStatus knows it.
     assert_eq!(
         r.stdout,
-        "Transfer T1 COMMITTED\nnode 1 = 75\nnode 2 = 125\n1 Transfer 7\nnode 1 = 68\nnode 2 = 132\n"
+        "Transfer T1 COMMITTED\nnode 1 = 75\nnode 2 = 125\n1 Transfer 7\nnode 1 = 68\n\
+         node 2 = 132\nTransfer T2 STARTED\nT2 COMMITTED node 1=COMMITTED node 2=COMMITTED\n"
     );
 }

@@ -812,6 +812,9 @@ impl Master {
                         }
                         (Peer::Node(id), Message::LoadProgress(s)) => self.on_load(id, s, false),
                         (Peer::Node(id), Message::LoadDone(s)) => self.on_load(id, s, true),
+                        (Peer::Node(_), Message::Decided { tx, outcome }) => {
+                            self.record_outcome(tx, outcome)
+                        }
                         (Peer::Observer, Message::ObserverReply(r)) => self.on_observer(r)?,
                         (peer, other) => {
                             log::warn!("master: unexpected {other:?} from {peer}; ignored")

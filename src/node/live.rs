@@ -280,6 +280,10 @@ impl Node {
                     held: money.held(),
                 };
                 self.link(asker)?.push(&Message::Report { seq, report: Report::TxStep(report) });
+            } else if self.live && !is_load_tx(tx) {
+                // A `Transfer … nowait` (or one finished after a restart): the master
+                // learns its decision for TxStatus and Stats.
+                self.link(Peer::Master)?.push(&Message::Decided { tx, outcome });
             } else if let (true, Some(load)) = (is_load_tx(tx), self.load.as_mut()) {
                 load.inflight -= 1;
                 match outcome {

@@ -585,6 +585,14 @@ pub enum Message {
         /// Transfers from the peer that arrived here.
         got: u64,
     },
+    /// Node to master, live mode: this node decided `tx` as its coordinator and no
+    /// command waits for the answer.
+    Decided {
+        /// The transaction.
+        tx: TxnId,
+        /// The decision.
+        outcome: TxOutcome,
+    },
     /// Node to master: progress of this node's share of a load.
     LoadProgress(LoadStats),
     /// Node to master: this node's share of a load is done.
