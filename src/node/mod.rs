@@ -114,6 +114,7 @@ pub fn run(args: NodeArgs) -> io::Result<()> {
         retry: live::Retry::default(),
         told: HashMap::default(),
         their_got: HashMap::default(),
+        after_sync: Default::default(),
     };
     node.run(inbox)
 }
@@ -182,6 +183,9 @@ struct Node {
     /// (a load sends no more than a window beyond it, so channels stay short and a
     /// marker is not stuck behind a deep queue).
     their_got: HashMap<NodeId, u64>,
+    /// Peers whose link holds a two-phase-commit message pushed while a forced record
+    /// waited for its sync: that link leaves after the sync; the others before it.
+    after_sync: std::collections::BTreeSet<NodeId>,
 }
 
 fn io_err(e: WalError) -> io::Error {
@@ -649,6 +653,9 @@ impl Node {
             held.push(wire);
             return Ok(());
         }
+        if self.sync_due && matches!(wire, Message::Channel(ChannelMsg::Tx(_))) {
+            self.after_sync.insert(to);
+        }
         let Some(link) = self.links.get_mut(&Peer::Node(to)) else {
             if self.live {
                 // The peer is down: what goes to it waits for its next link.
@@ -701,24 +708,41 @@ impl Node {
 
     /// Writes every buffered frame: links to nodes first, then to the master and the
     /// observer, so that an answer never overtakes the messages it reports (once the
-    /// master reads an answer, what the step sent is in the peers' sockets).
+    /// master reads an answer, what the step sent is in the peers' sockets). When a
+    /// forced record waits, the log is written, the links to nodes that carry no
+    /// two-phase-commit message pushed since leave, the log is synced (one `fdatasync`
+    /// for every record forced meanwhile), and then the rest.
     fn flush_all(&mut self) -> io::Result<()> {
         if self.live {
             self.tell_got(false);
         }
         // The log first: a money move is on file before any message about it leaves, and
-        // a forced record is on disk before any message that promises something.
-        if std::mem::take(&mut self.sync_due) {
-            self.wal.commit().map_err(io_err)?;
+        // a forced record is on disk before any message that promises something. Links
+        // to nodes that carry no promise made since the force was due leave before it.
+        let sync = std::mem::take(&mut self.sync_due);
+        let rounds: &[u8] = if sync {
+            self.wal.write_ahead().map_err(io_err)?;
+            &[0, 1, 2]
         } else {
             self.wal.write_buffered().map_err(io_err)?;
-        }
+            &[1, 2]
+        };
         let mut dead = Vec::new();
-        for to_node in [true, false] {
+        for &round in rounds {
+            if round == 1 && sync {
+                self.wal.sync().map_err(io_err)?;
+            }
+            let after_sync = &self.after_sync;
             let mut dirty: Vec<&mut Link> = self
                 .links
                 .values_mut()
-                .filter(|l| matches!(l.peer(), Peer::Node(_)) == to_node && l.is_dirty())
+                .filter(|l| l.is_dirty())
+                .filter(|l| match (round, l.peer()) {
+                    (0, Peer::Node(p)) => !after_sync.contains(&p),
+                    (1, Peer::Node(_)) => true,
+                    (2, Peer::Master | Peer::Observer) => true,
+                    _ => false,
+                })
                 .collect();
             for (peer, e) in transport::flush_reading(&mut self.hub, &mut dirty)? {
                 match peer {
@@ -728,6 +752,7 @@ impl Node {
                 }
             }
         }
+        self.after_sync.clear();
         for peer in dead {
             self.links.remove(&peer);
         }

@@ -106,6 +106,20 @@ impl<R: Serialize + DeserializeOwned> WalFile<R> {
         if self.buf.is_empty() {
             return Ok(());
         }
+        self.write_ahead()?;
+        self.sync()
+    }
+
+    /// Writes every buffered record, with zeros ahead of it as [`WalFile::commit`] does,
+    /// and does not force it yet: [`WalFile::sync`] does. Between the two the caller may
+    /// send what depends only on the records being written, not on their being durable.
+    ///
+    /// # Errors
+    /// The write failed.
+    pub fn write_ahead(&mut self) -> Result<(), WalError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
         let end = self.len + self.buf.len() as u64;
         if end > self.cap {
             // Zeros ahead, synced with this force; the next forces overwrite them.
@@ -115,9 +129,17 @@ impl<R: Serialize + DeserializeOwned> WalFile<R> {
             self.cap = cap;
         }
         self.file.write_all_at(&self.buf, self.len)?;
-        self.file.sync_data()?;
         self.len = end;
         self.buf.clear();
+        Ok(())
+    }
+
+    /// Forces every record written so far (one `fdatasync`).
+    ///
+    /// # Errors
+    /// The sync failed; nothing written since the last sync may be assumed durable.
+    pub fn sync(&mut self) -> Result<(), WalError> {
+        self.file.sync_data()?;
         Ok(())
     }
 
@@ -228,6 +250,28 @@ mod tests {
         let (w, got) = WalFile::<u64>::open(&path).unwrap();
         assert_eq!(got.len(), 101);
         assert_eq!(size(), w.len(), "the torn record is cut off, zeros and all");
+    }
+
+    // Written ahead then synced (what a node does around the links that promise
+    // nothing): the records are in the file before the sync, into the zeros written
+    // ahead, and a reopen finds them.
+    #[test]
+    fn write_ahead_then_sync_is_a_commit_in_two_steps() {
+        let d = dir("two-steps");
+        let path = d.0.join("node.wal");
+        let (mut w, _) = WalFile::<u64>::open(&path).unwrap();
+        for i in 0..3u64 {
+            w.append(&i).unwrap();
+        }
+        w.write_ahead().unwrap();
+        assert!(!w.is_dirty());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), PREALLOCATE, "zeros ahead");
+        let (_, got) = WalFile::<u64>::open(&path).unwrap();
+        assert_eq!(got, vec![0, 1, 2], "written before the sync");
+        w.sync().unwrap();
+        drop(w);
+        let (_, got) = WalFile::<u64>::open(&path).unwrap();
+        assert_eq!(got, vec![0, 1, 2]);
     }
 
     // Torn tail on disk: reopening cuts it off, and later records follow the intact prefix.
