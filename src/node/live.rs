@@ -9,8 +9,16 @@
 //! (`Message::Resync`) and holds everything else back; on the peer's `Resync` it sends
 //! the Transfers the peer lacks, then what it held, in order. A number that arrived
 //! before is dropped, so money is neither lost with a dead process's socket nor applied
-//! twice. Two-phase-commit messages lost that way are sent again by the protocol
-//! itself (`Branch::on_timeout`, idempotent), once the peer is back.
+//! twice. Each end also lists the transactions whose money it lacks, and a debit side
+//! that paid sends that money again. Other two-phase-commit messages lost that way are
+//! replaced by the protocol itself (`Branch::on_timeout`, idempotent): at the resync, and
+//! by live mode's timeouts (`Retry`).
+//!
+//! A load ([`Load`]) is generated here in batches between looks at the links. It keeps
+//! channels short, so that a marker never waits behind a deep queue: at most
+//! `SEND_WINDOW` Sends unconfirmed per channel (receivers say how many arrived with
+//! `Message::Got`), at most `WINDOW` transfers in flight, and a pause while a snapshot
+//! recorded here waits for markers.
 
 use super::Node;
 use crate::ids::{Amount, NodeId, TxnId};
@@ -265,7 +273,7 @@ impl Node {
             || !self.resyncing.is_empty()
             || !self.asks.is_empty()
             || !self.branch.money().waiting().is_empty();
-        Report::Quiet { sent, got, tx_msgs: self.other_msgs, busy }
+        Report::Quiet { sent, got, others: self.other_msgs, busy }
     }
 
     /// Answers the `Transfer` commands and counts the load transfers just decided.

@@ -274,8 +274,8 @@ pub enum Control {
         /// Live or scripted.
         on: bool,
     },
-    /// Run `ops` random operations of `kind` from this node (live mode), at most
-    /// `window` transfers in flight at once; report with `Message::LoadDone`.
+    /// Run `ops` random operations of `kind` from this node (live mode); report progress
+    /// with `Message::LoadProgress` and the end with `Message::LoadDone`.
     Load {
         /// How many operations.
         ops: u64,
@@ -458,8 +458,9 @@ pub enum Report {
         sent: Vec<(NodeId, u64)>,
         /// Per peer: how many Transfers from it have arrived here, ever.
         got: Vec<(NodeId, u64)>,
-        /// Two-phase-commit messages sent and received here, ever: (sent, received).
-        tx_msgs: (u64, u64),
+        /// Other channel messages (markers, two-phase commit) sent and received here,
+        /// ever: (sent, received).
+        others: (u64, u64),
         /// A transaction here waits on something, a load runs, or a channel is being
         /// resynchronised.
         busy: bool,

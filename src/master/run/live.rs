@@ -457,10 +457,10 @@ fn quiet_state(reports: &[(NodeId, Report)]) -> (bool, (u64, u64)) {
     let mut sent: BTreeMap<(NodeId, NodeId), u64> = BTreeMap::new();
     let mut got: BTreeMap<(NodeId, NodeId), u64> = BTreeMap::new();
     for (n, r) in reports {
-        if let Report::Quiet { sent: s, got: g, tx_msgs, busy } = r {
+        if let Report::Quiet { sent: s, got: g, others, busy } = r {
             quiet &= !busy;
-            other.0 += tx_msgs.0;
-            other.1 += tx_msgs.1;
+            other.0 += others.0;
+            other.1 += others.1;
             sent.extend(s.iter().filter(|e| e.1 > 0).map(|&(p, k)| ((*n, p), k)));
             got.extend(g.iter().filter(|e| e.1 > 0).map(|&(p, k)| ((p, *n), k)));
         }
