@@ -19,11 +19,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command as Proc, Stdio};
 use std::time::{Duration, Instant};
 
-const RUNS: usize = 9;
+mod common;
+use common::{fsync_costs, median, ms, percentile};
 
-fn median(v: Vec<Duration>) -> Duration {
-    percentile(v, 50)
-}
+const RUNS: usize = 9;
 
 fn time_binary(bin: &Path, file: &Path, runs: usize) -> Vec<Duration> {
     (0..runs)
@@ -291,38 +290,4 @@ fn transfer_costs(bin: &Path, tmp: &Path) -> (Vec<Duration>, f64) {
     std::fs::write(&start, "StartMaster\nCreateNode 1 1000000\nCreateNode 2 0\n").expect("write");
     let base = median(time_binary(bin, &start, 3));
     (lat, n as f64 / whole.saturating_sub(base).as_secs_f64())
-}
-
-/// 200 forced 64-byte writes on a fresh file in `tmp`: each appended (the file grows,
-/// so the force writes its size too), or (`ahead`) each overwriting zeros written and
-/// forced beforehand.
-fn fsync_costs(tmp: &Path, ahead: bool) -> Vec<Duration> {
-    use std::os::unix::fs::FileExt;
-    let path = tmp.join(if ahead { "ahead.dat" } else { "append.dat" });
-    let file = std::fs::File::create(&path).expect("create");
-    let n = 200;
-    if ahead {
-        file.write_all_at(&vec![0u8; 64 * n], 0).expect("zeros");
-        file.sync_all().expect("sync");
-    }
-    let record = [7u8; 64];
-    let times = (0..n)
-        .map(|i| {
-            let t = Instant::now();
-            file.write_all_at(&record, (64 * i) as u64).expect("write");
-            file.sync_data().expect("fdatasync");
-            t.elapsed()
-        })
-        .collect();
-    let _ = std::fs::remove_file(&path);
-    times
-}
-
-fn percentile(mut v: Vec<Duration>, p: usize) -> Duration {
-    v.sort();
-    v[(v.len() * p / 100).min(v.len() - 1)]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }

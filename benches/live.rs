@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{fsync_costs, median, ms};
+
 const RUNS: usize = 5;
 
 fn main() {
@@ -24,7 +27,7 @@ fn main() {
     std::fs::create_dir_all(&tmp).expect("temp dir");
 
     println!("baselines (same run)");
-    let fsync = median(fsync_costs(&tmp));
+    let fsync = median(fsync_costs(&tmp, false));
     println!("{:44} {:9.3} ms", "append 64 B + fdatasync (median of 200)", ms(fsync));
     let (rtt, rate) = socket_baselines();
     println!("{:44} {:9.3} ms", "socket round trip, 2 processes (median of 2000)", ms(rtt));
@@ -209,33 +212,7 @@ fn socket_baselines() -> (Duration, f64) {
     }
 }
 
-/// 200 appends of 64 bytes, each forced with fdatasync, on a fresh file in `tmp`.
-fn fsync_costs(tmp: &Path) -> Vec<Duration> {
-    let path = tmp.join("append.dat");
-    let mut file = std::fs::File::create(&path).expect("create");
-    let record = [7u8; 64];
-    let times = (0..200)
-        .map(|_| {
-            let t = Instant::now();
-            file.write_all(&record).expect("write");
-            file.sync_data().expect("fdatasync");
-            t.elapsed()
-        })
-        .collect();
-    let _ = std::fs::remove_file(&path);
-    times
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 fn median_f(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }

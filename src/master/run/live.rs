@@ -203,10 +203,8 @@ impl Master {
         via: Option<NodeId>,
         nowait: bool,
     ) -> Result<(), Fatal> {
-        self.txns.next += 1;
-        let tx = TxnId(self.txns.next);
-        let spec = TxSpec { tx, from, to, amount, coord: via.unwrap_or(from) };
-        self.txns.specs.insert(tx, spec);
+        let spec = self.new_transaction(from, to, amount, via);
+        let tx = spec.tx;
         if Self::tx_nodes(&spec).iter().any(|&n| self.is_down(n)) {
             let outcome = TxOutcome::Aborted(AbortReason::NodeDown);
             self.record_outcome(tx, outcome);

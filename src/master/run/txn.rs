@@ -34,10 +34,8 @@ impl Master {
         via: Option<NodeId>,
         nowait: bool,
     ) -> Result<(), Fatal> {
-        self.txns.next += 1;
-        let tx = TxnId(self.txns.next);
-        let spec = TxSpec { tx, from, to, amount, coord: via.unwrap_or(from) };
-        self.txns.specs.insert(tx, spec);
+        let spec = self.new_transaction(from, to, amount, via);
+        let tx = spec.tx;
         if self.is_down(spec.coord) {
             // Nobody can coordinate it: it aborts before it starts.
             self.record_outcome(tx, TxOutcome::Aborted(AbortReason::NodeDown));
@@ -68,6 +66,21 @@ impl Master {
         };
         self.push_done(vec![Out::Line(line)], false);
         Ok(())
+    }
+
+    /// The next transaction `T<n>`, in the table: the debit node coordinates unless `via`.
+    pub(super) fn new_transaction(
+        &mut self,
+        from: NodeId,
+        to: NodeId,
+        amount: Amount,
+        via: Option<NodeId>,
+    ) -> TxSpec {
+        self.txns.next += 1;
+        let tx = TxnId(self.txns.next);
+        let spec = TxSpec { tx, from, to, amount, coord: via.unwrap_or(from) };
+        self.txns.specs.insert(tx, spec);
+        spec
     }
 
     /// Whether `spec` can run node to node, its messages delivered as they arrive, with
