@@ -252,15 +252,8 @@ fn main() {
 /// Latency of each of 300 committed transfers (write the line, read its answer), and the
 /// rate of 2,000 transfers in one file.
 fn transfer_costs(bin: &Path, tmp: &Path) -> (Vec<Duration>, f64) {
-    use std::io::{BufRead, BufReader, Write};
-    let mut child = Proc::new(bin)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start bank-master");
-    let mut input = child.stdin.take().expect("piped");
-    let mut output = BufReader::new(child.stdout.take().expect("piped"));
+    use std::io::{BufRead, Write};
+    let (mut child, mut input, mut output) = common::piped_master(bin);
     let mut line = String::new();
     writeln!(input, "StartMaster\nCreateNode 1 1000000\nCreateNode 2 0\nBalances").expect("write");
     for _ in 0..2 {

@@ -10,14 +10,14 @@
 //! fsync on (at least 20,000); time from `BeginSnapshot` to a complete `CollectState`
 //! during a load, 8 nodes (under 10 ms) and 64 nodes.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{fsync_costs, median, ms};
+use common::{fsync_costs, median, ms, piped_master};
 
 const RUNS: usize = 5;
 
@@ -133,14 +133,7 @@ fn committed_per_s(line: &str) -> f64 {
 /// Milliseconds from writing `BeginSnapshot` to reading the last line of the gathered
 /// snapshot, nine times while a load of mixed operations runs.
 fn snapshot_under_load(bin: &Path, n: usize) -> Vec<f64> {
-    let mut child = Command::new(bin)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start bank-master");
-    let mut input = child.stdin.take().expect("piped");
-    let mut output = BufReader::new(child.stdout.take().expect("piped"));
+    let (mut child, mut input, mut output) = piped_master(bin);
     let mut setup = String::from("StartMaster\n");
     for i in 1..=n {
         setup.push_str(&format!("CreateNode {i} 1000000000\n"));

@@ -2,8 +2,23 @@
 //! price of one promise (a 64-byte record forced with fdatasync), the baseline of every
 //! figure that waits for a force.
 
+use std::io::BufReader;
 use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// A master reading commands from a pipe: the child, its input, its output by lines.
+pub fn piped_master(bin: &Path) -> (Child, ChildStdin, BufReader<ChildStdout>) {
+    let mut child = Command::new(bin)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start bank-master");
+    let input = child.stdin.take().expect("piped");
+    let output = BufReader::new(child.stdout.take().expect("piped"));
+    (child, input, output)
+}
 
 /// 200 forced 64-byte writes on a fresh file in `tmp`: each appended (the file grows,
 /// so the force writes its size too), or (`ahead`) each overwriting zeros written and

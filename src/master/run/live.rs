@@ -281,7 +281,7 @@ impl Master {
     }
 
     /// `Crash` in live mode: the process is killed now; its peers see its links close.
-    fn crash_live(&mut self, node: NodeId) -> Result<(), Fatal> {
+    pub(super) fn crash_live(&mut self, node: NodeId) -> Result<(), Fatal> {
         self.barrier()?;
         let mut outs = Vec::new();
         self.node_died(node, &mut outs);
@@ -301,13 +301,7 @@ impl Master {
     /// `Restart` in live mode: a new process on the node's log; it and every peer resync
     /// their channels as they link up again.
     fn restart_live(&mut self, node: NodeId) -> Result<(), Fatal> {
-        if !self.is_down(node) {
-            self.crash_live(node)?;
-        }
-        self.barrier()?;
-        while self.sys().closing(node) {
-            self.wait_one()?;
-        }
+        self.stop_for_restart(node)?;
         // The ledger's bookkeeping of links only: nothing is resent from it in live mode.
         let relinks = self.sys().ledger.restart(node);
         let peers: Vec<NodeId> = self.sys().ledger.nodes().filter(|&x| x != node).collect();

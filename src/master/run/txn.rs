@@ -277,13 +277,7 @@ impl Master {
     /// `Restart`: a new process for the node, recovered from its log; what was in flight
     /// to it is sent again; then its unfinished transactions get what they need.
     pub(super) fn restart(&mut self, node: NodeId) -> Result<(), Fatal> {
-        if !self.is_down(node) {
-            self.crash(node)?;
-        }
-        self.barrier()?;
-        while self.sys().closing(node) {
-            self.wait_one()?;
-        }
+        self.stop_for_restart(node)?;
         let resends = self.sys().ledger.restart(node);
         let peers: Vec<NodeId> = self.sys().ledger.nodes().filter(|&x| x != node).collect();
         let down = self.sys().ledger.down();
@@ -320,6 +314,21 @@ impl Master {
             .map(|s| s.tx)
             .collect();
         self.drive(&mine)
+    }
+
+    /// Before `Restart`: a running process is killed (as `Crash` would, in either mode),
+    /// every answer is in, and the old process's link has reported its close.
+    pub(super) fn stop_for_restart(&mut self, node: NodeId) -> Result<(), Fatal> {
+        match (self.is_down(node), self.is_live()) {
+            (true, _) => {}
+            (false, true) => self.crash_live(node)?,
+            (false, false) => self.crash(node)?,
+        }
+        self.barrier()?;
+        while self.sys().closing(node) {
+            self.wait_one()?;
+        }
+        Ok(())
     }
 
     /// Asks `nodes` for their balance, held money and (if given) the state of `tx`, after
