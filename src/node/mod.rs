@@ -71,7 +71,10 @@ pub fn run(args: NodeArgs) -> io::Result<()> {
         // the master knows the opening balance.
         wal.append(&TxRecord::Opened { balance: args.balance }).map_err(io_err)?;
     } else {
-        // A restart: everything this node knows comes from its log.
+        // A restart: everything this node knows comes from its log. What the dead
+        // process wrote may not have been synced yet (it was killed between writing
+        // and syncing): it is, before anything recovery sends relies on it.
+        wal.sync().map_err(io_err)?;
         branch = Branch::recover(args.id, &records, &mut recovery);
         restarted = true;
         log::info!("node {}: recovered {} records", args.id, records.len());
