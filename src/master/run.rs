@@ -705,10 +705,11 @@ impl Master {
         Ok(())
     }
 
+    /// `BeginSnapshot`. In live mode the nodes, not the ledger, follow its markers.
     fn begin_snapshot(&mut self, node: NodeId) -> Result<(), Fatal> {
-        let tracing = self.tracing();
+        let (tracing, live) = (self.tracing(), self.is_live());
         let sys = self.sys();
-        let snapshot = sys.ledger.begin(node);
+        let snapshot = if live { sys.ledger.begin_live() } else { sys.ledger.begin(node) };
         let peers =
             if tracing { sys.ledger.nodes().filter(|&x| x != node).collect() } else { Vec::new() };
         let seq = sys.alloc_seq(node);

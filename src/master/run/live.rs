@@ -81,9 +81,7 @@ impl Master {
                 self.load(line, text, count, kind, seed, background)?
             }
             Command::Wait => self.wait_load()?,
-            Command::Send { from, .. } | Command::BeginSnapshot { node: from }
-                if self.is_down(from) =>
-            {
+            Command::Send { from, .. } if self.is_down(from) => {
                 self.reject(line, text, format!("node {from} is down"))
             }
             Command::Crash { node } if self.is_down(node) => {
@@ -99,15 +97,6 @@ impl Master {
                 let ids: Vec<NodeId> = [from, to].into_iter().chain(via).collect();
                 if self.known(line, text, &ids) {
                     self.transfer_live(from, to, amount, via, nowait)?;
-                }
-            }
-            Command::BeginSnapshot { node } => {
-                if self.known(line, text, &[node]) {
-                    let snapshot = self.sys().ledger.begin_live();
-                    let seq = self.sys().alloc_seq(node);
-                    self.since_collect.push(snapshot);
-                    let slot = self.push_await(Expect::Begin { node, snapshot, peers: Vec::new() });
-                    self.sys().observe(ObserverRequest::Begin { snapshot, node, seq }, slot)?;
                 }
             }
             Command::Check => self.check_live()?,
@@ -285,10 +274,8 @@ impl Master {
         self.barrier()?;
         let mut outs = Vec::new();
         self.node_died(node, &mut outs);
-        // The node forgets what it recorded: no snapshot begun so far can be gathered.
-        for k in std::mem::take(&mut self.since_collect) {
-            self.lost_snapshots.push((k, node));
-        }
+        // The node forgets what it recorded.
+        self.lose_snapshots(node);
         if let Some(run) = self.live.as_mut().and_then(|l| l.load.as_mut()) {
             if let Some(last) = run.running.remove(&node) {
                 run.done.add(&last);
@@ -296,6 +283,14 @@ impl Master {
         }
         self.push_done(outs, false);
         Ok(())
+    }
+
+    /// No snapshot begun so far can be gathered whole (`node` crashed or restarted):
+    /// the next `CollectState` says so.
+    fn lose_snapshots(&mut self, node: NodeId) {
+        for k in std::mem::take(&mut self.since_collect) {
+            self.lost_snapshots.push((k, node));
+        }
     }
 
     /// `Restart` in live mode: a new process on the node's log; it and every peer resync
@@ -321,9 +316,7 @@ impl Master {
             }
         }
         // A snapshot begun while the node was down may lack its markers to it.
-        for k in std::mem::take(&mut self.since_collect) {
-            self.lost_snapshots.push((k, node));
-        }
+        self.lose_snapshots(node);
         let gen = self.sys().starts(node);
         let slot = self.push_await(Expect::Relinked);
         self.sys().observe(ObserverRequest::Relink { node, gen }, slot)?;
@@ -412,14 +405,13 @@ impl Master {
 
     /// A node's load progress (`done` once its share is over).
     pub(super) fn on_load(&mut self, node: NodeId, stats: LoadStats, done: bool) {
-        if self.live.as_ref().is_none_or(|l| l.load.is_none()) {
-            log::warn!("master: load report from node {node} with no load running; ignored");
-            return;
-        }
         if done || !self.system.as_ref().is_some_and(|s| s.owes_answers()) {
             self.heard = Instant::now();
         }
-        let Some(run) = self.live.as_mut().and_then(|l| l.load.as_mut()) else { return };
+        let Some(run) = self.live.as_mut().and_then(|l| l.load.as_mut()) else {
+            log::warn!("master: load report from node {node} with no load running; ignored");
+            return;
+        };
         if done {
             if run.running.remove(&node).is_some() {
                 run.done.add(&stats);
@@ -458,4 +450,29 @@ fn quiet_state(reports: &[(NodeId, Report)]) -> (bool, (u64, u64)) {
         }
     }
     (quiet && sent == got, other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quiet(node: u32, sent: &[(u32, u64)], got: &[(u32, u64)], busy: bool) -> (NodeId, Report) {
+        let ids = |v: &[(u32, u64)]| v.iter().map(|&(p, k)| (NodeId(p), k)).collect();
+        (NodeId(node), Report::Quiet { sent: ids(sent), got: ids(got), others: (3, 2), busy })
+    }
+
+    // Quiet only when no node is busy and every Transfer sent to a peer arrived there;
+    // peers that never exchanged a Transfer need not report each other.
+    #[test]
+    fn quiet_means_idle_and_every_transfer_arrived() {
+        let both = [quiet(1, &[(2, 4)], &[(2, 1)], false), quiet(2, &[(1, 1)], &[(1, 4)], false)];
+        assert_eq!(quiet_state(&both), (true, (6, 4)));
+        let in_flight =
+            [quiet(1, &[(2, 5)], &[(2, 1)], false), quiet(2, &[(1, 1)], &[(1, 4)], false)];
+        assert!(!quiet_state(&in_flight).0, "a Transfer is still on its way");
+        let busy = [quiet(1, &[(2, 4)], &[(2, 1)], true), quiet(2, &[(1, 1)], &[(1, 4)], false)];
+        assert!(!quiet_state(&busy).0, "a node still waits on something");
+        let silent = [quiet(1, &[(3, 0)], &[], false), quiet(3, &[], &[(1, 0)], false)];
+        assert!(quiet_state(&silent).0);
+    }
 }
