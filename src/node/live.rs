@@ -46,8 +46,6 @@ const LIVE_SLOTS: usize = 64;
 /// How long a load waits for money to arrive at an empty account before it goes on
 /// (and its Send is refused).
 const STARVED_WAIT: Duration = Duration::from_millis(20);
-/// Where `node-down` is counted in [`LoadStats::aborted`].
-const NODE_DOWN: usize = 1;
 /// Load amounts are 1 to this.
 const MAX_AMOUNT: usize = 10;
 /// A load transaction's id: this bit set, then the load's number, the node, a counter.
@@ -159,7 +157,7 @@ impl Node {
     /// A new link with `p` (live mode): say how much of its money arrived, and hold
     /// everything back for it until it says the same (with what was held while it was
     /// down).
-    pub(super) fn start_resync(&mut self, p: NodeId) -> io::Result<()> {
+    pub(super) fn start_resync(&mut self, p: NodeId) {
         let got = self.got.get(&p).copied().unwrap_or(0);
         self.told.insert(p, got);
         let owed = self.branch.money().owed_by(p);
@@ -168,7 +166,6 @@ impl Node {
         if let Some(link) = self.links.get_mut(&Peer::Node(p)) {
             link.push(&Message::Resync { got, owed });
         }
-        Ok(())
     }
 
     /// `p` says `got` of this node's Transfers reached it and which transactions' money
@@ -207,9 +204,15 @@ impl Node {
         for m in again.into_iter().chain(credits).chain(held) {
             self.send_wire(p, m)?;
         }
+        let txs = self.branch.money().waiting_with(p);
+        self.time_out(&txs, AbortReason::NodeDown)
+    }
+
+    /// Times out each of `txs` here (`Branch::on_timeout`), and carries out the effects.
+    fn time_out(&mut self, txs: &[TxnId], reason: AbortReason) -> io::Result<()> {
         let mut out = std::mem::take(&mut self.effects);
-        for tx in self.branch.money().waiting_with(p) {
-            self.branch.on_timeout(tx, AbortReason::NodeDown, &mut out);
+        for &tx in txs {
+            self.branch.on_timeout(tx, reason, &mut out);
         }
         self.apply(&mut out, None)?;
         self.effects = out;
@@ -220,15 +223,13 @@ impl Node {
     /// come, so those transactions abort; decisions and acks wait for its restart.
     pub(super) fn peer_gone(&mut self, p: NodeId) -> io::Result<()> {
         self.gone.insert(p);
-        let mut out = std::mem::take(&mut self.effects);
-        for tx in self.branch.money().waiting_with(p) {
-            if matches!(self.branch.money().coord(tx), Some(CoordState::Voting(_))) {
-                self.branch.on_timeout(tx, AbortReason::NodeDown, &mut out);
-            }
-        }
-        self.apply(&mut out, None)?;
-        self.effects = out;
-        Ok(())
+        let money = self.branch.money();
+        let voting: Vec<TxnId> = money
+            .waiting_with(p)
+            .into_iter()
+            .filter(|&tx| matches!(money.coord(tx), Some(CoordState::Voting(_))))
+            .collect();
+        self.time_out(&voting, AbortReason::NodeDown)
     }
 
     /// Live mode: times out what has waited since the last look, if it is time to look.
@@ -243,13 +244,15 @@ impl Node {
             return Ok(Some(next - now));
         }
         let waiting = self.branch.money().waiting();
-        let mut out = std::mem::take(&mut self.effects);
-        for tx in waiting.iter().filter(|t| self.retry.waiting.binary_search(t).is_ok()) {
-            log::debug!("node {}: {tx} timed out", self.branch.id());
-            self.branch.on_timeout(*tx, AbortReason::Timeout, &mut out);
+        let stale: Vec<TxnId> = waiting
+            .iter()
+            .copied()
+            .filter(|t| self.retry.waiting.binary_search(t).is_ok())
+            .collect();
+        if !stale.is_empty() {
+            log::debug!("node {}: {stale:?} timed out", self.branch.id());
         }
-        self.apply(&mut out, None)?;
-        self.effects = out;
+        self.time_out(&stale, AbortReason::Timeout)?;
         self.retry = Retry { next: Some(now + RETRY_EVERY), waiting };
         Ok(Some(RETRY_EVERY))
     }
@@ -296,10 +299,7 @@ impl Node {
                 load.inflight -= 1;
                 match outcome {
                     TxOutcome::Committed => load.stats.committed += 1,
-                    TxOutcome::Aborted(r) => {
-                        let i = AbortReason::ALL.iter().position(|&x| x == r).unwrap_or(0);
-                        load.stats.aborted[i] += 1;
-                    }
+                    TxOutcome::Aborted(r) => load.stats.abort(r),
                 }
             }
         }
@@ -365,7 +365,7 @@ impl Node {
                     break;
                 }
                 if up.is_empty() {
-                    load.stats.aborted[NODE_DOWN] += 1;
+                    load.stats.abort(AbortReason::NodeDown);
                 } else {
                     // Half push money to a peer, half pull from one (this node then
                     // coordinates as the credit side); an empty account only pulls. The
@@ -442,11 +442,6 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn node_down_is_counted_in_its_place() {
-        assert_eq!(AbortReason::ALL[NODE_DOWN], AbortReason::NodeDown);
-    }
 
     #[test]
     fn load_transaction_ids_are_apart_from_command_ones_and_each_other() {

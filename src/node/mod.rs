@@ -262,7 +262,7 @@ impl Node {
                 if let Peer::Node(p) = peer {
                     *self.link_gen.entry(p).or_default() += 1;
                     if self.live {
-                        self.start_resync(p)?;
+                        self.start_resync(p);
                     }
                 }
             }
@@ -467,7 +467,7 @@ impl Node {
                     let name = self.names.node(p);
                     self.connect(Peer::Node(p), &name)?;
                     if live {
-                        self.start_resync(p)?;
+                        self.start_resync(p);
                     }
                 }
                 self.gone.extend(down.iter().copied());

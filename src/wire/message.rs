@@ -241,6 +241,12 @@ impl LoadStats {
         }
     }
 
+    /// Counts one transfer aborted for `reason`.
+    pub fn abort(&mut self, reason: AbortReason) {
+        let i = AbortReason::ALL.iter().position(|&r| r == reason).expect("ALL lists every reason");
+        self.aborted[i] += 1;
+    }
+
     /// Operations finished.
     pub fn done(&self) -> u64 {
         self.sent + self.err_send + self.committed + self.aborted.iter().sum::<u64>()
