@@ -494,6 +494,25 @@ mod tests {
         l
     }
 
+    // Live mode: its snapshots count as complete in the ledger; leaving it, the ledger
+    // takes the nodes' balances, empties every channel, and a running scripted snapshot
+    // (finished by live delivery) is complete too, so a new node joins none of them.
+    #[test]
+    fn leaving_live_mode_takes_the_nodes_word() {
+        let mut l = two_nodes();
+        assert!(l.send(n(1), n(2), Amount(300)));
+        let scripted = l.begin(n(1));
+        assert!(!l.is_complete(scripted));
+        let live = l.begin_live();
+        assert!(l.is_complete(live));
+        assert_eq!(l.members(live), vec![n(1), n(2)]);
+        l.resync(&[(n(1), Amount(650)), (n(2), Amount(850))].map(|(x, b)| (x, b, Amount(5))));
+        assert_eq!((l.balance(n(1)), l.held(n(1))), (Amount(650), Amount(5)));
+        assert!(l.nonempty().is_empty() && l.money_in_channels() == Amount::ZERO);
+        assert!(l.is_complete(scripted));
+        assert!(l.add_node(n(3), Amount(1)).is_empty(), "no snapshot left running");
+    }
+
     // A Send debits and enqueues; one above the balance is refused and changes nothing.
     #[test]
     fn sends_follow_the_balance() {
