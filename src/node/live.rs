@@ -25,8 +25,7 @@ use crate::ids::{Amount, NodeId, TxnId};
 use crate::protocol::two_pc::CoordState;
 use crate::rng::Rng;
 use crate::wire::{
-    AbortReason, ChannelMsg, LoadKind, LoadStats, Message, Peer, Report, TxOutcome, TxReport,
-    TxSpec,
+    AbortReason, ChannelMsg, LoadKind, LoadStats, Message, Peer, Report, TxOutcome, TxSpec,
 };
 use std::io;
 use std::time::{Duration, Instant};
@@ -283,14 +282,8 @@ impl Node {
     pub(super) fn on_decisions(&mut self) -> io::Result<()> {
         for (tx, outcome) in std::mem::take(&mut self.decisions) {
             if let Some((asker, seq)) = self.asks.remove(&tx) {
-                let money = self.branch.money();
-                let report = TxReport {
-                    sent: Vec::new(),
-                    decided: Some((tx, outcome)),
-                    balance: money.balance(),
-                    held: money.held(),
-                };
-                self.link(asker)?.push(&Message::Report { seq, report: Report::TxStep(report) });
+                let msg = self.decided(seq, tx, outcome);
+                self.link(asker)?.push(&msg);
             } else if self.live && !is_load_tx(tx) {
                 // A `Transfer … nowait` (or one finished after a restart): the master
                 // learns its decision for TxStatus and Stats.

@@ -370,13 +370,7 @@ impl Node {
         let money = self.branch.money();
         if !p.answered {
             let Some(outcome) = money.decision(p.tx) else { return Ok(()) };
-            let report = TxReport {
-                sent: Vec::new(),
-                decided: Some((p.tx, outcome)),
-                balance: money.balance(),
-                held: money.held(),
-            };
-            let msg = Message::Report { seq: p.seq, report: Report::TxStep(report) };
+            let msg = self.decided(p.seq, p.tx, outcome);
             self.link(p.asker)?.push(&msg);
             self.pending = Some(Pending { answered: true, ..p });
         }
@@ -384,6 +378,19 @@ impl Node {
             self.pending = None;
         }
         Ok(())
+    }
+
+    /// The answer to the `Transfer` command number `seq`, once its coordinator (this
+    /// node) has decided `tx`.
+    fn decided(&self, seq: u64, tx: TxnId, outcome: TxOutcome) -> Message {
+        let money = self.branch.money();
+        let report = TxReport {
+            sent: Vec::new(),
+            decided: Some((tx, outcome)),
+            balance: money.balance(),
+            held: money.held(),
+        };
+        Message::Report { seq, report: Report::TxStep(report) }
     }
 
     /// Runs every command whose turn has come and that can run now.
