@@ -15,8 +15,11 @@
 //! as chapter 5's `COMMITTED` requires); neither node runs another command before it is
 //! done with the transaction (the coordinator acked by both sides, the other participant
 //! after its last message), so every later command sees the transaction finished. The
-//! master asks for this only when the channels between the two are empty, so FIFO order
-//! is kept.
+//! one exception: a debit side that coordinated a commit runs its next driven `Transfer`
+//! before the ack comes, and the credit side holds that ack back with its sync until its
+//! next forced record ([`LazyAck`]); any other command waits for the ack and asks for it
+//! (`Message::Hurry`). The master asks for driven transfers only when the channels
+//! between the two are empty, so FIFO order is kept.
 //!
 //! Called by `main` for the hidden `node` role; it never writes stdout.
 
@@ -104,6 +107,9 @@ pub fn run(args: NodeArgs) -> io::Result<()> {
         wal,
         following: Vec::new(),
         pending: None,
+        acking: Vec::new(),
+        hurried: Default::default(),
+        lazy: None,
         live: false,
         sent,
         got,
@@ -151,9 +157,18 @@ struct Node {
     /// a message from it (its vote, or its ack), with their coordinator, in the order
     /// their `Drive` came. No command runs meanwhile.
     following: Vec<(TxnId, NodeId)>,
-    /// The driven `Transfer` this node coordinates and is not done with. No command runs
-    /// meanwhile.
+    /// The driven `Transfer` this node coordinates and has not answered yet (or, when
+    /// its money comes to this node, is not done with). No command runs meanwhile.
     pending: Option<Pending>,
+    /// Driven transactions this node coordinated as their debit side, answered and
+    /// waiting only for the credit side's ack, with that peer. Their acks are delivered
+    /// as they arrive; only another driven `Transfer` runs meanwhile (nothing it does
+    /// depends on an ack), and any other command waits for them.
+    acking: Vec<(TxnId, NodeId)>,
+    /// Peers of `acking` told to hurry (`Message::Hurry`): a command waits for them.
+    hurried: std::collections::BTreeSet<NodeId>,
+    /// A credit side's ack held back, with its sync: see [`LazyAck`].
+    lazy: Option<LazyAck>,
     /// Live mode (SPEC chapter 7): every message is delivered as it arrives.
     live: bool,
     /// Per peer: the amount of every Transfer sent to it, in order (a Transfer's number
@@ -211,6 +226,47 @@ struct Pending {
     answered: bool,
 }
 
+/// A credit side's commit of a driven transaction, written to the log and not yet
+/// synced, and its ack held back in the link to the coordinator (its only frames): the
+/// sync and the ack wait for the next forced record (the next transaction's `Prepared`,
+/// usually on its way), so back-to-back transfers pay one sync less each. They wait only
+/// while nothing else happens here: another record, another frame, any command, or the
+/// coordinator's `Hurry` (a command waits there) ends the wait. The coordinator needs
+/// the ack for nothing but forgetting the transaction, which it answered already.
+#[derive(Debug, Clone, Copy)]
+struct LazyAck {
+    /// The coordinator.
+    peer: NodeId,
+    /// How much its link held then.
+    buffered: usize,
+}
+
+/// The coordinator a credit side's step acks, when that step is only the commit of a
+/// transfer coordinated by its debit side (a forced `Committed`, the ack): the one step
+/// whose sync may wait (see [`LazyAck`]).
+fn lazy_ack(out: &[Effect], me: NodeId) -> Option<NodeId> {
+    let mut acked = None;
+    let mut committed = None;
+    for e in out {
+        match *e {
+            Effect::Log { rec: TxRecord::Committed { spec }, force: true }
+                if spec.to == me && spec.coord == spec.from && committed.is_none() =>
+            {
+                committed = Some(spec)
+            }
+            Effect::Send { to, msg: ChannelMsg::Tx(TxMsg::Ack { tx }) } if acked.is_none() => {
+                acked = Some((to, tx))
+            }
+            Effect::Point(_) => {}
+            _ => return None,
+        }
+    }
+    match (committed, acked) {
+        (Some(spec), Some((to, tx))) if spec.tx == tx && to == spec.coord => Some(to),
+        _ => None,
+    }
+}
+
 /// Whether a participant's step sent its last message of `tx`: a NO vote, or its ack.
 fn ends_part(out: &[Effect], tx: TxnId) -> bool {
     out.iter().any(|e| match e {
@@ -238,7 +294,9 @@ impl Node {
                     // then the batch's records and messages leave together.
                     let load_wait = self.step_load()?;
                     let tick_wait = self.tick()?;
-                    self.flush_all()?;
+                    if !self.holds_ack() {
+                        self.flush_all()?;
+                    }
                     let timeout = match (load_wait, tick_wait) {
                         (Some(a), Some(b)) => Some(a.min(b)),
                         (a, b) => a.or(b),
@@ -283,6 +341,10 @@ impl Node {
                         (Peer::Node(from), Message::Drive { tx }) => {
                             self.following.push((tx, from))
                         }
+                        (Peer::Node(from), Message::Hurry) => {
+                            log::debug!("node {}: {from} waits for acks", self.branch.id());
+                            self.lazy = None;
+                        }
                         (Peer::Master | Peer::Observer, Message::Control { seq, cmd }) => {
                             self.queue_command(seq, peer, cmd);
                         }
@@ -320,47 +382,92 @@ impl Node {
         if self.live {
             return self.deliver_live(from, m);
         }
+        let driving =
+            self.pending.is_some() || !self.acking.is_empty() || !self.following.is_empty();
         self.arrived.entry(from).or_default().push_back(m);
-        if self.current_driven().is_some_and(|(_, peer)| peer == from) {
+        if driving && matches!(m, ChannelMsg::Tx(_)) {
             self.deliver_driven()?;
         }
         Ok(())
     }
 
-    /// The driven transaction this node is busy with, if any: the one it coordinates, else
-    /// the first it follows. Only its messages are delivered as they arrive (a later one
-    /// waits, as it would if the master delivered each transfer's messages in turn); once
-    /// a node is done with a driven transaction, no message of it is left to come.
-    /// Returns it with the one peer its messages come from.
-    fn current_driven(&self) -> Option<(TxnId, NodeId)> {
-        self.pending.map(|p| (p.tx, p.peer)).or_else(|| self.following.first().copied())
+    /// Whether a message of `tx` from `from` is delivered as it arrives: it belongs to the
+    /// driven transaction this node coordinates, to one whose ack it waits for, or, when
+    /// it coordinates none, to the first one it follows (a later one waits, as it would if
+    /// the master delivered each transfer's messages in turn). Once a node is done with a
+    /// driven transaction, no message of it is left to come.
+    fn delivers_now(&self, from: NodeId, tx: TxnId) -> bool {
+        let current = match self.pending {
+            Some(p) => (p.tx, p.peer) == (tx, from),
+            None => self.following.first() == Some(&(tx, from)),
+        };
+        current || self.acking.contains(&(tx, from))
     }
 
-    /// Delivers, as `Receive` would, every head message that belongs to the current driven
-    /// transaction; answers the pending `Transfer` once decided; and goes on with the next
-    /// one once one ends.
+    /// Delivers, as `Receive` would, every head message that belongs to a driven
+    /// transaction (see `delivers_now`); answers the pending `Transfer` once decided; and
+    /// goes on with the next one once one ends.
     fn deliver_driven(&mut self) -> io::Result<()> {
-        while let Some((current, from)) = self.current_driven() {
-            let queue = self.arrived.entry(from).or_default();
-            let msg = match queue.front() {
-                Some(&msg @ ChannelMsg::Tx(m)) if m.tx() == current => msg,
-                _ => break,
-            };
-            queue.pop_front();
+        loop {
+            let peers = self.pending.map(|p| p.peer).into_iter();
+            let peers = peers.chain(self.acking.iter().map(|a| a.1));
+            let mut peers = peers.chain(self.following.first().map(|f| f.1));
+            let head = peers.find_map(|p| match self.arrived.get(&p)?.front()? {
+                &msg @ ChannelMsg::Tx(m) if self.delivers_now(p, m.tx()) => Some((p, msg, m.tx())),
+                _ => None,
+            });
+            let Some((from, msg, tx)) = head else { return Ok(()) };
+            self.arrived.get_mut(&from).and_then(|q| q.pop_front());
             let mut out = std::mem::take(&mut self.effects);
             self.branch.on_deliver(from, msg, &mut out);
-            if let ChannelMsg::Tx(m) = msg {
-                let tx = m.tx();
-                let aborted = self.branch.money().part(tx) == Some(PartState::Aborted);
-                if ends_part(&out, tx) || aborted {
-                    self.following.retain(|&(t, _)| t != tx);
-                }
+            let aborted = self.branch.money().part(tx) == Some(PartState::Aborted);
+            if ends_part(&out, tx) || aborted {
+                self.following.retain(|&(t, _)| t != tx);
             }
+            // With nothing else waiting to leave, a credit side's ack may wait for the
+            // next sync (see LazyAck).
+            let lazy = lazy_ack(&out, self.branch.id()).filter(|_| {
+                !self.sync_due && !self.wal.is_dirty() && self.links.values().all(|l| !l.is_dirty())
+            });
             self.apply(&mut out, None)?;
             self.effects = out;
+            if let Some(peer) = lazy {
+                // Written now (a killed process leaves it in the page cache); synced later.
+                self.wal.write_ahead().map_err(io_err)?;
+                let buffered = self.links.get(&Peer::Node(peer)).map_or(0, Link::buffered);
+                self.lazy = Some(LazyAck { peer, buffered });
+            }
+            let money = self.branch.money();
+            self.acking.retain(|&(t, _)| !money.finished(t));
+            let acking = &self.acking;
+            self.hurried.retain(|p| acking.iter().any(|a| a.1 == *p));
             self.answer_pending()?;
         }
-        Ok(())
+    }
+
+    /// Whether the ack of a [`LazyAck`] still waits: nothing happened here since.
+    fn holds_ack(&self) -> bool {
+        let Some(l) = self.lazy else { return false };
+        self.commands.is_empty()
+            && !self.wal.is_dirty()
+            && self.links.iter().all(|(&p, link)| {
+                if p == Peer::Node(l.peer) {
+                    link.buffered() == l.buffered
+                } else {
+                    !link.is_dirty()
+                }
+            })
+    }
+
+    /// A command waits for the acks of `acking`: their peers are told to send them.
+    fn hurry(&mut self) {
+        for &(_, peer) in &self.acking {
+            if self.hurried.insert(peer) {
+                if let Some(link) = self.links.get_mut(&Peer::Node(peer)) {
+                    link.push(&Message::Hurry);
+                }
+            }
+        }
     }
 
     /// Answers the pending driven `Transfer` once its coordinator has decided, and ends it
@@ -374,7 +481,12 @@ impl Node {
             self.link(p.asker)?.push(&msg);
             self.pending = Some(Pending { answered: true, ..p });
         }
-        if self.branch.money().finished(p.tx) {
+        let money = self.branch.money();
+        if money.finished(p.tx) {
+            self.pending = None;
+        } else if money.part(p.tx) == Some(PartState::Committed) {
+            // Committed, and its own leg (the debit) is final: only the ack is to come.
+            self.acking.push((p.tx, p.peer));
             self.pending = None;
         }
         Ok(())
@@ -400,7 +512,13 @@ impl Node {
                 return Ok(()); // a driven Transfer runs here; it ends first
             }
             match self.commands.front() {
-                Some(Some((_, cmd))) if self.can_run(cmd) => {}
+                // Nothing a driven Transfer does depends on the acks still to come.
+                Some(Some((_, Control::Transfer { drive: true, .. }))) => {}
+                Some(Some((_, cmd))) if self.acking.is_empty() && self.can_run(cmd) => {}
+                Some(Some(_)) => {
+                    self.hurry();
+                    return Ok(());
+                }
                 _ => return Ok(()),
             }
             let (from, cmd) = self.commands.pop_front().flatten().expect("checked above");
@@ -763,9 +881,60 @@ impl Node {
             }
         }
         self.after_sync.clear();
+        self.lazy = None;
         for peer in dead {
             self.links.remove(&peer);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::TxSpec;
+
+    /// Runs `spec` between branches 1 and 2 to its end, delivering every message at once;
+    /// returns each step's effects with the node that took it.
+    fn steps(spec: TxSpec) -> Vec<(NodeId, Vec<Effect>)> {
+        let (a, b) = (NodeId(1), NodeId(2));
+        let mut branches = [Branch::new(a, Amount(100)), Branch::new(b, Amount(0))];
+        let mut setup = Vec::new();
+        branches[0].on_setup(&[b], &[], &mut setup);
+        branches[1].on_setup(&[a], &[], &mut setup);
+        let mut out = Vec::new();
+        branches[(spec.coord.0 - 1) as usize].on_transfer(spec, &mut out);
+        let mut steps = vec![(spec.coord, out)];
+        let mut i = 0;
+        while i < steps.len() {
+            let (at, effects) = steps[i].clone();
+            for e in effects {
+                if let Effect::Send { to, msg } = e {
+                    let mut out = Vec::new();
+                    branches[(to.0 - 1) as usize].on_deliver(at, msg, &mut out);
+                    steps.push((to, out));
+                }
+            }
+            i += 1;
+        }
+        steps
+    }
+
+    // The one step whose sync may wait: the credit side's commit of a transfer its debit
+    // side coordinates. Not its YES, not the debit side's steps, and not when the credit
+    // side coordinates (its own ack waits for nothing).
+    #[test]
+    fn only_a_credit_sides_commit_for_a_debit_coordinator_may_hold_its_ack() {
+        let (a, b) = (NodeId(1), NodeId(2));
+        let spec = TxSpec { tx: TxnId(1), from: a, to: b, amount: Amount(30), coord: a };
+        let lazy: Vec<(NodeId, Option<NodeId>)> =
+            steps(spec).iter().map(|(at, out)| (*at, lazy_ack(out, *at))).collect();
+        // Transfer, Prepare at 2, Vote at 1 (decision, Credit), Credit at 2, Ack at 1.
+        assert_eq!(lazy, vec![(a, None), (b, None), (a, None), (b, Some(a)), (a, None)]);
+
+        let via_credit = TxSpec { coord: b, ..spec };
+        let all = steps(via_credit);
+        assert!(all.len() > 3, "the transfer ran: {all:?}");
+        assert!(all.iter().all(|(at, out)| lazy_ack(out, *at).is_none()), "{all:?}");
     }
 }

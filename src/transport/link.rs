@@ -66,6 +66,11 @@ impl Link {
         self.buf.len() - self.sent >= FLUSH_AT
     }
 
+    /// How many bytes of frames wait for [`Link::flush`].
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.sent
+    }
+
     /// Whether frames are waiting for [`Link::flush`].
     pub fn is_dirty(&self) -> bool {
         !self.buf.is_empty()

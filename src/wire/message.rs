@@ -568,6 +568,9 @@ pub enum Message {
         /// The transaction.
         tx: TxnId,
     },
+    /// Node to node: a command waits here until this node's driven transactions with
+    /// the peer are acked; the peer syncs its log and sends the acks it holds back.
+    Hurry,
     /// Node to node, live mode: the Transfer numbered `seq` on this channel (its
     /// sender's `seq`-th Transfer to the receiver, counted from 0). A receiver takes
     /// each number once, so a Transfer sent again after a crash is never applied twice.
