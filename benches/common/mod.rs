@@ -20,29 +20,56 @@ pub fn piped_master(bin: &Path) -> (Child, ChildStdin, BufReader<ChildStdout>) {
     (child, input, output)
 }
 
-/// 200 forced 64-byte writes on a fresh file in `tmp`: each appended (the file grows,
-/// so the force writes its size too), or (`ahead`) each overwriting zeros written and
-/// forced beforehand.
+/// 200 forced 64-byte writes on a fresh file in `tmp`, with `fdatasync`: each appended
+/// (the file grows, so the force writes its size too), or (`ahead`) each overwriting
+/// zeros written and forced beforehand.
 pub fn fsync_costs(tmp: &Path, ahead: bool) -> Vec<Duration> {
     use std::os::unix::fs::FileExt;
-    let path = tmp.join(if ahead { "ahead.dat" } else { "append.dat" });
-    let file = std::fs::File::create(&path).expect("create");
     let n = 200;
+    let mut log = Appender::new(tmp, if ahead { "ahead.dat" } else { "append.dat" });
     if ahead {
-        file.write_all_at(&vec![0u8; 64 * n], 0).expect("zeros");
-        file.sync_all().expect("sync");
+        log.file.write_all_at(&vec![0u8; 64 * n], 0).expect("zeros");
+        log.file.sync_all().expect("sync");
     }
-    let record = [7u8; 64];
-    let times = (0..n)
-        .map(|i| {
-            let t = Instant::now();
-            file.write_all_at(&record, (64 * i) as u64).expect("write");
-            file.sync_data().expect("fdatasync");
-            t.elapsed()
-        })
-        .collect();
-    let _ = std::fs::remove_file(&path);
-    times
+    (0..n).map(|_| log.force(true)).collect()
+}
+
+/// A file that grows by one 64-byte record per [`Appender::force`], as a log without
+/// space written ahead would: the baseline the latency targets name.
+pub struct Appender {
+    file: std::fs::File,
+    path: std::path::PathBuf,
+    len: u64,
+}
+
+impl Appender {
+    /// A fresh file `name` in `tmp`, removed on drop.
+    pub fn new(tmp: &Path, name: &str) -> Appender {
+        let path = tmp.join(name);
+        let file = std::fs::File::create(&path).expect("create");
+        Appender { file, path, len: 0 }
+    }
+
+    /// Appends one 64-byte record and forces it: `fsync`, or `fdatasync` when `data_only`.
+    /// Returns how long both took.
+    pub fn force(&mut self, data_only: bool) -> Duration {
+        use std::os::unix::fs::FileExt;
+        let t = Instant::now();
+        self.file.write_all_at(&[7u8; 64], self.len).expect("write");
+        if data_only {
+            self.file.sync_data().expect("fdatasync");
+        } else {
+            self.file.sync_all().expect("fsync");
+        }
+        self.len += 64;
+        t.elapsed()
+    }
+}
+
+impl Drop for Appender {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// The `p`-th percentile.
