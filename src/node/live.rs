@@ -283,10 +283,12 @@ impl Node {
         for (tx, outcome) in std::mem::take(&mut self.decisions) {
             if let Some((asker, seq)) = self.asks.remove(&tx) {
                 let msg = self.decided(seq, tx, outcome);
+                self.told_decision = true;
                 self.link(asker)?.push(&msg);
             } else if self.live && !is_load_tx(tx) {
                 // A `Transfer … nowait` (or one finished after a restart): the master
                 // learns its decision for TxStatus and Stats.
+                self.told_decision = true;
                 self.link(Peer::Master)?.push(&Message::Decided { tx, outcome });
             } else if let (true, Some(load)) = (is_load_tx(tx), self.load.as_mut()) {
                 load.inflight -= 1;
@@ -406,6 +408,7 @@ impl Node {
         }
         if Instant::now() >= load.progress_at {
             load.progress_at = Instant::now() + PROGRESS_EVERY;
+            self.told_decision = true; // it counts decisions
             self.link(load.asker)?.push(&Message::LoadProgress(load.stats));
         }
         // More to start now; or wait for the money being waited for (then go on), or for
@@ -426,6 +429,7 @@ impl Node {
         if let Some(load) = self.load.as_ref().filter(|l| l.left == 0 && l.inflight == 0) {
             let (asker, stats) = (load.asker, load.stats);
             self.load = None;
+            self.told_decision = true; // it counts decisions
             self.link(asker)?.push(&Message::LoadDone(stats));
         }
         Ok(())

@@ -110,6 +110,7 @@ pub fn run(args: NodeArgs) -> io::Result<()> {
         acking: Vec::new(),
         hurried: Default::default(),
         lazy: None,
+        told_decision: false,
         live: false,
         sent,
         got,
@@ -204,6 +205,11 @@ struct Node {
     /// Peers whose link holds a two-phase-commit message pushed while a forced record
     /// waited for its sync: that link leaves after the sync; the others before it.
     after_sync: std::collections::BTreeSet<NodeId>,
+    /// Live mode: a decision (or a count of them) was pushed to the master since the last
+    /// flush; until then the links to the master and the observer leave before the sync,
+    /// as nothing else they carry in live mode promises anything (a snapshot's report, a
+    /// balance, a Send's answer), so a command under load is not held by the log.
+    told_decision: bool,
 }
 
 fn io_err(e: WalError) -> io::Error {
@@ -839,7 +845,10 @@ impl Node {
     /// master reads an answer, what the step sent is in the peers' sockets). When a
     /// forced record waits, the log is written, the links to nodes that carry no
     /// two-phase-commit message pushed since leave, the log is synced (one `fdatasync`
-    /// for every record forced meanwhile), and then the rest.
+    /// for every record forced meanwhile), and then the rest. In live mode nothing relies
+    /// on an answer coming after what it reports (a crash's losses are made good by
+    /// resync and timeouts), so the links to the master and the observer leave before the
+    /// sync too, unless they carry a decision (see `told_decision`).
     fn flush_all(&mut self) -> io::Result<()> {
         if self.live {
             self.tell_got(false);
@@ -848,6 +857,7 @@ impl Node {
         // a forced record is on disk before any message that promises something. Links
         // to nodes that carry no promise made since the force was due leave before it.
         let sync = std::mem::take(&mut self.sync_due);
+        let answers_early = self.live && !std::mem::take(&mut self.told_decision);
         let rounds: &[u8] = if sync {
             self.wal.write_ahead().map_err(io_err)?;
             &[0, 1, 2]
@@ -867,6 +877,7 @@ impl Node {
                 .filter(|l| l.is_dirty())
                 .filter(|l| match (round, l.peer()) {
                     (0, Peer::Node(p)) => !after_sync.contains(&p),
+                    (0, Peer::Master | Peer::Observer) => answers_early,
                     (1, Peer::Node(_)) => true,
                     (2, Peer::Master | Peer::Observer) => true,
                     _ => false,
