@@ -470,9 +470,9 @@ fn interrupted_masters_leave_nothing_behind() {
     }
 }
 
-/// A random fault-free script over four nodes: Sends, Receives, Transfers (some `via` a
-/// third node, some `nowait`, many on accounts busy with an unfinished one), snapshots,
-/// `Balances`, `TxStatus` and `Check`.
+/// A random script over four nodes: Sends, Receives, Transfers (some `via` a third node,
+/// some `nowait`, many on accounts busy with an unfinished one), snapshots, `Balances`,
+/// `TxStatus` and `Check`; with `faults`, crashes and restarts among them.
 fn random_transfer_script(seed: u64, faults: bool) -> String {
     let mut rng = bank::rng::Rng::new(seed);
     let mut s = String::from("StartMaster\n");
@@ -489,15 +489,19 @@ fn random_transfer_script(seed: u64, faults: bool) -> String {
             // it; a restart kills the node first if not).
             let point = CRASH_POINTS[rng.below(CRASH_POINTS.len())];
             let amount = 1 + rng.below(40);
-            s.push_str(&match rng.below(3) {
-                0 => format!("Crash {a}\nRestart {a}\n"),
-                1 => format!("Crash {a}\nTransfer {a} {b} {amount}\nRestart {a}\n"),
-                _ => format!(
-                    "CrashAt {a} {point}\nTransfer {a} {b} {amount}\nTransfer {b} {a} {amount}\n\
-                     Restart {a}\n"
+            let (lines, transfers) = match rng.below(3) {
+                0 => (format!("Crash {a}\nRestart {a}\n"), 0),
+                1 => (format!("Crash {a}\nTransfer {a} {b} {amount}\nRestart {a}\n"), 1),
+                _ => (
+                    format!(
+                        "CrashAt {a} {point}\nTransfer {a} {b} {amount}\n\
+                         Transfer {b} {a} {amount}\nRestart {a}\n"
+                    ),
+                    2,
                 ),
-            });
-            txs += 2;
+            };
+            s.push_str(&lines);
+            txs += transfers;
             continue;
         }
         let line = match rng.below(12) {
