@@ -121,9 +121,15 @@ impl Node {
     /// Delivers `m` from `from` now (live mode), as `Receive` would.
     pub(super) fn deliver_live(&mut self, from: NodeId, m: ChannelMsg) -> io::Result<()> {
         let mut out = std::mem::take(&mut self.effects);
-        self.branch.on_deliver(from, m, &mut out);
+        let recorded = self.branch.on_deliver(from, m, &mut out);
         self.apply(&mut out, None)?;
         self.effects = out;
+        if recorded.is_some() {
+            // This node has just recorded a snapshot: its markers leave now, not after the
+            // rest of what arrived (under a load, a snapshot waits on each node's markers
+            // in turn).
+            self.flush_all()?;
+        }
         Ok(())
     }
 
