@@ -231,14 +231,22 @@ fn piped_master(
     args: &[&str],
     stderr: Stdio,
 ) -> (std::process::Child, std::process::ChildStdin, BufReader<std::process::ChildStdout>) {
-    let mut master = Command::new(util::bin())
-        .env("RUST_LOG", "warn")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(util::bin());
+    cmd.env("RUST_LOG", "warn").args(args).stdin(Stdio::piped()).stdout(Stdio::piped());
+    // A harness started in the background (`cargo test &` in a script) passes SIGINT on
+    // ignored, and so would the master; these tests send it, so it gets its default back.
+    // SAFETY: between fork and exec only sigaction, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            use nix::sys::signal::{signal, SigHandler, Signal};
+            for sig in [Signal::SIGINT, Signal::SIGTERM] {
+                signal(sig, SigHandler::SigDfl).map_err(std::io::Error::from)?;
+            }
+            Ok(())
+        });
+    }
+    let mut master = cmd.stderr(stderr).spawn().unwrap();
     let stdin = master.stdin.take().unwrap();
     let stdout = BufReader::new(master.stdout.take().unwrap());
     (master, stdin, stdout)
@@ -460,7 +468,12 @@ fn interrupted_masters_leave_nothing_behind() {
         let children = live_processes_of(master.id(), &prefix);
         assert_eq!(children.len(), 3);
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(master.id() as i32), sig).unwrap();
-        master.wait().unwrap();
+        let ended = wait_all_exit(&[master.id() as i32], Duration::from_secs(10));
+        if !ended {
+            let _ = master.kill();
+        }
+        let _ = master.wait();
+        assert!(ended, "{sig}: the master outlived the signal");
         assert!(
             wait_all_exit(&children, Duration::from_secs(1)),
             "{sig}: children outlived the master"
