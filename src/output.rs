@@ -3,8 +3,8 @@
 //! The master decides *when* a line is printed (in command order); this module decides
 //! exactly *what* it says, byte for byte.
 
-use crate::ids::{Amount, NodeId};
-use crate::wire::{ChannelMsg, GlobalSnapshot, TxMsg};
+use crate::ids::{Amount, NodeId, TxnId};
+use crate::wire::{ChannelMsg, GlobalSnapshot, TxMsg, TxOutcome};
 use std::fmt::Write;
 
 /// How channel lines draw their arrow.
@@ -55,6 +55,20 @@ pub fn balance(node: NodeId, balance: Amount, held: Amount) -> String {
     }
 }
 
+/// What `Transfer` prints: its decision, or `IN-DOUBT` when it has none yet.
+pub fn transfer(tx: TxnId, outcome: Option<TxOutcome>) -> String {
+    match outcome {
+        Some(TxOutcome::Committed) => format!("Transfer {tx} COMMITTED"),
+        Some(TxOutcome::Aborted(r)) => format!("Transfer {tx} ABORTED {}", r.as_str()),
+        None => format!("Transfer {tx} IN-DOUBT"),
+    }
+}
+
+/// What `Transfer … nowait` prints.
+pub fn transfer_started(tx: TxnId) -> String {
+    format!("Transfer {tx} STARTED")
+}
+
 /// What `BeginSnapshot` prints.
 pub fn started(node: NodeId) -> String {
     format!("Started by Node {node}")
@@ -91,6 +105,20 @@ mod tests {
              channel (1 -> 2) = 0\nchannel (2 -> 1) = 100\n"
         );
         assert!(snapshot_block(&snap, Arrow::Unicode).contains("channel (2 \u{2192} 1) = 100\n"));
+    }
+
+    // SPEC chapter 5's Transfer lines.
+    #[test]
+    fn transfer_lines_are_exact() {
+        use crate::wire::AbortReason;
+        let t = TxnId(3);
+        assert_eq!(transfer(t, Some(TxOutcome::Committed)), "Transfer T3 COMMITTED");
+        let busy = Some(TxOutcome::Aborted(AbortReason::Busy));
+        assert_eq!(transfer(t, busy), "Transfer T3 ABORTED busy");
+        let down = Some(TxOutcome::Aborted(AbortReason::NodeDown));
+        assert_eq!(transfer(t, down), "Transfer T3 ABORTED node-down");
+        assert_eq!(transfer(t, None), "Transfer T3 IN-DOUBT");
+        assert_eq!(transfer_started(t), "Transfer T3 STARTED");
     }
 
     #[test]

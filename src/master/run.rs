@@ -919,7 +919,7 @@ impl Master {
             (Expect::TxStep { spec, nowait }, Report::TxStep(r)) => {
                 self.apply_tx_report(node, r, &mut outs);
                 if nowait {
-                    outs.push(Out::Line(format!("Transfer {} STARTED", spec.tx)));
+                    outs.push(Out::Line(output::transfer_started(spec.tx)));
                 }
             }
             (Expect::TxRun { spec }, Report::TxStep(r)) => {

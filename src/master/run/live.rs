@@ -197,7 +197,7 @@ impl Master {
         if Self::tx_nodes(&spec).iter().any(|&n| self.is_down(n)) {
             let outcome = TxOutcome::Aborted(AbortReason::NodeDown);
             self.record_outcome(tx, outcome);
-            self.push_done(vec![Out::Line(format!("Transfer {tx} ABORTED node-down"))], false);
+            self.push_done(vec![Out::Line(output::transfer(tx, Some(outcome)))], false);
             return Ok(());
         }
         let slot = self.push_await(Expect::LiveTx { spec, nowait });
@@ -219,16 +219,13 @@ impl Master {
         if let Some((tx, outcome)) = decided {
             self.record_outcome(tx, outcome);
         }
-        Ok(match (nowait, decided) {
-            (true, _) => format!("Transfer {} STARTED", spec.tx),
-            (false, Some((tx, TxOutcome::Committed))) => format!("Transfer {tx} COMMITTED"),
-            (false, Some((tx, TxOutcome::Aborted(r)))) => {
-                format!("Transfer {tx} ABORTED {}", r.as_str())
-            }
+        match (nowait, decided) {
+            (true, _) => Ok(output::transfer_started(spec.tx)),
+            (false, Some((tx, outcome))) => Ok(output::transfer(tx, Some(outcome))),
             (false, None) => {
-                return Err(Fatal(format!("bug: the coordinator answered {} undecided", spec.tx)))
+                Err(Fatal(format!("bug: the coordinator answered {} undecided", spec.tx)))
             }
-        })
+        }
     }
 
     /// `Check` in live mode: a snapshot, begun at the first node, gathered whole, held

@@ -56,15 +56,11 @@ impl Master {
             }
             self.drive(&[tx])?;
         }
-        let line = match self.txns.outcomes.get(&tx) {
-            Some(TxOutcome::Committed) => format!("Transfer {tx} COMMITTED"),
-            Some(TxOutcome::Aborted(r)) => format!("Transfer {tx} ABORTED {}", r.as_str()),
-            None => {
-                self.txns.in_doubt += 1;
-                format!("Transfer {tx} IN-DOUBT")
-            }
-        };
-        self.push_done(vec![Out::Line(line)], false);
+        let outcome = self.txns.outcomes.get(&tx).copied();
+        if outcome.is_none() {
+            self.txns.in_doubt += 1;
+        }
+        self.push_done(vec![Out::Line(output::transfer(tx, outcome))], false);
         Ok(())
     }
 
