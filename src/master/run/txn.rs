@@ -366,13 +366,17 @@ impl Master {
         Ok(())
     }
 
-    /// `Check`: every node's money (held included) plus the money in the channels (each
-    /// transaction's credit once), held against all money created.
+    /// `Check`: no verdict while a node is down; in a script, every node's money (held
+    /// included) plus the money in the channels (each transaction's credit once), held
+    /// against all money created; in live mode, a snapshot's (`check_live`).
     pub(super) fn check(&mut self) -> Result<(), Fatal> {
         self.barrier()?;
         if let Some(&n) = self.sys().ledger.down().first() {
             self.push_done(vec![Out::Line(format!("CHECK UNAVAILABLE node {n} is down"))], false);
             return Ok(());
+        }
+        if self.is_live() {
+            return self.check_live();
         }
         let nodes: Vec<NodeId> = self.sys().ledger.nodes().collect();
         let states = self.query(&nodes, None)?;
@@ -389,18 +393,24 @@ impl Master {
                 ));
             }
         }
+        let line = self.check_line(total, why);
+        self.push_done(vec![Out::Line(line)], false);
+        Ok(())
+    }
+
+    /// A `Check` verdict: `total` counted, against all money created, and `why` else it
+    /// failed. A failure (a bug) makes the exit status 1.
+    pub(super) fn check_line(&mut self, total: Amount, mut why: Vec<String>) -> String {
         let created = self.sys().ledger.created();
         if total != created {
             why.insert(0, format!("total={total} created={created}"));
         }
-        let line = if why.is_empty() {
+        if why.is_empty() {
             format!("CHECK OK total={total}")
         } else {
             self.rejected = true;
             format!("CHECK FAILED {}", why.join("; "))
-        };
-        self.push_done(vec![Out::Line(line)], false);
-        Ok(())
+        }
     }
 
     /// A node's report of a two-phase-commit step: into the ledger, the trace and the
