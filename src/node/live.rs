@@ -289,13 +289,11 @@ impl Node {
         for (tx, outcome) in std::mem::take(&mut self.decisions) {
             if let Some((asker, seq)) = self.asks.remove(&tx) {
                 let msg = self.decided(seq, tx, outcome);
-                self.told_decision = true;
-                self.link(asker)?.push(&msg);
+                self.tell_decision(asker, &msg)?;
             } else if self.live && !is_load_tx(tx) {
                 // A `Transfer … nowait` (or one finished after a restart): the master
                 // learns its decision for TxStatus and Stats.
-                self.told_decision = true;
-                self.link(Peer::Master)?.push(&Message::Decided { tx, outcome });
+                self.tell_decision(Peer::Master, &Message::Decided { tx, outcome })?;
             } else if let (true, Some(load)) = (is_load_tx(tx), self.load.as_mut()) {
                 load.inflight -= 1;
                 match outcome {
@@ -305,6 +303,14 @@ impl Node {
             }
         }
         self.end_load_if_done()
+    }
+
+    /// Pushes `msg` to `to` (the master or the observer): it tells decisions, or counts
+    /// them, so it waits for the log's sync (see `told_decision`).
+    fn tell_decision(&mut self, to: Peer, msg: &Message) -> io::Result<()> {
+        self.told_decision = true;
+        self.link(to)?.push(msg);
+        Ok(())
     }
 
     pub(super) fn start_load(
@@ -414,8 +420,7 @@ impl Node {
         }
         if Instant::now() >= load.progress_at {
             load.progress_at = Instant::now() + PROGRESS_EVERY;
-            self.told_decision = true; // it counts decisions
-            self.link(load.asker)?.push(&Message::LoadProgress(load.stats));
+            self.tell_decision(load.asker, &Message::LoadProgress(load.stats))?;
         }
         // More to start now; or wait for the money being waited for (then go on), or for
         // what the links bring (decisions that free the window).
@@ -435,8 +440,7 @@ impl Node {
         if let Some(load) = self.load.as_ref().filter(|l| l.left == 0 && l.inflight == 0) {
             let (asker, stats) = (load.asker, load.stats);
             self.load = None;
-            self.told_decision = true; // it counts decisions
-            self.link(asker)?.push(&Message::LoadDone(stats));
+            self.tell_decision(asker, &Message::LoadDone(stats))?;
         }
         Ok(())
     }

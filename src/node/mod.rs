@@ -1,9 +1,10 @@
 //! The node process: links, command order, and the [`Branch`] machine.
 //!
-//! One main thread owns the branch. The [`Hub`] thread reads every link and queues
-//! events; this driver files channel messages into per-channel FIFO queues (arrived,
-//! not yet delivered: a node takes a message only when a command says so), and runs the
-//! commands of the master and the observer strictly in sequence-number order. A command
+//! One thread owns the branch and reads every link through an inline [`Hub`] while it
+//! waits, which queues events; this driver files channel messages into per-channel FIFO
+//! queues (arrived, not yet delivered: a node takes a message only when a command says
+//! so), and runs the commands of the master and the observer strictly in sequence-number
+//! order. A command
 //! that cannot run yet (a Receive whose message is still on its way, an AddPeer whose
 //! link is not up) waits while events keep arriving. Writes are buffered and flushed
 //! before the thread blocks, so a burst of commands costs one write per link.
