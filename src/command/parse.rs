@@ -126,6 +126,9 @@ pub fn parse_line(line: usize, raw: &str) -> Result<Option<Command>, ParseError>
     let id =
         |i: usize| parse_int(args[i], "id", u32::MAX as u64).map(|v| NodeId(v as u32)).map_err(err);
     let amount = |i: usize| parse_int(args[i], "amount", Amount::MAX.0).map(Amount).map_err(err);
+    let unexpected = |word: &str, expected: &'static str| {
+        err(ParseErrorKind::UnexpectedWord { word: word.to_string(), expected })
+    };
     let cmd = match name {
         "StartMaster" => arity("no", args.is_empty()).map(|_| Command::StartMaster)?,
         "CreateNode" => {
@@ -175,12 +178,7 @@ pub fn parse_line(line: usize, raw: &str) -> Result<Option<Command>, ParseError>
                         nowait = true;
                         i += 1;
                     }
-                    other => {
-                        return Err(err(ParseErrorKind::UnexpectedWord {
-                            word: other.to_string(),
-                            expected: "via <node>, nowait",
-                        }))
-                    }
+                    other => return Err(unexpected(other, "via <node>, nowait")),
                 }
             }
             Command::Transfer { from, to, amount, via, nowait }
@@ -221,10 +219,7 @@ pub fn parse_line(line: usize, raw: &str) -> Result<Option<Command>, ParseError>
             match args[0] {
                 "on" => Command::Live { on: true },
                 "off" => Command::Live { on: false },
-                other => {
-                    let word = other.to_string();
-                    return Err(err(ParseErrorKind::UnexpectedWord { word, expected: "on, off" }));
-                }
+                other => return Err(unexpected(other, "on, off")),
             }
         }
         "Load" => {
@@ -233,12 +228,8 @@ pub fn parse_line(line: usize, raw: &str) -> Result<Option<Command>, ParseError>
             let (mut kind, mut seed, mut background, mut i) = (None, None, false, 1);
             while i < args.len() {
                 match args[i] {
-                    "sends" | "transfers" | "mixed" if kind.is_none() => {
-                        kind = Some(match args[i] {
-                            "sends" => LoadKind::Sends,
-                            "transfers" => LoadKind::Transfers,
-                            _ => LoadKind::Mixed,
-                        });
+                    word if kind.is_none() && LoadKind::from_word(word).is_some() => {
+                        kind = LoadKind::from_word(word);
                         i += 1;
                     }
                     "seed" if seed.is_none() && i + 1 < args.len() => {
@@ -250,10 +241,7 @@ pub fn parse_line(line: usize, raw: &str) -> Result<Option<Command>, ParseError>
                         i += 1;
                     }
                     other => {
-                        return Err(err(ParseErrorKind::UnexpectedWord {
-                            word: other.to_string(),
-                            expected: "sends, transfers, mixed, seed <n>, async",
-                        }))
+                        return Err(unexpected(other, "sends, transfers, mixed, seed <n>, async"))
                     }
                 }
             }

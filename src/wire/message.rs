@@ -207,6 +207,14 @@ pub enum LoadKind {
 }
 
 impl LoadKind {
+    /// Every kind.
+    pub const ALL: [LoadKind; 3] = [LoadKind::Sends, LoadKind::Transfers, LoadKind::Mixed];
+
+    /// The kind a command-file word names, if any.
+    pub fn from_word(word: &str) -> Option<LoadKind> {
+        LoadKind::ALL.into_iter().find(|k| k.as_str() == word)
+    }
+
     /// The command-file word.
     pub fn as_str(self) -> &'static str {
         match self {
