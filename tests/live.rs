@@ -138,7 +138,10 @@ fn check_run(seed: u64) -> Result<(), String> {
                 .unwrap_or(u64::MAX)
         };
         let count: u64 = l.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
-        let done = field("committed=") + field("aborted=") + field("err_send=");
+        let done = ["committed=", "aborted=", "err_send="]
+            .map(field)
+            .into_iter()
+            .fold(0, u64::saturating_add);
         if done > count {
             return fail(format!("{l}: more operations than asked"));
         }
