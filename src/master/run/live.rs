@@ -93,12 +93,6 @@ impl Master {
                     self.sys().command(from, Control::Send { to, amount }, slot)?;
                 }
             }
-            Command::Transfer { from, to, amount, via, nowait } => {
-                let ids: Vec<NodeId> = [from, to].into_iter().chain(via).collect();
-                if self.known(line, text, &ids) {
-                    self.transfer_live(from, to, amount, via, nowait)?;
-                }
-            }
             Command::Crash { node } => {
                 if self.known(line, text, &[node]) {
                     self.crash_live(node)?;
@@ -183,15 +177,9 @@ impl Master {
         Ok(())
     }
 
-    fn transfer_live(
-        &mut self,
-        from: NodeId,
-        to: NodeId,
-        amount: Amount,
-        via: Option<NodeId>,
-        nowait: bool,
-    ) -> Result<(), Fatal> {
-        let spec = self.new_transaction(from, to, amount, via);
+    /// `Transfer` in live mode: the coordinator answers at the decision (or at once with
+    /// `nowait`); the nodes deliver its messages as they arrive.
+    pub(super) fn transfer_live(&mut self, spec: TxSpec, nowait: bool) -> Result<(), Fatal> {
         let tx = spec.tx;
         if Self::tx_nodes(&spec).iter().any(|&n| self.is_down(n)) {
             let outcome = TxOutcome::Aborted(AbortReason::NodeDown);

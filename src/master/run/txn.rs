@@ -23,9 +23,11 @@ pub(super) struct Txns {
 }
 
 impl Master {
-    /// `Transfer`: the coordinator starts it; then, unless `nowait`, the heads of the
-    /// channels among its nodes are delivered in the order they were enqueued, exactly as
-    /// `Receive` would, until it is decided and none of its messages is left in them.
+    /// `Transfer`, numbered `T<n>` (the debit node coordinates unless `via`): the
+    /// coordinator starts it; then, unless `nowait`, the heads of the channels among its
+    /// nodes are delivered in the order they were enqueued, exactly as `Receive` would,
+    /// until it is decided and none of its messages is left in them. In live mode, see
+    /// `transfer_live`.
     pub(super) fn transfer(
         &mut self,
         from: NodeId,
@@ -34,7 +36,13 @@ impl Master {
         via: Option<NodeId>,
         nowait: bool,
     ) -> Result<(), Fatal> {
-        let spec = self.new_transaction(from, to, amount, via);
+        self.txns.next += 1;
+        let spec =
+            TxSpec { tx: TxnId(self.txns.next), from, to, amount, coord: via.unwrap_or(from) };
+        self.txns.specs.insert(spec.tx, spec);
+        if self.is_live() {
+            return self.transfer_live(spec, nowait);
+        }
         let tx = spec.tx;
         if self.is_down(spec.coord) {
             // Nobody can coordinate it: it aborts before it starts.
@@ -62,21 +70,6 @@ impl Master {
         }
         self.push_done(vec![Out::Line(output::transfer(tx, outcome))], false);
         Ok(())
-    }
-
-    /// The next transaction `T<n>`, in the table: the debit node coordinates unless `via`.
-    pub(super) fn new_transaction(
-        &mut self,
-        from: NodeId,
-        to: NodeId,
-        amount: Amount,
-        via: Option<NodeId>,
-    ) -> TxSpec {
-        self.txns.next += 1;
-        let tx = TxnId(self.txns.next);
-        let spec = TxSpec { tx, from, to, amount, coord: via.unwrap_or(from) };
-        self.txns.specs.insert(tx, spec);
-        spec
     }
 
     /// Whether `spec` can run node to node, its messages delivered as they arrive, with
