@@ -165,9 +165,12 @@ impl Ledger {
         Some(msg)
     }
 
-    /// Whether channel `c` may deliver now: its receiver is up and it is not held.
+    /// Whether channel `c` may deliver now: its receiver is up, it is not held, and its
+    /// messages are in the receiver's socket. Messages that died with a receiver's
+    /// process, or were sent while it was down, are not: they are in this ledger only,
+    /// until both ends are up and the sender sends them again (`restart`).
     fn deliverable(&self, c: &ChannelId) -> bool {
-        !self.down.contains(&c.1) && !self.held_channels.contains(c)
+        !self.down.contains(&c.1) && !self.held_channels.contains(c) && !self.lost.contains(c)
     }
 
     /// Whether `node` is down.
