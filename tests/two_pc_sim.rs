@@ -20,7 +20,7 @@
 //! a coordinator reported as committed is applied, and the money adds up exactly.
 //!
 //! Live mode (SPEC chapter 7) runs the same machines concurrently: several transactions
-//! hold reservations at one node at once (slots), relaying is on, and a crash loses what
+//! hold reservations at one node at once, relaying is on, and a crash loses what
 //! was in flight to the dead process; on restart the two ends of each channel resync
 //! (each says which transactions' money it lacks and the debit side pays again), as the
 //! node processes do. The live variant checks the same invariants.
@@ -47,7 +47,7 @@ struct SimNode {
 
 struct World {
     rng: Rng,
-    /// Live mode: slots, relaying, and crashes that lose what was in flight.
+    /// Live mode: relaying, and crashes that lose what was in flight.
     live: bool,
     nodes: Vec<SimNode>,
     channels: HashMap<(NodeId, NodeId), VecDeque<TxMsg>>,
@@ -63,14 +63,10 @@ fn idx(id: NodeId) -> usize {
     id.0 as usize
 }
 
-/// Reservation slots per node in the live variant.
-const LIVE_SLOTS: usize = 3;
-
 impl World {
     fn machine(&self, m: TxNode) -> TxNode {
         let mut m = m;
         if self.live {
-            m.set_slots(LIVE_SLOTS);
             m.set_relay(true);
         }
         m

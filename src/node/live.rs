@@ -40,8 +40,6 @@ const WINDOW: usize = 24;
 const MAX_PAUSE: Duration = Duration::from_millis(50);
 /// Transfers a load keeps unconfirmed on one channel.
 const SEND_WINDOW: u64 = 64;
-/// How many transactions may hold reservations at one node in live mode.
-const LIVE_SLOTS: usize = 64;
 /// How long a load waits for money to arrive at an empty account before it goes on
 /// (and its Send is refused).
 const STARVED_WAIT: Duration = Duration::from_millis(20);
@@ -115,7 +113,7 @@ impl Node {
         if on {
             self.tell_got(true);
         }
-        self.branch.set_live(on.then_some(LIVE_SLOTS));
+        self.branch.set_live(on);
     }
 
     /// Delivers `m` from `from` now (live mode), as `Receive` would.

@@ -55,11 +55,9 @@ impl Branch {
         &self.money
     }
 
-    /// Live mode (`Some` with its reservation slots, see [`TxNode::set_slots`] and
-    /// [`TxNode::set_relay`]) or scripted (`None`).
-    pub fn set_live(&mut self, slots: Option<usize>) {
-        self.money.set_slots(slots.unwrap_or(1));
-        self.money.set_relay(slots.is_some());
+    /// Live mode (relaying on, see [`TxNode::set_relay`]) or scripted.
+    pub fn set_live(&mut self, live: bool) {
+        self.money.set_relay(live);
     }
 
     /// The peers, sorted by id.

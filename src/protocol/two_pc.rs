@@ -4,11 +4,13 @@
 //! Mohan, Lindsay and Obermarck, "Transaction Management in the R* Distributed Database
 //! Management System", TODS 1986), for `from` → `to` of `amount`, coordinated by `coord`:
 //!
-//! 1. The coordinator sends `Prepare` to both participants. The debit participant votes
-//!    YES only if `amount` is available (balance minus what other transactions hold) and it
-//!    holds no other transaction (no-wait locking: a busy node votes NO, so there is no
-//!    distributed deadlock); the credit participant votes YES unless it is busy. A YES is
-//!    preceded by a forced `Prepared` record and the debit side holds the amount.
+//! 1. The coordinator sends `Prepare` to both participants. Reservations are amounts, not
+//!    locks (escrow, O'Neil, "The Escrow Transactional Method", TODS 1986): the debit
+//!    participant votes YES only if `amount` is available (its balance minus what its
+//!    other unfinished transactions hold), and then holds it; the credit participant
+//!    always votes YES. So any number of transactions run at one account at once, money
+//!    is never promised twice, nothing waits for a lock (no deadlock), and only money
+//!    decides a NO. A YES is preceded by a forced `Prepared` record.
 //! 2. With both YES, the coordinator forces `Decision{commit}` and sends `Decide` to the
 //!    participants; with a NO (or a timeout while voting) it decides abort, logged lazily
 //!    (presumed abort: no record means abort).
@@ -197,13 +199,9 @@ pub struct TxNode {
     /// Money reserved by prepared debits.
     held: Amount,
     parts: BTreeMap<TxnId, (TxSpec, PartState)>,
-    /// The transactions of `parts` that are `Prepared`: this node's reservations.
+    /// The transactions of `parts` that are `Prepared`: this node's reservations (as a
+    /// debit side, each holds its amount; as a credit side, it holds nothing).
     prepared: BTreeSet<TxnId>,
-    /// How many transactions may hold reservations here at once; one more votes NO
-    /// (`busy`). One in scripts (an account in a transaction is busy); more in live mode,
-    /// where funds are still never promised twice (a debit reserves from what is
-    /// available).
-    slots: usize,
     /// Live mode: a crash may lose any message, so a credit side that knows the commit
     /// and lacks the money tells the debit side the decision, and a debit side told the
     /// decision again sends the money again (scripts recover lost messages otherwise).
@@ -220,15 +218,9 @@ impl TxNode {
             held: Amount::ZERO,
             parts: BTreeMap::new(),
             prepared: BTreeSet::new(),
-            slots: 1,
             relay: false,
             coords: BTreeMap::new(),
         }
-    }
-
-    /// Lets up to `slots` (at least one) transactions hold reservations here at once.
-    pub fn set_slots(&mut self, slots: usize) {
-        self.slots = slots.max(1);
     }
 
     /// Live mode's relaying of decisions and money (see the field `relay`).
@@ -408,11 +400,10 @@ impl TxNode {
         }
     }
 
-    /// This node's vote on `spec`: `None` for YES.
+    /// This node's vote on `spec`: `None` for YES. Only money decides a NO (escrow): the
+    /// debit side's money not held by its other unfinished transactions.
     fn vote_on(&self, spec: TxSpec) -> Option<AbortReason> {
-        if self.prepared.len() >= self.slots {
-            Some(AbortReason::Busy)
-        } else if spec.from == self.id && spec.amount > self.available() {
+        if spec.from == self.id && spec.amount > self.available() {
             Some(AbortReason::InsufficientFunds)
         } else {
             None
@@ -511,8 +502,9 @@ impl TxNode {
     fn on_prepare(&mut self, spec: TxSpec, out: &mut Vec<TxEffect>, q: &mut VecDeque<TxMsg>) {
         let tx = spec.tx;
         if let Some(&(_, st)) = self.parts.get(&tx) {
-            // A duplicated Prepare: repeat the vote already given.
-            let no = matches!(st, PartState::Aborted).then_some(AbortReason::Busy);
+            // A duplicated Prepare: repeat the vote already given (an aborted one is
+            // decided, so the coordinator ignores it; the reason is never shown).
+            let no = matches!(st, PartState::Aborted).then_some(AbortReason::Timeout);
             self.send(spec.coord, TxMsg::Vote { tx, no }, out, q);
             return;
         }
@@ -880,9 +872,10 @@ mod tests {
         assert_eq!(a.coord(s.tx), Some(&CoordState::Ended));
     }
 
-    // No-wait locking and funds: a busy node or a short balance votes NO; the hold is released.
+    // Funds decide a NO, before anything is sent; a credit side always votes YES, even
+    // while it is in another unfinished transaction (escrow: no busy votes).
     #[test]
-    fn short_funds_and_busy_accounts_abort() {
+    fn short_funds_abort_and_a_credit_side_always_votes_yes() {
         let mut a = TxNode::new(n(1), Amount(10));
         let mut out = Vec::new();
         a.on_start(spec(1, 2, 11, 1), &mut out);
@@ -897,19 +890,17 @@ mod tests {
         let s2 = TxSpec { tx: TxnId(2), ..spec(4, 2, 1, 3) };
         out.clear();
         b.on_message(n(3), TxMsg::Prepare { spec: s2 }, &mut out);
-        assert_eq!(
-            sends(&out),
-            vec![(n(3), TxMsg::Vote { tx: TxnId(2), no: Some(AbortReason::Busy) })]
-        );
+        assert_eq!(sends(&out), vec![(n(3), TxMsg::Vote { tx: TxnId(2), no: None })]);
+        assert_eq!(b.in_doubt(), vec![TxnId(1), TxnId(2)]);
+        assert_eq!(b.held(), Amount(0), "a credit side holds nothing");
     }
 
-    // Live mode's slots: several transactions hold reservations at once, each from what
-    // is still available, so money is never promised twice; one more is busy; a
-    // decision frees its slot; recovery rebuilds the reservations.
+    // Escrow: several transactions hold reservations at once, each from what is still
+    // available, so money is never promised twice; a decision frees its reservation;
+    // two debits the balance covers together both commit.
     #[test]
-    fn slots_let_reservations_run_at_once_without_promising_money_twice() {
+    fn reservations_are_amounts_and_never_promise_money_twice() {
         let mut a = TxNode::new(n(1), Amount(100));
-        a.set_slots(2);
         let t = |tx, amount| TxSpec { tx: TxnId(tx), ..spec(1, 2, amount, 1) };
         let decided = |out: &[TxEffect]| {
             out.iter().find_map(|e| match e {
@@ -930,14 +921,18 @@ mod tests {
         assert_eq!(a.in_doubt(), vec![TxnId(1), TxnId(3)]);
         out.clear();
         a.on_start(t(4, 0), &mut out);
-        assert_eq!(decided(&out), Some(Outcome::Aborted(AbortReason::Busy)));
+        assert_eq!(decided(&out), None, "a zero amount is always covered");
         out.clear();
         a.on_message(n(2), TxMsg::Vote { tx: TxnId(1), no: None }, &mut out);
         assert_eq!(decided(&out), Some(Outcome::Committed));
         assert_eq!((a.balance(), a.held()), (Amount(40), Amount(40)));
-        assert_eq!(a.in_doubt(), vec![TxnId(3)], "the commit freed its slot");
-        assert_eq!(a.waiting_with(n(2)), vec![TxnId(1), TxnId(3)]);
+        assert_eq!(a.in_doubt(), vec![TxnId(3), TxnId(4)], "the commit freed its reservation");
+        assert_eq!(a.waiting_with(n(2)), vec![TxnId(1), TxnId(3), TxnId(4)]);
         assert!(a.waiting_with(n(5)).is_empty());
+        out.clear();
+        a.on_message(n(2), TxMsg::Vote { tx: TxnId(3), no: None }, &mut out);
+        assert_eq!(decided(&out), Some(Outcome::Committed));
+        assert_eq!((a.balance(), a.held()), (Amount(0), Amount(0)));
     }
 
     // The NO that decides an abort ends that voter's part: the coordinator sends the abort
@@ -949,7 +944,8 @@ mod tests {
         let mut out = Vec::new();
         c.on_start(s, &mut out);
         out.clear();
-        c.on_message(n(2), TxMsg::Vote { tx: s.tx, no: Some(AbortReason::Busy) }, &mut out);
+        let no = Some(AbortReason::InsufficientFunds);
+        c.on_message(n(2), TxMsg::Vote { tx: s.tx, no }, &mut out);
         assert_eq!(sends(&out), vec![(n(1), TxMsg::Decide { tx: s.tx, commit: false })]);
         assert!(c.finished(s.tx), "an aborted coordinator waits on nothing");
         // Debit side coordinating: the credit side's NO is the transfer's last message.
@@ -959,7 +955,7 @@ mod tests {
         a.on_start(s, &mut out);
         assert!(!a.finished(s.tx));
         out.clear();
-        a.on_message(n(2), TxMsg::Vote { tx: s.tx, no: Some(AbortReason::Busy) }, &mut out);
+        a.on_message(n(2), TxMsg::Vote { tx: s.tx, no }, &mut out);
         assert!(sends(&out).is_empty());
         assert_eq!((a.held(), a.finished(s.tx)), (Amount(0), true));
     }

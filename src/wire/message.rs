@@ -79,18 +79,12 @@ pub enum AbortReason {
     NodeDown,
     /// A vote did not come in time.
     Timeout,
-    /// An account is reserved by another transaction.
-    Busy,
 }
 
 impl AbortReason {
     /// Every reason, in the order `Stats` prints them.
-    pub const ALL: [AbortReason; 4] = [
-        AbortReason::InsufficientFunds,
-        AbortReason::NodeDown,
-        AbortReason::Timeout,
-        AbortReason::Busy,
-    ];
+    pub const ALL: [AbortReason; 3] =
+        [AbortReason::InsufficientFunds, AbortReason::NodeDown, AbortReason::Timeout];
 
     /// The word SPEC chapter 5 prints.
     pub fn as_str(self) -> &'static str {
@@ -98,7 +92,6 @@ impl AbortReason {
             AbortReason::InsufficientFunds => "insufficient-funds",
             AbortReason::NodeDown => "node-down",
             AbortReason::Timeout => "timeout",
-            AbortReason::Busy => "busy",
         }
     }
 }
@@ -235,7 +228,7 @@ pub struct LoadStats {
     /// Transfers committed.
     pub committed: u64,
     /// Transfers aborted, by reason (in [`AbortReason::ALL`] order).
-    pub aborted: [u64; 4],
+    pub aborted: [u64; 3],
 }
 
 impl LoadStats {

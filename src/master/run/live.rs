@@ -207,8 +207,9 @@ impl Master {
             self.record_outcome(tx, outcome);
         }
         match (nowait, decided) {
-            (true, _) => Ok(output::transfer_started(spec.tx)),
-            (false, Some((tx, outcome))) => Ok(output::transfer(tx, Some(outcome))),
+            // A nowait transfer decided at once (a local NO) prints its decision.
+            (_, Some((tx, outcome))) => Ok(output::transfer(tx, Some(outcome))),
+            (true, None) => Ok(output::transfer_started(spec.tx)),
             (false, None) => {
                 Err(Fatal(format!("bug: the coordinator answered {} undecided", spec.tx)))
             }
@@ -236,6 +237,7 @@ impl Master {
     /// The line for a live `Check`'s snapshot.
     pub(super) fn live_check_line(&mut self, snaps: &[GlobalSnapshot]) -> String {
         let Some(s) = snaps.first() else {
+            self.rejected = true;
             return "CHECK FAILED the snapshot was not gathered".into();
         };
         let total: Amount = s.nodes.iter().map(|n| n.1).chain(s.channels.iter().map(|c| c.2)).sum();
