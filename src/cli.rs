@@ -1,19 +1,28 @@
-//! The command line: `bank-master [OPTIONS] [FILE]`, plus hidden roles for child processes.
+//! The command line: `bank-master [OPTIONS] [FILE]`, and how a child process learns its role.
+//!
+//! A user's argument is always a command file: a child role (a node, the observer) is
+//! never named on the command line, so no file name can run one. The master passes a
+//! child its role in the environment ([`ChildRole::ENV`]) and gives it a short argument
+//! list for `ps` only (`bank-master node 3`, `bank-master observer`). The subcommand
+//! words of later chapters (`draw`, `host`, `keygen`) are taken only when no file of
+//! that name exists: a path that exists is always a file.
 
 use crate::output::Arrow;
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use std::path::PathBuf;
 
-/// A multi-process bank: Chandy–Lamport snapshots over local sockets.
+/// A multi-process bank: Chandy–Lamport snapshots and atomic transfers between node
+/// processes.
 ///
 /// Reads commands from FILE (or standard input when FILE is absent or '-') and runs them
 /// one after another; each node is its own process. stdout carries only the specified
 /// output; logs go to stderr (RUST_LOG=info shows the seed and the run's progress).
 #[derive(Debug, Parser)]
-#[command(name = "bank-master", version, args_conflicts_with_subcommands = true)]
+#[command(name = "bank-master", version)]
 pub struct Cli {
     /// The command file; standard input when absent or '-'.
-    pub file: Option<PathBuf>,
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
 
     /// Fix every random choice (Receive without a sender, ReceiveAll): same file and seed,
     /// same output. Without it a fresh seed is drawn and logged at info level.
@@ -33,41 +42,119 @@ pub struct Cli {
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// A child process role (used by the master itself).
-    #[command(subcommand)]
-    pub role: Option<Role>,
+    /// Give up (error, exit status 1) when no process has answered for this many
+    /// seconds: a bug, never a wait of the protocols (their timeouts are logical).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub watchdog: u64,
 }
 
-/// The roles a child process runs.
-#[derive(Debug, Subcommand)]
-pub enum Role {
+/// What a child process is: the master starts each with one, in the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChildRole {
     /// A node process.
-    #[command(hide = true)]
     Node {
         /// Node id.
-        #[arg(long)]
         id: u32,
         /// Opening balance.
-        #[arg(long)]
         balance: u64,
         /// The run's socket-name prefix.
-        #[arg(long)]
         run: String,
         /// The run's nonce.
-        #[arg(long)]
         nonce: u64,
         /// The master's pid.
-        #[arg(long)]
         master_pid: u32,
     },
     /// The observer process.
-    #[command(hide = true)]
     Observer {
         /// The run's nonce.
-        #[arg(long)]
         nonce: u64,
         /// The master's pid.
-        #[arg(long)]
         master_pid: u32,
     },
+}
+
+impl ChildRole {
+    /// The environment variable that carries a child's role.
+    pub const ENV: &'static str = "BANK_MASTER_CHILD";
+
+    /// The role as the value of [`ChildRole::ENV`]: space-separated words.
+    pub fn to_env(&self) -> String {
+        match self {
+            ChildRole::Node { id, balance, run, nonce, master_pid } => {
+                format!("node {id} {balance} {run} {nonce} {master_pid}")
+            }
+            ChildRole::Observer { nonce, master_pid } => format!("observer {nonce} {master_pid}"),
+        }
+    }
+
+    /// Reads a role written by [`ChildRole::to_env`].
+    ///
+    /// # Errors
+    /// The text is not a role.
+    pub fn from_env(text: &str) -> Result<ChildRole, String> {
+        let words: Vec<&str> = text.split(' ').collect();
+        let bad = || format!("{} is not a child role: {text:?}", ChildRole::ENV);
+        let num = |w: &str| w.parse::<u64>().map_err(|_| bad());
+        let small = |w: &str| w.parse::<u32>().map_err(|_| bad());
+        match words.as_slice() {
+            ["node", id, balance, run, nonce, pid] => Ok(ChildRole::Node {
+                id: small(id)?,
+                balance: num(balance)?,
+                run: run.to_string(),
+                nonce: num(nonce)?,
+                master_pid: small(pid)?,
+            }),
+            ["observer", nonce, pid] => {
+                Ok(ChildRole::Observer { nonce: num(nonce)?, master_pid: small(pid)? })
+            }
+            _ => Err(bad()),
+        }
+    }
+
+    /// What `ps` shows after the program name: `node 3`, or `observer`.
+    pub fn display_args(&self) -> Vec<String> {
+        match self {
+            ChildRole::Node { id, .. } => vec!["node".to_string(), id.to_string()],
+            ChildRole::Observer { .. } => vec!["observer".to_string()],
+        }
+    }
+
+    /// The name logs use for this process.
+    pub fn log_name(&self) -> String {
+        self.display_args().join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A role survives the trip through the environment; anything else is refused.
+    #[test]
+    fn roles_round_trip_through_the_environment() {
+        let node = ChildRole::Node {
+            id: 7,
+            balance: u64::MAX,
+            run: "bank-1-00ff".into(),
+            nonce: 9,
+            master_pid: 42,
+        };
+        let obs = ChildRole::Observer { nonce: 1, master_pid: 2 };
+        for r in [node.clone(), obs.clone()] {
+            assert_eq!(ChildRole::from_env(&r.to_env()), Ok(r));
+        }
+        assert_eq!(node.display_args(), ["node", "7"]);
+        assert_eq!(obs.log_name(), "observer");
+        for bad in ["", "node", "node 1 2 r 3", "observer x 1", "master 1 2", "node -1 2 r 3 4"] {
+            assert!(ChildRole::from_env(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    // The options parse, and the watchdog has a floor of one second.
+    #[test]
+    fn options_parse() {
+        let cli = Cli::try_parse_from(["bank-master", "--seed", "3", "f.txt"]).unwrap();
+        assert_eq!((cli.seed, cli.files.len(), cli.watchdog), (Some(3), 1, 30));
+        assert!(Cli::try_parse_from(["bank-master", "--watchdog", "0"]).is_err());
+    }
 }

@@ -1,20 +1,26 @@
 //! `bank-master`: parse the command line, start logging, run the master or a child role,
 //! and turn the outcome into an exit status (0 ok, 1 a line was rejected, 2 cannot start).
 
-use bank::cli::{Cli, Role};
+use bank::cli::{ChildRole, Cli};
 use bank::ids::{Amount, NodeId};
 use bank::master::{self, Config, Input};
 use bank::rng::Rng;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use std::io::IsTerminal;
+use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let role = match &cli.role {
-        None => "master".to_string(),
-        Some(Role::Node { id, .. }) => format!("node {id}"),
-        Some(Role::Observer { .. }) => "observer".to_string(),
+    // A child learns its role from the environment, never from its arguments (they are
+    // for `ps`): no command file, whatever its name, can run one.
+    let child = std::env::var_os(ChildRole::ENV).map(|v| {
+        std::env::remove_var(ChildRole::ENV);
+        ChildRole::from_env(&v.to_string_lossy())
+    });
+    let role = match &child {
+        Some(Ok(r)) => r.log_name(),
+        _ => "master".to_string(),
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format(move |buf, record| {
@@ -22,8 +28,8 @@ fn main() -> ExitCode {
             writeln!(buf, "[{} {role}] {}", record.level(), record.args())
         })
         .init();
-    match cli.role {
-        Some(Role::Node { id, balance, run, nonce, master_pid }) => {
+    match child {
+        Some(Ok(ChildRole::Node { id, balance, run, nonce, master_pid })) => {
             let args = bank::node::NodeArgs {
                 id: NodeId(id),
                 balance: Amount(balance),
@@ -33,10 +39,14 @@ fn main() -> ExitCode {
             };
             child_exit(bank::node::run(args))
         }
-        Some(Role::Observer { nonce, master_pid }) => {
+        Some(Ok(ChildRole::Observer { nonce, master_pid })) => {
             child_exit(master::observer::run(master::observer::ObserverArgs { nonce, master_pid }))
         }
-        None => run_master(cli),
+        Some(Err(why)) => {
+            eprintln!("error: {why}");
+            ExitCode::from(2)
+        }
+        None => run_master(),
     }
 }
 
@@ -50,12 +60,52 @@ fn child_exit(res: std::io::Result<()>) -> ExitCode {
     }
 }
 
-fn run_master(cli: Cli) -> ExitCode {
-    let input = match cli.file.as_deref() {
+fn run_master() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version print and end with 0; a bad option ends with 2.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let file = match cli.files.as_slice() {
+        [] => None,
+        [one] => Some(one.clone()),
+        more => {
+            let names: Vec<String> = more.iter().map(|p| p.display().to_string()).collect();
+            eprintln!(
+                "error: bank-master runs one command file, got {}: {} (run it once per file, \
+                 or join them into one)",
+                more.len(),
+                names.join(" ")
+            );
+            return ExitCode::from(2);
+        }
+    };
+    if file.as_deref().is_some_and(|f| f == Path::new("help") && !f.exists()) {
+        // `bank-master help` with no file of that name: what the user wants is the help.
+        let _ = Cli::command().print_long_help();
+        return ExitCode::SUCCESS;
+    }
+    let input = match file.as_deref() {
         // Commands are ASCII; a stray non-UTF-8 byte (a Latin-1 comment) must not make the
         // whole file unreadable, and any such byte in a command makes that line an error.
         Some(path) if path.as_os_str() != "-" => match std::fs::read(path) {
-            Ok(bytes) => Input::Text(String::from_utf8_lossy(&bytes).into_owned()),
+            Ok(bytes) if bytes.contains(&0) => {
+                let at = bytes.iter().position(|&b| b == 0).unwrap_or(0);
+                eprintln!(
+                    "error: {} is not a command file: it holds binary data (a NUL byte at \
+                     offset {at})",
+                    path.display()
+                );
+                return ExitCode::from(2);
+            }
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                // A byte-order mark, as some editors write, is not part of the first line.
+                Input::Text(text.strip_prefix('\u{feff}').unwrap_or(&text).to_string())
+            }
             Err(e) => {
                 eprintln!("error: cannot read {}: {e}", path.display());
                 return ExitCode::from(2);
@@ -77,11 +127,18 @@ fn run_master(cli: Cli) -> ExitCode {
     });
     if let Some(dir) = &cli.data_dir {
         if let Err(e) = std::fs::create_dir_all(dir) {
-            eprintln!("error: cannot create {}: {e}", dir.display());
+            eprintln!("error: cannot create the data directory {}: {e}", dir.display());
             return ExitCode::from(2);
         }
     }
-    let config = Config { input, seed, trace: cli.trace, arrow: cli.arrow, data_dir: cli.data_dir };
+    let config = Config {
+        input,
+        seed,
+        trace: cli.trace,
+        arrow: cli.arrow,
+        data_dir: cli.data_dir,
+        watchdog: Duration::from_secs(cli.watchdog),
+    };
     let status = master::run(config);
     ExitCode::from(status as u8)
 }

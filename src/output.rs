@@ -26,6 +26,32 @@ impl Arrow {
     }
 }
 
+/// A command line as an error message echoes it: printable ASCII as it is, anything else
+/// escaped (`\x1b`, `\u{fffd}`), so that no byte of a file can drive the terminal; and
+/// cut after 80 characters, saying how much was left out.
+pub fn echo(text: &str) -> String {
+    echo_max(text, 80)
+}
+
+/// [`echo`] with room for `max` characters.
+pub fn echo_max(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in text.char_indices() {
+        let piece = match c {
+            ' '..='~' => c.to_string(),
+            '\t' => "\\t".to_string(),
+            c if (c as u32) < 0x80 => format!("\\x{:02x}", c as u32),
+            c => format!("\\u{{{:x}}}", c as u32),
+        };
+        if out.len() + piece.len() > max {
+            let _ = write!(out, "... ({} more bytes)", text.len() - i);
+            return out;
+        }
+        out.push_str(&piece);
+    }
+    out
+}
+
 /// The line `Send` prints when the balance is short.
 pub const ERR_SEND: &str = "ERR_SEND";
 
@@ -113,12 +139,22 @@ mod tests {
         use crate::wire::AbortReason;
         let t = TxnId(3);
         assert_eq!(transfer(t, Some(TxOutcome::Committed)), "Transfer T3 COMMITTED");
-        let busy = Some(TxOutcome::Aborted(AbortReason::Busy));
-        assert_eq!(transfer(t, busy), "Transfer T3 ABORTED busy");
+        let short = Some(TxOutcome::Aborted(AbortReason::InsufficientFunds));
+        assert_eq!(transfer(t, short), "Transfer T3 ABORTED insufficient-funds");
         let down = Some(TxOutcome::Aborted(AbortReason::NodeDown));
         assert_eq!(transfer(t, down), "Transfer T3 ABORTED node-down");
         assert_eq!(transfer(t, None), "Transfer T3 IN-DOUBT");
         assert_eq!(transfer_started(t), "Transfer T3 STARTED");
+    }
+
+    // What a rejected line echoes: escaped, cut, and unchanged when it is plain.
+    #[test]
+    fn echoes_are_escaped_and_cut() {
+        assert_eq!(echo("Send 1 2 3"), "Send 1 2 3");
+        assert_eq!(echo("a\u{1b}[2Jb\tc\u{fffd}"), "a\\x1b[2Jb\\tc\\u{fffd}");
+        let long = "y".repeat(100);
+        assert_eq!(echo(&long), format!("{}... (20 more bytes)", "y".repeat(80)));
+        assert_eq!(echo_max(&"\u{7}".repeat(5), 8), "\\x07\\x07... (3 more bytes)");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! before the fork. Children are spawned from the master's main thread only,
 //! because PDEATHSIG fires when the *thread* that forked the child exits.
 
+use crate::cli::ChildRole;
 use nix::libc;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -45,15 +46,16 @@ pub const LISTEN_FD: RawFd = 4;
 /// The fd a node finds its write-ahead log on.
 pub const WAL_FD: RawFd = 5;
 
-/// Starts this binary with `args` (a hidden role), with `control` as fd 3, `listener`
-/// as fd 4 and `wal` (if any) as fd 5, stdin and stdout closed (only the master writes stdout), stderr inherited so
-/// that logs reach the user. The parent-death signal is armed before the child's `exec`,
-/// so a master killed at any moment takes the child with it.
+/// Starts this binary in a child `role` (passed in the environment; its arguments are
+/// only what `ps` shows: `bank-master node 3`), with `control` as fd 3, `listener` as fd 4
+/// and `wal` (if any) as fd 5, stdin and stdout closed (only the master writes stdout),
+/// stderr inherited so that logs reach the user. The parent-death signal is armed before
+/// the child's `exec`, so a master killed at any moment takes the child with it.
 ///
 /// # Errors
 /// The spawn failed.
 pub fn spawn_self(
-    args: &[String],
+    role: &ChildRole,
     control: OwnedFd,
     listener: OwnedFd,
     wal: Option<&std::fs::File>,
@@ -61,7 +63,12 @@ pub fn spawn_self(
     let (c, l) = (control.as_raw_fd(), listener.as_raw_fd());
     let w = wal.map_or(-1, |f| f.as_raw_fd());
     let mut cmd = Command::new(self_exe());
-    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit());
+    cmd.arg0("bank-master")
+        .args(role.display_args())
+        .env(ChildRole::ENV, role.to_env())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
     // SAFETY: the closure runs in the forked child before exec and only makes
     // async-signal-safe calls (fcntl, dup2, close, prctl) on fds it owns.
     unsafe {

@@ -3,8 +3,14 @@
 use super::Command;
 use crate::ids::{Amount, NodeId, TxnId};
 use crate::protocol::two_pc::CrashPoint;
+use crate::output::echo;
 use crate::wire::LoadKind;
 use std::fmt;
+
+/// A word of a rejected line as an error message shows it: escaped and cut short.
+fn echo_word(word: &str) -> String {
+    crate::output::echo_max(word, 24)
+}
 
 /// Why a line is not a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,7 +23,11 @@ pub enum ParseErrorKind {
         expected: &'static str,
         /// What the line has.
         got: usize,
+        /// The command's usage line.
+        usage: &'static str,
     },
+    /// `TxStatus` names a transaction without its `T`.
+    MissingT(String),
     /// An argument is not an integer.
     NotAnInteger {
         /// Which argument ("id", "amount", …).
@@ -68,28 +78,39 @@ pub struct ParseError {
 impl fmt::Display for ParseErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ParseErrorKind::UnknownCommand(c) => {
-                write!(f, "unknown command {c:?} (commands are case-sensitive; try help)")
+            ParseErrorKind::UnknownCommand(c) => write!(
+                f,
+                "unknown command \"{}\" (commands are case-sensitive; try help)",
+                echo_word(c)
+            ),
+            ParseErrorKind::WrongArgCount { expected, got, usage } => {
+                let s = if *expected == "1" { "" } else { "s" };
+                write!(f, "takes {expected} argument{s}, got {got} (usage: {usage})")
             }
-            ParseErrorKind::WrongArgCount { expected, got } => {
-                write!(f, "takes {expected} argument(s), got {got}")
-            }
+            ParseErrorKind::MissingT(arg) => write!(
+                f,
+                "transaction \"{}\" has no T: transactions are written T<n>, as in T{}",
+                echo_word(arg),
+                if arg.bytes().all(|b| b.is_ascii_digit()) { arg.as_str() } else { "1" }
+            ),
             ParseErrorKind::NotAnInteger { what, arg } => {
-                write!(f, "{what} {arg:?} is not an integer")
+                write!(f, "{what} \"{}\" is not an integer", echo_word(arg))
             }
-            ParseErrorKind::Negative { what, arg } => write!(f, "{what} {arg} is negative"),
+            ParseErrorKind::Negative { what, arg } => {
+                write!(f, "{what} {} is negative", echo_word(arg))
+            }
             ParseErrorKind::TooLarge { what, arg, max } => {
-                write!(f, "{what} {arg} is larger than {max}")
+                write!(f, "{what} {} is larger than {max}", echo_word(arg))
             }
             ParseErrorKind::SelfChannel(id) => {
                 write!(f, "node {id} has no channel to itself")
             }
             ParseErrorKind::UnknownCrashPoint(p) => {
                 let all: Vec<&str> = CrashPoint::ALL.iter().map(|p| p.name()).collect();
-                write!(f, "no crash point {p:?} (points: {})", all.join(", "))
+                write!(f, "no crash point \"{}\" (points: {})", echo_word(p), all.join(", "))
             }
             ParseErrorKind::UnexpectedWord { word, expected } => {
-                write!(f, "unexpected {word:?} (expected: {expected})")
+                write!(f, "unexpected \"{}\" (expected: {expected})", echo_word(word))
             }
         }
     }
@@ -97,7 +118,7 @@ impl fmt::Display for ParseErrorKind {
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "line {}: {}: {}", self.line, self.text, self.kind)
+        write!(f, "line {}: {}: {}", self.line, echo(&self.text), self.kind)
     }
 }
 
@@ -120,7 +141,8 @@ pub fn parse_line(line: usize, raw: &str) -> Result<Option<Command>, ParseError>
         if ok {
             Ok(())
         } else {
-            Err(err(ParseErrorKind::WrongArgCount { expected, got: args.len() }))
+            let usage = super::usage(name);
+            Err(err(ParseErrorKind::WrongArgCount { expected, got: args.len(), usage }))
         }
     };
     let id =
@@ -251,9 +273,9 @@ pub fn parse_line(line: usize, raw: &str) -> Result<Option<Command>, ParseError>
         "Stats" => arity("no", args.is_empty()).map(|_| Command::Stats)?,
         "TxStatus" => {
             arity("1", args.len() == 1)?;
-            let n = args[0].strip_prefix('T').ok_or_else(|| {
-                err(ParseErrorKind::NotAnInteger { what: "transaction", arg: args[0].to_string() })
-            })?;
+            let n = args[0]
+                .strip_prefix('T')
+                .ok_or_else(|| err(ParseErrorKind::MissingT(args[0].to_string())))?;
             let tx = parse_int(n, "transaction", u64::MAX).map_err(err)?;
             Command::TxStatus { tx: TxnId(tx) }
         }
@@ -330,12 +352,23 @@ mod tests {
 
     #[test]
     fn bad_arguments_are_rejected_with_their_reason() {
-        assert_eq!(kind("Send 1 2"), ParseErrorKind::WrongArgCount { expected: "3", got: 2 });
+        let usage = "Send <from> <to> <amount>";
+        assert_eq!(
+            kind("Send 1 2"),
+            ParseErrorKind::WrongArgCount { expected: "3", got: 2, usage }
+        );
         assert_eq!(
             kind("StartMaster now"),
-            ParseErrorKind::WrongArgCount { expected: "no", got: 1 }
+            ParseErrorKind::WrongArgCount { expected: "no", got: 1, usage: "StartMaster" }
         );
-        assert_eq!(kind("Receive"), ParseErrorKind::WrongArgCount { expected: "1 or 2", got: 0 });
+        assert_eq!(
+            kind("Receive"),
+            ParseErrorKind::WrongArgCount {
+                expected: "1 or 2",
+                got: 0,
+                usage: "Receive <to> [<from>]"
+            }
+        );
         assert_eq!(
             kind("Send 1 2 x"),
             ParseErrorKind::NotAnInteger { what: "amount", arg: "x".into() }
@@ -401,7 +434,13 @@ mod tests {
         );
         assert_eq!(kind("Transfer 2 2 3"), ParseErrorKind::SelfChannel(NodeId(2)));
         assert_eq!(ok("TxStatus T12"), Command::TxStatus { tx: TxnId(12) });
-        assert!(matches!(kind("TxStatus 12"), ParseErrorKind::NotAnInteger { .. }));
+        assert_eq!(kind("TxStatus 12"), ParseErrorKind::MissingT("12".into()));
+        assert_eq!(
+            parse_line(4, "TxStatus 12").unwrap_err().to_string(),
+            "line 4: TxStatus 12: transaction \"12\" has no T: transactions are written T<n>, \
+             as in T12"
+        );
+        assert!(matches!(kind("TxStatus Tx"), ParseErrorKind::NotAnInteger { .. }));
     }
 
     #[test]
@@ -418,6 +457,31 @@ mod tests {
         assert!(matches!(kind("Load 5 seed"), ParseErrorKind::UnexpectedWord { .. }));
         assert!(matches!(kind("Load -5"), ParseErrorKind::Negative { .. }));
         assert!(matches!(kind("Load"), ParseErrorKind::WrongArgCount { .. }));
+    }
+
+    // A wrong argument count shows the command's usage.
+    #[test]
+    fn a_wrong_argument_count_shows_the_usage() {
+        assert_eq!(
+            parse_line(2, "Send 1 2").unwrap_err().to_string(),
+            "line 2: Send 1 2: takes 3 arguments, got 2 (usage: Send <from> <to> <amount>)"
+        );
+        assert_eq!(
+            parse_line(2, "Crash").unwrap_err().to_string(),
+            "line 2: Crash: takes 1 argument, got 0 (usage: Crash <node>)"
+        );
+    }
+
+    // Hostile bytes: a rejected line is echoed escaped (no terminal control codes) and
+    // cut short (a binary line does not dump kilobytes).
+    #[test]
+    fn rejected_lines_are_echoed_escaped_and_cut() {
+        let e = parse_line(1, "\u{1b}[31mRed 1").unwrap_err().to_string();
+        assert!(!e.contains('\u{1b}'), "{e}");
+        assert!(e.starts_with("line 1: \\x1b[31mRed 1: unknown command \"\\x1b[31mRed\""), "{e}");
+        let long = format!("Foo {}", "x".repeat(5000));
+        let e = parse_line(1, &long).unwrap_err().to_string();
+        assert!(e.len() < 200, "{} bytes: {e}", e.len());
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod txn;
 use super::ledger::{ChannelId, Delivery};
 use super::system::System;
 use super::Fatal;
-use crate::command::{parse_line, Command, HELP};
+use crate::command::{help, parse_line, Command};
 use crate::ids::{Amount, NodeId, SnapshotId, TxnId};
 use crate::output::{self, Arrow};
 use crate::rng::Rng;
@@ -34,8 +34,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 use txn::Txns;
 
-/// How long the master waits for any answer before it declares the run hung.
-const WATCHDOG: Duration = Duration::from_secs(30);
 /// Flush the links every this many commands so that nodes work while the master reads.
 const FLUSH_EVERY: usize = 512;
 
@@ -62,15 +60,18 @@ pub struct Config {
     pub arrow: Arrow,
     /// Where node logs are kept; `None` for unnamed temporary files.
     pub data_dir: Option<PathBuf>,
+    /// How long the master waits for any answer before it declares the run hung.
+    pub watchdog: Duration,
 }
 
 /// Runs every command line. Returns the exit status: 0 when every line ran, 1 when a
 /// line was rejected or the run failed.
 pub fn run(cfg: Config) -> i32 {
-    let trace = match cfg.trace.as_ref().map(File::create).transpose() {
-        Ok(t) => t.map(BufWriter::new),
-        Err(e) => {
-            eprintln!("error: cannot create the trace file: {e}");
+    let trace = match cfg.trace.as_ref().map(|p| (p, File::create(p))) {
+        None => None,
+        Some((_, Ok(f))) => Some(BufWriter::new(f)),
+        Some((path, Err(e))) => {
+            eprintln!("error: cannot create the trace file {}: {e}", path.display());
             return 2;
         }
     };
@@ -95,6 +96,7 @@ pub fn run(cfg: Config) -> i32 {
         loads: 0,
         quiet: Vec::new(),
         heard: std::time::Instant::now(),
+        watchdog: cfg.watchdog,
     };
     let result = m.walk(cfg.input);
     let result = result.and_then(|()| m.finish());
@@ -214,6 +216,8 @@ struct Master {
     quiet: Vec<(NodeId, Report)>,
     /// When an answer (or a load's progress) last came: the watchdog's start.
     heard: std::time::Instant,
+    /// How long the master waits for any answer before it declares the run hung.
+    watchdog: Duration,
 }
 
 fn record_events(
@@ -272,6 +276,9 @@ impl Master {
                         }
                     }
                     n += 1;
+                    if n == 1 && bytes.starts_with("\u{feff}".as_bytes()) {
+                        bytes.drain(..3); // a byte-order mark is not part of the line
+                    }
                     // As for a file: a stray non-UTF-8 byte spoils its line only.
                     self.line(n, &String::from_utf8_lossy(&bytes))?;
                 }
@@ -303,6 +310,7 @@ impl Master {
     }
 
     fn reject(&mut self, line: usize, text: &str, why: impl std::fmt::Display) {
+        let text = output::echo(text);
         self.push_done(vec![Out::Error(format!("error: line {line}: {text}: {why}"))], true);
     }
 
@@ -341,7 +349,7 @@ impl Master {
     fn execute(&mut self, line: usize, text: &str, cmd: Command) -> Result<(), Fatal> {
         match cmd {
             Command::Help => {
-                eprintln!("{HELP}");
+                eprintln!("{}", help());
                 return Ok(());
             }
             Command::StartMaster => {
@@ -768,7 +776,7 @@ impl Master {
     fn wait_one(&mut self) -> Result<(), Fatal> {
         // Only answers (and a load's progress while no answer is owed) show that the
         // processes are not stuck: a load's progress must not hide a command that hangs.
-        let left = WATCHDOG.saturating_sub(self.heard.elapsed());
+        let left = self.watchdog.saturating_sub(self.heard.elapsed());
         match self.sys().next_event(left)? {
             Some(ev) => self.on_event(ev)?,
             None => {
@@ -784,8 +792,9 @@ impl Master {
                     owed.push(format!("the observer owes {}", sys.awaiting_observer.len()));
                 }
                 let what = if owed.is_empty() { "a load".to_string() } else { owed.join(", ") };
+                let secs = self.watchdog.as_secs();
                 return Err(Fatal(format!(
-                    "no process answered for {WATCHDOG:?} (waiting on {what}); giving up"
+                    "no process answered for {secs}s (waiting on {what}); giving up"
                 )));
             }
         }
@@ -917,9 +926,14 @@ impl Master {
                 }
             }
             (Expect::TxStep { spec, nowait }, Report::TxStep(r)) => {
+                let decided = r.decided.filter(|d| d.0 == spec.tx).map(|d| d.1);
                 self.apply_tx_report(node, r, &mut outs);
                 if nowait {
-                    outs.push(Out::Line(output::transfer_started(spec.tx)));
+                    // Decided at once (the coordinator's own NO): the decision, not STARTED.
+                    outs.push(Out::Line(match decided {
+                        Some(outcome) => output::transfer(spec.tx, Some(outcome)),
+                        None => output::transfer_started(spec.tx),
+                    }));
                 }
             }
             (Expect::TxRun { spec }, Report::TxStep(r)) => {

@@ -7,6 +7,7 @@
 
 use super::ledger::Ledger;
 use super::Fatal;
+use crate::cli::ChildRole;
 use crate::ids::{Amount, NodeId};
 use crate::process::{kill_and_reap, spawn_self};
 use crate::rng::Rng;
@@ -79,7 +80,8 @@ impl System {
             hub,
         };
         let name = sys.names.observer();
-        let link = sys.spawn(Peer::Observer, &name, vec!["observer".into()], None)?;
+        let role = ChildRole::Observer { nonce, master_pid: std::process::id() };
+        let link = sys.spawn(Peer::Observer, &name, &role, None)?;
         sys.observer = Some(link);
         log::info!("master: run {} started", sys.names.prefix());
         Ok(sys)
@@ -92,19 +94,13 @@ impl System {
         &mut self,
         peer: Peer,
         name: &str,
-        mut args: Vec<String>,
+        role: &ChildRole,
         wal: Option<&File>,
     ) -> Result<Link, Fatal> {
         let listener =
             transport::listen(name).map_err(|e| Fatal(format!("cannot listen on {name}: {e}")))?;
         let (ours, theirs) = transport::control_pair()?;
-        args.extend([
-            "--nonce".to_string(),
-            self.nonce.to_string(),
-            "--master-pid".to_string(),
-            std::process::id().to_string(),
-        ]);
-        let child = spawn_self(&args, theirs, transport::listener_into_fd(listener), wal)
+        let child = spawn_self(role, theirs, transport::listener_into_fd(listener), wal)
             .map_err(|e| Fatal(format!("cannot start {peer}: {e}")))?;
         if let Peer::Node(id) = peer {
             self.pid_of.insert(id, child.id());
@@ -163,19 +159,17 @@ impl System {
 
     fn start_node(&mut self, id: NodeId, balance: Amount) -> Result<(), Fatal> {
         *self.starts.entry(id).or_default() += 1;
-        let args = vec![
-            "node".to_string(),
-            "--id".into(),
-            id.to_string(),
-            "--balance".into(),
-            balance.to_string(),
-            "--run".into(),
-            self.names.prefix().into(),
-        ];
+        let role = ChildRole::Node {
+            id: id.0,
+            balance: balance.0,
+            run: self.names.prefix().to_string(),
+            nonce: self.nonce,
+            master_pid: std::process::id(),
+        };
         let wal = self.wals.get(&id).ok_or_else(|| Fatal(format!("node {id} has no log")))?;
         let wal = wal.try_clone().map_err(|e| Fatal(format!("node {id}'s log: {e}")))?;
         let name = self.names.node(id);
-        let link = self.spawn(Peer::Node(id), &name, args, Some(&wal))?;
+        let link = self.spawn(Peer::Node(id), &name, &role, Some(&wal))?;
         self.links.insert(id, link);
         Ok(())
     }
