@@ -11,34 +11,12 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use util::check::{parse_blocks, parse_trace_line, Checker};
+use util::check::{parse_blocks, Checker};
 use util::{assert_same, run_file, run_with, shared, TempDir};
 
 /// Replays a trace and checks every printed snapshot against it.
 fn check_trace(what: &str, trace: &Path, stdout: &str) -> Checker {
-    let text = fs::read_to_string(trace).expect("read trace");
-    let mut c = Checker::new();
-    for (i, line) in text.lines().enumerate() {
-        let ev =
-            parse_trace_line(line).unwrap_or_else(|e| panic!("{what}: trace line {}: {e}", i + 1));
-        c.on_event(ev).unwrap_or_else(|e| panic!("{what}: trace line {}: {e}", i + 1));
-    }
-    // Each gathered snapshot is printed, in order. A rejected `CollectState` changes
-    // nothing, so a `PrintSnapshot` after it prints the last gathering again.
-    let mut next = 0;
-    for (i, got) in parse_blocks(stdout).iter().enumerate() {
-        if let Some(want) = c.collected.get(next) {
-            let want = want.as_ref().unwrap_or_else(|e| panic!("{what}: gathered {next}: {e}"));
-            if got == want {
-                next += 1;
-                continue;
-            }
-        }
-        let again = c.collected[..next].iter().any(|w| w.as_ref().ok() == Some(got));
-        assert!(again, "{what}: printed block {i} is not what the run recorded:\n{got:?}");
-    }
-    assert_eq!(next, c.collected.len(), "{what}: every gathered snapshot is printed");
-    c
+    util::check_trace(trace, stdout, true).unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
 fn testcase_files() -> Vec<PathBuf> {

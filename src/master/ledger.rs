@@ -169,8 +169,14 @@ impl Ledger {
     /// messages are in the receiver's socket. Messages that died with a receiver's
     /// process, or were sent while it was down, are not: they are in this ledger only,
     /// until both ends are up and the sender sends them again (`restart`).
-    fn deliverable(&self, c: &ChannelId) -> bool {
+    pub fn deliverable(&self, c: &ChannelId) -> bool {
         !self.down.contains(&c.1) && !self.held_channels.contains(c) && !self.lost.contains(c)
+    }
+
+    /// Whether the messages of channel `c` exist only in this ledger (they died with the
+    /// receiver's process, or were sent while it was down) until they are sent again.
+    pub fn is_lost(&self, c: ChannelId) -> bool {
+        self.lost.contains(&c)
     }
 
     /// Whether `node` is down.

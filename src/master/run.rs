@@ -605,6 +605,15 @@ impl Master {
             self.reject(line, text, format!("channel {from} -> {to} is held (Release it first)"));
             return Ok(());
         }
+        if self.sys().ledger.is_lost((from, to)) {
+            // Its messages died with the receiver's process; only the sender has them.
+            let why = format!(
+                "channel {from} -> {to} waits for node {from} to send its messages again, \
+                 and node {from} is down"
+            );
+            self.reject(line, text, why);
+            return Ok(());
+        }
         self.deliver((from, to), true)?;
         Ok(())
     }
@@ -680,12 +689,13 @@ impl Master {
                 }
             }
             if d.records {
-                let fresh: Vec<ChannelId> = self
-                    .sys()
-                    .ledger
+                // The markers the delivery made its receiver send, into nodes that are up.
+                let ledger = &self.sys().ledger;
+                let fresh: Vec<ChannelId> = ledger
                     .nodes()
                     .filter(|&x| x != c.1 && !pos.contains_key(&(c.1, x)))
                     .map(|x| (c.1, x))
+                    .filter(|nc| ledger.deliverable(nc))
                     .collect();
                 for nc in fresh {
                     pos.insert(nc, open.len());

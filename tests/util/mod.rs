@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod check;
+pub mod faults;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -126,4 +127,41 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// Replays the trace file `trace` through the checker and holds every snapshot printed in
+/// `stdout` against it; with `all_printed`, every snapshot gathered must be printed.
+/// Returns the checker, or what is wrong.
+pub fn check_trace(
+    trace: &Path,
+    stdout: &str,
+    all_printed: bool,
+) -> Result<check::Checker, String> {
+    use check::{parse_blocks, parse_trace_line, Checker};
+    let text = std::fs::read_to_string(trace).map_err(|e| format!("read trace: {e}"))?;
+    let mut c = Checker::new();
+    for (i, line) in text.lines().enumerate() {
+        let ev = parse_trace_line(line).map_err(|e| format!("trace line {}: {e}", i + 1))?;
+        c.on_event(ev).map_err(|e| format!("trace line {}: {e}", i + 1))?;
+    }
+    // Each gathered snapshot is printed, in order. A rejected `CollectState` changes
+    // nothing, so a `PrintSnapshot` after it prints the last gathering again.
+    let mut next = 0;
+    for (i, got) in parse_blocks(stdout).iter().enumerate() {
+        if let Some(want) = c.collected.get(next) {
+            let want = want.as_ref().map_err(|e| format!("gathered {next}: {e}"))?;
+            if got == want {
+                next += 1;
+                continue;
+            }
+        }
+        let again = c.collected[..next].iter().any(|w| w.as_ref().ok() == Some(got));
+        if !again {
+            return Err(format!("printed block {i} is not what the run recorded:\n{got:?}"));
+        }
+    }
+    if all_printed && next != c.collected.len() {
+        return Err(format!("{} snapshots gathered, {next} printed", c.collected.len()));
+    }
+    Ok(c)
 }

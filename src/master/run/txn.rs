@@ -224,9 +224,11 @@ impl Master {
             self.reject(line, text, why);
             return Ok(());
         }
+        // A message that died with a process, or waits to be sent again, is nowhere but
+        // in the ledger: the receiver has nothing to drop.
+        let only_here = self.is_down(to) || self.sys().ledger.is_lost((from, to));
         self.sys().ledger.discard((from, to));
-        // A down node's process is gone: the message was nowhere but in the ledger.
-        if !self.is_down(to) {
+        if !only_here {
             let slot = self.push_await(Expect::Ready(Vec::new()));
             self.sys().command(to, Control::Discard { from }, slot)?;
         }
@@ -302,7 +304,21 @@ impl Master {
             .filter(|s| [s.from, s.to, s.coord].contains(&node))
             .map(|s| s.tx)
             .collect();
-        self.drive(&mine)
+        self.drive(&mine)?;
+        // Presumed abort: a coordinator that restarted with no decision logged for a
+        // transaction it started has aborted it, whether or not anyone asks it.
+        let mut undecided: Vec<TxnId> = mine
+            .into_iter()
+            .filter(|t| self.txns.specs[t].coord == node && !self.txns.outcomes.contains_key(t))
+            .collect();
+        undecided.sort();
+        for tx in undecided {
+            let state = self.query(&[node], Some(tx))?.pop().and_then(|q| q.3);
+            if matches!(state.as_deref(), Some("NONE" | "ABORTED")) {
+                self.record_outcome(tx, TxOutcome::Aborted(AbortReason::NodeDown));
+            }
+        }
+        Ok(())
     }
 
     /// Before `Restart`: a running process is killed (as `Crash` would, in either mode),

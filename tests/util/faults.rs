@@ -1,0 +1,332 @@
+//! Random fault scripts for the real binary: every command of chapters 2–5 mixed with
+//! crashes and restarts that leave nodes down across many commands, two at a time, a
+//! coordinator down while its participants restart, and a node restarted while the one
+//! it waits on is still down.
+//!
+//! The generator keeps a small model (which nodes are surely up, surely down, or may have
+//! died at an armed crash point; which channels are held) so that it knows which lines
+//! may be rejected and why: [`Script::allowed`] lists, per line, the reasons that line
+//! may give. Any other rejection is a bug. The script ends by restarting every node that
+//! may be down, releasing every held channel and delivering everything, so its last
+//! `Check` must be OK and its last `Balances` must add up to the money created.
+
+use bank::rng::Rng;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The crash points of chapter 5.
+pub const CRASH_POINTS: [&str; 6] =
+    ["before-vote", "after-vote", "before-decision", "after-decision", "mid-commit", "before-ack"];
+
+/// A generated script.
+#[derive(Debug, Clone)]
+pub struct Script {
+    /// The command file.
+    pub text: String,
+    /// Per 1-based line number: the reasons (substrings of the error) it may be rejected
+    /// with. A line not listed must not be rejected.
+    pub allowed: BTreeMap<usize, Vec<&'static str>>,
+    /// All money created.
+    pub created: u64,
+    /// Where the final `Check` is (1-based line); the `Balances` follows it.
+    pub final_check: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Life {
+    Up,
+    Down,
+    /// A `CrashAt` is armed: the node may have died at it.
+    Maybe,
+}
+
+struct Gen {
+    rng: Rng,
+    n: usize,
+    life: Vec<Life>,
+    held: BTreeSet<(usize, usize)>,
+    txs: usize,
+    lines: Vec<String>,
+    allowed: BTreeMap<usize, Vec<&'static str>>,
+}
+
+const DOWN: &str = "is down";
+const ALREADY: &str = "is already down";
+
+impl Gen {
+    fn push(&mut self, line: String, allowed: Vec<&'static str>) {
+        self.lines.push(line);
+        if !allowed.is_empty() {
+            self.allowed.insert(self.lines.len(), allowed);
+        }
+    }
+
+    fn node(&mut self) -> usize {
+        1 + self.rng.below(self.n)
+    }
+
+    fn other(&mut self, a: usize) -> usize {
+        1 + (a + self.rng.below(self.n - 1)) % self.n
+    }
+
+    /// A node in state `want`, if any.
+    fn pick(&mut self, want: Life) -> Option<usize> {
+        let v: Vec<usize> = (1..=self.n).filter(|&i| self.life[i] == want).collect();
+        (!v.is_empty()).then(|| v[self.rng.below(v.len())])
+    }
+
+    fn not_up(&self) -> usize {
+        (1..=self.n).filter(|&i| self.life[i] != Life::Up).count()
+    }
+
+    /// The reasons a command run by `node` may be rejected for, given what is known of it.
+    fn by(&self, node: usize) -> Vec<&'static str> {
+        match self.life[node] {
+            Life::Up => vec![],
+            _ => vec![DOWN],
+        }
+    }
+
+    fn amount(&mut self) -> u64 {
+        match self.rng.below(4) {
+            0 => self.rng.below(400) as u64, // often more than a balance
+            _ => 1 + self.rng.below(60) as u64,
+        }
+    }
+
+    fn transfer(&mut self, a: usize, b: usize, via: Option<usize>, nowait: bool) {
+        let amount = self.amount();
+        let mut line = format!("Transfer {a} {b} {amount}");
+        if let Some(c) = via {
+            line.push_str(&format!(" via {c}"));
+        }
+        if nowait {
+            line.push_str(" nowait");
+        }
+        self.txs += 1;
+        self.push(line, vec![]);
+    }
+
+    fn crash(&mut self, x: usize) {
+        let why = if self.life[x] == Life::Up { vec![] } else { vec![ALREADY] };
+        self.push(format!("Crash {x}"), why);
+        self.life[x] = Life::Down;
+    }
+
+    fn crash_at(&mut self, x: usize) {
+        let point = CRASH_POINTS[self.rng.below(CRASH_POINTS.len())];
+        let why = if self.life[x] == Life::Up { vec![] } else { vec![ALREADY] };
+        self.push(format!("CrashAt {x} {point}"), why);
+        if self.life[x] == Life::Up {
+            self.life[x] = Life::Maybe;
+        }
+    }
+
+    fn restart(&mut self, x: usize) {
+        self.push(format!("Restart {x}"), vec![]);
+        self.life[x] = Life::Up;
+    }
+
+    /// One random step (a line or a short pattern of lines).
+    fn step(&mut self) {
+        // Nodes stay down across many commands: each step restarts one with odds 1 in 9.
+        if self.not_up() > 0 && self.rng.below(9) == 0 {
+            let x = self.pick(Life::Down).or_else(|| self.pick(Life::Maybe)).expect("one is");
+            self.restart(x);
+            return;
+        }
+        let (a, c) = (self.node(), self.node());
+        let b = self.other(a);
+        match self.rng.below(40) {
+            0..=4 => {
+                let amount = self.amount();
+                let why = self.by(a);
+                if self.life[a] == Life::Down && self.rng.below(3) != 0 {
+                    return; // mostly not by a node surely down, sometimes on purpose
+                }
+                self.push(format!("Send {a} {b} {amount}"), why);
+            }
+            5..=7 => {
+                let mut why = vec!["no message is waiting"];
+                why.extend(self.by(a));
+                self.push(format!("Receive {a}"), why);
+            }
+            8 => {
+                let mut why = vec!["is empty", "is held", "is down"];
+                why.extend(self.by(a));
+                self.push(format!("Receive {a} {b}"), why);
+            }
+            9..=10 => self.push("ReceiveAll".into(), vec![]),
+            11..=17 => {
+                let via = (self.rng.below(3) == 0).then_some(c);
+                let nowait = self.rng.below(4) == 0;
+                self.transfer(a, b, via, nowait);
+            }
+            18..=19 if self.not_up() < 2 || self.rng.below(3) == 0 => {
+                if self.life[a] == Life::Up || self.rng.below(4) == 0 {
+                    self.crash(a);
+                }
+            }
+            20..=21 if self.not_up() < 3 => {
+                if self.life[a] == Life::Up || self.rng.below(4) == 0 {
+                    self.crash_at(a);
+                }
+            }
+            22 => {
+                // A coordinator down after deciding while its participants restart.
+                if a != c && b != c && self.life[c] == Life::Up {
+                    self.push(format!("CrashAt {c} after-decision"), vec![]);
+                    self.life[c] = Life::Maybe;
+                    self.transfer(a, b, Some(c), false);
+                    self.restart(a);
+                    if self.rng.below(2) == 0 {
+                        self.restart(b);
+                    }
+                }
+            }
+            23 => {
+                // A node restarted while the one it waits on is still down.
+                if a != c && b != c && self.life[c] == Life::Up {
+                    self.transfer(a, b, Some(c), true);
+                    self.crash(c);
+                    self.push("ReceiveAll".into(), vec![]);
+                    self.restart(a);
+                }
+            }
+            24 => {
+                // Two down at a time.
+                if self.not_up() == 0 && self.n >= 3 {
+                    self.crash(a);
+                    self.crash(b);
+                }
+            }
+            25 => {
+                if self.held.contains(&(a, b)) {
+                    self.push(format!("Release {a} {b}"), vec![]);
+                    self.held.remove(&(a, b));
+                } else {
+                    self.push(format!("Hold {a} {b}"), vec![]);
+                    self.held.insert((a, b));
+                }
+            }
+            26 => {
+                if let Some(&(x, y)) = self.held.iter().next() {
+                    self.push(format!("Release {x} {y}"), vec![]);
+                    self.held.remove(&(x, y));
+                }
+            }
+            27 => self.push(
+                format!("Lose {a} {b}"),
+                vec!["is empty", "carries money or is a marker"],
+            ),
+            28..=29 => {
+                let why = self.by(a);
+                self.push(format!("BeginSnapshot {a}"), why);
+            }
+            30..=31 => self.push(
+                "CollectState".into(),
+                vec!["is not complete", "is lost", "is down"],
+            ),
+            32 => self.push("PrintSnapshot".into(), vec![]),
+            33..=34 => self.push("Check".into(), vec![]),
+            35..=36 => self.push("Balances".into(), vec![]),
+            37..=38 if self.txs > 0 => {
+                let t = 1 + self.rng.below(self.txs);
+                self.push(format!("TxStatus T{t}"), vec![]);
+            }
+            _ => self.push("Stats".into(), vec![]),
+        }
+    }
+}
+
+/// The script of `seed`: 3 to 8 nodes, about `length` commands.
+pub fn fault_script(seed: u64, length: usize) -> Script {
+    let mut rng = Rng::new(seed);
+    let n = 3 + rng.below(6);
+    let mut g = Gen {
+        rng,
+        n,
+        life: vec![Life::Up; n + 1],
+        held: BTreeSet::new(),
+        txs: 0,
+        lines: Vec::new(),
+        allowed: BTreeMap::new(),
+    };
+    g.push("StartMaster".into(), vec![]);
+    let mut created = 0;
+    for i in 1..=n {
+        let balance = 10 * g.rng.below(30) as u64;
+        created += balance;
+        g.push(format!("CreateNode {i} {balance}"), vec![]);
+    }
+    while g.lines.len() < length {
+        g.step();
+    }
+    for x in 1..=n {
+        if g.life[x] != Life::Up {
+            g.restart(x);
+        }
+    }
+    for (x, y) in std::mem::take(&mut g.held) {
+        g.push(format!("Release {x} {y}"), vec![]);
+    }
+    g.push("ReceiveAll".into(), vec![]);
+    g.push("Check".into(), vec![]);
+    let final_check = g.lines.len();
+    g.push("Balances".into(), vec![]);
+    for t in 1..=g.txs {
+        g.push(format!("TxStatus T{t}"), vec![]);
+    }
+    g.push("Stats".into(), vec![]);
+    let mut text = g.lines.join("\n");
+    text.push('\n');
+    Script { text, allowed: g.allowed, created, final_check }
+}
+
+/// Holds a run of `script` to the rules: no line rejected but those it may be, for a
+/// reason it may give; no `Check` failed; the last `Check` OK with all money created; the
+/// last `Balances` summing to it with nothing held; every transaction ended; the exit status saying whether a line
+/// was rejected. Returns what is wrong.
+pub fn judge(script: &Script, stdout: &str, stderr: &str, status: i32) -> Result<(), String> {
+    let mut rejected = 0;
+    for line in stderr.lines() {
+        let rest = line.strip_prefix("error: line ").ok_or_else(|| format!("stderr: {line}"))?;
+        let (n, why) = rest.split_once(": ").ok_or_else(|| format!("stderr: {line}"))?;
+        let n: usize = n.parse().map_err(|_| format!("stderr: {line}"))?;
+        let ok = script.allowed.get(&n).is_some_and(|a| a.iter().any(|r| why.contains(r)));
+        if !ok {
+            return Err(format!("line {n} was rejected, which it should not be: {line}"));
+        }
+        rejected += 1;
+    }
+    if stdout.contains("CHECK FAILED") {
+        return Err("a Check failed".into());
+    }
+    let checks: Vec<&str> = stdout.lines().filter(|l| l.starts_with("CHECK")).collect();
+    let want = format!("CHECK OK total={}", script.created);
+    if checks.last() != Some(&want.as_str()) {
+        return Err(format!("the last Check printed {:?}, not {want:?}", checks.last()));
+    }
+    let lines: Vec<&str> = stdout.lines().collect();
+    let last = lines.iter().rposition(|l| l.starts_with("CHECK")).expect("found above");
+    let mut sum = 0u64;
+    for l in lines.iter().skip(last + 1).take_while(|l| l.starts_with("node ")) {
+        let v = l.split(" = ").nth(1).ok_or_else(|| format!("balance line {l:?}"))?;
+        sum += v.parse::<u64>().map_err(|_| format!("after every node is up: {l:?}"))?;
+    }
+    if sum != script.created {
+        return Err(format!("the last Balances sum to {sum}, {} was created", script.created));
+    }
+    // Every transaction has ended everywhere: decided, and nobody prepared or voting.
+    for l in lines.iter().skip(last + 1).filter(|l| l.starts_with('T')) {
+        let ended = l.split(' ').nth(1).is_some_and(|s| s == "COMMITTED" || s == "ABORTED");
+        let open = ["PREPARED", "VOTING", "DOWN"].iter().any(|w| l.contains(&format!("={w}")));
+        if !ended || open {
+            return Err(format!("once every node is up, a transaction has not ended: {l}"));
+        }
+    }
+    let want_status = i32::from(rejected > 0);
+    if status != want_status {
+        return Err(format!("exit status {status} with {rejected} lines rejected"));
+    }
+    Ok(())
+}
