@@ -127,3 +127,22 @@ pub fn kill_and_reap(children: &mut Vec<Child>) {
         let _ = c.wait();
     }
 }
+
+/// Raises this process's soft limit on open files to its hard limit (children inherit
+/// it), and returns the limit now in force. A mesh of N nodes needs about 3N open files
+/// in the master and 2N in each node.
+pub fn raise_open_files_limit() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return 1024 };
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        return hard;
+    }
+    soft
+}
+
+/// How many nodes a run can hold when every process may open `limit` files: the master
+/// keeps a link (two descriptors) and a log per node, a node two descriptors per peer,
+/// and each has a few more of its own.
+pub fn nodes_that_fit(limit: u64) -> u64 {
+    limit.saturating_sub(32) / 3
+}

@@ -143,7 +143,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("StartMaster", "StartMaster", "start the observer; a system exists from now on"),
     ("CreateNode", "CreateNode <id> <amount>", "start a node process with that balance"),
     ("Send", "Send <from> <to> <amount>", "debit <from>, enqueue a Transfer on channel from->to"),
-    ("Receive", "Receive <to> [<from>]", "deliver the head of channel from->to (random if omitted)"),
+    (
+        "Receive",
+        "Receive <to> [<from>]",
+        "deliver the head of channel from->to (random if omitted)",
+    ),
     ("ReceiveAll", "ReceiveAll", "deliver random heads until every channel is empty"),
     ("BeginSnapshot", "BeginSnapshot <id>", "node <id> starts a Chandy-Lamport snapshot"),
     ("CollectState", "CollectState", "the observer gathers the complete snapshots"),

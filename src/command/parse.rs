@@ -2,8 +2,8 @@
 
 use super::Command;
 use crate::ids::{Amount, NodeId, TxnId};
-use crate::protocol::two_pc::CrashPoint;
 use crate::output::echo;
+use crate::protocol::two_pc::CrashPoint;
 use crate::wire::LoadKind;
 use std::fmt;
 

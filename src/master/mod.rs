@@ -12,6 +12,7 @@
 
 mod ledger;
 pub mod observer;
+mod prompt;
 mod run;
 mod system;
 

@@ -75,6 +75,7 @@ pub fn run(cfg: Config) -> i32 {
             return 2;
         }
     };
+    let open_files = crate::process::raise_open_files_limit();
     let mut m = Master {
         arrow: cfg.arrow,
         rng: Rng::new(cfg.seed),
@@ -97,6 +98,8 @@ pub fn run(cfg: Config) -> i32 {
         quiet: Vec::new(),
         heard: std::time::Instant::now(),
         watchdog: cfg.watchdog,
+        open_files,
+        max_nodes: crate::process::nodes_that_fit(open_files),
     };
     let result = m.walk(cfg.input);
     let result = result.and_then(|()| m.finish());
@@ -218,6 +221,9 @@ struct Master {
     heard: std::time::Instant,
     /// How long the master waits for any answer before it declares the run hung.
     watchdog: Duration,
+    /// The open-files limit of every process of the run, and how many nodes fit in it.
+    open_files: u64,
+    max_nodes: u64,
 }
 
 fn record_events(
@@ -247,6 +253,11 @@ impl Master {
                 }
             }
             Input::Stdin { interactive } => {
+                if interactive {
+                    if let Some(prompt) = super::prompt::Prompt::new() {
+                        return self.walk_prompt(prompt);
+                    }
+                }
                 use std::io::BufRead;
                 let mut stdin = std::io::BufReader::new(std::io::stdin().lock());
                 let mut bytes = Vec::new();
@@ -288,6 +299,19 @@ impl Master {
             }
         }
         Ok(())
+    }
+
+    /// Runs the lines typed at the terminal's prompt.
+    fn walk_prompt(&mut self, mut prompt: super::prompt::Prompt) -> Result<(), Fatal> {
+        let mut n = 0;
+        loop {
+            // What was asked so far is finished and shown before the next prompt.
+            self.barrier()?;
+            self.stdout.flush().map_err(stdout_gone)?;
+            let Some(line) = prompt.read() else { return Ok(()) };
+            n += 1;
+            self.line(n, &line)?;
+        }
     }
 
     fn finish(&mut self) -> Result<(), Fatal> {
@@ -393,6 +417,17 @@ impl Master {
                         format!(
                             "the total money ({total} + {amount}) would exceed {}",
                             Amount::MAX
+                        ),
+                    );
+                } else if ledger.nodes().count() as u64 >= self.max_nodes {
+                    let (max, limit) = (self.max_nodes, self.open_files);
+                    self.reject(
+                        line,
+                        text,
+                        format!(
+                            "{max} nodes is the most this run can hold: each process may open \
+                             {limit} files (ulimit -n), and a node takes 3 in the master; \
+                             raise the limit to run more"
                         ),
                     );
                 } else {
@@ -1037,8 +1072,17 @@ impl Master {
                 let why: Vec<String> = list
                     .iter()
                     .map(|inc| {
-                        let chans: Vec<String> =
-                            inc.open.iter().map(|(s, d)| format!("{s} -> {d}")).collect();
+                        // A thousand nodes have a million channels: name the first ones.
+                        const NAMED: usize = 100;
+                        let mut chans: Vec<String> = inc
+                            .open
+                            .iter()
+                            .take(NAMED)
+                            .map(|(s, d)| format!("{s} -> {d}"))
+                            .collect();
+                        if inc.open.len() > NAMED {
+                            chans.push(format!("and {} more", inc.open.len() - NAMED));
+                        }
                         format!(
                             "snapshot {} is not complete: channels still open: {}",
                             inc.snapshot,
@@ -1069,10 +1113,23 @@ impl Master {
                         if !l.ends_with('\n') {
                             self.stdout.write_all(b"\n").map_err(stdout_gone)?;
                         }
+                        if self.bar_shown() {
+                            // On a terminal the line must not land inside the bar.
+                            let stdout = &mut self.stdout;
+                            let live = self.live.as_ref();
+                            let bar = live.and_then(|l| l.load.as_ref()).and_then(|r| r.bar());
+                            let flushed = match bar {
+                                Some(bar) => bar.suspend(|| stdout.flush()),
+                                None => stdout.flush(),
+                            };
+                            flushed.map_err(stdout_gone)?;
+                        }
                     }
                     Out::Error(e) => {
                         self.stdout.flush().map_err(stdout_gone)?;
-                        let _ = writeln!(io::stderr(), "{e}");
+                        self.with_bar_hidden(|| {
+                            let _ = writeln!(io::stderr(), "{e}");
+                        });
                     }
                     Out::Trace(ev) => {
                         if let Some(t) = self.trace.as_mut() {

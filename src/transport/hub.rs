@@ -2,7 +2,7 @@
 //! forward events. epoll, not poll(2): its cost follows the ready links, not all links.
 
 use super::{Link, Listener, Stream};
-use crate::wire::{DecodeError, FrameDecoder, Hello, Message, Peer};
+use crate::wire::{DecodeError, FrameDecoder, Hello, Message, Peer, MAX_FRAME, MAX_MESSAGE};
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use interprocess::local_socket::traits::Listener as _;
 use interprocess::TryClone;
@@ -274,7 +274,12 @@ impl PollLoop {
         self.next_token += 1;
         match self.epoll.add(stream_fd(&stream), EpollEvent::new(EpollFlags::EPOLLIN, token)) {
             Ok(()) => {
-                self.links.insert(token, Watched { peer, stream, decoder: FrameDecoder::new() });
+                let mut decoder = FrameDecoder::new();
+                if peer.is_none() {
+                    // Until it says a valid hello, a connection gets one frame's worth.
+                    decoder.set_limit(MAX_FRAME);
+                }
+                self.links.insert(token, Watched { peer, stream, decoder });
             }
             Err(e) => log::error!("hub: cannot watch a link: {e}"),
         }
@@ -392,6 +397,7 @@ impl PollLoop {
         match w.stream.try_clone() {
             Ok(writer) => {
                 w.peer = Some(hello.from);
+                w.decoder.set_limit(MAX_MESSAGE);
                 Some(Link::new(hello.from, writer))
             }
             Err(e) => {

@@ -1,19 +1,29 @@
-//! Framing: `[u32 little-endian payload length][postcard payload]`.
+//! Framing: `[u32 little-endian length][payload]`, a message's postcard encoding cut into
+//! frames of at most [`MAX_FRAME`] bytes.
 //!
-//! Frames larger than [`MAX_FRAME`] are refused on both sides. A decoder tells "need more
-//! bytes" (`Ok(None)`) apart from "corrupt" (`Err`), so a reader can close a link that
-//! sends garbage instead of waiting for bytes that will never make sense.
+//! A message that encodes to more than [`MAX_FRAME`] bytes (a gathered snapshot of a
+//! thousand nodes) goes as several frames: each but the last has the top bit of its length
+//! set ([`MORE`]), and the decoder joins them, up to [`MAX_MESSAGE`] bytes, before it
+//! decodes. A decoder tells "need more bytes" (`Ok(None)`) apart from "corrupt" (`Err`),
+//! so a reader can close a link that sends garbage instead of waiting for bytes that
+//! will never make sense; nothing a peer sends can make it panic.
 
 use super::message::Message;
 use std::fmt;
 
-/// The largest payload accepted: 1 MiB. A longer length prefix means a corrupt stream.
+/// The largest frame payload: 1 MiB. A longer length prefix means a corrupt stream.
 pub const MAX_FRAME: usize = 1 << 20;
+
+/// The largest message, all its frames together: 256 MiB.
+pub const MAX_MESSAGE: usize = 256 << 20;
+
+/// The bit of a frame's length that says another frame of the same message follows.
+pub const MORE: u32 = 1 << 31;
 
 /// Why a stream of frames could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecodeError {
-    /// The length prefix exceeds [`MAX_FRAME`].
+    /// The length prefix exceeds [`MAX_FRAME`], or a message's frames exceed its limit.
     Oversized(usize),
     /// The payload is not a valid [`Message`].
     Corrupt(String),
@@ -22,7 +32,7 @@ pub enum DecodeError {
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DecodeError::Oversized(n) => write!(f, "frame of {n} bytes exceeds {MAX_FRAME}"),
+            DecodeError::Oversized(n) => write!(f, "a frame or message of {n} bytes is too large"),
             DecodeError::Corrupt(why) => write!(f, "corrupt frame: {why}"),
         }
     }
@@ -30,10 +40,11 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// Appends one frame holding `msg` to `out`.
+/// Appends the frames holding `msg` to `out`: one, unless it encodes to more than
+/// [`MAX_FRAME`] bytes.
 ///
 /// # Panics
-/// If `msg` encodes to more than [`MAX_FRAME`] bytes or postcard cannot encode it: both
+/// If `msg` encodes to more than [`MAX_MESSAGE`] bytes or postcard cannot encode it: both
 /// are bugs in this crate (no message we build comes near the limit).
 pub fn encode_frame(msg: &Message, out: &mut Vec<u8>) {
     let start = out.len();
@@ -41,21 +52,48 @@ pub fn encode_frame(msg: &Message, out: &mut Vec<u8>) {
     let taken = std::mem::take(out);
     *out = postcard::to_extend(msg, taken).expect("postcard encodes every Message");
     let len = out.len() - start - 4;
-    assert!(len <= MAX_FRAME, "a {len}-byte message exceeds MAX_FRAME");
-    out[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
+    if len <= MAX_FRAME {
+        out[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
+        return;
+    }
+    assert!(len <= MAX_MESSAGE, "a {len}-byte message exceeds MAX_MESSAGE");
+    let payload = out.split_off(start + 4);
+    out.truncate(start);
+    let mut chunks = payload.chunks(MAX_FRAME).peekable();
+    while let Some(chunk) = chunks.next() {
+        let more = if chunks.peek().is_some() { MORE } else { 0 };
+        out.extend_from_slice(&(chunk.len() as u32 | more).to_le_bytes());
+        out.extend_from_slice(chunk);
+    }
 }
 
-/// Accumulates bytes read from a stream and yields the complete frames in them.
-#[derive(Debug, Default)]
+/// Accumulates bytes read from a stream and yields the complete messages in them.
+#[derive(Debug)]
 pub struct FrameDecoder {
     buf: Vec<u8>,
     start: usize,
+    /// The frames of a message so far, when it came in more than one.
+    parts: Vec<u8>,
+    /// The largest message accepted, all frames together.
+    limit: usize,
+}
+
+impl Default for FrameDecoder {
+    fn default() -> Self {
+        FrameDecoder { buf: Vec::new(), start: 0, parts: Vec::new(), limit: MAX_MESSAGE }
+    }
 }
 
 impl FrameDecoder {
-    /// An empty decoder.
+    /// An empty decoder that accepts messages of up to [`MAX_MESSAGE`] bytes.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Accepts messages of at most `limit` bytes (a link that has not said who it is
+    /// gets one frame's worth, so a stranger cannot make this process hold much).
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
     }
 
     /// Adds bytes read from the stream.
@@ -70,9 +108,9 @@ impl FrameDecoder {
         self.buf.extend_from_slice(bytes);
     }
 
-    /// Bytes received but not yet part of a complete frame.
+    /// Bytes received but not yet part of a complete message.
     pub fn pending(&self) -> usize {
-        self.buf.len() - self.start
+        self.buf.len() - self.start + self.parts.len()
     }
 
     /// The next complete message, `Ok(None)` if more bytes are needed.
@@ -80,21 +118,38 @@ impl FrameDecoder {
     /// # Errors
     /// [`DecodeError`] when the stream is corrupt; the decoder is then unusable.
     pub fn next_message(&mut self) -> Result<Option<Message>, DecodeError> {
-        let rest = &self.buf[self.start..];
-        if rest.len() < 4 {
-            return Ok(None);
+        loop {
+            let rest = &self.buf[self.start..];
+            if rest.len() < 4 {
+                return Ok(None);
+            }
+            let word = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+            let (len, more) = ((word & !MORE) as usize, word & MORE != 0);
+            if len > MAX_FRAME || (more && len == 0) {
+                return Err(DecodeError::Oversized(len));
+            }
+            if rest.len() < 4 + len {
+                return Ok(None);
+            }
+            let payload = &rest[4..4 + len];
+            if !more && self.parts.is_empty() {
+                let msg = postcard::from_bytes(payload)
+                    .map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+                self.start += 4 + len;
+                return Ok(Some(msg));
+            }
+            if self.parts.len() + len > self.limit {
+                return Err(DecodeError::Oversized(self.parts.len() + len));
+            }
+            self.parts.extend_from_slice(payload);
+            self.start += 4 + len;
+            if !more {
+                let whole = std::mem::take(&mut self.parts);
+                let msg = postcard::from_bytes(&whole)
+                    .map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+                return Ok(Some(msg));
+            }
         }
-        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        if len > MAX_FRAME {
-            return Err(DecodeError::Oversized(len));
-        }
-        if rest.len() < 4 + len {
-            return Ok(None);
-        }
-        let msg = postcard::from_bytes(&rest[4..4 + len])
-            .map_err(|e| DecodeError::Corrupt(e.to_string()))?;
-        self.start += 4 + len;
-        Ok(Some(msg))
     }
 }
 
@@ -190,6 +245,78 @@ mod tests {
         let mut bytes = Vec::new();
         encode_frame(&Message::Channel(ChannelMsg::Transfer { amount: Amount(300) }), &mut bytes);
         assert_eq!(bytes.len(), 4 + 4, "tag, tag, varint(300) after the length");
+    }
+
+    /// A message far larger than one frame: a gathered snapshot of 600 nodes.
+    fn big() -> Message {
+        let nodes: Vec<(NodeId, Amount)> = (0..600).map(|i| (NodeId(i), Amount(1))).collect();
+        let mut channels = Vec::new();
+        for a in 0..600u32 {
+            for b in 0..600u32 {
+                if a != b {
+                    channels.push((NodeId(a), NodeId(b), Amount(u64::from(a * b))));
+                }
+            }
+        }
+        let snap = GlobalSnapshot { snapshot: SnapshotId(3), nodes, channels };
+        Message::ObserverReply(ObserverReply::Collected(vec![snap]))
+    }
+
+    // A message over the frame limit goes as several frames, each within the limit,
+    // and comes back whole, also when the stream arrives in small pieces.
+    #[test]
+    fn a_large_message_goes_as_several_frames() {
+        let mut bytes = Vec::new();
+        encode_frame(&samples()[1], &mut bytes);
+        encode_frame(&big(), &mut bytes);
+        encode_frame(&samples()[2], &mut bytes);
+        let mut at = 0;
+        let mut frames = 0;
+        while at < bytes.len() {
+            let word = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+            let len = (word & !MORE) as usize;
+            assert!(len <= MAX_FRAME);
+            at += 4 + len;
+            frames += 1;
+        }
+        assert!(frames > 4, "{frames} frames");
+        let mut dec = FrameDecoder::new();
+        let mut got = Vec::new();
+        for piece in bytes.chunks(100_003) {
+            dec.extend(piece);
+            while let Some(m) = dec.next_message().unwrap() {
+                got.push(m);
+            }
+        }
+        assert_eq!(got, vec![samples()[1].clone(), big(), samples()[2].clone()]);
+        assert_eq!(dec.pending(), 0);
+        let mut small = FrameDecoder::new();
+        small.set_limit(MAX_FRAME);
+        small.extend(&bytes);
+        assert_eq!(small.next_message().unwrap(), Some(samples()[1].clone()));
+        assert!(matches!(small.next_message(), Err(DecodeError::Oversized(_))));
+    }
+
+    // Boundaries: a frame of exactly MAX_FRAME is taken; pending counts what waits.
+    #[test]
+    fn limits_and_pending_are_exact() {
+        let mut dec = FrameDecoder::new();
+        dec.extend(&(MAX_FRAME as u32).to_le_bytes());
+        assert_eq!(dec.next_message(), Ok(None), "a full-size frame is awaited, not refused");
+        assert_eq!(dec.pending(), 4);
+        let mut dec = FrameDecoder::new();
+        dec.extend(&(MORE).to_le_bytes());
+        assert!(dec.next_message().is_err(), "an empty continuation frame is corrupt");
+        let mut dec = FrameDecoder::new();
+        let mut bytes = Vec::new();
+        encode_frame(&samples()[0], &mut bytes);
+        dec.extend(&bytes[..3]);
+        assert_eq!((dec.next_message(), dec.pending()), (Ok(None), 3));
+        assert_eq!(
+            DecodeError::Oversized(9).to_string(),
+            "a frame or message of 9 bytes is too large"
+        );
+        assert!(DecodeError::Corrupt("x".into()).to_string().contains("corrupt frame: x"));
     }
 
     #[test]

@@ -7,5 +7,5 @@
 pub mod codec;
 pub mod message;
 
-pub use codec::{encode_frame, DecodeError, FrameDecoder, MAX_FRAME};
+pub use codec::{encode_frame, DecodeError, FrameDecoder, MAX_FRAME, MAX_MESSAGE, MORE};
 pub use message::*;

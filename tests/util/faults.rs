@@ -214,18 +214,16 @@ impl Gen {
                     self.held.remove(&(x, y));
                 }
             }
-            27 => self.push(
-                format!("Lose {a} {b}"),
-                vec!["is empty", "carries money or is a marker"],
-            ),
+            27 => {
+                self.push(format!("Lose {a} {b}"), vec!["is empty", "carries money or is a marker"])
+            }
             28..=29 => {
                 let why = self.by(a);
                 self.push(format!("BeginSnapshot {a}"), why);
             }
-            30..=31 => self.push(
-                "CollectState".into(),
-                vec!["is not complete", "is lost", "is down"],
-            ),
+            30..=31 => {
+                self.push("CollectState".into(), vec!["is not complete", "is lost", "is down"])
+            }
             32 => self.push("PrintSnapshot".into(), vec![]),
             33..=34 => self.push("Check".into(), vec![]),
             35..=36 => self.push("Balances".into(), vec![]),

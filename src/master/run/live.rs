@@ -32,11 +32,16 @@ pub(super) struct LoadRun {
     running: BTreeMap<NodeId, LoadStats>,
     /// The shares done (and the last progress of nodes that crashed).
     done: LoadStats,
-    /// When progress was last shown (on a terminal only).
-    shown: Option<Instant>,
+    /// The progress bar, on a terminal only.
+    bar: Option<indicatif::ProgressBar>,
 }
 
 impl LoadRun {
+    /// The progress bar, if one is drawn.
+    pub(super) fn bar(&self) -> Option<&indicatif::ProgressBar> {
+        self.bar.as_ref()
+    }
+
     fn line(&self) -> String {
         let s = &self.done;
         let elapsed = self.started.elapsed();
@@ -50,6 +55,27 @@ impl LoadRun {
             s.err_send
         )
     }
+}
+
+/// A progress bar for a load of `count` operations on stderr, when stderr is a terminal
+/// (never on stdout, and nothing at all when stderr is a file or a pipe).
+fn progress_bar(count: u64) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let style = indicatif::ProgressStyle::with_template(
+        "load {bar:40} {pos}/{len} operations, {rate}/s, {eta} left",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .with_key("rate", |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+        let _ = write!(w, "{:.0}", s.per_sec());
+    });
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(count),
+        indicatif::ProgressDrawTarget::stderr_with_hz(4),
+    );
+    bar.set_style(style);
+    Some(bar)
 }
 
 impl Master {
@@ -345,7 +371,7 @@ impl Master {
             started: Instant::now(),
             running,
             done: LoadStats::default(),
-            shown: None,
+            bar: progress_bar(count),
         };
         self.live.as_mut().expect("in live mode").load = Some(run);
         self.sys().flush_all()?;
@@ -366,8 +392,8 @@ impl Master {
             self.wait_one()?;
         }
         let Some(run) = self.live.as_mut().and_then(|l| l.load.take()) else { return Ok(()) };
-        if run.shown.is_some() {
-            eprintln!();
+        if let Some(bar) = &run.bar {
+            bar.finish_and_clear();
         }
         let s = run.done;
         self.txns.commits += s.committed;
@@ -394,15 +420,26 @@ impl Master {
         } else if let Some(last) = run.running.get_mut(&node) {
             *last = stats;
         }
-        if std::io::stderr().is_terminal()
-            && run.shown.is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(250))
-        {
+        if let Some(bar) = &run.bar {
             let mut sum = run.done;
             for s in run.running.values() {
                 sum.add(s);
             }
-            eprint!("\rload: {} of {} operations", sum.done(), run.count);
-            run.shown = Some(Instant::now());
+            bar.set_position(sum.done());
+        }
+    }
+
+    /// Whether a load's progress bar is drawn now.
+    pub(super) fn bar_shown(&self) -> bool {
+        self.live.as_ref().and_then(|l| l.load.as_ref()).is_some_and(|r| r.bar.is_some())
+    }
+
+    /// Runs `f` (which writes a line) with the load's progress bar, if one is drawn, out
+    /// of the way: it is cleared first and drawn again after, so lines never mix with it.
+    pub(super) fn with_bar_hidden<T>(&self, f: impl FnOnce() -> T) -> T {
+        match self.live.as_ref().and_then(|l| l.load.as_ref()).and_then(|r| r.bar.as_ref()) {
+            Some(bar) => bar.suspend(f),
+            None => f(),
         }
     }
 }
