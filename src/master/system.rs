@@ -14,7 +14,6 @@ use crate::rng::Rng;
 use crate::transport::{self, Event, Hub, Link, Names};
 use crate::wire::{Control, Message, ObserverRequest, Peer};
 use crossbeam_channel::{unbounded, Receiver};
-use interprocess::TryClone;
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::VecDeque;
 use std::fs::File;
@@ -106,7 +105,8 @@ impl System {
             self.pid_of.insert(id, child.id());
         }
         self.children.push(child);
-        self.hub.watch(peer, ours.try_clone()?);
+        let ours = transport::Shared::new(ours);
+        self.hub.watch(peer, ours.clone());
         Ok(Link::new(peer, ours))
     }
 
@@ -249,6 +249,16 @@ impl System {
             .map_err(|e| Fatal(format!("node {node} is unreachable: {e}")))?;
         self.awaiting_node.entry(node).or_default().push_back(slot);
         Ok(())
+    }
+
+    /// Gives `node` a command it does not answer ([`Control::answered`]).
+    pub(crate) fn tell(&mut self, node: NodeId, cmd: Control) -> Result<(), Fatal> {
+        debug_assert!(!cmd.answered());
+        let seq = self.alloc_seq(node);
+        let link =
+            self.links.get_mut(&node).ok_or_else(|| Fatal(format!("no link to node {node}")))?;
+        link.send(&Message::Control { seq, cmd })
+            .map_err(|e| Fatal(format!("node {node} is unreachable: {e}")))
     }
 
     /// Asks the observer; its answer completes `slot`.

@@ -531,8 +531,9 @@ impl Node {
             let (from, cmd) = self.commands.pop_front().flatten().expect("checked above");
             self.next_seq += 1;
             let seq = self.next_seq - 1;
-            let Some(report) = self.execute(cmd, from, seq)? else {
-                continue; // answered later, by answer_pending
+            let answered = cmd.answered();
+            let Some(report) = self.execute(cmd, from, seq)?.filter(|_| answered) else {
+                continue; // answered later, by answer_pending, or not at all
             };
             let link = self.link(from)?;
             link.push(&Message::Report { seq, report });

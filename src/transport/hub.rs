@@ -1,11 +1,10 @@
 //! The reader thread: wait on every link and the listener with epoll, decode frames,
 //! forward events. epoll, not poll(2): its cost follows the ready links, not all links.
 
-use super::{Link, Listener, Stream};
+use super::{Link, Listener, Shared, Stream};
 use crate::wire::{DecodeError, FrameDecoder, Hello, Message, Peer, MAX_FRAME, MAX_MESSAGE};
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use interprocess::local_socket::traits::Listener as _;
-use interprocess::TryClone;
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use std::collections::HashMap;
@@ -36,7 +35,7 @@ pub enum Event {
 }
 
 enum Registration {
-    Watch(Peer, Stream),
+    Watch(Peer, Shared),
 }
 
 /// What reads a process's links: a thread of its own, or (inline) the thread that owns
@@ -90,8 +89,9 @@ impl Hub {
         Ok(Hub(Reader::Inline(Box::new(PollLoop::new(listener, nonce, inbox, None)?))))
     }
 
-    /// Reads `stream` (a connection this process made to `peer`) from now on.
-    pub fn watch(&mut self, peer: Peer, stream: Stream) {
+    /// Reads `stream` (a connection this process made to `peer`) from now on. The
+    /// stream is shared with the link that writes it: one descriptor per connection.
+    pub fn watch(&mut self, peer: Peer, stream: Shared) {
         match &mut self.0 {
             Reader::Thread { reg: Some(reg), wake, .. } => {
                 // The thread only stops when the Hub is dropped, so this cannot fail.
@@ -140,7 +140,7 @@ impl Drop for Hub {
 struct Watched {
     /// `None` until the hello arrives on an accepted connection.
     peer: Option<Peer>,
-    stream: Stream,
+    stream: Shared,
     decoder: FrameDecoder,
 }
 
@@ -262,7 +262,7 @@ impl PollLoop {
         Ok(keep_going)
     }
 
-    fn watch(&mut self, peer: Option<Peer>, stream: Stream) {
+    fn watch(&mut self, peer: Option<Peer>, stream: Shared) {
         if self.reg.is_none() {
             // Inline: the owner's thread reads and writes; it must never block on a full
             // socket while its peer blocks on a full socket the other way.
@@ -304,7 +304,7 @@ impl PollLoop {
     fn accept(&mut self) {
         let Some(l) = &self.listener else { return };
         match l.accept() {
-            Ok(stream) => self.watch(None, stream),
+            Ok(stream) => self.watch(None, Shared::new(stream)),
             Err(e) => log::warn!("hub: accept failed: {e}"),
         }
     }
@@ -331,7 +331,7 @@ impl PollLoop {
     /// Reads what is there on link `token`. `Err(())` when the main thread is gone.
     fn read_link(&mut self, token: u64, buf: &mut [u8]) -> Result<Outcome, ()> {
         let w = self.links.get_mut(&token).expect("caller checked");
-        let n = match (&w.stream).read(buf) {
+        let n = match (&*w.stream).read(buf) {
             Ok(0) => {
                 let why = (w.decoder.pending() > 0).then(|| "closed inside a frame".to_string());
                 return Ok(Outcome::Drop(why));
@@ -394,16 +394,8 @@ impl PollLoop {
             return None;
         }
         let w = self.links.get_mut(&token).expect("caller checked");
-        match w.stream.try_clone() {
-            Ok(writer) => {
-                w.peer = Some(hello.from);
-                w.decoder.set_limit(MAX_MESSAGE);
-                Some(Link::new(hello.from, writer))
-            }
-            Err(e) => {
-                log::error!("hub: cannot clone the stream of {}: {e}", hello.from);
-                None
-            }
-        }
+        w.peer = Some(hello.from);
+        w.decoder.set_limit(MAX_MESSAGE);
+        Some(Link::new(hello.from, w.stream.clone()))
     }
 }

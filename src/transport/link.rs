@@ -1,8 +1,7 @@
 //! The write side of one link: frames are buffered and written with one `write_all`.
 
-use super::{connect_stream, Stream};
+use super::{connect_stream, Shared};
 use crate::wire::{encode_frame, Hello, Message, Peer};
-use interprocess::TryClone;
 use std::io::{self, Write};
 
 /// Flush on its own once this much is buffered, so memory stays bounded.
@@ -12,7 +11,7 @@ const FLUSH_AT: usize = 64 * 1024;
 #[derive(Debug)]
 pub struct Link {
     peer: Peer,
-    stream: Stream,
+    stream: Shared,
     buf: Vec<u8>,
     /// How much of `buf` a non-blocking write already took (see [`Link::try_flush`]).
     sent: usize,
@@ -20,18 +19,18 @@ pub struct Link {
 
 impl Link {
     /// The write side of `stream`, a link to `peer`.
-    pub fn new(peer: Peer, stream: Stream) -> Self {
+    pub fn new(peer: Peer, stream: Shared) -> Self {
         Link { peer, stream, buf: Vec::new(), sent: 0 }
     }
 
     /// Connects to the listener `name` of `peer` and sends `hello` at once.
-    /// Returns the link and a clone of the stream for the [`super::Hub`] to read.
+    /// Returns the link and the stream it shares with the [`super::Hub`] that reads it.
     ///
     /// # Errors
     /// Connecting or writing the hello failed.
-    pub fn connect(name: &str, peer: Peer, hello: Hello) -> io::Result<(Link, Stream)> {
-        let stream = connect_stream(name)?;
-        let reader = stream.try_clone()?;
+    pub fn connect(name: &str, peer: Peer, hello: Hello) -> io::Result<(Link, Shared)> {
+        let stream = Shared::new(connect_stream(name)?);
+        let reader = stream.clone();
         let mut link = Link::new(peer, stream);
         link.push(&Message::Hello(hello));
         link.flush()?;
@@ -113,7 +112,7 @@ impl Link {
     /// Writing failed (the peer closed); the buffer is dropped.
     pub fn try_flush(&mut self) -> io::Result<bool> {
         while self.sent < self.buf.len() {
-            match (&self.stream).write(&self.buf[self.sent..]) {
+            match (&*self.stream).write(&self.buf[self.sent..]) {
                 Ok(0) => {
                     self.buf.clear();
                     self.sent = 0;

@@ -31,6 +31,9 @@ use std::os::fd::OwnedFd;
 
 pub(crate) use interprocess::local_socket::{Listener, Stream};
 
+/// A connection shared by the link that writes it and the hub that reads it.
+pub(crate) type Shared = std::sync::Arc<Stream>;
+
 /// The socket names of one run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
@@ -102,8 +105,8 @@ pub fn start_child(master_pid: u32, nonce: u64, inline: bool) -> io::Result<Chil
     let listener = Some(listener_from_fd(listener));
     let mut hub =
         if inline { Hub::inline(listener, nonce, tx)? } else { Hub::start(listener, nonce, tx)? };
-    let control = stream_from_fd(control);
-    hub.watch(crate::wire::Peer::Master, interprocess::TryClone::try_clone(&control)?);
+    let control = Shared::new(stream_from_fd(control));
+    hub.watch(crate::wire::Peer::Master, control.clone());
     let master = Link::new(crate::wire::Peer::Master, control);
     Ok(ChildLinks { hub, master, inbox })
 }
@@ -191,7 +194,8 @@ mod tests {
     fn end(stream: Stream, peer: Peer) -> (Hub, Link, crossbeam_channel::Receiver<Event>) {
         let (tx, inbox) = crossbeam_channel::unbounded();
         let mut hub = Hub::inline(None, 0, tx).unwrap();
-        hub.watch(peer, interprocess::TryClone::try_clone(&stream).unwrap());
+        let stream = Shared::new(stream);
+        hub.watch(peer, stream.clone());
         (hub, Link::new(peer, stream), inbox)
     }
 

@@ -297,7 +297,9 @@ pub enum Control {
     /// (`Report::Quiet`), once every command before it has run.
     Quiet,
     /// A node was created: expect its link, and for each snapshot in `join` that this
-    /// node has recorded, send that snapshot's marker on the new channel.
+    /// node has recorded, send that snapshot's marker on the new channel. Not answered
+    /// (see [`Control::answered`]): nothing about it is unknown to the master, and a
+    /// thousand-node mesh would cost half a million answers.
     AddPeer {
         /// The new node.
         peer: NodeId,
@@ -373,6 +375,14 @@ pub enum Control {
         /// The abort reason if a coordinator aborts on it.
         reason: AbortReason,
     },
+}
+
+impl Control {
+    /// Whether the node answers this command with a [`Report`]. Every command is, but
+    /// `AddPeer`: the node runs it in its turn, and later commands run after it.
+    pub fn answered(&self) -> bool {
+        !matches!(self, Control::AddPeer { .. })
+    }
 }
 
 /// What a two-phase-commit step did at a node, for the master's ledger and output.
