@@ -129,14 +129,8 @@ enum Out {
 
 /// What completes a waiting slot.
 enum Expect {
-    /// `Setup` or `AddPeer` answered `Ready`; the trace events were known when sent.
+    /// `Setup` answered `Ready`; the trace events were known when sent.
     Ready(Vec<TraceEvent>),
-    Send {
-        from: NodeId,
-        to: NodeId,
-        amount: Amount,
-        ok: bool,
-    },
     Deliver {
         from: NodeId,
         to: NodeId,
@@ -486,9 +480,21 @@ impl Master {
             }
             Command::Send { from, to, amount } => {
                 if self.known(line, text, &[from, to]) {
+                    // Predicted whole: the node answers only if it did otherwise.
                     let ok = self.sys().ledger.send(from, to, amount);
-                    let slot = self.push_await(Expect::Send { from, to, amount, ok });
-                    self.sys().command(from, Control::Send { to, amount }, slot)?;
+                    let mut outs = Vec::new();
+                    if !ok {
+                        outs.push(Out::Line(output::ERR_SEND.to_string()));
+                    }
+                    if self.tracing() {
+                        outs.push(Out::Trace(if ok {
+                            TraceEvent::Send { from, to, msg: ChannelMsg::Transfer { amount } }
+                        } else {
+                            TraceEvent::ErrSend { from, to, amount }
+                        }));
+                    }
+                    self.push_done(outs, false);
+                    self.sys().tell(from, Control::Send { to, amount, predicted: Some(ok) })?;
                 }
             }
             Command::Receive { to, from } => {
@@ -662,27 +668,39 @@ impl Master {
     /// Tells the channel's destination to take its head, as the ledger predicts it. A
     /// two-phase-commit message's effects are not predicted: the master waits for the
     /// node's report and applies it to the ledger before going on.
+    /// A Transfer or a marker that makes no recording is predicted whole: the node answers
+    /// only if it took something else. A recording (its balance goes into the trace) and
+    /// a two-phase-commit step are answered.
     fn deliver(&mut self, c: ChannelId, print: bool) -> Result<Delivery, Fatal> {
-        let (d, slot) = self.deliver_async(c, print)?;
-        if matches!(d.msg, ChannelMsg::Tx(_)) {
-            self.wait_slot(slot)?;
-        }
-        Ok(d)
-    }
-
-    /// Sends the delivery command; returns the prediction and the slot its answer fills.
-    fn deliver_async(&mut self, c: ChannelId, print: bool) -> Result<(Delivery, u64), Fatal> {
         let tracing = self.tracing();
         let sys = self.sys();
         let predicted = sys.ledger.deliver(c);
+        let (from, to) = c;
+        let tx = matches!(predicted.msg, ChannelMsg::Tx(_));
+        if !tx && !predicted.records {
+            let mut outs = Vec::new();
+            if print {
+                outs.push(Out::Line(output::received(from, &predicted.msg)));
+            }
+            if tracing {
+                outs.push(Out::Trace(TraceEvent::Deliver { from, to, msg: predicted.msg }));
+            }
+            self.push_done(outs, false);
+            let receive = Control::Receive { from, predicted: Some(predicted.msg) };
+            self.sys().tell(to, receive)?;
+            return Ok(predicted);
+        }
         let peers = if tracing && predicted.records {
-            sys.ledger.nodes().filter(|&x| x != c.1).collect()
+            sys.ledger.nodes().filter(|&x| x != to).collect()
         } else {
             Vec::new()
         };
-        let slot = self.push_await(Expect::Deliver { from: c.0, to: c.1, predicted, print, peers });
-        self.sys().command(c.1, Control::Receive { from: c.0 }, slot)?;
-        Ok((predicted, slot))
+        let slot = self.push_await(Expect::Deliver { from, to, predicted, print, peers });
+        self.sys().command(to, Control::Receive { from, predicted: None }, slot)?;
+        if tx {
+            self.wait_slot(slot)?;
+        }
+        Ok(predicted)
     }
 
     /// `ReceiveAll`: random heads until every channel is empty; then, if transactions
@@ -773,6 +791,7 @@ impl Master {
             if tracing { sys.ledger.nodes().filter(|&x| x != node).collect() } else { Vec::new() };
         let seq = sys.alloc_seq(node);
         self.since_collect.push(snapshot);
+        self.hush(snapshot)?;
         let slot = self.push_await(Expect::Begin { node, snapshot, peers });
         self.sys().observe(ObserverRequest::Begin { snapshot, node, seq }, slot)
     }
@@ -815,8 +834,16 @@ impl Master {
         self.sys().observe(ObserverRequest::Collect { snapshots, seqs, wait }, slot)
     }
 
-    /// Waits until every answer has come and every line is out.
+    /// Waits until every command given has run (a node that was given commands it does
+    /// not answer is asked something it does), every answer has come and every line is out.
     fn barrier(&mut self) -> Result<(), Fatal> {
+        let unanswered = self.system.as_mut().map_or(Vec::new(), |s| s.take_unanswered());
+        for n in unanswered {
+            if !self.is_down(n) {
+                let slot = self.push_await(Expect::Settled);
+                self.sys().command(n, Control::Query { tx: None }, slot)?;
+            }
+        }
         while self.system.as_ref().is_some_and(|s| s.owes_answers()) {
             self.wait_one()?;
         }
@@ -868,8 +895,8 @@ impl Master {
             Event::Frames { peer, msgs } => {
                 for msg in msgs {
                     match (peer, msg) {
-                        (Peer::Node(id), Message::Report { report, .. }) => {
-                            self.on_report(id, report)?
+                        (Peer::Node(id), Message::Report { seq, report }) => {
+                            self.on_report(id, seq, report)?
                         }
                         (Peer::Node(id), Message::LoadProgress(s)) => self.on_load(id, s, false),
                         (Peer::Node(id), Message::LoadDone(s)) => self.on_load(id, s, true),
@@ -909,13 +936,22 @@ impl Master {
         self.slots[idx] = Slot::Done(outs);
     }
 
-    fn on_report(&mut self, node: NodeId, report: Report) -> Result<(), Fatal> {
-        let slot = self
-            .sys()
-            .awaiting_node
-            .get_mut(&node)
-            .and_then(|q| q.pop_front())
-            .ok_or_else(|| Fatal(format!("node {node} answered a command it was not given")))?;
+    fn on_report(&mut self, node: NodeId, seq: u64, report: Report) -> Result<(), Fatal> {
+        let queue = self.sys().awaiting_node.entry(node).or_default();
+        let slot = match queue.front() {
+            Some(&(s, slot)) if s == seq => {
+                queue.pop_front();
+                slot
+            }
+            // An answer to a command whose outcome the ledger predicted: the node
+            // disagrees, so one of the two implementations of the rules is wrong.
+            _ => {
+                return Err(Fatal(format!(
+                    "bug: node {node} answered {report:?} to its command {seq}, whose outcome \
+                     the master's ledger predicted otherwise"
+                )))
+            }
+        };
         let expect = self.take_slot(slot)?;
         let tracing = self.tracing();
         let mut outs = Vec::new();
@@ -936,18 +972,6 @@ impl Master {
                 }
                 self.apply_tx_report(node, r, &mut outs);
                 self.node_died(node, &mut outs);
-            }
-            (Expect::Send { from, to, amount, ok: true }, Report::Sent) => {
-                if tracing {
-                    let msg = ChannelMsg::Transfer { amount };
-                    outs.push(Out::Trace(TraceEvent::Send { from, to, msg }));
-                }
-            }
-            (Expect::Send { from, to, amount, ok: false }, Report::ErrSend) => {
-                outs.push(Out::Line(output::ERR_SEND.to_string()));
-                if tracing {
-                    outs.push(Out::Trace(TraceEvent::ErrSend { from, to, amount }));
-                }
             }
             (
                 Expect::Deliver { from, to, predicted, print, peers },

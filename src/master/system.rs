@@ -39,8 +39,11 @@ pub(crate) struct System {
     closing: std::collections::HashSet<NodeId>,
     pub(crate) ledger: Ledger,
     next_seq: HashMap<NodeId, u64>,
-    /// Per node, the slots waiting for that node's answers, in command order.
-    pub(crate) awaiting_node: HashMap<NodeId, VecDeque<u64>>,
+    /// Per node, the commands waiting for that node's answers, in command order: (the
+    /// command's sequence number, its slot).
+    pub(crate) awaiting_node: HashMap<NodeId, VecDeque<(u64, u64)>>,
+    /// Nodes given commands they do not answer since the last barrier.
+    unanswered: std::collections::BTreeSet<NodeId>,
     /// The slots waiting for the observer's answers, in request order.
     pub(crate) awaiting_observer: VecDeque<u64>,
     /// Where node logs are kept (`--data-dir`), or `None` for unnamed temporary files.
@@ -73,6 +76,7 @@ impl System {
             ledger: Ledger::new(),
             next_seq: HashMap::default(),
             awaiting_node: HashMap::default(),
+            unanswered: Default::default(),
             awaiting_observer: VecDeque::new(),
             data_dir,
             wals: HashMap::default(),
@@ -247,18 +251,35 @@ impl System {
             self.links.get_mut(&node).ok_or_else(|| Fatal(format!("no link to node {node}")))?;
         link.send(&Message::Control { seq, cmd })
             .map_err(|e| Fatal(format!("node {node} is unreachable: {e}")))?;
-        self.awaiting_node.entry(node).or_default().push_back(slot);
+        self.awaiting_node.entry(node).or_default().push_back((seq, slot));
         Ok(())
     }
 
-    /// Gives `node` a command it does not answer ([`Control::answered`]).
+    /// Gives `node` a command it does not answer ([`Control::answered`]): one it
+    /// answers only to disagree with a prediction, which ends the run.
     pub(crate) fn tell(&mut self, node: NodeId, cmd: Control) -> Result<(), Fatal> {
         debug_assert!(!cmd.answered());
         let seq = self.alloc_seq(node);
         let link =
             self.links.get_mut(&node).ok_or_else(|| Fatal(format!("no link to node {node}")))?;
         link.send(&Message::Control { seq, cmd })
-            .map_err(|e| Fatal(format!("node {node} is unreachable: {e}")))
+            .map_err(|e| Fatal(format!("node {node} is unreachable: {e}")))?;
+        self.unanswered.insert(node);
+        Ok(())
+    }
+
+    /// The nodes given unanswered commands since this was last asked: a barrier must
+    /// ask each something it answers, to know they have run.
+    pub(crate) fn take_unanswered(&mut self) -> Vec<NodeId> {
+        std::mem::take(&mut self.unanswered).into_iter().collect()
+    }
+
+    /// Sends `msg` to every node that is up, outside the command order.
+    pub(crate) fn notify_nodes(&mut self, msg: &Message) -> Result<(), Fatal> {
+        for (id, link) in self.links.iter_mut() {
+            link.send(msg).map_err(|e| Fatal(format!("node {id} is unreachable: {e}")))?;
+        }
+        Ok(())
     }
 
     /// Asks the observer; its answer completes `slot`.

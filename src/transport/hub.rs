@@ -7,7 +7,7 @@ use crossbeam_channel::{unbounded, Receiver, Sender};
 use interprocess::local_socket::traits::Listener as _;
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::thread::JoinHandle;
@@ -205,7 +205,7 @@ impl PollLoop {
             nonce,
             inbox,
             reg,
-            links: HashMap::new(),
+            links: HashMap::default(),
             next_token: 2,
             buf: vec![0u8; 64 * 1024],
             events: vec![EpollEvent::empty(); 256],

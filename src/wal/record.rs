@@ -19,11 +19,19 @@ pub fn encode_record<R: Serialize>(rec: &R, out: &mut Vec<u8>) -> Result<(), Wal
     // allocation per record (a node logs every money move).
     let start = out.len();
     out.extend_from_slice(&[0; HEADER]);
-    let taken = std::mem::take(out);
-    *out = match postcard::to_extend(rec, taken) {
-        Ok(v) => v,
-        Err(e) => return Err(WalError::Encode(e.to_string())),
-    };
+    // Most records are a few bytes: encoded on the stack and copied once (postcard's
+    // growing-Vec writer pushes a byte at a time); larger ones straight into `out`.
+    let mut small = [0u8; 64];
+    match postcard::to_slice(rec, &mut small) {
+        Ok(bytes) => out.extend_from_slice(bytes),
+        Err(_) => {
+            let taken = std::mem::take(out);
+            *out = match postcard::to_extend(rec, taken) {
+                Ok(v) => v,
+                Err(e) => return Err(WalError::Encode(e.to_string())),
+            };
+        }
+    }
     let len = out.len() - start - HEADER;
     if len == 0 || len > MAX_RECORD {
         out.truncate(start);

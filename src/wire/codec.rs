@@ -49,8 +49,16 @@ impl std::error::Error for DecodeError {}
 pub fn encode_frame(msg: &Message, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
-    let taken = std::mem::take(out);
-    *out = postcard::to_extend(msg, taken).expect("postcard encodes every Message");
+    // Most messages are a few bytes: encoded on the stack and copied once (postcard's
+    // growing-Vec writer pushes a byte at a time); larger ones straight into `out`.
+    let mut small = [0u8; 128];
+    match postcard::to_slice(msg, &mut small) {
+        Ok(bytes) => out.extend_from_slice(bytes),
+        Err(_) => {
+            let taken = std::mem::take(out);
+            *out = postcard::to_extend(msg, taken).expect("postcard encodes every Message");
+        }
+    }
     let len = out.len() - start - 4;
     if len <= MAX_FRAME {
         out[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
@@ -164,7 +172,10 @@ mod tests {
             Message::Hello(Hello { nonce: u64::MAX, from: Peer::Node(NodeId(7)) }),
             Message::Channel(ChannelMsg::Transfer { amount: Amount(300) }),
             Message::Channel(ChannelMsg::Marker { snapshot: SnapshotId(2) }),
-            Message::Control { seq: 9, cmd: Control::Send { to: NodeId(2), amount: Amount::MAX } },
+            Message::Control {
+                seq: 9,
+                cmd: Control::Send { to: NodeId(2), amount: Amount::MAX, predicted: Some(true) },
+            },
             Message::Report {
                 seq: 9,
                 report: Report::Received {

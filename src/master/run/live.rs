@@ -116,7 +116,11 @@ impl Master {
             Command::Send { from, to, amount } => {
                 if self.known(line, text, &[from, to]) {
                     let slot = self.push_await(Expect::LiveSend);
-                    self.sys().command(from, Control::Send { to, amount }, slot)?;
+                    self.sys().command(
+                        from,
+                        Control::Send { to, amount, predicted: None },
+                        slot,
+                    )?;
                 }
             }
             Command::Crash { node } => {
@@ -252,6 +256,7 @@ impl Master {
         };
         let snapshot = self.sys().ledger.begin_live();
         let seq = self.sys().alloc_seq(first);
+        self.hush(snapshot)?;
         let slot = self.push_await(Expect::LiveBegun);
         self.sys().observe(ObserverRequest::Begin { snapshot, node: first, seq }, slot)?;
         let seqs = nodes.iter().map(|&n| (n, self.sys().alloc_seq(n))).collect();
@@ -427,6 +432,18 @@ impl Master {
             }
             bar.set_position(sum.done());
         }
+    }
+
+    /// A snapshot begins while a load runs: every node is told to pause its share until
+    /// it has the whole snapshot. Measured with 64 nodes on 2 cores, a snapshot otherwise
+    /// waits a scheduling round (tens of ms) for each busy node at each of its steps: the
+    /// initiator's recording, then every node's first marker.
+    pub(super) fn hush(&mut self, snapshot: SnapshotId) -> Result<(), Fatal> {
+        if self.live.as_ref().is_some_and(|l| l.load.is_some()) {
+            self.sys().notify_nodes(&Message::Hush { snapshot })?;
+            self.sys().flush_all()?;
+        }
+        Ok(())
     }
 
     /// Whether a load's progress bar is drawn now.

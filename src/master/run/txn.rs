@@ -239,7 +239,8 @@ impl Master {
         Ok(())
     }
 
-    /// `Crash`: the node's process is SIGKILLed after every earlier command ran.
+    /// `Crash`: the node's process is SIGKILLed after every earlier command ran (it
+    /// answers a query first: commands whose outcome was predicted are not answered).
     pub(super) fn crash(&mut self, node: NodeId) -> Result<(), Fatal> {
         self.settle()?;
         let mut outs = Vec::new();
