@@ -4,9 +4,12 @@
 //! * `in-process`: the same file replayed through the same pure machines in this process,
 //!   with no IPC at all (what a single-process simulation costs).
 //!
-//! Targets: large8 under 0.1 s median (issue 2); a committed two-node `Transfer` under 4x
-//! one append + fsync (issue 3), that baseline taken right after each transfer so both
-//! see the same moments of a noisy machine. Needs `../shared` for the course files.
+//! Targets: large8 at most 1.25x (startup + in-process replay) (issue 10; it was under
+//! 0.1 s in issue 2); a committed two-node `Transfer` under 4x one append + fsync (issue
+//! 3), that baseline taken right after each transfer so both see the same moments of a
+//! noisy machine; 256 nodes created, snapshotted and drained in at most 1.5 s (issue 10);
+//! and, quoted with no target, 1024 nodes (`BENCH_1024=0` leaves it out: it loads the
+//! host for a minute). Needs `../shared` for the course files.
 
 use bank::command::{parse_line, Command};
 use bank::ids::{NodeId, SnapshotId};
@@ -162,6 +165,15 @@ fn main() {
         ("course test1", shared.join("external-tests/cs380d-s20/test1.txt"), RUNS),
         ("256 nodes: create, snapshot, ReceiveAll", n256.clone(), 3),
     ];
+    let n1024 = tmp.join("n1024.txt");
+    let mut text = String::from("StartMaster\n");
+    for i in 1..=1024 {
+        text.push_str(&format!("CreateNode {i} 1000\n"));
+    }
+    text.push_str(
+        "Send 1 1024 10\nBeginSnapshot 7\nReceiveAll\nCollectState\nPrintSnapshot\nKillAll\n",
+    );
+    std::fs::write(&n1024, text).expect("write");
     // First, while the machine is quiet (the 256-node run below loads it for a while).
     // Committed two-node transfers: latency one at a time through a piped master, each
     // followed by the disk's price of one promise on the same disk, a 64-byte record
@@ -213,6 +225,7 @@ fn main() {
     println!("bank-master, wall time per run, median of N runs [min - max]");
     let mut base = None;
     let mut large8 = None;
+    let mut n256_median = None;
     for (name, file, runs) in &files {
         if !file.exists() {
             println!("{name:42} SKIPPED ({} missing)", file.display());
@@ -231,6 +244,16 @@ fn main() {
         if *name == "large8" {
             large8 = Some((med, file.clone()));
         }
+        if name.starts_with("256 nodes") {
+            n256_median = Some(med);
+        }
+    }
+    if let Some(med) = n256_median {
+        println!(
+            "256 nodes: median {:.0} ms; target <= 1500 ms: {}",
+            ms(med),
+            if med <= Duration::from_millis(1500) { "MET" } else { "NOT MET" }
+        );
     }
     if let Some((med, file)) = large8 {
         let text = std::fs::read_to_string(&file).expect("read large8");
@@ -247,11 +270,23 @@ fn main() {
             "large8 in-process baseline",
             ms(ip)
         );
+        let start = base.expect("the startup baseline runs first");
+        let ratio = med.as_secs_f64() / (start + ip).as_secs_f64();
         println!(
-            "large8: median {:.1} ms; target < 100 ms: {}; multi-process / in-process = {:.1}x",
+            "large8: median {:.1} ms = {ratio:.2}x (startup {:.1} + in-process {:.1} ms); \
+             target <= 1.25x: {}",
             ms(med),
-            if med < Duration::from_millis(100) { "MET" } else { "NOT MET" },
-            med.as_secs_f64() / ip.as_secs_f64()
+            ms(start),
+            ms(ip),
+            if ratio <= 1.25 { "MET" } else { "NOT MET" }
+        );
+    }
+    if std::env::var("BENCH_1024").map_or(true, |v| v != "0") {
+        let t = time_binary(&bin, &n1024, 1);
+        println!(
+            "{:42} N=1  {:8.0} ms  (no target; quoted)",
+            "1024 nodes: create, snapshot, ReceiveAll",
+            ms(t[0])
         );
     }
     let _ = std::fs::remove_dir_all(&tmp);

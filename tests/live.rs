@@ -216,3 +216,22 @@ fn live_mode_refuses_scripted_delivery_and_returns_to_it() {
          node 2 = 132\nTransfer T2 STARTED\nT2 COMMITTED node 1=COMMITTED node 2=COMMITTED\n"
     );
 }
+
+// Escrow (SPEC chapter 5): with balances far above the amounts, a load's transfers abort
+// only for money or a down node, so none aborts here; and a Check after it balances.
+#[test]
+fn a_load_with_plenty_of_money_aborts_nothing() {
+    let mut s = String::from("StartMaster\n");
+    for i in 1..=8 {
+        s.push_str(&format!("CreateNode {i} 1000000000\n"));
+    }
+    s.push_str("Live on\nLoad 8000 transfers seed 5\nLoad 8000 mixed seed 6\nCheck\n");
+    let run = util::run_with(&["--seed", "1"], Some(&s), Duration::from_secs(60));
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let loads: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("LOAD ")).collect();
+    assert_eq!(loads.len(), 2, "{}", run.stdout);
+    for l in loads {
+        assert!(l.contains(" aborted=0 err_send=0 "), "{l}");
+    }
+    assert!(run.stdout.contains("CHECK OK total=8000000000"), "{}", run.stdout);
+}
