@@ -11,14 +11,6 @@
 //! and, quoted with no target, 1024 nodes (`BENCH_1024=0` leaves it out: it loads the
 //! host for a minute). Needs `../shared` for the course files.
 
-use bank::command::{parse_line, Command};
-use bank::ids::{NodeId, SnapshotId};
-use bank::master::Ledger;
-use bank::protocol::snapshot::assemble;
-use bank::protocol::{Branch, Effect};
-use bank::rng::Rng;
-use bank::wire::ChannelMsg;
-use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::{Command as Proc, Stdio};
 use std::time::{Duration, Instant};
@@ -44,91 +36,6 @@ fn time_binary(bin: &Path, file: &Path, runs: usize) -> Vec<Duration> {
             d
         })
         .collect()
-}
-
-/// The same commands through the same machines, in this process: no sockets, no threads.
-fn in_process(text: &str) -> usize {
-    let mut rng = Rng::new(1);
-    let mut ledger = Ledger::new();
-    let mut branches: BTreeMap<NodeId, Branch> = BTreeMap::new();
-    let mut queues: HashMap<(NodeId, NodeId), VecDeque<ChannelMsg>> = HashMap::new();
-    let mut out = Vec::new();
-    let mut lines = 0;
-    let mut begun = Vec::new();
-    let apply = |from: NodeId, out: &mut Vec<Effect>, q: &mut HashMap<_, VecDeque<_>>| {
-        for e in out.drain(..) {
-            if let Effect::Send { to, msg } = e {
-                q.entry((from, to)).or_default().push_back(msg);
-            }
-        }
-    };
-    let deliver = |c: (NodeId, NodeId),
-                   l: &mut Ledger,
-                   b: &mut BTreeMap<NodeId, Branch>,
-                   q: &mut HashMap<(NodeId, NodeId), VecDeque<ChannelMsg>>,
-                   out: &mut Vec<Effect>| {
-        l.deliver(c);
-        let m = q.get_mut(&c).and_then(|q| q.pop_front()).expect("ledger and queues agree");
-        b.get_mut(&c.1).expect("node").on_deliver(c.0, m, out);
-        for e in out.drain(..) {
-            if let Effect::Send { to, msg } = e {
-                q.entry((c.1, to)).or_default().push_back(msg);
-            }
-        }
-    };
-    for (i, line) in text.lines().enumerate() {
-        let Ok(Some(cmd)) = parse_line(i + 1, line) else { continue };
-        lines += 1;
-        match cmd {
-            Command::CreateNode { id, amount } => {
-                let peers: Vec<NodeId> = branches.keys().copied().collect();
-                let join = ledger.add_node(id, amount);
-                let mut b = Branch::new(id, amount);
-                b.on_setup(&peers, &join, &mut out);
-                apply(id, &mut out, &mut queues);
-                branches.insert(id, b);
-                for p in peers {
-                    branches.get_mut(&p).expect("peer").on_add_peer(id, &join, &mut out);
-                    apply(p, &mut out, &mut queues);
-                }
-            }
-            Command::Send { from, to, amount } => {
-                ledger.send(from, to, amount);
-                let _ = branches.get_mut(&from).expect("node").on_send(to, amount, &mut out);
-                apply(from, &mut out, &mut queues);
-            }
-            Command::Receive { to, from } => {
-                let from = from.unwrap_or_else(|| {
-                    let s = ledger.incoming(to);
-                    s[rng.below(s.len())]
-                });
-                deliver((from, to), &mut ledger, &mut branches, &mut queues, &mut out);
-            }
-            Command::ReceiveAll => loop {
-                let open = ledger.nonempty();
-                if open.is_empty() {
-                    break;
-                }
-                let c = open[rng.below(open.len())];
-                deliver(c, &mut ledger, &mut branches, &mut queues, &mut out);
-            },
-            Command::BeginSnapshot { node } => {
-                let k = ledger.begin(node);
-                begun.push(k);
-                branches.get_mut(&node).expect("node").on_begin_snapshot(k, &mut out);
-                apply(node, &mut out, &mut queues);
-            }
-            Command::CollectState => {
-                let wanted: Vec<(SnapshotId, Vec<NodeId>)> =
-                    begun.drain(..).map(|k| (k, ledger.members(k))).collect();
-                let ids: Vec<SnapshotId> = wanted.iter().map(|w| w.0).collect();
-                let reports = branches.iter().map(|(&id, b)| (id, b.collect(&ids))).collect();
-                std::hint::black_box(assemble(&wanted, &reports));
-            }
-            _ => {}
-        }
-    }
-    lines
 }
 
 fn main() {
@@ -260,7 +167,9 @@ fn main() {
         let times: Vec<Duration> = (0..RUNS)
             .map(|_| {
                 let t = Instant::now();
-                std::hint::black_box(in_process(&text));
+                std::hint::black_box(
+                    bank::replay::run_with(&text, 1, false).expect("large8 replays"),
+                );
                 t.elapsed()
             })
             .collect();

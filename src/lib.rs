@@ -35,17 +35,21 @@
 //! | [`process`] | spawning and ending child processes |
 //! | [`rng`] | seeded randomness |
 //! | [`wal`] | write-ahead logs (for the transfers of SPEC chapter 5) |
+//! | [`replay`] | a command file run in one process, with no processes (baseline, fuzzing) |
 
 #![warn(missing_docs)]
 
 pub mod cli;
 pub mod command;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ids;
 pub mod master;
 pub mod node;
 pub mod output;
 pub mod process;
 pub mod protocol;
+pub mod replay;
 pub mod rng;
 pub mod trace;
 pub mod transport;

@@ -604,3 +604,35 @@ fn nodes_flooding_each_other_do_not_deadlock() {
     );
     assert_same("flood", &want, &run.stdout);
 }
+
+// The in-process model (bank::replay: parser, ledger and machines, no processes) prints
+// what the processes print, on every testcase it can run whole and the course files.
+#[test]
+fn the_in_process_replay_prints_what_the_processes_print() {
+    let mut files: Vec<(PathBuf, PathBuf)> =
+        testcase_files().into_iter().map(|f| (f.clone(), f.with_extension("expected"))).collect();
+    if let Some(dir) = shared("COS418-derived files, replayed") {
+        let dir = dir.join("external-tests/cos418-as-cs380d");
+        for e in fs::read_dir(&dir).unwrap() {
+            let f = e.unwrap().path();
+            if f.extension().is_some_and(|e| e == "txt") {
+                files.push((f.clone(), f.with_extension("expected")));
+            }
+        }
+    }
+    let mut compared = 0;
+    for (file, expected) in files {
+        let text = String::from_utf8_lossy(&fs::read(&file).unwrap()).into_owned();
+        let seed = text.lines().find_map(|l| l.strip_prefix("# seed: ")?.trim().parse().ok());
+        let out = bank::replay::run(&text, seed.unwrap_or(1))
+            .unwrap_or_else(|v| panic!("{}: {v}", file.display()));
+        if out.skipped > 0 {
+            continue; // transfers or faults: not modelled
+        }
+        let got: String = out.stdout.iter().map(|l| format!("{l}\n")).collect();
+        let want = fs::read_to_string(&expected).unwrap();
+        assert_same(&format!("{} (replayed)", file.display()), &want, &got);
+        compared += 1;
+    }
+    assert!(compared >= 8, "{compared} files compared");
+}

@@ -332,6 +332,96 @@ mod tests {
         assert_eq!(ok("help"), Command::Help);
     }
 
+    // The fault and delay commands, their arities, and a channel to oneself refused.
+    #[test]
+    fn fault_commands_parse_and_check_their_arguments() {
+        let (a, b) = (NodeId(1), NodeId(2));
+        assert_eq!(ok("Hold 1 2"), Command::Hold { from: a, to: b });
+        assert_eq!(ok("Release 1 2"), Command::Release { from: a, to: b });
+        assert_eq!(ok("Lose 1 2"), Command::Lose { from: a, to: b });
+        assert_eq!(ok("Crash 3"), Command::Crash { node: NodeId(3) });
+        assert_eq!(ok("Restart 3"), Command::Restart { node: NodeId(3) });
+        assert_eq!(
+            ok("CrashAt 2 mid-commit"),
+            Command::CrashAt { node: b, point: CrashPoint::MidCommit }
+        );
+        assert_eq!(ok("Balances"), Command::Balances);
+        assert_eq!(ok("Check"), Command::Check);
+        assert_eq!(ok("Stats"), Command::Stats);
+        for bad in ["Hold 1", "Release 1 2 3", "Lose", "Crash", "Crash 1 2", "Restart", "CrashAt 2"]
+        {
+            assert!(matches!(kind(bad), ParseErrorKind::WrongArgCount { .. }), "{bad}");
+        }
+        for bad in ["Balances 1", "Check x", "Stats 2", "Wait 1", "ReceiveAll 1", "KillAll 2"] {
+            assert!(matches!(kind(bad), ParseErrorKind::WrongArgCount { .. }), "{bad}");
+        }
+        assert_eq!(kind("Hold 2 2"), ParseErrorKind::SelfChannel(b));
+        assert_eq!(kind("Lose 2 2"), ParseErrorKind::SelfChannel(b));
+        assert_eq!(kind("CrashAt 2 nowhere"), ParseErrorKind::UnknownCrashPoint("nowhere".into()));
+        assert!(parse_line(1, "CrashAt 2 nowhere")
+            .unwrap_err()
+            .to_string()
+            .contains("before-vote,"));
+    }
+
+    // Options after a Transfer or a Load may come in any order, each once.
+    #[test]
+    fn options_are_read_wherever_they_stand() {
+        let t = ok("Transfer 1 2 30 via 3 nowait");
+        assert_eq!(
+            t,
+            Command::Transfer {
+                from: NodeId(1),
+                to: NodeId(2),
+                amount: Amount(30),
+                via: Some(NodeId(3)),
+                nowait: true
+            }
+        );
+        assert!(matches!(kind("Transfer 1 2 30 via 3 via"), ParseErrorKind::UnexpectedWord { .. }));
+        assert!(matches!(
+            kind("Transfer 1 2 30 via 3 via 4"),
+            ParseErrorKind::WrongArgCount { .. }
+        ));
+        let load = |count, kind, seed, background| Command::Load { count, kind, seed, background };
+        assert_eq!(ok("Load 5 async seed 9 sends"), load(5, LoadKind::Sends, Some(9), true));
+        assert_eq!(ok("Load 5 seed 9 async"), load(5, LoadKind::Mixed, Some(9), true));
+        assert!(matches!(kind("Load 5 async async"), ParseErrorKind::UnexpectedWord { .. }));
+        assert!(matches!(kind("Load 5 seed 1 seed 2"), ParseErrorKind::UnexpectedWord { .. }));
+        assert!(matches!(kind("Load 1 2 3 4 5 6"), ParseErrorKind::WrongArgCount { .. }));
+    }
+
+    // Integers: a sign, digits only; "-" alone and "-x" are not integers.
+    #[test]
+    fn integers_are_digits_with_an_optional_plus() {
+        assert_eq!(parse_int("+7", "id", 9), Ok(7));
+        assert_eq!(parse_int("9", "id", 9), Ok(9));
+        assert!(matches!(parse_int("10", "id", 9), Err(ParseErrorKind::TooLarge { .. })));
+        for bad in ["-", "-x", "+", "", "1-", "x1", "1 "] {
+            assert!(
+                matches!(parse_int(bad, "id", 9), Err(ParseErrorKind::NotAnInteger { .. })),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(parse_int("-3", "id", 9), Err(ParseErrorKind::Negative { .. })));
+        assert_eq!(
+            ParseErrorKind::Negative { what: "id", arg: "-3".into() }.to_string(),
+            "id -3 is negative"
+        );
+        assert_eq!(
+            ParseErrorKind::TooLarge { what: "id", arg: "10".into(), max: 9 }.to_string(),
+            "id 10 is larger than 9"
+        );
+        assert_eq!(
+            ParseErrorKind::SelfChannel(NodeId(4)).to_string(),
+            "node 4 has no channel to itself"
+        );
+        assert_eq!(
+            ParseErrorKind::UnexpectedWord { word: "x".into(), expected: "on, off" }.to_string(),
+            "unexpected \"x\" (expected: on, off)"
+        );
+    }
+
     #[test]
     fn blank_and_comment_lines_are_skipped() {
         assert_eq!(parse_line(1, ""), Ok(None));

@@ -1081,13 +1081,12 @@ impl Master {
             (Expect::Collect { ids, .. }, ObserverReply::Collected(snaps)) => {
                 for s in &snaps {
                     let members: Vec<NodeId> = s.nodes.iter().map(|n| n.0).collect();
-                    let held: Amount =
-                        s.nodes.iter().map(|n| n.1).chain(s.channels.iter().map(|c| c.2)).sum();
                     let created = self.sys().ledger.created_by(&members);
-                    if held != created {
+                    if s.total() != Some(created) {
                         return Err(Fatal(format!(
-                            "bug: snapshot {} holds {held} but its nodes created {created}",
-                            s.snapshot
+                            "bug: snapshot {} holds {:?} but its nodes created {created}",
+                            s.snapshot,
+                            s.total()
                         )));
                     }
                 }

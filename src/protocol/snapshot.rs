@@ -228,6 +228,24 @@ mod tests {
         Effect::Send { to: n(to), msg: ChannelMsg::Marker { snapshot: s(id) } }
     }
 
+    // `recording` says whether a snapshot here still waits for a marker (a load pauses
+    // for it): from the recording until the last marker, for each snapshot.
+    #[test]
+    fn recording_lasts_until_the_last_marker() {
+        let mut snaps = Snapshots::new();
+        let mut out = Vec::new();
+        assert!(!snaps.recording());
+        snaps.record(s(0), Amount(10), &[n(2), n(3)], None, &mut out);
+        assert!(snaps.recording());
+        snaps.on_marker(n(2), s(0), Amount(10), &[n(2), n(3)], &mut out);
+        assert!(snaps.recording(), "one channel is still open");
+        snaps.on_marker(n(3), s(0), Amount(10), &[n(2), n(3)], &mut out);
+        assert!(!snaps.recording());
+        // A lone node (no peers) records a snapshot that is complete at once.
+        snaps.record(s(1), Amount(10), &[], None, &mut out);
+        assert!(!snaps.recording());
+    }
+
     // Rule 1: recording sends one marker on every outgoing channel.
     #[test]
     fn recording_sends_a_marker_to_every_peer() {

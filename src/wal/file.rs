@@ -274,6 +274,34 @@ mod tests {
         assert_eq!(got, vec![0, 1, 2]);
     }
 
+    // What the accessors say: dirty while records wait, the length of records only, the
+    // path given; a commit with nothing buffered writes nothing; a buffered write grows
+    // the file by the records alone (no zeros ahead).
+    #[test]
+    fn accessors_say_what_is_buffered_and_written() {
+        let d = dir("accessors");
+        let path = d.0.join("node.wal");
+        let (mut w, _) = WalFile::<u64>::open(&path).unwrap();
+        assert_eq!(w.path(), path.as_path());
+        assert!(w.is_empty() && !w.is_dirty());
+        w.commit().unwrap();
+        w.write_ahead().unwrap();
+        w.write_buffered().unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "nothing to write");
+        w.append(&7).unwrap();
+        assert!(w.is_dirty() && w.is_empty(), "buffered, not written");
+        w.write_buffered().unwrap();
+        let one = w.len();
+        assert!(!w.is_dirty() && !w.is_empty() && one > 0);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), one, "no zeros ahead");
+        w.append(&8).unwrap();
+        w.commit().unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), PREALLOCATE);
+        assert_eq!(w.len(), 2 * one);
+        let (w, got) = WalFile::<u64>::open(&path).unwrap();
+        assert_eq!((got, w.len()), (vec![7, 8], 2 * one));
+    }
+
     // Torn tail on disk: reopening cuts it off, and later records follow the intact prefix.
     #[test]
     fn a_torn_file_is_cut_and_appends_follow_the_prefix() {

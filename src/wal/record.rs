@@ -139,6 +139,34 @@ mod tests {
         }
     }
 
+    // A record must have a payload and fit in MAX_RECORD; a refused one leaves the
+    // buffer as it was.
+    #[test]
+    fn empty_and_oversized_records_are_refused_and_change_nothing() {
+        let mut out = vec![7u8];
+        assert!(matches!(encode_record(&(), &mut out), Err(WalError::Encode(_))));
+        assert_eq!(out, vec![7]);
+        let big = vec![1u8; MAX_RECORD + 8];
+        assert!(encode_record(&big, &mut out).is_err());
+        assert_eq!(out, vec![7]);
+        // Exactly MAX_RECORD bytes of payload is a record (a Vec of n bytes encodes to
+        // a varint length and the bytes).
+        let fits = vec![1u8; MAX_RECORD - 3];
+        encode_record(&fits, &mut out).unwrap();
+        assert_eq!(out.len(), 1 + HEADER + MAX_RECORD);
+        let r: Replay<Vec<u8>> = decode_prefix(&out[1..]);
+        assert_eq!((r.records.len(), r.torn), (1, 0));
+        // A length of zero is the zeros written ahead, never a record, even with a CRC
+        // that would match an empty payload.
+        let mut zero = vec![0u8; 4];
+        zero.extend_from_slice(&crc32fast::hash(&[]).to_le_bytes());
+        assert_eq!(decode_prefix::<Vec<u8>>(&zero).valid_len, 0);
+        // One byte over the limit is a torn tail, not a record to wait for.
+        let mut over = ((MAX_RECORD + 1) as u32).to_le_bytes().to_vec();
+        over.extend_from_slice(&[0; 4]);
+        assert_eq!(decode_prefix::<Vec<u8>>(&over).torn, 8);
+    }
+
     #[test]
     fn an_absurd_length_is_a_torn_tail_not_a_wait() {
         let mut bytes = Vec::new();

@@ -116,6 +116,13 @@ impl FrameDecoder {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// How many bytes the decoder's buffer holds (consumed ones included, until it
+    /// compacts): what it costs in memory.
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Bytes received but not yet part of a complete message.
     pub fn pending(&self) -> usize {
         self.buf.len() - self.start + self.parts.len()
@@ -328,6 +335,60 @@ mod tests {
             "a frame or message of 9 bytes is too large"
         );
         assert!(DecodeError::Corrupt("x".into()).to_string().contains("corrupt frame: x"));
+    }
+
+    /// `n` bytes of Transfer frames (each 8 bytes), whole.
+    fn transfers(n: usize) -> Vec<u8> {
+        assert_eq!(n % 8, 0);
+        let mut bytes = Vec::new();
+        while bytes.len() < n {
+            encode_frame(
+                &Message::Channel(ChannelMsg::Transfer { amount: Amount(300) }),
+                &mut bytes,
+            );
+        }
+        bytes
+    }
+
+    fn drain(dec: &mut FrameDecoder) -> usize {
+        let mut n = 0;
+        while dec.next_message().unwrap().is_some() {
+            n += 1;
+        }
+        n
+    }
+
+    // Memory: a buffer read to its end is emptied before the next bytes; one mostly read
+    // (more than 64 KiB and over half of it) is compacted; otherwise it only grows.
+    #[test]
+    fn the_buffer_is_emptied_or_compacted_as_it_is_read() {
+        let mut dec = FrameDecoder::new();
+        dec.extend(&transfers(80));
+        assert_eq!(drain(&mut dec), 10);
+        dec.extend(&[1, 2]);
+        assert_eq!(dec.held(), 2, "read to its end: emptied");
+        let mut dec = FrameDecoder::new();
+        let mut bytes = transfers(100_000);
+        bytes.extend_from_slice(&[9, 0, 0, 0, 1]); // a frame begun
+        dec.extend(&bytes);
+        assert_eq!(drain(&mut dec), 12_500);
+        dec.extend(&[2]);
+        assert_eq!(dec.held(), 6, "mostly read: compacted to the begun frame");
+        let mut dec = FrameDecoder::new();
+        let mut bytes = transfers(70_000);
+        bytes.extend_from_slice(&((80_000u32).to_le_bytes()));
+        bytes.extend_from_slice(&vec![0; 79_000]);
+        dec.extend(&bytes);
+        drain(&mut dec);
+        dec.extend(&[0]);
+        assert_eq!(dec.held(), bytes.len() + 1, "less than half read: kept");
+        let mut dec = FrameDecoder::new();
+        let mut bytes = transfers(60_000);
+        bytes.push(1);
+        dec.extend(&bytes);
+        drain(&mut dec);
+        dec.extend(&[0]);
+        assert_eq!(dec.held(), bytes.len() + 1, "under 64 KiB read: kept");
     }
 
     #[test]

@@ -539,6 +539,15 @@ pub struct GlobalSnapshot {
     pub channels: Vec<(NodeId, NodeId, Amount)>,
 }
 
+impl GlobalSnapshot {
+    /// All the money it holds: node states plus channel states (`None` past `u64`).
+    pub fn total(&self) -> Option<Amount> {
+        let node = self.nodes.iter().map(|n| n.1);
+        node.chain(self.channels.iter().map(|c| c.2))
+            .try_fold(Amount::ZERO, |sum, a| sum.0.checked_add(a.0).map(Amount))
+    }
+}
+
 /// A snapshot that could not be gathered, with the channels whose marker is still missing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Incomplete {
@@ -700,5 +709,74 @@ mod tests {
         assert!(!p.holds(&got(ChannelMsg::Transfer { amount: Amount(6) }, None)));
         assert!(!p.holds(&Report::Sent));
         assert_eq!(Control::Receive { from: to, predicted: None }.prediction(), None);
+    }
+
+    // The vocabulary's helpers: which message is about which transfer and carries what.
+    #[test]
+    fn messages_say_their_transfer_and_their_money() {
+        let spec = TxSpec {
+            tx: TxnId(4),
+            from: NodeId(1),
+            to: NodeId(2),
+            amount: Amount(30),
+            coord: NodeId(3),
+        };
+        assert_eq!(spec.credit(), TxMsg::Credit { tx: TxnId(4), amount: Amount(30) });
+        assert_eq!(spec.participants(), [NodeId(1), NodeId(2)]);
+        let all = [
+            TxMsg::Prepare { spec },
+            TxMsg::Vote { tx: TxnId(4), no: None },
+            TxMsg::Decide { tx: TxnId(4), commit: true },
+            TxMsg::Credit { tx: TxnId(4), amount: Amount(30) },
+            TxMsg::Ack { tx: TxnId(4) },
+            TxMsg::DecisionReq { tx: TxnId(4) },
+        ];
+        for m in all {
+            assert_eq!(m.tx(), TxnId(4), "{m:?}");
+            let money = matches!(m, TxMsg::Credit { .. }).then_some((TxnId(4), Amount(30)));
+            assert_eq!(m.money(), money, "{m:?}");
+            assert_eq!(ChannelMsg::Tx(m).money(), money.map(|m| m.1));
+        }
+        assert_eq!(ChannelMsg::Transfer { amount: Amount(9) }.money(), Some(Amount(9)));
+        assert_eq!(ChannelMsg::Marker { snapshot: SnapshotId(1) }.money(), None);
+        let words: Vec<&str> = AbortReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(words, ["insufficient-funds", "node-down", "timeout"]);
+        for k in LoadKind::ALL {
+            assert_eq!(LoadKind::from_word(k.as_str()), Some(k));
+        }
+        assert_eq!(LoadKind::from_word("busy"), None);
+        assert_eq!(Peer::Node(NodeId(3)).to_string(), "node 3");
+        assert_eq!(
+            (Peer::Master.to_string(), Peer::Observer.to_string()),
+            ("master".into(), "observer".into())
+        );
+    }
+
+    // A load's counters add up, each abort in its reason's slot.
+    #[test]
+    fn load_stats_add_up() {
+        let mut a = LoadStats { sent: 1, err_send: 2, committed: 3, aborted: [0, 0, 0] };
+        a.abort(AbortReason::NodeDown);
+        a.abort(AbortReason::Timeout);
+        a.abort(AbortReason::Timeout);
+        assert_eq!(a.aborted, [0, 1, 2]);
+        assert_eq!(a.done(), 9);
+        let mut b = LoadStats::default();
+        b.add(&a);
+        b.add(&a);
+        assert_eq!(b, LoadStats { sent: 2, err_send: 4, committed: 6, aborted: [0, 2, 4] });
+    }
+
+    // A snapshot's total, and the overflow it refuses to hide.
+    #[test]
+    fn a_snapshot_totals_its_nodes_and_channels() {
+        let snap = GlobalSnapshot {
+            snapshot: SnapshotId(0),
+            nodes: vec![(NodeId(1), Amount(5)), (NodeId(2), Amount(7))],
+            channels: vec![(NodeId(1), NodeId(2), Amount(3)), (NodeId(2), NodeId(1), Amount(0))],
+        };
+        assert_eq!(snap.total(), Some(Amount(15)));
+        let huge = GlobalSnapshot { nodes: vec![(NodeId(1), Amount(u64::MAX))], ..snap.clone() };
+        assert_eq!(huge.total(), None);
     }
 }
