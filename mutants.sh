@@ -8,4 +8,4 @@ set -euo pipefail
 cd "$(dirname "$0")"
 exec cargo mutants --timeout 120 \
     -f 'src/protocol/*.rs' -f 'src/wire/*.rs' -f 'src/wal/*.rs' -f 'src/command/*.rs' \
-    "$@" -- --lib --test sim --test two_pc_sim --test fuzz_corpus
+    "$@" -- --lib --test sim --test two_pc_sim --test commit_rules --test fuzz_corpus
