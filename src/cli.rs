@@ -22,7 +22,11 @@ use std::path::PathBuf;
 pub struct Cli {
     /// The command file; standard input when absent or '-'.
     #[arg(value_name = "FILE")]
-    pub files: Vec<PathBuf>,
+    pub file: Option<PathBuf>,
+
+    /// More file names, only to say plainly that one is run at a time.
+    #[arg(hide = true)]
+    pub more: Vec<PathBuf>,
 
     /// Fix every random choice (Receive without a sender, ReceiveAll): same file and seed,
     /// same output. Without it a fresh seed is drawn and logged at info level.
@@ -154,7 +158,9 @@ mod tests {
     #[test]
     fn options_parse() {
         let cli = Cli::try_parse_from(["bank-master", "--seed", "3", "f.txt"]).unwrap();
-        assert_eq!((cli.seed, cli.files.len(), cli.watchdog), (Some(3), 1, 30));
+        assert_eq!((cli.seed, cli.file.is_some(), cli.watchdog), (Some(3), true, 30));
+        let two = Cli::try_parse_from(["bank-master", "a", "b", "c"]).unwrap();
+        assert_eq!(two.more.len(), 2);
         assert!(Cli::try_parse_from(["bank-master", "--watchdog", "0"]).is_err());
     }
 }

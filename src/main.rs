@@ -69,15 +69,15 @@ fn run_master() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    let file = match cli.files.as_slice() {
-        [] => None,
-        [one] => Some(one.clone()),
-        more => {
-            let names: Vec<String> = more.iter().map(|p| p.display().to_string()).collect();
+    let file = match (&cli.file, cli.more.as_slice()) {
+        (file, []) => file.clone(),
+        (first, more) => {
+            let all = first.iter().chain(more);
+            let names: Vec<String> = all.map(|p| p.display().to_string()).collect();
             eprintln!(
                 "error: bank-master runs one command file, got {}: {} (run it once per file, \
                  or join them into one)",
-                more.len(),
+                names.len(),
                 names.join(" ")
             );
             return ExitCode::from(2);

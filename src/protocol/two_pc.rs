@@ -650,7 +650,9 @@ impl TxNode {
                 self.send(spec.coord, TxMsg::Ack { tx }, out, q)
             }
             (PartState::Committed, false) => {
-                panic!("node {}: {tx} committed here but the coordinator says abort", self.id)
+                // Committed here, and the coordinator says abort: a bug elsewhere. A
+                // peer's message never makes this node panic; the tests' builds stop.
+                debug_assert!(false, "node {}: {tx} committed here; told abort", self.id);
             }
             (PartState::Aborted, _) => {}
         }
@@ -671,17 +673,22 @@ impl TxNode {
         out: &mut Vec<TxEffect>,
         q: &mut VecDeque<TxMsg>,
     ) {
+        // Money for a transaction this node never prepared, of another amount, or for one
+        // it aborted cannot exist (the debit side pays only after a commit, which needs
+        // this node's YES): a bug elsewhere, ignored rather than a panic on a peer's
+        // message; the tests' builds stop on it.
         let Some(&(spec, st)) = self.parts.get(&tx) else {
-            // Money for a transaction this node never prepared cannot exist: the debit
-            // side sends it only after a commit, which needs this node's YES.
-            panic!("node {}: a credit for unknown {tx}", self.id)
+            debug_assert!(false, "node {}: a credit for unknown {tx}", self.id);
+            return;
         };
-        assert_eq!(spec.amount, amount, "a credit carries the transfer's amount");
+        if spec.amount != amount || st == PartState::Aborted {
+            debug_assert!(false, "node {}: a credit of {amount} for {tx} ({st:?})", self.id);
+            return;
+        }
         if st == PartState::Committed {
             self.send(spec.coord, TxMsg::Ack { tx }, out, q); // a duplicate: re-ack only
             return;
         }
-        assert!(st != PartState::Aborted, "node {}: money for aborted {tx}", self.id);
         out.push(TxEffect::Log { rec: TxRecord::Committed { spec }, force: true });
         self.balance = self.balance.checked_add(amount).expect("total money is bounded");
         self.set_part(tx, (spec, PartState::Committed));
