@@ -55,20 +55,14 @@ pub fn echo_max(text: &str, max: usize) -> String {
 /// The line `Send` prints when the balance is short.
 pub const ERR_SEND: &str = "ERR_SEND";
 
-/// What `Receive` prints for a message from `from`.
+/// What `Receive` prints for a message from `from`: `<from> <kind> <amount or -1>`.
 pub fn received(from: NodeId, msg: &ChannelMsg) -> String {
     match msg {
         ChannelMsg::Transfer { amount } => format!("{from} Transfer {amount}"),
         ChannelMsg::Marker { .. } => format!("{from} SnapshotToken -1"),
-        ChannelMsg::Tx(m) => match m {
-            TxMsg::Prepare { .. } => format!("{from} Prepare -1"),
-            TxMsg::Vote { .. } => format!("{from} Vote -1"),
-            TxMsg::Decide { commit: true, .. } => format!("{from} Commit -1"),
-            TxMsg::Decide { commit: false, .. } => format!("{from} Abort -1"),
-            TxMsg::Credit { amount, .. } => format!("{from} Commit {amount}"),
-            TxMsg::Ack { .. } => format!("{from} Ack -1"),
-            TxMsg::DecisionReq { .. } => format!("{from} DecisionReq -1"),
-        },
+        // The money of a transfer: the message that commits it at the credit side.
+        ChannelMsg::Tx(TxMsg::Credit { amount, .. }) => format!("{from} Commit {amount}"),
+        ChannelMsg::Tx(m) => format!("{from} {} -1", m.kind()),
     }
 }
 

@@ -4,7 +4,7 @@
 //! checker can replay it against the command file (`tests/util` does).
 
 use crate::ids::{Amount, NodeId, SnapshotId};
-use crate::wire::{ChannelMsg, TxMsg};
+use crate::wire::{Accept, ChannelMsg, PaxosMsg, ThreeMsg, TxMsg};
 use std::fmt::Write;
 
 /// One event of a run.
@@ -92,19 +92,14 @@ fn msg_fields(s: &mut String, msg: &ChannelMsg) {
     let _ = match msg {
         ChannelMsg::Transfer { amount } => write!(s, ",\"kind\":\"Transfer\",\"amount\":{amount}"),
         ChannelMsg::Tx(m) => {
-            let (kind, tx) = match m {
-                TxMsg::Prepare { spec } => ("Prepare", spec.tx),
-                TxMsg::Vote { tx, .. } => ("Vote", *tx),
-                TxMsg::Decide { tx, commit: true } => ("Commit", *tx),
-                TxMsg::Decide { tx, commit: false } => ("Abort", *tx),
-                TxMsg::Credit { tx, .. } => ("Credit", *tx),
-                TxMsg::Ack { tx } => ("Ack", *tx),
-                TxMsg::DecisionReq { tx } => ("DecisionReq", *tx),
-            };
-            let _ = write!(s, ",\"kind\":\"{kind}\",\"tx\":{}", tx.0);
+            let _ = write!(s, ",\"kind\":\"{}\",\"tx\":{}", m.kind(), m.tx().0);
             match m {
                 TxMsg::Credit { amount, .. } => write!(s, ",\"amount\":{amount}"),
                 TxMsg::Vote { no: Some(r), .. } => write!(s, ",\"no\":\"{}\"", r.as_str()),
+                TxMsg::ThreePc(ThreeMsg::State { state, .. }) => {
+                    write!(s, ",\"state\":\"{}\"", state.word())
+                }
+                TxMsg::Paxos(p) => paxos_fields(s, p),
                 _ => Ok(()),
             }
         }
@@ -112,6 +107,33 @@ fn msg_fields(s: &mut String, msg: &ChannelMsg) {
             write!(s, ",\"kind\":\"Marker\",\"snapshot\":{snapshot}")
         }
     };
+}
+
+/// A Paxos Commit message's ballot and values, as trace fields.
+fn paxos_fields(s: &mut String, m: &PaxosMsg) -> std::fmt::Result {
+    let one = |a: &Accept| {
+        format!(
+            "{{\"inst\":{},\"ballot\":[{},{}],\"prepared\":{}}}",
+            a.inst, a.bal.n, a.bal.node, a.prepared
+        )
+    };
+    let list = |v: &[Option<Accept>]| {
+        let items: Vec<String> = v.iter().flatten().map(one).collect();
+        format!("[{}]", items.join(","))
+    };
+    match m {
+        PaxosMsg::Prepare { own: Some(a), .. } => write!(s, ",\"vote\":{}", one(a)),
+        PaxosMsg::Prepare { own: None, .. } => Ok(()),
+        PaxosMsg::Phase2a { accept, .. } => write!(s, ",\"accept\":{}", one(accept)),
+        PaxosMsg::Phase2b { accepted, vote, .. } => {
+            write!(s, ",\"accepted\":{}", list(accepted))?;
+            vote.as_ref().map_or(Ok(()), |a| write!(s, ",\"vote\":{}", one(a)))
+        }
+        PaxosMsg::Phase1a { bal, .. } => write!(s, ",\"ballot\":[{},{}]", bal.n, bal.node),
+        PaxosMsg::Phase1b { bal, last, .. } => {
+            write!(s, ",\"ballot\":[{},{}],\"last\":{}", bal.n, bal.node, list(last))
+        }
+    }
 }
 
 impl TraceEvent {

@@ -9,7 +9,7 @@ mod parse;
 pub use parse::{parse_line, ParseError, ParseErrorKind};
 
 use crate::ids::{Amount, NodeId, TxnId};
-use crate::protocol::two_pc::CrashPoint;
+use crate::wire::CrashPoint;
 use crate::wire::LoadKind;
 
 /// One line of a command file.

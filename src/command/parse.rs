@@ -3,7 +3,7 @@
 use super::Command;
 use crate::ids::{Amount, NodeId, TxnId};
 use crate::output::echo;
-use crate::protocol::two_pc::CrashPoint;
+use crate::wire::CrashPoint;
 use crate::wire::LoadKind;
 use std::fmt;
 
@@ -106,7 +106,7 @@ impl fmt::Display for ParseErrorKind {
                 write!(f, "node {id} has no channel to itself")
             }
             ParseErrorKind::UnknownCrashPoint(p) => {
-                let all: Vec<&str> = CrashPoint::ALL.iter().map(|p| p.name()).collect();
+                let all: Vec<&str> = CrashPoint::EVERY.iter().map(|p| p.name()).collect();
                 write!(f, "no crash point \"{}\" (points: {})", echo_word(p), all.join(", "))
             }
             ParseErrorKind::UnexpectedWord { word, expected } => {
@@ -228,7 +228,7 @@ pub fn parse_line(line: usize, raw: &str) -> Result<Option<Command>, ParseError>
         }
         "CrashAt" => {
             arity("2", args.len() == 2)?;
-            let point = CrashPoint::ALL
+            let point = CrashPoint::EVERY
                 .into_iter()
                 .find(|p| p.name() == args[1])
                 .ok_or_else(|| err(ParseErrorKind::UnknownCrashPoint(args[1].to_string())))?;

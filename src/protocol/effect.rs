@@ -1,8 +1,10 @@
-//! The outputs of the pure machines, carried out by the node driver in the order given.
+//! The outputs of the pure machines, carried out by the node driver in the order given:
+//! [`Effect`] for a whole node, [`TxEffect`] for the commit protocols (which `Branch`
+//! turns into node effects).
 
 use crate::ids::{NodeId, TxnId};
-use crate::protocol::two_pc::{CrashPoint, Outcome, TxRecord};
-use crate::wire::ChannelMsg;
+use crate::protocol::record::TxRecord;
+use crate::wire::{ChannelMsg, CrashPoint, TxMsg, TxOutcome as Outcome};
 
 /// Something a machine needs done outside itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +28,34 @@ pub enum Effect {
     /// A crash point was reached (`CrashAt` kills the node here).
     Point(CrashPoint),
     /// This node, coordinating `tx`, decided.
+    Decided {
+        /// The transaction.
+        tx: TxnId,
+        /// The decision.
+        outcome: Outcome,
+    },
+}
+
+/// What a commit protocol needs done, in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxEffect {
+    /// Append a record; when `force`, make it durable before any later effect.
+    Log {
+        /// The record.
+        rec: TxRecord,
+        /// Whether the record must be durable before the next effect.
+        force: bool,
+    },
+    /// Send a message on the FIFO channel to `to`.
+    Send {
+        /// The destination.
+        to: NodeId,
+        /// The message.
+        msg: TxMsg,
+    },
+    /// A crash point has been reached.
+    Point(CrashPoint),
+    /// The coordinator decided (for the master's `Transfer` line).
     Decided {
         /// The transaction.
         tx: TxnId,

@@ -5,8 +5,13 @@
 //! order, and the tests drive them directly (`tests/sim.rs`).
 
 pub mod bank;
+pub mod commit;
 pub mod effect;
+pub mod legs;
+pub mod paxos_commit;
+pub mod record;
 pub mod snapshot;
+pub mod three_pc;
 pub mod two_pc;
 
 pub use bank::{Branch, ErrSend};

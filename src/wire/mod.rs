@@ -1,11 +1,17 @@
 //! What travels on the local sockets: the message enums and their framing.
 //!
-//! `message` defines one enum per conversation inside the top-level [`Message`];
-//! `codec` turns messages into length-prefixed postcard frames and back. Nothing here
-//! touches a socket: `transport` moves the bytes.
+//! `message` holds the top-level [`Message`] and the link's hello; `commit` the
+//! vocabulary of atomic transfers; `channel` what nodes send each other; `control` the
+//! commands to a node and its answers; `observer` the snapshot reports; `codec` turns
+//! messages into length-prefixed postcard frames and back. Nothing here touches a socket
+//! (`transport` moves the bytes), and nothing here imports a protocol: they import this.
 
+pub mod channel;
 pub mod codec;
+pub mod commit;
+pub mod control;
 pub mod message;
+pub mod observer;
 
 pub use codec::{encode_frame, DecodeError, FrameDecoder, MAX_FRAME, MAX_MESSAGE, MORE};
 pub use message::*;

@@ -1,0 +1,525 @@
+//! Paxos Commit of one transfer, at one node, as a pure machine (Gray and Lamport,
+//! "Consensus on Transaction Commit", ACM TODS 31(1), 2006), with F = 1.
+//!
+//! Each participant's vote (prepared, or aborted) is decided by its own Paxos instance on
+//! three acceptors: the coordinator and both participants when a third node coordinates,
+//! else both participants and the lowest-id node outside the transfer. Ballot `(0, r)`
+//! belongs to participant `r`, which skips phase 1 and proposes its own vote. A value is
+//! chosen once two acceptors have accepted it at the same ballot; the transfer commits
+//! iff both instances chose *prepared*, and aborts iff one chose *aborted*. The money
+//! then moves as in the other protocols (`legs`): one `Credit` from the debit side.
+//!
+//! Messages are bundled where one node plays several parts, so a fault-free transfer
+//! coordinated by its debit side costs 3 (+1) messages and 4 forced writes: the
+//! coordinator's vote with its own accept, the credit side's vote with its accepts of
+//! both votes, the coordinator's accept of that vote (with its debit), the credit.
+//!
+//! Safety needs only durable promises and accepts (forced before they are answered) and
+//! unique ballots (a leader forces each ballot before using it). Timeouts decide
+//! liveness alone: a participant or acceptor that times out leads a higher ballot, asks
+//! two acceptors what they accepted (phase 1), proposes for each instance the value of
+//! the highest ballot found, or *aborted* if none (phase 2), and learns the outcome. So it
+//! is safe under every crash, pause and partition, and decides whenever both
+//! participants and two acceptors can reach each other.
+
+use super::commit::Ctx;
+use super::legs::{Legs, PartState};
+use super::record::{PaxosRecord, TxRecord};
+use crate::ids::{NodeId, TxnId};
+use crate::wire::{
+    AbortReason, Accept, Ballot, CrashPoint, PaxosMsg, Protocol, TxMsg, TxOutcome, TxSpec, TxState,
+};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A ballot this node leads.
+#[derive(Debug, Clone)]
+struct Lead {
+    bal: Ballot,
+    /// Phase 1's answers: per acceptor, what it had accepted in each instance.
+    promises: BTreeMap<NodeId, [Option<Accept>; 2]>,
+    /// Phase 2 has begun.
+    proposed: bool,
+}
+
+/// One transfer as this node sees it, in all its roles.
+#[derive(Debug, Clone)]
+struct Px {
+    spec: TxSpec,
+    acceptors: [NodeId; 3],
+    /// This node coordinates it (the first leader).
+    coordinating: bool,
+    /// As an acceptor: the ballot promised, and what was accepted per instance.
+    promised: Option<Ballot>,
+    accepted: [Option<Accept>; 2],
+    /// The highest ballot this node has led.
+    ballot: Option<Ballot>,
+    lead: Option<Lead>,
+    /// As a learner: who accepted what, per (instance, ballot, value).
+    heard: BTreeMap<(usize, Ballot, bool), BTreeSet<NodeId>>,
+    /// Why a participant voted NO, if one did.
+    no: Option<AbortReason>,
+    decided: Option<bool>,
+    acks: BTreeSet<NodeId>,
+    ended: bool,
+}
+
+impl Px {
+    fn new(spec: TxSpec, acceptors: [NodeId; 3]) -> Px {
+        Px {
+            spec,
+            acceptors,
+            coordinating: false,
+            promised: None,
+            accepted: [None; 2],
+            ballot: None,
+            lead: None,
+            heard: BTreeMap::new(),
+            no: None,
+            decided: None,
+            acks: BTreeSet::new(),
+            ended: false,
+        }
+    }
+
+    /// The instance of participant `rm`: 0 for the debit side, 1 for the credit side.
+    fn inst(&self, rm: NodeId) -> usize {
+        usize::from(rm != self.spec.from)
+    }
+
+    /// The value chosen in instance `i`, if any: two acceptors at one ballot.
+    fn chosen(&self, i: usize) -> Option<bool> {
+        self.heard
+            .iter()
+            .find(|((j, _, _), who)| *j == i && who.len() >= 2)
+            .map(|((_, _, v), _)| *v)
+    }
+}
+
+/// The transactions this node runs by Paxos Commit, in any role.
+#[derive(Debug, Clone, Default)]
+pub struct PaxosCommit {
+    txs: BTreeMap<TxnId, Px>,
+}
+
+impl PaxosCommit {
+    /// Whether this node knows `tx` as a Paxos Commit transaction.
+    pub fn knows(&self, tx: TxnId) -> bool {
+        self.txs.contains_key(&tx)
+    }
+
+    /// The acceptors of `tx`, if this node knows them.
+    pub fn acceptors(&self, tx: TxnId) -> Option<[NodeId; 3]> {
+        self.txs.get(&tx).map(|p| p.acceptors)
+    }
+
+    /// The outcome this node knows.
+    pub fn decision(&self, tx: TxnId) -> Option<TxOutcome> {
+        let p = self.txs.get(&tx)?;
+        p.decided.map(|c| {
+            if c {
+                TxOutcome::Committed
+            } else {
+                TxOutcome::Aborted(p.no.unwrap_or(AbortReason::NodeDown))
+            }
+        })
+    }
+
+    /// Whether this node, as coordinator, is done with `tx`.
+    pub fn finished(&self, tx: TxnId) -> bool {
+        self.txs.get(&tx).is_some_and(|p| p.coordinating && (p.decided == Some(false) || p.ended))
+    }
+
+    /// A non-participant's state: the outcome it knows, or a coordinator still waiting.
+    pub fn state(&self, tx: TxnId) -> Option<TxState> {
+        let p = self.txs.get(&tx)?;
+        match p.decided {
+            Some(true) => Some(TxState::Committed),
+            Some(false) => Some(TxState::Aborted),
+            None if p.coordinating => Some(TxState::Voting),
+            None => None,
+        }
+    }
+
+    /// Transactions whose outcome this node knows.
+    pub fn decided(&self) -> impl Iterator<Item = &TxnId> {
+        self.txs.iter().filter(|(_, p)| p.decided.is_some()).map(|(tx, _)| tx)
+    }
+
+    /// Transactions waited on here, beyond the legs in doubt: coordinating (until every
+    /// ack), or leading a ballot that has not decided.
+    pub fn waiting(&self) -> impl Iterator<Item = TxnId> + '_ {
+        self.txs
+            .iter()
+            .filter(|(_, p)| {
+                (p.coordinating && !p.ended && p.decided != Some(false))
+                    || (p.lead.is_some() && p.decided.is_none())
+            })
+            .map(|(tx, _)| *tx)
+    }
+
+    fn px(&mut self, spec: TxSpec, acceptors: [NodeId; 3]) -> &mut Px {
+        self.txs.entry(spec.tx).or_insert_with(|| Px::new(spec, acceptors))
+    }
+
+    /// This node coordinates `spec` on `acceptors`. A participant coordinator votes at
+    /// once and accepts its own vote (both forced); a NO aborts before anything leaves.
+    pub(super) fn on_start(
+        &mut self,
+        legs: &mut Legs,
+        cx: &mut Ctx,
+        spec: TxSpec,
+        acceptors: [NodeId; 3],
+    ) {
+        let px = self.px(spec, acceptors);
+        px.coordinating = true;
+        let mut own = None;
+        if spec.participants().contains(&cx.me) {
+            if let Some(reason) = legs.vote_on(spec) {
+                px.no = Some(reason);
+                px.decided = Some(false);
+                cx.decided(spec.tx, TxOutcome::Aborted(reason));
+                return;
+            }
+            cx.log(TxRecord::Paxos(PaxosRecord::Prepared { spec, acceptors }), true);
+            legs.take_prepared(spec, Protocol::Paxos);
+            let a = Accept { inst: cx.me, bal: Ballot { n: 0, node: cx.me }, prepared: true };
+            accept(self.txs.get_mut(&spec.tx).expect("just made"), cx, a);
+            own = Some(a);
+        }
+        let me = cx.me;
+        for p in spec.participants().into_iter().filter(|&p| p != me) {
+            cx.push_send(p, TxMsg::Paxos(PaxosMsg::Prepare { spec, acceptors, own }));
+        }
+    }
+
+    pub(super) fn on_message(&mut self, legs: &mut Legs, cx: &mut Ctx, from: NodeId, m: PaxosMsg) {
+        match m {
+            PaxosMsg::Prepare { spec, acceptors, own } => {
+                self.on_prepare(legs, cx, from, spec, acceptors, own)
+            }
+            PaxosMsg::Phase2a { tx, accept: a } => {
+                let Some(px) = self.txs.get_mut(&tx) else { return };
+                if accept(px, cx, a) {
+                    let accepted = [Some(a), None];
+                    let reply = PaxosMsg::Phase2b { tx, accepted, vote: None, no: None };
+                    cx.send(from, TxMsg::Paxos(reply));
+                    cx.point(CrashPoint::AfterAccept);
+                }
+            }
+            PaxosMsg::Phase2b { tx, accepted, vote, no } => {
+                let Some(px) = self.txs.get_mut(&tx) else { return };
+                for a in accepted.into_iter().flatten() {
+                    let i = px.inst(a.inst);
+                    px.heard.entry((i, a.bal, a.prepared)).or_default().insert(from);
+                }
+                if no.is_some() {
+                    px.no = no;
+                }
+                if let Some(v) = vote {
+                    if accept(px, cx, v) {
+                        cx.point(CrashPoint::AfterAccept);
+                    }
+                }
+                self.learn(legs, cx, tx);
+            }
+            PaxosMsg::Phase1a { tx, bal, spec, acceptors } => {
+                let px = self.px(spec, acceptors);
+                if px.promised.is_none_or(|p| bal > p) {
+                    px.promised = Some(bal);
+                    cx.log(TxRecord::Paxos(PaxosRecord::Promise { spec, acceptors, bal }), true);
+                    let last = px.accepted;
+                    cx.send(from, TxMsg::Paxos(PaxosMsg::Phase1b { tx, bal, last }));
+                }
+            }
+            PaxosMsg::Phase1b { tx, bal, last } => self.on_promise(cx, from, tx, bal, last),
+        }
+    }
+
+    /// Participant: asked to vote (with the leader's own vote to accept, when it has one).
+    fn on_prepare(
+        &mut self,
+        legs: &mut Legs,
+        cx: &mut Ctx,
+        from: NodeId,
+        spec: TxSpec,
+        acceptors: [NodeId; 3],
+        own: Option<Accept>,
+    ) {
+        let tx = spec.tx;
+        let px = self.px(spec, acceptors);
+        if let Some(a) = own {
+            accept(px, cx, a);
+        }
+        let mine = px.accepted[px.inst(cx.me)];
+        if let Some(v) = mine.filter(|a| a.bal.n == 0 && a.inst == cx.me) {
+            // Asked again: the same answer.
+            let reply = PaxosMsg::Phase2b { tx, accepted: px.accepted, vote: Some(v), no: None };
+            cx.send(from, TxMsg::Paxos(reply));
+            return;
+        }
+        if px.decided.is_some() || legs.part(tx).is_some() {
+            return;
+        }
+        cx.point(CrashPoint::BeforeVote);
+        let no = legs.vote_on(spec);
+        if no.is_none() {
+            cx.log(TxRecord::Paxos(PaxosRecord::Prepared { spec, acceptors }), true);
+            legs.take_prepared(spec, Protocol::Paxos);
+        }
+        let v = Accept { inst: cx.me, bal: Ballot { n: 0, node: cx.me }, prepared: no.is_none() };
+        let px = self.txs.get_mut(&tx).expect("made above");
+        accept(px, cx, v);
+        let reply = PaxosMsg::Phase2b { tx, accepted: px.accepted, vote: Some(v), no };
+        cx.send(from, TxMsg::Paxos(reply));
+        if no.is_none() {
+            cx.point(CrashPoint::AfterVote);
+        }
+        cx.point(CrashPoint::AfterAccept);
+    }
+
+    /// A leader's phase 1 answer; with two, it proposes for each instance the value of the
+    /// highest ballot accepted, or aborted.
+    fn on_promise(
+        &mut self,
+        cx: &mut Ctx,
+        from: NodeId,
+        tx: TxnId,
+        bal: Ballot,
+        last: [Option<Accept>; 2],
+    ) {
+        let Some(px) = self.txs.get_mut(&tx) else { return };
+        let Some(lead) = px.lead.as_mut().filter(|l| l.bal == bal && !l.proposed) else { return };
+        lead.promises.insert(from, last);
+        if lead.promises.len() < 2 {
+            return;
+        }
+        lead.proposed = true;
+        let rms = [px.spec.from, px.spec.to];
+        for (i, rm) in rms.into_iter().enumerate() {
+            let found = lead.promises.values().filter_map(|l| l[i]).max_by_key(|a| a.bal);
+            let prepared = found.is_some_and(|a| a.prepared);
+            let a = Accept { inst: rm, bal, prepared };
+            for &acc in &px.acceptors {
+                cx.send(acc, TxMsg::Paxos(PaxosMsg::Phase2a { tx, accept: a }));
+            }
+        }
+    }
+
+    /// A learner holds what it heard: both instances chosen, the transfer is decided.
+    fn learn(&mut self, legs: &mut Legs, cx: &mut Ctx, tx: TxnId) {
+        let Some(px) = self.txs.get_mut(&tx) else { return };
+        if px.decided.is_some() {
+            return;
+        }
+        let (a, b) = (px.chosen(0), px.chosen(1));
+        let commit = match (a, b) {
+            (Some(true), Some(true)) => true,
+            (Some(false), _) | (_, Some(false)) => false,
+            _ => return,
+        };
+        self.decide(legs, cx, tx, commit);
+    }
+
+    /// This node knows the outcome: reported, applied to its leg, told to the
+    /// participants (the money, when it is the debit side and commits, tells the credit
+    /// side).
+    fn decide(&mut self, legs: &mut Legs, cx: &mut Ctx, tx: TxnId, commit: bool) {
+        let px = self.txs.get_mut(&tx).expect("known");
+        px.decided = Some(commit);
+        let (spec, acceptors) = (px.spec, px.acceptors);
+        let reason = px.no.unwrap_or(AbortReason::NodeDown);
+        cx.log(TxRecord::Paxos(PaxosRecord::Decision { spec, acceptors, commit }), false);
+        cx.decided(tx, if commit { TxOutcome::Committed } else { TxOutcome::Aborted(reason) });
+        self.apply(legs, cx, spec, commit);
+        let me = cx.me;
+        for rm in spec.participants().into_iter().filter(|&r| r != me) {
+            if commit && rm == spec.to && spec.from == cx.me {
+                continue;
+            }
+            cx.push_send(rm, TxMsg::Decide { tx, commit });
+        }
+    }
+
+    /// The outcome applied to this node's leg.
+    fn apply(&mut self, legs: &mut Legs, cx: &mut Ctx, spec: TxSpec, commit: bool) {
+        match (legs.part(spec.tx), commit) {
+            (Some(PartState::Prepared { .. }), true) if spec.from == cx.me => {
+                legs.commit_debit(cx, spec)
+            }
+            (Some(PartState::Prepared { .. }), true) => legs.commit_known(spec),
+            (Some(PartState::Prepared { .. }), false) => legs.abort_leg(cx, spec),
+            _ => {}
+        }
+    }
+
+    /// A participant (or anyone) told the outcome.
+    pub(super) fn on_decide(&mut self, legs: &mut Legs, cx: &mut Ctx, tx: TxnId, commit: bool) {
+        let Some(px) = self.txs.get_mut(&tx) else { return };
+        if px.decided.is_none() {
+            px.decided = Some(commit);
+            let (spec, acceptors) = (px.spec, px.acceptors);
+            cx.log(TxRecord::Paxos(PaxosRecord::Decision { spec, acceptors, commit }), false);
+            self.apply(legs, cx, spec, commit);
+        } else if commit && legs.applied(tx) {
+            let spec = px.spec;
+            if cx.relay && spec.from == cx.me {
+                cx.push_send(spec.to, spec.credit());
+            }
+            cx.send(spec.coord, TxMsg::Ack { tx });
+        }
+    }
+
+    /// Coordinator: a participant has applied the commit.
+    pub(super) fn on_ack(&mut self, cx: &mut Ctx, from: NodeId, tx: TxnId) {
+        let Some(px) = self.txs.get_mut(&tx).filter(|p| p.coordinating) else { return };
+        px.acks.insert(from);
+        if !px.ended && px.spec.participants().iter().all(|p| px.acks.contains(p)) {
+            px.ended = true;
+            cx.log(TxRecord::End { tx }, false);
+        }
+    }
+
+    /// Whoever knows the outcome says it.
+    pub(super) fn on_decision_req(
+        &mut self,
+        _legs: &mut Legs,
+        cx: &mut Ctx,
+        from: NodeId,
+        tx: TxnId,
+    ) {
+        if let Some(commit) = self.txs.get(&tx).and_then(|p| p.decided) {
+            cx.send(from, TxMsg::Decide { tx, commit });
+        }
+    }
+
+    /// Time is up for `tx` here: a node that knows the outcome tells it again; one that
+    /// does not leads a higher ballot.
+    pub(super) fn on_timeout(
+        &mut self,
+        _legs: &mut Legs,
+        cx: &mut Ctx,
+        tx: TxnId,
+        _reach: &[NodeId],
+    ) {
+        let Some(px) = self.txs.get_mut(&tx) else { return };
+        if let Some(commit) = px.decided {
+            let spec = px.spec;
+            let me = cx.me;
+            for rm in spec.participants().into_iter().filter(|&r| r != me && !px.acks.contains(&r))
+            {
+                let msg = if commit && rm == spec.to && spec.from == cx.me {
+                    spec.credit()
+                } else {
+                    TxMsg::Decide { tx, commit }
+                };
+                cx.push_send(rm, msg);
+            }
+            return;
+        }
+        let top = [px.ballot, px.promised].into_iter().flatten().map(|b| b.n).max().unwrap_or(0);
+        let bal = Ballot { n: top + 1, node: cx.me };
+        let (spec, acceptors) = (px.spec, px.acceptors);
+        cx.log(TxRecord::Paxos(PaxosRecord::Ballot { spec, acceptors, bal }), true);
+        px.ballot = Some(bal);
+        px.lead = Some(Lead { bal, promises: BTreeMap::new(), proposed: false });
+        for &acc in &acceptors {
+            cx.send(acc, TxMsg::Paxos(PaxosMsg::Phase1a { tx, bal, spec, acceptors }));
+        }
+    }
+
+    /// Replays a record of Paxos Commit's.
+    pub(super) fn replay(&mut self, legs: &mut Legs, rec: &PaxosRecord) {
+        match *rec {
+            PaxosRecord::Prepared { spec, acceptors } => {
+                self.px(spec, acceptors);
+                legs.take_prepared(spec, Protocol::Paxos);
+            }
+            PaxosRecord::Promise { spec, acceptors, bal } => {
+                let px = self.px(spec, acceptors);
+                px.promised = px.promised.max(Some(bal));
+            }
+            PaxosRecord::Accept { spec, acceptors, accept: a } => {
+                let px = self.px(spec, acceptors);
+                px.promised = px.promised.max(Some(a.bal));
+                let i = px.inst(a.inst);
+                px.accepted[i] = Some(a);
+                px.coordinating |= spec.coord == legs.id;
+            }
+            PaxosRecord::Ballot { spec, acceptors, bal } => {
+                let px = self.px(spec, acceptors);
+                px.ballot = px.ballot.max(Some(bal));
+            }
+            PaxosRecord::Decision { spec, acceptors, commit } => {
+                let px = self.px(spec, acceptors);
+                px.decided = Some(commit);
+                px.coordinating |= spec.coord == legs.id;
+                match (legs.part(spec.tx), commit) {
+                    (Some(PartState::Prepared { .. }), false) => legs.release(spec),
+                    (Some(PartState::Prepared { .. }), true) if spec.to == legs.id => {
+                        legs.commit_known(spec)
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// `End` replayed for a transaction this node coordinated.
+    pub(super) fn end(&mut self, tx: TxnId) {
+        if let Some(px) = self.txs.get_mut(&tx) {
+            px.ended = true;
+        }
+    }
+
+    /// After a restart: a participant in doubt asks the others; a decided coordinator
+    /// finishes; the rest waits for timeouts, which lead ballots.
+    pub(super) fn recovered(&mut self, legs: &mut Legs, cx: &mut Ctx) {
+        for (&tx, px) in &self.txs {
+            let spec = px.spec;
+            if matches!(legs.part(tx), Some(PartState::Prepared { commit_known: false }))
+                && px.decided.is_none()
+            {
+                let mut others: Vec<NodeId> = px
+                    .acceptors
+                    .iter()
+                    .copied()
+                    .chain([spec.coord])
+                    .filter(|&n| n != cx.me)
+                    .collect();
+                others.sort();
+                others.dedup();
+                for n in others {
+                    cx.push_send(n, TxMsg::DecisionReq { tx });
+                }
+            }
+            if px.coordinating && px.decided == Some(true) && !px.ended {
+                cx.decided(tx, TxOutcome::Committed);
+            }
+        }
+        let debit_commits: Vec<TxSpec> = self
+            .txs
+            .values()
+            .filter(|p| p.decided == Some(true) && p.spec.from == cx.me)
+            .map(|p| p.spec)
+            .filter(|s| matches!(legs.part(s.tx), Some(PartState::Prepared { .. })))
+            .collect();
+        for spec in debit_commits {
+            legs.commit_debit(cx, spec); // decided, not applied before the crash
+        }
+    }
+}
+
+/// An acceptor accepts `a` if it promised nothing higher: forced, and counted by itself
+/// as a learner. Returns whether it accepted.
+fn accept(px: &mut Px, cx: &mut Ctx, a: Accept) -> bool {
+    if px.promised.is_some_and(|p| a.bal < p) || !px.acceptors.contains(&cx.me) {
+        return false;
+    }
+    px.promised = Some(a.bal);
+    let i = px.inst(a.inst);
+    px.accepted[i] = Some(a);
+    let (spec, acceptors) = (px.spec, px.acceptors);
+    cx.log(TxRecord::Paxos(PaxosRecord::Accept { spec, acceptors, accept: a }), true);
+    px.heard.entry((i, a.bal, a.prepared)).or_default().insert(cx.me);
+    true
+}

@@ -1,0 +1,693 @@
+//! Three-phase commit of one transfer, at one node, as a pure machine: Skeen's protocol
+//! ("Nonblocking Commit Protocols", SIGMOD 1981) with the termination protocol of
+//! Bernstein, Hadzilacos and Goodman ("Concurrency Control and Recovery in Database
+//! Systems", 1987, ch. 7).
+//!
+//! 1. The coordinator sends `Prepare`; each participant votes as escrow says, a YES
+//!    forced (`Prepared`) first, as in two-phase commit.
+//! 2. With every YES, the coordinator forces `PreCommitting` and sends `PreCommit` to each
+//!    participant in id order; a participant forces `PreCommitted` and acks. No state is
+//!    next to both commit and abort, which is what lets the others finish without the
+//!    coordinator.
+//! 3. With every ack, the coordinator forces its commit and sends `DoCommit` (the money
+//!    itself when it is the debit side); the legs finish as in two-phase commit.
+//!
+//! A coordinator that does not hear an ack in time counts that participant as failed
+//! and commits anyway. This is the textbook rule, safe only with a perfect failure
+//! detector: under a partition or a pause the participant cut off runs the termination
+//! protocol alone and aborts, and the transfer splits (`Check` says so).
+//!
+//! **Termination.** A participant that times out while uncertain (`Prepared`) or
+//! pre-committed never decides alone: the participants it can reach elect the lowest id,
+//! which asks every reachable one its state (`StateReq`, `State`) and decides (TR1–TR4):
+//! any aborted ⇒ abort; any committed ⇒ commit; all uncertain ⇒ abort; some pre-committed
+//! ⇒ pre-commit the rest, then commit. A node that restarts in doubt asks the others
+//! (`DecisionReq`) and does not take part in a termination until it has learnt the
+//! outcome, unless every node of the transfer can be reached.
+
+use super::commit::Ctx;
+use super::legs::{Legs, PartState};
+use super::record::{ThreeRecord, TxRecord};
+use crate::ids::{NodeId, TxnId};
+use crate::wire::{AbortReason, CrashPoint, Protocol, ThreeMsg, TxMsg, TxOutcome, TxSpec, TxState};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A coordinator's view of one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Coord {
+    /// Waiting for votes; the set holds who voted YES.
+    Voting(BTreeSet<NodeId>),
+    /// `PreCommitting` forced; the set holds who acked the pre-commit.
+    PreCommitting(BTreeSet<NodeId>),
+    /// Commit forced; the set holds who acked the commit.
+    Committed(BTreeSet<NodeId>),
+    /// Aborted.
+    Aborted,
+    /// Commit applied everywhere.
+    Ended,
+}
+
+/// A termination this node leads.
+#[derive(Debug, Clone)]
+struct Term {
+    spec: TxSpec,
+    reason: AbortReason,
+    /// The states collected so far, this node's included.
+    states: BTreeMap<NodeId, TxState>,
+    /// Who has not answered yet (collecting), or not acked the pre-commit (TR4).
+    waiting: BTreeSet<NodeId>,
+    /// TR4: the rest are being pre-committed.
+    pre_committing: bool,
+}
+
+/// The transactions this node runs by three-phase commit, in any role.
+#[derive(Debug, Clone, Default)]
+pub struct ThreePc {
+    coords: BTreeMap<TxnId, (TxSpec, Coord)>,
+    /// Legs pre-committed here.
+    pre: BTreeSet<TxnId>,
+    /// Terminations led here.
+    terms: BTreeMap<TxnId, Term>,
+    /// Outcomes this node knows (decided, or told).
+    decided: BTreeMap<TxnId, (TxSpec, bool)>,
+    /// Restarted in doubt: asks, and answers no `StateReq`, until it learns the outcome.
+    recovering: BTreeSet<TxnId>,
+    /// Answered a `StateReq` knowing nothing of the transaction: it never votes YES now.
+    refused: BTreeSet<TxnId>,
+}
+
+impl ThreePc {
+    /// Whether this node knows `tx` as a three-phase-commit transaction.
+    pub fn knows(&self, tx: TxnId) -> bool {
+        self.coords.contains_key(&tx)
+            || self.decided.contains_key(&tx)
+            || self.terms.contains_key(&tx)
+            || self.refused.contains(&tx)
+    }
+
+    /// The transfer, as coordinator, leader or from a known outcome.
+    pub fn spec(&self, tx: TxnId) -> Option<TxSpec> {
+        self.coords
+            .get(&tx)
+            .map(|c| c.0)
+            .or_else(|| self.terms.get(&tx).map(|t| t.spec))
+            .or_else(|| self.decided.get(&tx).map(|d| d.0))
+    }
+
+    /// Whether this node's leg in `tx` is pre-committed (and not yet known committed).
+    pub fn pre_committed(&self, tx: TxnId) -> bool {
+        self.pre.contains(&tx) && !self.decided.contains_key(&tx)
+    }
+
+    /// The decision this node took or learnt.
+    pub fn decision(&self, tx: TxnId) -> Option<TxOutcome> {
+        match self.coords.get(&tx).map(|c| &c.1) {
+            Some(Coord::Committed(_) | Coord::Ended) => return Some(TxOutcome::Committed),
+            Some(Coord::Aborted) => return Some(TxOutcome::Aborted(AbortReason::NodeDown)),
+            _ => {}
+        }
+        self.decided.get(&tx).map(|&(_, commit)| {
+            if commit {
+                TxOutcome::Committed
+            } else {
+                TxOutcome::Aborted(AbortReason::NodeDown)
+            }
+        })
+    }
+
+    /// Whether this node, as coordinator, is done with `tx`.
+    pub fn finished(&self, tx: TxnId) -> bool {
+        matches!(self.coords.get(&tx), Some((_, Coord::Aborted | Coord::Ended)))
+    }
+
+    /// A non-participant's state (a coordinator's, or an outcome it knows).
+    pub fn state(&self, tx: TxnId) -> Option<TxState> {
+        match self.coords.get(&tx).map(|c| &c.1) {
+            Some(Coord::Voting(_)) => return Some(TxState::Voting),
+            Some(Coord::PreCommitting(_)) => return Some(TxState::PreCommitted),
+            Some(Coord::Committed(_) | Coord::Ended) => return Some(TxState::Committed),
+            Some(Coord::Aborted) => return Some(TxState::Aborted),
+            None => {}
+        }
+        self.decided.get(&tx).map(|d| if d.1 { TxState::Committed } else { TxState::Aborted })
+    }
+
+    /// Transactions decided here (as coordinator or leader) or learnt.
+    pub fn decided(&self) -> impl Iterator<Item = &TxnId> {
+        self.coords.keys().chain(self.decided.keys())
+    }
+
+    /// Transactions waited on here, beyond the legs in doubt: coordinating, leading a
+    /// termination, recovering.
+    pub fn waiting(&self) -> impl Iterator<Item = TxnId> + '_ {
+        let coords = self.coords.iter().filter(|(_, (_, st))| {
+            matches!(st, Coord::Voting(_) | Coord::PreCommitting(_) | Coord::Committed(_))
+        });
+        coords
+            .map(|(tx, _)| *tx)
+            .chain(self.terms.keys().copied())
+            .chain(self.recovering.iter().copied())
+    }
+
+    /// What this node says its state is, in a termination.
+    fn leg_state(&self, legs: &Legs, tx: TxnId) -> TxState {
+        if let Some(&(_, commit)) = self.decided.get(&tx) {
+            return if commit { TxState::Committed } else { TxState::Aborted };
+        }
+        match legs.part(tx) {
+            Some(PartState::Committed | PartState::Prepared { commit_known: true }) => {
+                TxState::Committed
+            }
+            Some(PartState::Aborted) => TxState::Aborted,
+            Some(PartState::Prepared { .. }) if self.pre.contains(&tx) => TxState::PreCommitted,
+            Some(PartState::Prepared { .. }) => TxState::Prepared,
+            None => match self.coords.get(&tx).map(|c| &c.1) {
+                Some(Coord::PreCommitting(_)) => TxState::PreCommitted,
+                Some(Coord::Voting(_)) => TxState::Prepared,
+                Some(Coord::Committed(_) | Coord::Ended) => TxState::Committed,
+                Some(Coord::Aborted) => TxState::Aborted,
+                None => TxState::None,
+            },
+        }
+    }
+
+    /// This node coordinates `spec`. Its own leg votes at once (held without a record:
+    /// `PreCommitting` covers it); a NO aborts before anything leaves.
+    pub(super) fn on_start(&mut self, legs: &mut Legs, cx: &mut Ctx, spec: TxSpec) {
+        let mut yes = BTreeSet::new();
+        if spec.participants().contains(&cx.me) {
+            if let Some(reason) = legs.vote_on(spec) {
+                cx.log(TxRecord::ThreePc(ThreeRecord::Decision { spec, commit: false }), false);
+                self.coords.insert(spec.tx, (spec, Coord::Aborted));
+                cx.decided(spec.tx, TxOutcome::Aborted(reason));
+                return;
+            }
+            legs.take_prepared(spec, Protocol::ThreePc);
+            yes.insert(cx.me);
+        }
+        self.coords.insert(spec.tx, (spec, Coord::Voting(yes)));
+        for p in spec.participants() {
+            if p != cx.me {
+                cx.push_send(p, TxMsg::ThreePc(ThreeMsg::Prepare { spec }));
+            }
+        }
+    }
+
+    pub(super) fn on_message(&mut self, legs: &mut Legs, cx: &mut Ctx, from: NodeId, m: ThreeMsg) {
+        match m {
+            ThreeMsg::Prepare { spec } => self.on_prepare(legs, cx, spec),
+            ThreeMsg::PreCommit { tx } => self.on_pre_commit(legs, cx, from, tx),
+            ThreeMsg::PreCommitAck { tx } => self.on_pre_commit_ack(legs, cx, from, tx),
+            ThreeMsg::DoCommit { tx } => self.on_decide(legs, cx, tx, true),
+            ThreeMsg::StateReq { tx } => {
+                if self.recovering.contains(&tx) {
+                    return; // in recovery: it does not take part
+                }
+                let state = self.leg_state(legs, tx);
+                if state == TxState::None {
+                    self.refused.insert(tx);
+                }
+                cx.send(from, TxMsg::ThreePc(ThreeMsg::State { tx, state }));
+            }
+            ThreeMsg::State { tx, state } => {
+                let Some(t) = self.terms.get_mut(&tx) else { return };
+                if t.pre_committing {
+                    return;
+                }
+                t.states.insert(from, state);
+                t.waiting.remove(&from);
+                if t.waiting.is_empty() {
+                    self.decide_termination(legs, cx, tx);
+                }
+            }
+        }
+    }
+
+    /// Participant, step 1.
+    fn on_prepare(&mut self, legs: &mut Legs, cx: &mut Ctx, spec: TxSpec) {
+        let tx = spec.tx;
+        if let Some(st) = legs.part(tx) {
+            let no = matches!(st, PartState::Aborted).then_some(AbortReason::Timeout);
+            cx.send(spec.coord, TxMsg::Vote { tx, no });
+            return;
+        }
+        if self.refused.contains(&tx) || self.decided.contains_key(&tx) {
+            cx.send(spec.coord, TxMsg::Vote { tx, no: Some(AbortReason::Timeout) });
+            return;
+        }
+        cx.point(CrashPoint::BeforeVote);
+        let no = legs.vote_on(spec);
+        if no.is_none() {
+            cx.log(TxRecord::ThreePc(ThreeRecord::Prepared { spec }), true);
+            legs.take_prepared(spec, Protocol::ThreePc);
+        }
+        cx.send(spec.coord, TxMsg::Vote { tx, no });
+        if no.is_none() {
+            cx.point(CrashPoint::AfterVote);
+        }
+    }
+
+    /// Coordinator, step 2: every YES in, pre-commit (forced), `PreCommit` in id order.
+    pub(super) fn on_vote(
+        &mut self,
+        legs: &mut Legs,
+        cx: &mut Ctx,
+        from: NodeId,
+        tx: TxnId,
+        no: Option<AbortReason>,
+    ) {
+        let Some((spec, Coord::Voting(yes))) = self.coords.get_mut(&tx) else { return };
+        let spec = *spec;
+        if let Some(reason) = no {
+            self.coordinator_abort(legs, cx, spec, reason, Some(from));
+            return;
+        }
+        yes.insert(from);
+        if !spec.participants().iter().all(|p| yes.contains(p)) {
+            return;
+        }
+        cx.point(CrashPoint::BeforePreCommit);
+        cx.log(TxRecord::ThreePc(ThreeRecord::PreCommitting { spec }), true);
+        let mut acked = BTreeSet::new();
+        if spec.participants().contains(&cx.me) {
+            self.pre.insert(tx);
+            acked.insert(cx.me);
+        }
+        self.coords.insert(tx, (spec, Coord::PreCommitting(acked)));
+        let remote: Vec<NodeId> = spec.participants().into_iter().filter(|&p| p != cx.me).collect();
+        for (i, &p) in remote.iter().enumerate() {
+            if i > 0 {
+                cx.point(CrashPoint::MidPreCommit);
+            }
+            cx.push_send(p, TxMsg::ThreePc(ThreeMsg::PreCommit { tx }));
+        }
+        cx.point(CrashPoint::AfterPreCommit);
+    }
+
+    /// Participant (asked by the coordinator or a termination's leader): pre-commit.
+    fn on_pre_commit(&mut self, legs: &mut Legs, cx: &mut Ctx, from: NodeId, tx: TxnId) {
+        match legs.part(tx) {
+            Some(PartState::Prepared { .. }) if !self.pre.contains(&tx) => {
+                let spec = legs.spec(tx).expect("a part has its spec");
+                cx.log(TxRecord::ThreePc(ThreeRecord::PreCommitted { spec }), true);
+                self.pre.insert(tx);
+                cx.send(from, TxMsg::ThreePc(ThreeMsg::PreCommitAck { tx }));
+                cx.point(CrashPoint::AfterPreCommit);
+            }
+            Some(PartState::Prepared { .. }) => {
+                cx.send(from, TxMsg::ThreePc(ThreeMsg::PreCommitAck { tx }))
+            }
+            // A participant that has finished ignores the protocol's messages.
+            _ => {}
+        }
+    }
+
+    fn on_pre_commit_ack(&mut self, legs: &mut Legs, cx: &mut Ctx, from: NodeId, tx: TxnId) {
+        if let Some((spec, Coord::PreCommitting(acked))) = self.coords.get_mut(&tx) {
+            acked.insert(from);
+            let spec = *spec;
+            if spec.participants().iter().all(|p| acked.contains(p)) {
+                self.coordinator_commit(legs, cx, spec);
+            }
+            return;
+        }
+        if let Some(t) = self.terms.get_mut(&tx).filter(|t| t.pre_committing) {
+            t.waiting.remove(&from);
+            if t.waiting.is_empty() {
+                let spec = t.spec;
+                self.terminate(legs, cx, spec, true, AbortReason::NodeDown);
+            }
+        }
+    }
+
+    /// Coordinator, step 3: commit forced, then `DoCommit` (or the money).
+    fn coordinator_commit(&mut self, legs: &mut Legs, cx: &mut Ctx, spec: TxSpec) {
+        let tx = spec.tx;
+        cx.point(CrashPoint::BeforeDecision);
+        cx.log(TxRecord::ThreePc(ThreeRecord::Decision { spec, commit: true }), true);
+        self.coords.insert(tx, (spec, Coord::Committed(BTreeSet::new())));
+        self.decided.insert(tx, (spec, true));
+        cx.point(CrashPoint::AfterDecision);
+        cx.decided(tx, TxOutcome::Committed);
+        let remote: Vec<NodeId> = spec
+            .participants()
+            .into_iter()
+            .filter(|&p| p != cx.me && !(p == spec.to && spec.from == cx.me))
+            .collect();
+        for (i, &p) in remote.iter().enumerate() {
+            if i > 0 {
+                cx.point(CrashPoint::MidCommit);
+            }
+            cx.push_send(p, TxMsg::ThreePc(ThreeMsg::DoCommit { tx }));
+        }
+        if spec.from == cx.me {
+            // The commit record is this node's debit; its money tells the credit side.
+            legs.debit(spec);
+            cx.push_send(spec.to, spec.credit());
+            cx.send(spec.coord, TxMsg::Ack { tx });
+        } else if spec.to == cx.me {
+            legs.commit_known(spec);
+        }
+    }
+
+    /// Coordinator: abort, telling every participant but the one whose NO decided it.
+    fn coordinator_abort(
+        &mut self,
+        legs: &mut Legs,
+        cx: &mut Ctx,
+        spec: TxSpec,
+        reason: AbortReason,
+        voted_no: Option<NodeId>,
+    ) {
+        let tx = spec.tx;
+        cx.log(TxRecord::ThreePc(ThreeRecord::Decision { spec, commit: false }), false);
+        self.coords.insert(tx, (spec, Coord::Aborted));
+        self.decided.insert(tx, (spec, false));
+        cx.decided(tx, TxOutcome::Aborted(reason));
+        if matches!(legs.part(tx), Some(PartState::Prepared { .. })) {
+            legs.release(spec);
+            self.pre.remove(&tx);
+        }
+        let me = cx.me;
+        for p in spec.participants().into_iter().filter(|&p| Some(p) != voted_no && p != me) {
+            cx.push_send(p, TxMsg::Decide { tx, commit: false });
+        }
+    }
+
+    /// A participant learns the outcome (`DoCommit`, a `Decide`, an inquiry's answer).
+    pub(super) fn on_decide(&mut self, legs: &mut Legs, cx: &mut Ctx, tx: TxnId, commit: bool) {
+        self.recovering.remove(&tx);
+        let Some(spec) = legs.spec(tx) else {
+            if let Some(spec) = self.spec(tx) {
+                self.decided.entry(tx).or_insert((spec, commit));
+            }
+            return;
+        };
+        match (legs.part(tx), commit) {
+            (Some(PartState::Prepared { .. }), true) => {
+                self.decided.insert(tx, (spec, true));
+                if spec.from == cx.me {
+                    legs.commit_debit(cx, spec);
+                } else {
+                    legs.commit_known(spec);
+                }
+            }
+            (Some(PartState::Prepared { .. }), false) => {
+                self.decided.insert(tx, (spec, false));
+                self.pre.remove(&tx);
+                legs.abort_leg(cx, spec);
+            }
+            (Some(PartState::Committed), true) => cx.send(spec.coord, TxMsg::Ack { tx }),
+            // Committed here and told abort, or the reverse: the split three-phase commit
+            // reaches under a partition or a pause. What is logged stays.
+            _ => {}
+        }
+    }
+
+    /// Coordinator: a participant has applied the commit.
+    pub(super) fn on_ack(&mut self, cx: &mut Ctx, from: NodeId, tx: TxnId) {
+        let Some((spec, Coord::Committed(acks))) = self.coords.get_mut(&tx) else { return };
+        acks.insert(from);
+        if spec.participants().iter().all(|p| acks.contains(p)) {
+            let spec = *spec;
+            cx.log(TxRecord::End { tx }, false);
+            self.coords.insert(tx, (spec, Coord::Ended));
+        }
+    }
+
+    /// Someone asks for the outcome: whoever knows it says; a coordinator still voting
+    /// aborts first; a node that knows nothing does not answer.
+    pub(super) fn on_decision_req(
+        &mut self,
+        legs: &mut Legs,
+        cx: &mut Ctx,
+        from: NodeId,
+        tx: TxnId,
+    ) {
+        if let Some((spec, Coord::Voting(_))) = self.coords.get(&tx).cloned() {
+            self.coordinator_abort(legs, cx, spec, AbortReason::Timeout, None);
+        }
+        let known = match self.leg_state(legs, tx) {
+            TxState::Committed => Some(true),
+            TxState::Aborted => Some(false),
+            _ => None,
+        };
+        if let Some(commit) = known {
+            cx.send(from, TxMsg::Decide { tx, commit });
+        }
+    }
+
+    /// Time is up for `tx` here; `reach` are the nodes this one can reach.
+    pub(super) fn on_timeout(
+        &mut self,
+        legs: &mut Legs,
+        cx: &mut Ctx,
+        tx: TxnId,
+        reason: AbortReason,
+        reach: &[NodeId],
+    ) {
+        match self.coords.get(&tx).cloned() {
+            Some((spec, Coord::Voting(_))) => {
+                self.coordinator_abort(legs, cx, spec, reason, None);
+                return;
+            }
+            // The textbook rule: a missing ack is a failed participant.
+            Some((spec, Coord::PreCommitting(_))) if !self.recovering.contains(&tx) => {
+                self.coordinator_commit(legs, cx, spec);
+                return;
+            }
+            Some((spec, Coord::Committed(acks))) => {
+                for p in spec.participants() {
+                    if p == cx.me || acks.contains(&p) {
+                        continue;
+                    }
+                    let msg = if p == spec.to && spec.from == cx.me {
+                        spec.credit()
+                    } else {
+                        TxMsg::ThreePc(ThreeMsg::DoCommit { tx })
+                    };
+                    cx.push_send(p, msg);
+                }
+                return;
+            }
+            _ => {}
+        }
+        if let Some(t) = self.terms.get(&tx) {
+            // A leader gives up waiting: the missing are failed.
+            let (spec, pre) = (t.spec, t.pre_committing);
+            if pre {
+                self.terminate(legs, cx, spec, true, reason);
+            } else {
+                self.decide_termination(legs, cx, tx);
+            }
+            return;
+        }
+        let Some(spec) = legs.spec(tx).or_else(|| self.spec(tx)) else { return };
+        if self.decided.contains_key(&tx)
+            || matches!(legs.part(tx), Some(PartState::Committed | PartState::Aborted))
+        {
+            return;
+        }
+        let mut members = vec![spec.coord, spec.from, spec.to];
+        members.sort();
+        members.dedup();
+        let all_reachable = members.iter().all(|m| *m == cx.me || reach.contains(m));
+        if self.recovering.contains(&tx) && !all_reachable {
+            // In recovery: never decide alone; ask again.
+            let me = cx.me;
+            for &m in members.iter().filter(|&&m| m != me && reach.contains(&m)) {
+                cx.push_send(m, TxMsg::DecisionReq { tx });
+            }
+            return;
+        }
+        // Election: the lowest participant this node can reach (itself included) leads.
+        let candidates: Vec<NodeId> =
+            spec.participants().into_iter().filter(|&p| p == cx.me || reach.contains(&p)).collect();
+        if candidates.iter().min() != Some(&cx.me) {
+            return; // the leader asks for this node's state
+        }
+        let mut states = BTreeMap::new();
+        states.insert(cx.me, self.leg_state(legs, tx));
+        let waiting: BTreeSet<NodeId> = candidates.into_iter().filter(|&p| p != cx.me).collect();
+        self.recovering.remove(&tx);
+        for &p in &waiting {
+            cx.push_send(p, TxMsg::ThreePc(ThreeMsg::StateReq { tx }));
+        }
+        let term = Term { spec, reason, states, waiting, pre_committing: false };
+        let done = term.waiting.is_empty();
+        self.terms.insert(tx, term);
+        if done {
+            self.decide_termination(legs, cx, tx);
+        }
+    }
+
+    /// The leader has every state it will get: TR1–TR4.
+    fn decide_termination(&mut self, legs: &mut Legs, cx: &mut Ctx, tx: TxnId) {
+        let Some(t) = self.terms.get_mut(&tx) else { return };
+        let (spec, reason) = (t.spec, t.reason);
+        let states: Vec<TxState> = t.states.values().copied().collect();
+        if states.iter().any(|s| matches!(s, TxState::Aborted | TxState::None)) {
+            self.terminate(legs, cx, spec, false, reason); // TR1 (a node that never voted aborts)
+        } else if states.contains(&TxState::Committed) {
+            self.terminate(legs, cx, spec, true, reason); // TR2
+        } else if states.iter().all(|&s| s == TxState::Prepared) {
+            self.terminate(legs, cx, spec, false, reason); // TR3
+        } else {
+            // TR4: pre-commit the uncertain (this node too), then commit.
+            let uncertain: BTreeSet<NodeId> =
+                t.states.iter().filter(|(_, &s)| s == TxState::Prepared).map(|(&n, _)| n).collect();
+            t.pre_committing = true;
+            t.waiting = uncertain.iter().copied().filter(|&n| n != cx.me).collect();
+            if uncertain.contains(&cx.me) {
+                cx.log(TxRecord::ThreePc(ThreeRecord::PreCommitted { spec }), true);
+                self.pre.insert(tx);
+            }
+            let me = cx.me;
+            for &n in uncertain.iter().filter(|&&n| n != me) {
+                cx.push_send(n, TxMsg::ThreePc(ThreeMsg::PreCommit { tx }));
+            }
+            if self.terms.get(&tx).is_some_and(|t| t.waiting.is_empty()) {
+                self.terminate(legs, cx, spec, true, reason);
+            }
+        }
+    }
+
+    /// The leader decides: logged (forced when commit), applied to its own leg, told to
+    /// every other node of the transfer.
+    fn terminate(
+        &mut self,
+        legs: &mut Legs,
+        cx: &mut Ctx,
+        spec: TxSpec,
+        commit: bool,
+        reason: AbortReason,
+    ) {
+        let tx = spec.tx;
+        self.terms.remove(&tx);
+        if self.decided.contains_key(&tx) {
+            return;
+        }
+        cx.log(TxRecord::ThreePc(ThreeRecord::Decision { spec, commit }), commit);
+        self.decided.insert(tx, (spec, commit));
+        cx.decided(tx, if commit { TxOutcome::Committed } else { TxOutcome::Aborted(reason) });
+        if matches!(legs.part(tx), Some(PartState::Prepared { commit_known: false })) {
+            if !commit {
+                self.pre.remove(&tx);
+                legs.abort_leg(cx, spec);
+            } else if spec.from == cx.me {
+                legs.commit_debit(cx, spec);
+            } else {
+                legs.commit_known(spec);
+            }
+        }
+        let mut others = vec![spec.coord, spec.from, spec.to];
+        others.sort();
+        others.dedup();
+        let me = cx.me;
+        for n in others.into_iter().filter(|&n| n != me) {
+            let msg = if commit && n == spec.to && spec.from == cx.me {
+                continue; // the money, sent with the debit, tells the credit side
+            } else if commit {
+                TxMsg::ThreePc(ThreeMsg::DoCommit { tx })
+            } else {
+                TxMsg::Decide { tx, commit: false }
+            };
+            cx.push_send(n, msg);
+        }
+    }
+
+    /// Replays a record of three-phase commit's.
+    pub(super) fn replay(&mut self, legs: &mut Legs, rec: &ThreeRecord) {
+        match *rec {
+            ThreeRecord::Prepared { spec } => legs.take_prepared(spec, Protocol::ThreePc),
+            ThreeRecord::PreCommitting { spec } => {
+                let mut acked = BTreeSet::new();
+                if spec.participants().contains(&legs.id) {
+                    legs.take_prepared(spec, Protocol::ThreePc);
+                    self.pre.insert(spec.tx);
+                    acked.insert(legs.id);
+                }
+                self.coords.insert(spec.tx, (spec, Coord::PreCommitting(acked)));
+            }
+            ThreeRecord::PreCommitted { spec } => {
+                self.pre.insert(spec.tx);
+            }
+            ThreeRecord::Decision { spec, commit } => {
+                self.decided.insert(spec.tx, (spec, commit));
+                let part = legs.part(spec.tx);
+                if spec.coord == legs.id {
+                    let st =
+                        if commit { Coord::Committed(BTreeSet::new()) } else { Coord::Aborted };
+                    self.coords.insert(spec.tx, (spec, st));
+                    if commit && spec.from == legs.id && part != Some(PartState::Committed) {
+                        if part.is_none() {
+                            legs.take_prepared(spec, Protocol::ThreePc);
+                        }
+                        legs.debit(spec); // the coordinator's commit is its debit
+                    }
+                }
+                match (part, commit) {
+                    (Some(PartState::Prepared { .. }), false) => legs.release(spec),
+                    (Some(PartState::Prepared { .. }), true) if spec.to == legs.id => {
+                        legs.commit_known(spec)
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// `End` replayed for a transaction this node coordinated.
+    pub(super) fn end(&mut self, tx: TxnId) {
+        if let Some(c) = self.coords.get_mut(&tx) {
+            c.1 = Coord::Ended;
+        }
+    }
+
+    /// After a restart: finish what was decided; ask about what was not (never decide
+    /// alone); a pre-committing coordinator without a decision asks too.
+    pub(super) fn recovered(&mut self, legs: &mut Legs, cx: &mut Ctx) {
+        for tx in legs.in_doubt() {
+            if legs.protocol(tx) != Protocol::ThreePc || self.decided.contains_key(&tx) {
+                continue;
+            }
+            let spec = legs.spec(tx).expect("a part has its spec");
+            self.recovering.insert(tx);
+            let mut others = vec![spec.coord, spec.from, spec.to];
+            others.sort();
+            others.dedup();
+            let me = cx.me;
+            for n in others.into_iter().filter(|&n| n != me) {
+                cx.push_send(n, TxMsg::DecisionReq { tx });
+            }
+        }
+        let coords: Vec<(TxSpec, Coord)> = self.coords.values().cloned().collect();
+        for (spec, st) in coords {
+            match st {
+                Coord::PreCommitting(_) => {
+                    self.recovering.insert(spec.tx);
+                    let me = cx.me;
+                    for p in spec.participants().into_iter().filter(|&p| p != me) {
+                        cx.push_send(p, TxMsg::DecisionReq { tx: spec.tx });
+                    }
+                }
+                Coord::Committed(_) => {
+                    cx.decided(spec.tx, TxOutcome::Committed);
+                    let me = cx.me;
+                    for p in spec.participants().into_iter().filter(|&p| p != me) {
+                        let msg = if p == spec.to && spec.from == cx.me {
+                            spec.credit()
+                        } else {
+                            TxMsg::ThreePc(ThreeMsg::DoCommit { tx: spec.tx })
+                        };
+                        cx.push_send(p, msg);
+                    }
+                    if legs.applied(spec.tx) {
+                        self.on_ack(cx, cx.me, spec.tx);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}

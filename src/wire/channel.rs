@@ -1,0 +1,35 @@
+//! What one node sends another on their FIFO channel: money, markers, and the commit
+//! protocols' messages.
+
+use super::commit::TxMsg;
+use crate::ids::{Amount, SnapshotId};
+use serde::{Deserialize, Serialize};
+
+/// A message between two nodes on their FIFO channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChannelMsg {
+    /// Money moving from the sender to the receiver.
+    Transfer {
+        /// How much.
+        amount: Amount,
+    },
+    /// The Chandy–Lamport marker of one snapshot.
+    Marker {
+        /// Which snapshot.
+        snapshot: SnapshotId,
+    },
+    /// A two-phase-commit message (SPEC chapter 5).
+    Tx(TxMsg),
+}
+
+impl ChannelMsg {
+    /// The money this message carries into its receiver's balance, if any: a Transfer's
+    /// amount, or a credit's (`TxMsg::Credit`).
+    pub fn money(&self) -> Option<Amount> {
+        match self {
+            ChannelMsg::Transfer { amount } => Some(*amount),
+            ChannelMsg::Marker { .. } => None,
+            ChannelMsg::Tx(m) => m.money().map(|(_, a)| a),
+        }
+    }
+}

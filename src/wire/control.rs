@@ -1,0 +1,318 @@
+//! The master's (and the observer's) commands to a node, and the node's answers.
+
+use super::channel::ChannelMsg;
+use super::commit::{AbortReason, CrashPoint, TxMsg, TxOutcome, TxSpec};
+use super::observer::LocalReport;
+use crate::ids::{Amount, NodeId, SnapshotId, TxnId};
+use serde::{Deserialize, Serialize};
+
+/// What a `Load` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LoadKind {
+    /// Plain Sends.
+    Sends,
+    /// Two-phase-commit transfers.
+    Transfers,
+    /// Both, half and half.
+    Mixed,
+}
+
+impl LoadKind {
+    /// Every kind.
+    pub const ALL: [LoadKind; 3] = [LoadKind::Sends, LoadKind::Transfers, LoadKind::Mixed];
+
+    /// The kind a command-file word names, if any.
+    pub fn from_word(word: &str) -> Option<LoadKind> {
+        LoadKind::ALL.into_iter().find(|k| k.as_str() == word)
+    }
+
+    /// The command-file word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadKind::Sends => "sends",
+            LoadKind::Transfers => "transfers",
+            LoadKind::Mixed => "mixed",
+        }
+    }
+}
+
+/// What one node's share of a load did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadStats {
+    /// Sends enqueued.
+    pub sent: u64,
+    /// Sends refused (short balance).
+    pub err_send: u64,
+    /// Transfers committed.
+    pub committed: u64,
+    /// Transfers aborted, by reason (in [`AbortReason::ALL`] order).
+    pub aborted: [u64; 3],
+}
+
+impl LoadStats {
+    /// Adds `other` into this.
+    pub fn add(&mut self, other: &LoadStats) {
+        self.sent += other.sent;
+        self.err_send += other.err_send;
+        self.committed += other.committed;
+        for (a, b) in self.aborted.iter_mut().zip(other.aborted) {
+            *a += b;
+        }
+    }
+
+    /// Counts one transfer aborted for `reason`.
+    pub fn abort(&mut self, reason: AbortReason) {
+        let i = AbortReason::ALL.iter().position(|&r| r == reason).expect("ALL lists every reason");
+        self.aborted[i] += 1;
+    }
+
+    /// Operations finished.
+    pub fn done(&self) -> u64 {
+        self.sent + self.err_send + self.committed + self.aborted.iter().sum::<u64>()
+    }
+}
+
+/// A command to a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Control {
+    /// The first command of a new node: link to these peers and to the observer, then
+    /// join (record at once) the snapshots still in progress.
+    Setup {
+        /// Every other node of the system, in creation order.
+        peers: Vec<NodeId>,
+        /// Snapshots in progress: the new node records its opening balance for each.
+        join: Vec<SnapshotId>,
+        /// Peers that are down: no link now; each links up when it restarts.
+        down: Vec<NodeId>,
+        /// After a restart: messages still queued from this node to a peer whose process
+        /// restarted while this node was down, sent again first, in channel order.
+        resend: Vec<(NodeId, Vec<ChannelMsg>)>,
+        /// The system is in live mode: deliver on arrival, and resynchronise the channels
+        /// with every peer (`Message::Resync`) before sending on them.
+        live: bool,
+    },
+    /// Enter (`on`) or leave live mode. On entering, every message that has arrived and
+    /// not been delivered is delivered now, and from then on each one as it arrives.
+    /// The master leaves live mode only when every channel is empty and every
+    /// transaction has ended.
+    Live {
+        /// Live or scripted.
+        on: bool,
+    },
+    /// Run `ops` random operations of `kind` from this node (live mode); report progress
+    /// with `Message::LoadProgress` and the end with `Message::LoadDone`.
+    Load {
+        /// How many operations.
+        ops: u64,
+        /// Which operations.
+        kind: LoadKind,
+        /// The seed of this node's random choices.
+        seed: u64,
+        /// The id of this load (numbers its transactions apart from every other's).
+        load: u32,
+    },
+    /// Report the channel counters and whether anything is unfinished here
+    /// (`Report::Quiet`), once every command before it has run.
+    Quiet,
+    /// A node was created: expect its link, and for each snapshot in `join` that this
+    /// node has recorded, send that snapshot's marker on the new channel. Not answered
+    /// (see [`Control::answered`]): nothing about it is unknown to the master, and a
+    /// thousand-node mesh would cost half a million answers.
+    AddPeer {
+        /// The new node.
+        peer: NodeId,
+        /// Snapshots the new node joined at creation.
+        join: Vec<SnapshotId>,
+    },
+    /// Debit `amount` and enqueue a Transfer to `to`, or refuse if the balance is short.
+    Send {
+        /// The receiving node.
+        to: NodeId,
+        /// How much.
+        amount: Amount,
+        /// What the master's ledger predicts (`Some(true)`: enqueued), when it does: the
+        /// node then answers only if it did otherwise (a bug the master stops on).
+        predicted: Option<bool>,
+    },
+    /// Take the head message of the channel `from` → this node.
+    Receive {
+        /// The sending node.
+        from: NodeId,
+        /// The message the master's ledger predicts, when it predicts the whole outcome
+        /// (a Transfer or a marker that makes no recording): the node then answers only
+        /// if it took something else, or recorded.
+        predicted: Option<ChannelMsg>,
+    },
+    /// Record a new snapshot now (sent by the observer).
+    BeginSnapshot {
+        /// Its id.
+        snapshot: SnapshotId,
+    },
+    /// Report what was recorded for these snapshots (sent by the observer).
+    Collect {
+        /// The snapshots asked for.
+        snapshots: Vec<SnapshotId>,
+        /// Live mode: answer only once this node has recorded each of them and every
+        /// marker has come (markers are delivered as they arrive, so this ends).
+        wait: bool,
+    },
+    /// Coordinate this transfer (two-phase commit).
+    Transfer {
+        /// The transfer.
+        spec: TxSpec,
+        /// Run it node to node: this node and the other participant deliver the
+        /// transaction's messages as they arrive; the answer comes at the decision, and
+        /// neither runs another command before it is done with the transaction. The master
+        /// asks for this only when both channels between the two are empty and nothing can
+        /// interfere (no fault, no trace); otherwise the answer comes after the first step
+        /// and the master delivers the rest.
+        drive: bool,
+    },
+    /// Report the balance, held money, and the state of `tx` here if given.
+    Query {
+        /// A transaction to report on.
+        tx: Option<TxnId>,
+    },
+    /// Kill this process when it next reaches `point` (`CrashAt`).
+    ArmCrash {
+        /// The crash point.
+        point: CrashPoint,
+    },
+    /// `to` restarted: send these messages, still in the channel to it, on the new link
+    /// (the link of `to`'s `gen`-th process), before anything else.
+    Resend {
+        /// The restarted node.
+        to: NodeId,
+        /// Which start of `to` the link must come from (1 = the first process).
+        gen: u32,
+        /// The messages, in channel order.
+        msgs: Vec<ChannelMsg>,
+    },
+    /// The head message of the channel `from` → this node is lost: drop it unread.
+    Discard {
+        /// The sending node.
+        from: NodeId,
+    },
+    /// Time is up for `tx` here (SPEC chapter 5's logical timeouts).
+    Timeout {
+        /// The transaction.
+        tx: TxnId,
+        /// The abort reason if a coordinator aborts on it.
+        reason: AbortReason,
+    },
+}
+
+impl Control {
+    /// Whether the node answers this command with a [`Report`]. Every command is, but
+    /// `AddPeer` and the commands whose outcome the master predicts (see
+    /// [`Control::prediction`]): the node runs them in their turn, and later commands run
+    /// after them. Half a million answers to a thousand-node mesh's `AddPeer`s, and one
+    /// per `Send` of a script, cost more than the rest of the run.
+    pub fn answered(&self) -> bool {
+        !matches!(self, Control::AddPeer { .. }) && self.prediction().is_none()
+    }
+
+    /// What the master predicts of this command's outcome, if it does.
+    pub fn prediction(&self) -> Option<Prediction> {
+        match *self {
+            Control::Send { predicted: Some(ok), .. } => Some(Prediction::Sent(ok)),
+            Control::Receive { predicted: Some(msg), .. } => Some(Prediction::Received(msg)),
+            _ => None,
+        }
+    }
+}
+
+/// An outcome the master's ledger predicts, so that the node need not answer: it answers
+/// only when the outcome differs, and the master, which awaits no answer, stops there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prediction {
+    /// A Send is enqueued (`true`) or refused.
+    Sent(bool),
+    /// A Receive takes this message and records nothing.
+    Received(ChannelMsg),
+}
+
+impl Prediction {
+    /// Whether `report` is what was predicted.
+    pub fn holds(&self, report: &Report) -> bool {
+        match (self, report) {
+            (Prediction::Sent(true), Report::Sent) | (Prediction::Sent(false), Report::ErrSend) => {
+                true
+            }
+            (Prediction::Received(m), Report::Received { msg, recorded: None, tx: None }) => {
+                m == msg
+            }
+            _ => false,
+        }
+    }
+}
+
+/// What a two-phase-commit step did at a node, for the master's ledger and output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxReport {
+    /// Two-phase-commit messages sent, in order.
+    pub sent: Vec<(NodeId, TxMsg)>,
+    /// The decision, when this node coordinates and decided in this step.
+    pub decided: Option<(TxnId, TxOutcome)>,
+    /// The balance after the step, held money included.
+    pub balance: Amount,
+    /// Money held after the step.
+    pub held: Amount,
+}
+
+/// A node's answer to one [`Control`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Report {
+    /// `Setup` or `AddPeer` done; after a restart, `Setup` reports what recovery sent.
+    Ready(Option<TxReport>),
+    /// The node reached its armed crash point and dies now; this is what the step it was
+    /// running had done (messages sent and written) before it.
+    Crashed(TxReport),
+    /// The Send was enqueued.
+    Sent,
+    /// The Send was refused: the balance is short. Nothing changed.
+    ErrSend,
+    /// The head message of the channel was taken.
+    Received {
+        /// The message.
+        msg: ChannelMsg,
+        /// The balance recorded, when this message made the node record (a first marker).
+        recorded: Option<Amount>,
+        /// What the step did, when the message was a two-phase-commit message.
+        tx: Option<TxReport>,
+    },
+    /// A two-phase-commit step that was not a delivery: starting a transfer (at its
+    /// coordinator) or a timeout.
+    TxStep(TxReport),
+    /// The answer to `Query`.
+    State {
+        /// All money owned, held money included.
+        balance: Amount,
+        /// Money held by transactions.
+        held: Amount,
+        /// The state of the transaction asked about, as `TxStatus` prints it.
+        tx: Option<String>,
+        /// Transactions this node waits on (in doubt, voting, or missing acks).
+        waiting: Vec<TxnId>,
+    },
+    /// The node recorded a snapshot on `BeginSnapshot`, with this balance.
+    Recorded {
+        /// The balance recorded.
+        balance: Amount,
+    },
+    /// The answer to `Collect`, one entry per snapshot asked for.
+    Collected(Vec<LocalReport>),
+    /// The answer to `Quiet`.
+    Quiet {
+        /// Per peer: how many Transfers this node has sent it, ever.
+        sent: Vec<(NodeId, u64)>,
+        /// Per peer: how many Transfers from it have arrived here, ever.
+        got: Vec<(NodeId, u64)>,
+        /// Other channel messages (markers, two-phase commit) sent and received here,
+        /// ever: (sent, received).
+        others: (u64, u64),
+        /// A transaction here waits on something, a load runs, or a channel is being
+        /// resynchronised.
+        busy: bool,
+    },
+}
