@@ -133,6 +133,7 @@ fn paxos_fields(s: &mut String, m: &PaxosMsg) -> std::fmt::Result {
         PaxosMsg::Phase1b { bal, last, .. } => {
             write!(s, ",\"ballot\":[{},{}],\"last\":{}", bal.n, bal.node, list(last))
         }
+        PaxosMsg::DecisionReq { .. } => Ok(()),
     }
 }
 

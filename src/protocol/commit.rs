@@ -335,7 +335,17 @@ impl TxNode {
         match msg {
             TxMsg::ThreePc(m) => self.three.on_message(legs, cx, from, m),
             TxMsg::Paxos(m) => self.paxos.on_message(legs, cx, from, m),
-            TxMsg::Credit { tx, amount } => legs.on_credit(cx, tx, amount),
+            TxMsg::Credit { tx, amount } => {
+                legs.on_credit(cx, tx, amount);
+                // The money is the commit: the credit side's machine learns it too.
+                if legs.applied(tx) {
+                    match proto {
+                        Protocol::ThreePc => self.three.credited(legs, tx),
+                        Protocol::Paxos => self.paxos.credited(tx),
+                        Protocol::TwoPc => {}
+                    }
+                }
+            }
             TxMsg::Prepare { spec } => self.two.on_prepare(legs, cx, spec),
             TxMsg::Vote { tx, no } => match proto {
                 Protocol::ThreePc => self.three.on_vote(legs, cx, from, tx, no),
@@ -351,11 +361,7 @@ impl TxNode {
                 Protocol::Paxos => self.paxos.on_ack(cx, from, tx),
                 Protocol::TwoPc => self.two.on_ack(cx, from, tx),
             },
-            TxMsg::DecisionReq { tx } => match proto {
-                Protocol::ThreePc => self.three.on_decision_req(legs, cx, from, tx),
-                Protocol::Paxos => self.paxos.on_decision_req(legs, cx, from, tx),
-                Protocol::TwoPc => self.two.on_decision_req(cx, from, tx),
-            },
+            TxMsg::DecisionReq { tx } => self.two.on_decision_req(cx, from, tx),
         }
     }
 

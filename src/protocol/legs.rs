@@ -255,7 +255,9 @@ impl Legs {
             }
             TxRecord::Deposited { amount, .. } => self.deposit(amount),
             TxRecord::Committed { spec } => {
-                if spec.from == self.id {
+                if self.applied(spec.tx) {
+                    // Applied already by a protocol's own decision record.
+                } else if spec.from == self.id {
                     self.debit(spec);
                 } else {
                     self.balance = self.balance.checked_add(spec.amount).expect("bounded");

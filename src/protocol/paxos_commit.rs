@@ -48,8 +48,10 @@ struct Px {
     acceptors: [NodeId; 3],
     /// This node coordinates it (the first leader).
     coordinating: bool,
-    /// As an acceptor: the ballot promised, and what was accepted per instance.
-    promised: Option<Ballot>,
+    /// As an acceptor, per instance: the ballot promised (nothing lower is accepted), and
+    /// what was accepted. Ballot 0 differs per instance (each participant owns its own),
+    /// so promises are kept per instance, as in the TLA+ specification.
+    promised: [Option<Ballot>; 2],
     accepted: [Option<Accept>; 2],
     /// The highest ballot this node has led.
     ballot: Option<Ballot>,
@@ -69,7 +71,7 @@ impl Px {
             spec,
             acceptors,
             coordinating: false,
-            promised: None,
+            promised: [None; 2],
             accepted: [None; 2],
             ballot: None,
             lead: None,
@@ -224,14 +226,15 @@ impl PaxosCommit {
             }
             PaxosMsg::Phase1a { tx, bal, spec, acceptors } => {
                 let px = self.px(spec, acceptors);
-                if px.promised.is_none_or(|p| bal > p) {
-                    px.promised = Some(bal);
+                if px.promised.iter().all(|p| p.is_none_or(|p| bal > p)) {
+                    px.promised = [Some(bal); 2];
                     cx.log(TxRecord::Paxos(PaxosRecord::Promise { spec, acceptors, bal }), true);
                     let last = px.accepted;
                     cx.send(from, TxMsg::Paxos(PaxosMsg::Phase1b { tx, bal, last }));
                 }
             }
             PaxosMsg::Phase1b { tx, bal, last } => self.on_promise(cx, from, tx, bal, last),
+            PaxosMsg::DecisionReq { tx } => self.on_decision_req(cx, from, tx),
         }
     }
 
@@ -369,6 +372,13 @@ impl PaxosCommit {
         }
     }
 
+    /// The credit side applied the money, which only a commit sends.
+    pub(super) fn credited(&mut self, tx: TxnId) {
+        if let Some(px) = self.txs.get_mut(&tx) {
+            px.decided.get_or_insert(true);
+        }
+    }
+
     /// Coordinator: a participant has applied the commit.
     pub(super) fn on_ack(&mut self, cx: &mut Ctx, from: NodeId, tx: TxnId) {
         let Some(px) = self.txs.get_mut(&tx).filter(|p| p.coordinating) else { return };
@@ -380,13 +390,7 @@ impl PaxosCommit {
     }
 
     /// Whoever knows the outcome says it.
-    pub(super) fn on_decision_req(
-        &mut self,
-        _legs: &mut Legs,
-        cx: &mut Ctx,
-        from: NodeId,
-        tx: TxnId,
-    ) {
+    fn on_decision_req(&mut self, cx: &mut Ctx, from: NodeId, tx: TxnId) {
         if let Some(commit) = self.txs.get(&tx).and_then(|p| p.decided) {
             cx.send(from, TxMsg::Decide { tx, commit });
         }
@@ -416,7 +420,8 @@ impl PaxosCommit {
             }
             return;
         }
-        let top = [px.ballot, px.promised].into_iter().flatten().map(|b| b.n).max().unwrap_or(0);
+        let seen = [px.ballot, px.promised[0], px.promised[1]];
+        let top = seen.into_iter().flatten().map(|b| b.n).max().unwrap_or(0);
         let bal = Ballot { n: top + 1, node: cx.me };
         let (spec, acceptors) = (px.spec, px.acceptors);
         cx.log(TxRecord::Paxos(PaxosRecord::Ballot { spec, acceptors, bal }), true);
@@ -436,12 +441,14 @@ impl PaxosCommit {
             }
             PaxosRecord::Promise { spec, acceptors, bal } => {
                 let px = self.px(spec, acceptors);
-                px.promised = px.promised.max(Some(bal));
+                for p in &mut px.promised {
+                    *p = (*p).max(Some(bal));
+                }
             }
             PaxosRecord::Accept { spec, acceptors, accept: a } => {
                 let px = self.px(spec, acceptors);
-                px.promised = px.promised.max(Some(a.bal));
                 let i = px.inst(a.inst);
+                px.promised[i] = px.promised[i].max(Some(a.bal));
                 px.accepted[i] = Some(a);
                 px.coordinating |= spec.coord == legs.id;
             }
@@ -489,7 +496,7 @@ impl PaxosCommit {
                 others.sort();
                 others.dedup();
                 for n in others {
-                    cx.push_send(n, TxMsg::DecisionReq { tx });
+                    cx.push_send(n, TxMsg::Paxos(PaxosMsg::DecisionReq { tx }));
                 }
             }
             if px.coordinating && px.decided == Some(true) && !px.ended {
@@ -512,11 +519,11 @@ impl PaxosCommit {
 /// An acceptor accepts `a` if it promised nothing higher: forced, and counted by itself
 /// as a learner. Returns whether it accepted.
 fn accept(px: &mut Px, cx: &mut Ctx, a: Accept) -> bool {
-    if px.promised.is_some_and(|p| a.bal < p) || !px.acceptors.contains(&cx.me) {
+    let i = px.inst(a.inst);
+    if px.promised[i].is_some_and(|p| a.bal < p) || !px.acceptors.contains(&cx.me) {
         return false;
     }
-    px.promised = Some(a.bal);
-    let i = px.inst(a.inst);
+    px.promised[i] = Some(a.bal);
     px.accepted[i] = Some(a);
     let (spec, acceptors) = (px.spec, px.acceptors);
     cx.log(TxRecord::Paxos(PaxosRecord::Accept { spec, acceptors, accept: a }), true);

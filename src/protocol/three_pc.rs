@@ -70,7 +70,8 @@ pub struct ThreePc {
     terms: BTreeMap<TxnId, Term>,
     /// Outcomes this node knows (decided, or told).
     decided: BTreeMap<TxnId, (TxSpec, bool)>,
-    /// Restarted in doubt: asks, and answers no `StateReq`, until it learns the outcome.
+    /// Restarted in doubt: asks, and answers a `StateReq` only from a leader that reaches
+    /// every node of the transfer, until it learns the outcome.
     recovering: BTreeSet<TxnId>,
     /// Answered a `StateReq` knowing nothing of the transaction: it never votes YES now.
     refused: BTreeSet<TxnId>,
@@ -199,13 +200,18 @@ impl ThreePc {
             ThreeMsg::PreCommit { tx } => self.on_pre_commit(legs, cx, from, tx),
             ThreeMsg::PreCommitAck { tx } => self.on_pre_commit_ack(legs, cx, from, tx),
             ThreeMsg::DoCommit { tx } => self.on_decide(legs, cx, tx, true),
-            ThreeMsg::StateReq { tx } => {
-                if self.recovering.contains(&tx) {
-                    return; // in recovery: it does not take part
+            ThreeMsg::DecisionReq { tx } => self.on_decision_req(legs, cx, from, tx),
+            ThreeMsg::StateReq { tx, all } => {
+                if self.recovering.contains(&tx) && !all {
+                    return; // in recovery: it takes part only when every node does
+                }
+                if let Some((spec, Coord::Voting(_))) = self.coords.get(&tx).cloned() {
+                    // A coordinator still voting aborts before it answers.
+                    self.coordinator_abort(legs, cx, spec, AbortReason::Timeout, None);
                 }
                 let state = self.leg_state(legs, tx);
                 if state == TxState::None {
-                    self.refused.insert(tx);
+                    self.refuse(cx, tx);
                 }
                 cx.send(from, TxMsg::ThreePc(ThreeMsg::State { tx, state }));
             }
@@ -220,6 +226,14 @@ impl ThreePc {
                     self.decide_termination(legs, cx, tx);
                 }
             }
+        }
+    }
+
+    /// Asked about a transfer it knows nothing of, this node aborts it: it never voted
+    /// YES on it, and never will (see `on_decision_req`).
+    fn refuse(&mut self, cx: &mut Ctx, tx: TxnId) {
+        if self.refused.insert(tx) {
+            cx.decided(tx, TxOutcome::Aborted(AbortReason::NodeDown));
         }
     }
 
@@ -345,7 +359,7 @@ impl ThreePc {
             legs.debit(spec);
             cx.push_send(spec.to, spec.credit());
             cx.send(spec.coord, TxMsg::Ack { tx });
-        } else if spec.to == cx.me {
+        } else if spec.to == cx.me && !legs.applied(tx) {
             legs.commit_known(spec);
         }
     }
@@ -379,13 +393,15 @@ impl ThreePc {
         self.recovering.remove(&tx);
         let Some(spec) = legs.spec(tx) else {
             if let Some(spec) = self.spec(tx) {
-                self.decided.entry(tx).or_insert((spec, commit));
+                if !self.decided.contains_key(&tx) {
+                    self.learn(legs, spec, commit);
+                }
             }
             return;
         };
         match (legs.part(tx), commit) {
             (Some(PartState::Prepared { .. }), true) => {
-                self.decided.insert(tx, (spec, true));
+                self.learn(legs, spec, true);
                 if spec.from == cx.me {
                     legs.commit_debit(cx, spec);
                 } else {
@@ -393,14 +409,40 @@ impl ThreePc {
                 }
             }
             (Some(PartState::Prepared { .. }), false) => {
-                self.decided.insert(tx, (spec, false));
+                self.learn(legs, spec, false);
                 self.pre.remove(&tx);
                 legs.abort_leg(cx, spec);
             }
-            (Some(PartState::Committed), true) => cx.send(spec.coord, TxMsg::Ack { tx }),
+            (Some(PartState::Committed), true) => {
+                if !self.decided.contains_key(&tx) {
+                    self.learn(legs, spec, true); // the money came first
+                }
+                cx.send(spec.coord, TxMsg::Ack { tx })
+            }
             // Committed here and told abort, or the reverse: the split three-phase commit
             // reaches under a partition or a pause. What is logged stays.
             _ => {}
+        }
+    }
+
+    /// This node learnt the outcome from another (a leader, or an inquiry's answer). A
+    /// coordinator that had not decided follows it: committed, it collects the acks and
+    /// sends the commit again when they are late; aborted, it is done.
+    fn learn(&mut self, legs: &Legs, spec: TxSpec, commit: bool) {
+        self.decided.insert(spec.tx, (spec, commit));
+        if let Some((_, st)) = self.coords.get_mut(&spec.tx) {
+            if matches!(st, Coord::Voting(_) | Coord::PreCommitting(_)) {
+                // Its own leg, if applied already, has acked.
+                let acks = BTreeSet::from_iter(legs.applied(spec.tx).then_some(legs.id));
+                *st = if commit { Coord::Committed(acks) } else { Coord::Aborted };
+            }
+        }
+    }
+
+    /// The credit side applied the money, which only a commit sends.
+    pub(super) fn credited(&mut self, legs: &Legs, tx: TxnId) {
+        if let Some(spec) = legs.spec(tx).filter(|_| !self.decided.contains_key(&tx)) {
+            self.learn(legs, spec, true);
         }
     }
 
@@ -416,20 +458,22 @@ impl ThreePc {
     }
 
     /// Someone asks for the outcome: whoever knows it says; a coordinator still voting
-    /// aborts first; a node that knows nothing does not answer.
-    pub(super) fn on_decision_req(
-        &mut self,
-        legs: &mut Legs,
-        cx: &mut Ctx,
-        from: NodeId,
-        tx: TxnId,
-    ) {
+    /// aborts first; a node in doubt does not answer. A node that knows nothing of the
+    /// transfer answers abort and will vote NO if its `Prepare` comes later: it never
+    /// voted YES (so the transfer cannot commit), or it coordinated and lost its votes
+    /// in a crash before `PreCommitting` (so no one is pre-committed, and no
+    /// termination can commit).
+    fn on_decision_req(&mut self, legs: &mut Legs, cx: &mut Ctx, from: NodeId, tx: TxnId) {
         if let Some((spec, Coord::Voting(_))) = self.coords.get(&tx).cloned() {
             self.coordinator_abort(legs, cx, spec, AbortReason::Timeout, None);
         }
         let known = match self.leg_state(legs, tx) {
             TxState::Committed => Some(true),
             TxState::Aborted => Some(false),
+            TxState::None => {
+                self.refuse(cx, tx);
+                Some(false)
+            }
             _ => None,
         };
         if let Some(commit) = known {
@@ -492,26 +536,31 @@ impl ThreePc {
         members.sort();
         members.dedup();
         let all_reachable = members.iter().all(|m| *m == cx.me || reach.contains(m));
-        if self.recovering.contains(&tx) && !all_reachable {
-            // In recovery: never decide alone; ask again.
-            let me = cx.me;
-            for &m in members.iter().filter(|&&m| m != me && reach.contains(&m)) {
-                cx.push_send(m, TxMsg::DecisionReq { tx });
-            }
-            return;
-        }
         // Election: the lowest participant this node can reach (itself included) leads.
         let candidates: Vec<NodeId> =
             spec.participants().into_iter().filter(|&p| p == cx.me || reach.contains(&p)).collect();
-        if candidates.iter().min() != Some(&cx.me) {
-            return; // the leader asks for this node's state
+        let leads = candidates.iter().min() == Some(&cx.me);
+        if !leads || (self.recovering.contains(&tx) && !all_reachable) {
+            // Not the leader, or in recovery (which never decides alone): ask whoever
+            // can be reached. One that knows the outcome says it; one that knows nothing
+            // of the transfer never voted YES on it and aborts it; the leader, in doubt
+            // too, times out and leads.
+            let me = cx.me;
+            for &m in members.iter().filter(|&&m| m != me && reach.contains(&m)) {
+                cx.push_send(m, TxMsg::ThreePc(ThreeMsg::DecisionReq { tx }));
+            }
+            return;
         }
         let mut states = BTreeMap::new();
         states.insert(cx.me, self.leg_state(legs, tx));
-        let waiting: BTreeSet<NodeId> = candidates.into_iter().filter(|&p| p != cx.me).collect();
+        // Every node of the transfer it reaches is asked: the coordinator's state counts
+        // too when it can be reached.
+        let me = cx.me;
+        let waiting: BTreeSet<NodeId> =
+            members.into_iter().filter(|&m| m != me && reach.contains(&m)).collect();
         self.recovering.remove(&tx);
         for &p in &waiting {
-            cx.push_send(p, TxMsg::ThreePc(ThreeMsg::StateReq { tx }));
+            cx.push_send(p, TxMsg::ThreePc(ThreeMsg::StateReq { tx, all: all_reachable }));
         }
         let term = Term { spec, reason, states, waiting, pre_committing: false };
         let done = term.waiting.is_empty();
@@ -568,7 +617,7 @@ impl ThreePc {
             return;
         }
         cx.log(TxRecord::ThreePc(ThreeRecord::Decision { spec, commit }), commit);
-        self.decided.insert(tx, (spec, commit));
+        self.learn(legs, spec, commit);
         cx.decided(tx, if commit { TxOutcome::Committed } else { TxOutcome::Aborted(reason) });
         if matches!(legs.part(tx), Some(PartState::Prepared { commit_known: false })) {
             if !commit {
@@ -658,7 +707,7 @@ impl ThreePc {
             others.dedup();
             let me = cx.me;
             for n in others.into_iter().filter(|&n| n != me) {
-                cx.push_send(n, TxMsg::DecisionReq { tx });
+                cx.push_send(n, TxMsg::ThreePc(ThreeMsg::DecisionReq { tx }));
             }
         }
         let coords: Vec<(TxSpec, Coord)> = self.coords.values().cloned().collect();
@@ -668,7 +717,7 @@ impl ThreePc {
                     self.recovering.insert(spec.tx);
                     let me = cx.me;
                     for p in spec.participants().into_iter().filter(|&p| p != me) {
-                        cx.push_send(p, TxMsg::DecisionReq { tx: spec.tx });
+                        cx.push_send(p, TxMsg::ThreePc(ThreeMsg::DecisionReq { tx: spec.tx }));
                     }
                 }
                 Coord::Committed(_) => {

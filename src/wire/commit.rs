@@ -136,13 +136,24 @@ pub enum ThreeMsg {
     StateReq {
         /// The transaction.
         tx: TxnId,
+        /// The leader reaches every node of the transfer: then a node in recovery answers
+        /// too (no decision can have been taken where the leader cannot see it).
+        all: bool,
     },
-    /// Termination: the answer to `StateReq` (or to a recovering node's `DecisionReq`).
+    /// Termination: the answer to `StateReq`.
     State {
         /// The transaction.
         tx: TxnId,
         /// The state here.
         state: TxState,
+    },
+    /// A node that restarted in doubt (or a coordinator that restarted pre-committing)
+    /// asks the others the outcome; only a node that knows it answers (`Decide` or
+    /// `DoCommit`). Unlike two-phase commit's, an unknown transaction is not presumed
+    /// aborted: the termination protocol decides it.
+    DecisionReq {
+        /// The transaction.
+        tx: TxnId,
     },
 }
 
@@ -224,6 +235,13 @@ pub enum PaxosMsg {
         bal: Ballot,
         /// Per instance (debit side's, then credit side's), the highest accepted.
         last: [Option<Accept>; 2],
+    },
+    /// A participant that restarted in doubt asks the others the outcome; only a node
+    /// that knows it answers. Nothing is presumed: an acceptor that never heard of the
+    /// transfer stays silent, and a timeout leads a ballot instead.
+    DecisionReq {
+        /// The transaction.
+        tx: TxnId,
     },
 }
 
@@ -330,7 +348,8 @@ impl ThreeMsg {
             ThreeMsg::PreCommit { tx }
             | ThreeMsg::PreCommitAck { tx }
             | ThreeMsg::DoCommit { tx }
-            | ThreeMsg::StateReq { tx }
+            | ThreeMsg::StateReq { tx, .. }
+            | ThreeMsg::DecisionReq { tx }
             | ThreeMsg::State { tx, .. } => tx,
         }
     }
@@ -344,7 +363,8 @@ impl PaxosMsg {
             PaxosMsg::Phase2a { tx, .. }
             | PaxosMsg::Phase2b { tx, .. }
             | PaxosMsg::Phase1a { tx, .. }
-            | PaxosMsg::Phase1b { tx, .. } => tx,
+            | PaxosMsg::Phase1b { tx, .. }
+            | PaxosMsg::DecisionReq { tx } => tx,
         }
     }
 }
@@ -367,6 +387,7 @@ impl TxMsg {
                 ThreeMsg::DoCommit { .. } => "DoCommit",
                 ThreeMsg::StateReq { .. } => "StateReq",
                 ThreeMsg::State { .. } => "State",
+                ThreeMsg::DecisionReq { .. } => "DecisionReq",
             },
             TxMsg::Paxos(m) => match m {
                 PaxosMsg::Prepare { .. } => "Prepare",
@@ -374,6 +395,7 @@ impl TxMsg {
                 PaxosMsg::Phase1b { .. } => "Phase1b",
                 PaxosMsg::Phase2a { .. } => "Phase2a",
                 PaxosMsg::Phase2b { .. } => "Phase2b",
+                PaxosMsg::DecisionReq { .. } => "DecisionReq",
             },
         }
     }
