@@ -561,7 +561,15 @@ fn points_of(protocol: Protocol) -> Vec<&'static str> {
     match protocol {
         Protocol::TwoPc => CrashPoint::ALL.iter().map(|p| p.name()).collect(),
         Protocol::ThreePc => all.filter(|&p| p != "after-accept").collect(),
-        Protocol::Paxos => vec!["before-vote", "after-vote", "after-accept", "before-ack"],
+        Protocol::Paxos => vec![
+            "before-vote",
+            "after-vote",
+            "after-accept",
+            "before-decision",
+            "after-decision",
+            "mid-commit",
+            "before-ack",
+        ],
     }
 }
 

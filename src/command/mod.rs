@@ -11,9 +11,10 @@ pub use parse::{parse_line, ParseError, ParseErrorKind};
 use crate::ids::{Amount, NodeId, TxnId};
 use crate::wire::CrashPoint;
 use crate::wire::LoadKind;
+use crate::wire::Protocol;
 
 /// One line of a command file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Start the observer; a system exists from now on.
     StartMaster,
@@ -55,7 +56,7 @@ pub enum Command {
     KillAll,
     /// List the commands on stderr.
     Help,
-    /// A two-phase-commit transfer (SPEC chapter 5).
+    /// An atomic transfer (SPEC chapters 5 and 8).
     Transfer {
         /// The debit node.
         from: NodeId,
@@ -67,6 +68,31 @@ pub enum Command {
         via: Option<NodeId>,
         /// Start it and return at once (`nowait`).
         nowait: bool,
+        /// The commit protocol (`protocol 2pc|3pc|paxos`); `None` for the one `Protocol`
+        /// set.
+        protocol: Option<Protocol>,
+    },
+    /// The commit protocol of later Transfers (and Loads).
+    Protocol {
+        /// The protocol.
+        protocol: Protocol,
+    },
+    /// Cut these nodes off from all other nodes, both ways (SPEC chapter 8).
+    Partition {
+        /// The nodes cut off, by id, each once.
+        nodes: Vec<NodeId>,
+    },
+    /// End every partition.
+    Heal,
+    /// Stop a node's process (SIGSTOP).
+    Pause {
+        /// The node.
+        node: NodeId,
+    },
+    /// Continue a paused node's process (SIGCONT).
+    Resume {
+        /// The node.
+        node: NodeId,
     },
     /// Print every node's balance.
     Balances,
@@ -155,9 +181,10 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("KillAll", "KillAll", "end every process of the system"),
     (
         "Transfer",
-        "Transfer <from> <to> <amount> [via <node>] [nowait]",
-        "an atomic transfer by two-phase commit",
+        "Transfer <from> <to> <amount> [via <node>] [nowait] [protocol 2pc|3pc|paxos]",
+        "an atomic transfer (2pc unless Protocol says otherwise)",
     ),
+    ("Protocol", "Protocol 2pc|3pc|paxos", "the commit protocol of later Transfers and Loads"),
     ("Balances", "Balances", "every node's money (and what transactions hold)"),
     ("TxStatus", "TxStatus T<n>", "a transaction's state at each of its nodes"),
     ("Check", "Check", "the global state against all money created"),
@@ -168,12 +195,18 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "CrashAt <node> <point>",
         "the node dies when it next reaches the point:\n\
          before-vote, after-vote, before-decision,\n\
-         after-decision, mid-commit, before-ack",
+         after-decision, mid-commit, before-ack,\n\
+         before-precommit, mid-precommit, after-precommit (3pc),\n\
+         after-accept (paxos)",
     ),
     ("Restart", "Restart <node>", "a new process for the node, recovered from its log"),
     ("Hold", "Hold <from> <to>", "the channel delivers nothing until Release (a delay)"),
     ("Release", "Release <from> <to>", "the held channel delivers again"),
-    ("Lose", "Lose <from> <to>", "its head is lost (two-phase-commit control messages only)"),
+    ("Lose", "Lose <from> <to>", "its head is lost (commit-protocol control messages only)"),
+    ("Partition", "Partition <id> [<id>...]", "cut these nodes off from the others, both ways"),
+    ("Heal", "Heal", "end every partition (what waited is delivered in order)"),
+    ("Pause", "Pause <node>", "stop the node's process (SIGSTOP): it looks down"),
+    ("Resume", "Resume <node>", "continue a paused node (SIGCONT)"),
     ("Live", "Live on|off", "live mode: every message is delivered as it arrives"),
     (
         "Load",

@@ -5,6 +5,7 @@ use crate::ids::{Amount, NodeId, TxnId};
 use crate::output::echo;
 use crate::wire::CrashPoint;
 use crate::wire::LoadKind;
+use crate::wire::Protocol;
 use std::fmt;
 
 /// A word of a rejected line as an error message shows it: escaped and cut short.
@@ -62,6 +63,10 @@ pub enum ParseErrorKind {
     },
     /// `CrashAt` names no such point.
     UnknownCrashPoint(String),
+    /// `protocol` or `Protocol` names no such protocol.
+    UnknownProtocol(String),
+    /// A node listed twice (`Partition`).
+    Duplicate(NodeId),
 }
 
 /// A rejected line: its number, its text and why.
@@ -109,6 +114,10 @@ impl fmt::Display for ParseErrorKind {
                 let all: Vec<&str> = CrashPoint::EVERY.iter().map(|p| p.name()).collect();
                 write!(f, "no crash point \"{}\" (points: {})", echo_word(p), all.join(", "))
             }
+            ParseErrorKind::UnknownProtocol(p) => {
+                write!(f, "no protocol \"{}\" (protocols: 2pc, 3pc, paxos)", echo_word(p))
+            }
+            ParseErrorKind::Duplicate(id) => write!(f, "node {id} is listed twice"),
             ParseErrorKind::UnexpectedWord { word, expected } => {
                 write!(f, "unexpected \"{}\" (expected: {expected})", echo_word(word))
             }
@@ -184,12 +193,12 @@ pub fn parse_line(line: usize, raw: &str) -> Result<Option<Command>, ParseError>
         "KillAll" => arity("no", args.is_empty()).map(|_| Command::KillAll)?,
         "help" => arity("no", args.is_empty()).map(|_| Command::Help)?,
         "Transfer" => {
-            arity("3 to 6", (3..=6).contains(&args.len()))?;
+            arity("3 to 8", (3..=8).contains(&args.len()))?;
             let (from, to, amount) = (id(0)?, id(1)?, amount(2)?);
             if from == to {
                 return Err(err(ParseErrorKind::SelfChannel(from)));
             }
-            let (mut via, mut nowait, mut i) = (None, false, 3);
+            let (mut via, mut nowait, mut protocol, mut i) = (None, false, None, 3);
             while i < args.len() {
                 match args[i] {
                     "via" if via.is_none() && i + 1 < args.len() => {
@@ -200,10 +209,40 @@ pub fn parse_line(line: usize, raw: &str) -> Result<Option<Command>, ParseError>
                         nowait = true;
                         i += 1;
                     }
-                    other => return Err(unexpected(other, "via <node>, nowait")),
+                    "protocol" if protocol.is_none() && i + 1 < args.len() => {
+                        protocol = Some(protocol_word(args[i + 1]).map_err(err)?);
+                        i += 2;
+                    }
+                    other => return Err(unexpected(other, "via <node>, nowait, protocol <name>")),
                 }
             }
-            Command::Transfer { from, to, amount, via, nowait }
+            Command::Transfer { from, to, amount, via, nowait, protocol }
+        }
+        "Protocol" => {
+            arity("1", args.len() == 1)?;
+            Command::Protocol { protocol: protocol_word(args[0]).map_err(err)? }
+        }
+        "Partition" => {
+            arity("1 or more", !args.is_empty())?;
+            let mut nodes = Vec::with_capacity(args.len());
+            for i in 0..args.len() {
+                let n = id(i)?;
+                if nodes.contains(&n) {
+                    return Err(err(ParseErrorKind::Duplicate(n)));
+                }
+                nodes.push(n);
+            }
+            Command::Partition { nodes }
+        }
+        "Heal" => arity("no", args.is_empty()).map(|_| Command::Heal)?,
+        "Pause" | "Resume" => {
+            arity("1", args.len() == 1)?;
+            let node = id(0)?;
+            if name == "Pause" {
+                Command::Pause { node }
+            } else {
+                Command::Resume { node }
+            }
         }
         "Balances" => arity("no", args.is_empty()).map(|_| Command::Balances)?,
         "Hold" | "Release" | "Lose" => {
@@ -282,6 +321,10 @@ pub fn parse_line(line: usize, raw: &str) -> Result<Option<Command>, ParseError>
         other => return Err(err(ParseErrorKind::UnknownCommand(other.to_string()))),
     };
     Ok(Some(cmd))
+}
+
+fn protocol_word(word: &str) -> Result<Protocol, ParseErrorKind> {
+    Protocol::from_word(word).ok_or_else(|| ParseErrorKind::UnknownProtocol(word.to_string()))
 }
 
 fn parse_int(arg: &str, what: &'static str, max: u64) -> Result<u64, ParseErrorKind> {
@@ -375,12 +418,17 @@ mod tests {
                 to: NodeId(2),
                 amount: Amount(30),
                 via: Some(NodeId(3)),
-                nowait: true
+                nowait: true,
+                protocol: None
             }
         );
         assert!(matches!(kind("Transfer 1 2 30 via 3 via"), ParseErrorKind::UnexpectedWord { .. }));
         assert!(matches!(
             kind("Transfer 1 2 30 via 3 via 4"),
+            ParseErrorKind::UnexpectedWord { .. }
+        ));
+        assert!(matches!(
+            kind("Transfer 1 2 30 via 3 nowait protocol 3pc x"),
             ParseErrorKind::WrongArgCount { .. }
         ));
         let load = |count, kind, seed, background| Command::Load { count, kind, seed, background };
@@ -502,7 +550,8 @@ mod tests {
                 to: NodeId(2),
                 amount: Amount(30),
                 via: None,
-                nowait: false
+                nowait: false,
+                protocol: None
             }
         );
         assert_eq!(
@@ -512,15 +561,19 @@ mod tests {
                 to: NodeId(2),
                 amount: Amount(30),
                 via: Some(NodeId(3)),
-                nowait: true
+                nowait: true,
+                protocol: None
             }
         );
         let unexpected =
             |w: &str, expected| ParseErrorKind::UnexpectedWord { word: w.into(), expected };
-        assert_eq!(kind("Transfer 1 2 3 via"), unexpected("via", "via <node>, nowait"));
+        assert_eq!(
+            kind("Transfer 1 2 3 via"),
+            unexpected("via", "via <node>, nowait, protocol <name>")
+        );
         assert_eq!(
             kind("Transfer 1 2 3 nowait nowait"),
-            unexpected("nowait", "via <node>, nowait")
+            unexpected("nowait", "via <node>, nowait, protocol <name>")
         );
         assert_eq!(kind("Transfer 2 2 3"), ParseErrorKind::SelfChannel(NodeId(2)));
         assert_eq!(ok("TxStatus T12"), Command::TxStatus { tx: TxnId(12) });

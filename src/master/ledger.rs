@@ -72,6 +72,10 @@ pub struct Ledger {
     gens: HashMap<ChannelId, u32>,
     /// Channels that deliver nothing for now (`Hold`).
     held_channels: BTreeSet<ChannelId>,
+    /// Nodes whose process is stopped (`Pause`): they take no step.
+    paused: BTreeSet<NodeId>,
+    /// The partitions in force (`Partition`): each cuts its nodes off from all others.
+    cuts: Vec<BTreeSet<NodeId>>,
     /// Transactions whose credit has been delivered (and so applied: a credit is logged
     /// before anything else happens at its receiver). A copy still in a channel, resent
     /// by a recovering debit node, carries no money any more.
@@ -170,7 +174,59 @@ impl Ledger {
     /// process, or were sent while it was down, are not: they are in this ledger only,
     /// until both ends are up and the sender sends them again (`restart`).
     pub fn deliverable(&self, c: &ChannelId) -> bool {
-        !self.down.contains(&c.1) && !self.held_channels.contains(c) && !self.lost.contains(c)
+        !self.down.contains(&c.1)
+            && !self.held_channels.contains(c)
+            && !self.lost.contains(c)
+            && !self.paused.contains(&c.1)
+            && !self.is_cut(c.0, c.1)
+    }
+
+    /// Pauses (`true`) or resumes `node`; false if it already was in that state.
+    pub fn pause(&mut self, node: NodeId, pause: bool) -> bool {
+        if pause {
+            self.paused.insert(node)
+        } else {
+            self.paused.remove(&node)
+        }
+    }
+
+    /// Whether `node` is paused.
+    pub fn is_paused(&self, node: NodeId) -> bool {
+        self.paused.contains(&node)
+    }
+
+    /// The paused nodes, by id.
+    pub fn paused(&self) -> Vec<NodeId> {
+        self.paused.iter().copied().collect()
+    }
+
+    /// Cuts `nodes` off from every other node, both ways (`Partition`).
+    pub fn partition(&mut self, nodes: &[NodeId]) {
+        self.cuts.push(nodes.iter().copied().collect());
+    }
+
+    /// Ends every partition; false if there was none.
+    pub fn heal(&mut self) -> bool {
+        !std::mem::take(&mut self.cuts).is_empty()
+    }
+
+    /// Whether a partition separates `a` from `b`.
+    pub fn is_cut(&self, a: NodeId, b: NodeId) -> bool {
+        self.cuts.iter().any(|c| c.contains(&a) != c.contains(&b))
+    }
+
+    /// Whether `node` takes steps: up, and not paused.
+    pub fn runs(&self, node: NodeId) -> bool {
+        !self.down.contains(&node) && !self.paused.contains(&node)
+    }
+
+    /// The nodes `node` can reach now: running, and not cut off from it, by id.
+    pub fn reach(&self, node: NodeId) -> Vec<NodeId> {
+        self.nodes
+            .keys()
+            .copied()
+            .filter(|&m| m != node && self.runs(m) && !self.is_cut(node, m))
+            .collect()
     }
 
     /// Whether the messages of channel `c` exist only in this ledger (they died with the
@@ -193,6 +249,7 @@ impl Ledger {
     /// running snapshot it had recorded lost that record. Returns those snapshots.
     pub fn crash(&mut self, node: NodeId) -> Vec<SnapshotId> {
         self.down.insert(node);
+        self.paused.remove(&node);
         for &s in self.nodes.keys() {
             if s != node && !self.is_empty((s, node)) {
                 self.lost.insert((s, node));

@@ -10,6 +10,7 @@
 //! answer first (barriers). Every answer is checked against the ledger.
 
 mod events;
+mod faults;
 mod live;
 mod scripted;
 mod txn;
@@ -104,6 +105,8 @@ pub fn run(cfg: Config) -> i32 {
         live: None,
         loads: 0,
         quiet: Vec::new(),
+        ended: Vec::new(),
+        costs: Default::default(),
         heard: std::time::Instant::now(),
         watchdog: cfg.watchdog,
         open_files,
@@ -164,6 +167,10 @@ enum Expect {
     },
     /// A node answered `Query`.
     Query,
+    /// A node answered `Ended`.
+    Ended,
+    /// A node answered `Costs`.
+    Costs,
     /// A node answered `Query` to say that it is done with its driven transfers.
     Settled,
     /// A `Send` in live mode (its ERR_SEND is not predicted).
@@ -219,6 +226,10 @@ struct Master {
     loads: u32,
     /// Answers to `Quiet`.
     quiet: Vec<(NodeId, Report)>,
+    /// Answers to `Ended`: per node, its ended transactions.
+    ended: Vec<(NodeId, Vec<(TxnId, crate::wire::TxState)>)>,
+    /// The sum of the answers to `Costs`, per protocol.
+    costs: [crate::wire::Cost; 3],
     /// When an answer (or a load's progress) last came: the watchdog's start.
     heard: std::time::Instant,
     /// How long the master waits for any answer before it declares the run hung.

@@ -156,6 +156,17 @@ impl System {
         }
     }
 
+    /// Stops (`stop`: SIGSTOP) or continues (SIGCONT) node `id`'s process (`Pause`,
+    /// `Resume`). A stopped process still dies with the master (its death signal is
+    /// SIGKILL, which a stopped process takes).
+    pub(crate) fn signal(&mut self, id: NodeId, stop: bool) -> Result<(), Fatal> {
+        use nix::sys::signal::{kill, Signal};
+        let pid = self.pid_of.get(&id).ok_or_else(|| Fatal(format!("node {id} has no process")))?;
+        let sig = if stop { Signal::SIGSTOP } else { Signal::SIGCONT };
+        let pid = nix::unistd::Pid::from_raw(*pid as i32);
+        kill(pid, sig).map_err(|e| Fatal(format!("cannot signal node {id} ({sig}): {e}")))
+    }
+
     /// How many processes node `id` has had so far.
     pub(crate) fn starts(&self, id: NodeId) -> u32 {
         self.starts.get(&id).copied().unwrap_or(0)

@@ -59,9 +59,9 @@ impl Node {
                 let tx = matches!(msg, ChannelMsg::Tx(_)).then(|| self.tx_report(&out));
                 Report::Received { msg, recorded, tx }
             }
-            Control::Transfer { spec, drive } if self.live => {
+            Control::Transfer { spec, drive, protocol, acceptors } if self.live => {
                 // Answered at the decision (unless `nowait`, or decided at once).
-                self.branch.on_transfer(spec, &mut out);
+                self.branch.on_transfer_with(spec, protocol, acceptors, &mut out);
                 let report = self.tx_report(&out);
                 if drive && report.decided.is_none() {
                     self.asks.insert(spec.tx, (from, seq));
@@ -69,8 +69,8 @@ impl Node {
                 }
                 Report::TxStep(report)
             }
-            Control::Transfer { spec, drive } => {
-                self.branch.on_transfer(spec, &mut out);
+            Control::Transfer { spec, drive, protocol, acceptors } => {
+                self.branch.on_transfer_with(spec, protocol, acceptors, &mut out);
                 if drive {
                     // Whoever gets a Prepare follows: told first, on the same link.
                     for e in &out {
@@ -102,10 +102,12 @@ impl Node {
                 }
                 Report::Ready(None)
             }
-            Control::Timeout { tx, reason } => {
-                self.branch.on_timeout(tx, reason, &mut out);
+            Control::Timeout { tx, reason, reach } => {
+                self.branch.on_timeout_reach(tx, reason, &reach, &mut out);
                 Report::TxStep(self.tx_report(&out))
             }
+            Control::Ended => Report::Ended(self.branch.money().ended()),
+            Control::Costs => Report::Costs(std::mem::take(&mut self.costs)),
             Control::Query { tx } => {
                 let money = self.branch.money();
                 Report::State {
@@ -136,8 +138,8 @@ impl Node {
                 }
                 Report::Ready(None)
             }
-            Control::Load { ops, kind, seed, load } => {
-                self.start_load(from, ops, kind, seed, load);
+            Control::Load { ops, kind, seed, load, protocol } => {
+                self.start_load(from, ops, kind, seed, load, protocol);
                 Report::Ready(None)
             }
             Control::Quiet => self.quiet(),
@@ -162,16 +164,26 @@ impl Node {
         out: &mut Vec<Effect>,
         cmd: Option<(Peer, u64)>,
     ) -> io::Result<()> {
+        // Transactions whose forced records this step wrote: one forced write each.
+        let mut forced: Vec<TxnId> = Vec::new();
         for i in 0..out.len() {
             match out[i] {
                 Effect::Point(p) if self.armed == Some(p) => {
                     let report = self.tx_report(&out[..i]);
                     self.die(cmd, report);
                 }
-                Effect::Send { to, msg } => self.send_to_peer(to, msg)?,
+                Effect::Send { to, msg } => {
+                    if let ChannelMsg::Tx(m) = msg {
+                        self.costs[self.protocol_of(m.tx())].messages += 1;
+                    }
+                    self.send_to_peer(to, msg)?
+                }
                 Effect::Log { rec, force } => {
                     if let TxRecord::Sent { to, amount } = rec {
                         self.sent.entry(to).or_default().push(amount);
+                    }
+                    if let Some(tx) = rec.tx().filter(|t| force && !forced.contains(t)) {
+                        forced.push(tx);
                     }
                     self.wal.append(&rec).map_err(io_err)?;
                     // Synced by the next flush, before any message leaves.
@@ -180,6 +192,9 @@ impl Node {
                 Effect::Decided { tx, outcome } => self.decisions.push((tx, outcome)),
                 Effect::Point(_) => {}
             }
+        }
+        for tx in forced {
+            self.costs[self.protocol_of(tx)].forced += 1;
         }
         out.clear();
         if !self.decisions.is_empty() {
@@ -204,5 +219,10 @@ impl Node {
             }
         }
         report
+    }
+
+    /// The index (in `Protocol::ALL`) of the protocol `tx` runs by here.
+    fn protocol_of(&self, tx: TxnId) -> usize {
+        self.branch.money().protocol(tx).unwrap_or_default().index()
     }
 }

@@ -25,7 +25,8 @@ use crate::ids::{Amount, NodeId, TxnId};
 use crate::protocol::two_pc::CoordState;
 use crate::rng::Rng;
 use crate::wire::{
-    AbortReason, ChannelMsg, LoadKind, LoadStats, Message, Peer, Report, TxOutcome, TxSpec,
+    AbortReason, ChannelMsg, LoadKind, LoadStats, Message, Peer, Protocol, Report, TxOutcome,
+    TxSpec,
 };
 use std::io;
 use std::time::{Duration, Instant};
@@ -75,6 +76,8 @@ pub(super) struct Retry {
 pub(super) struct Load {
     asker: Peer,
     kind: LoadKind,
+    /// The commit protocol of its transfers.
+    protocol: Protocol,
     rng: Rng,
     /// Operations not started yet.
     left: u64,
@@ -221,8 +224,10 @@ impl Node {
     /// Times out each of `txs` here (`Branch::on_timeout`), and carries out the effects.
     fn time_out(&mut self, txs: &[TxnId], reason: AbortReason) -> io::Result<()> {
         let mut out = std::mem::take(&mut self.effects);
+        let reach: Vec<NodeId> =
+            self.branch.peers().iter().copied().filter(|p| !self.gone.contains(p)).collect();
         for &tx in txs {
-            self.branch.on_timeout(tx, reason, &mut out);
+            self.branch.on_timeout_reach(tx, reason, &reach, &mut out);
         }
         self.apply(&mut out, None)?;
         self.effects = out;
@@ -325,11 +330,13 @@ impl Node {
         kind: LoadKind,
         seed: u64,
         load: u32,
+        protocol: Protocol,
     ) {
         let base = load_tx(load, self.branch.id(), 0).0;
         self.load = Some(Load {
             asker,
             kind,
+            protocol,
             rng: Rng::new(seed),
             left: ops.min(MAX_OPS_PER_NODE),
             inflight: 0,
@@ -410,7 +417,11 @@ impl Node {
                     let tx = TxnId(load.base + load.next);
                     load.next += 1;
                     load.inflight += 1;
-                    self.branch.on_transfer(TxSpec { tx, from, to, amount, coord: me }, &mut out);
+                    let spec = TxSpec { tx, from, to, amount, coord: me };
+                    // Paxos Commit's third acceptor: the lowest id outside the transfer.
+                    let witness = peers.iter().copied().find(|&p| p != peer).unwrap_or(peer);
+                    let acceptors = [from, to, witness];
+                    self.branch.on_transfer_with(spec, load.protocol, acceptors, &mut out);
                 }
             } else {
                 if available == 0 {

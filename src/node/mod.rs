@@ -130,6 +130,7 @@ pub fn run(args: NodeArgs) -> io::Result<()> {
         told: HashMap::default(),
         their_got: HashMap::default(),
         after_sync: Default::default(),
+        costs: Default::default(),
     };
     node.run(inbox)
 }
@@ -220,6 +221,9 @@ struct Node {
     /// as nothing else they carry in live mode promises anything (a snapshot's report, a
     /// balance, a Send's answer), so a command under load is not held by the log.
     told_decision: bool,
+    /// Per protocol (`Protocol::ALL` order): messages sent and forced writes made for
+    /// transactions by this process (`Stats`).
+    costs: [crate::wire::Cost; 3],
 }
 
 fn io_err(e: WalError) -> io::Error {
@@ -594,9 +598,10 @@ impl Node {
     fn die(&mut self, cmd: Option<(Peer, u64)>, report: TxReport) -> ! {
         log::info!("node {}: reached {:?}, crashing", self.branch.id(), self.armed);
         let _ = self.flush_all();
+        let costs = self.costs;
         if let Some((from, seq)) = cmd {
             if let Some(link) = self.links.get_mut(&from) {
-                let _ = link.send(&Message::Report { seq, report: Report::Crashed(report) });
+                let _ = link.send(&Message::Report { seq, report: Report::Crashed(report, costs) });
                 let _ = link.flush();
             }
         }

@@ -3,16 +3,16 @@
 //! [`Branch`] is everything a node process knows, as a pure machine. The node driver
 //! calls one `on_*` method per command or delivered message and carries out the effects
 //! in order. Money moves three ways: `on_send` debits and emits a Transfer, delivering a
-//! Transfer credits it, and a committed two-phase-commit transfer debits one node and
-//! credits another through one `Credit` message (`protocol::two_pc`, which also owns the
-//! balance, so that money held by a transaction cannot be sent). Money is conserved as
-//! long as every money-carrying message is applied exactly once.
+//! Transfer credits it, and a committed atomic transfer debits one node and credits
+//! another through one `Credit` message (`protocol::commit` runs the three commit
+//! protocols and owns the balance, so that money held by a transaction cannot be sent).
+//! Money is conserved as long as every money-carrying message is applied exactly once.
 
 use crate::ids::TxnId;
 use crate::ids::{Amount, NodeId, SnapshotId};
 use crate::protocol::two_pc::{AbortReason, TxEffect, TxNode, TxRecord};
 use crate::protocol::{Effect, Snapshots};
-use crate::wire::{ChannelMsg, LocalReport, TxSpec};
+use crate::wire::{ChannelMsg, LocalReport, Protocol, TxSpec};
 
 /// A Send refused because the balance is short. Nothing changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,17 +157,43 @@ impl Branch {
         Branch { id, money, peers: Vec::new(), snapshots: Snapshots::new() }
     }
 
-    /// A timeout for `tx` here (SPEC chapter 5's logical timeouts).
+    /// A timeout for `tx` here (SPEC chapter 5's logical timeouts), every member of the
+    /// transfer taken as reachable.
     pub fn on_timeout(&mut self, tx: TxnId, reason: AbortReason, out: &mut Vec<Effect>) {
         let mut tx_out = Vec::new();
         self.money.on_timeout(tx, reason, &mut tx_out);
         lift(tx_out, out);
     }
 
-    /// This node coordinates the transfer `spec`.
-    pub fn on_transfer(&mut self, spec: TxSpec, out: &mut Vec<Effect>) {
+    /// As [`Branch::on_timeout`], knowing which nodes this one can reach now.
+    pub fn on_timeout_reach(
+        &mut self,
+        tx: TxnId,
+        reason: AbortReason,
+        reach: &[NodeId],
+        out: &mut Vec<Effect>,
+    ) {
         let mut tx_out = Vec::new();
-        self.money.on_start(spec, &mut tx_out);
+        self.money.on_timeout_reach(tx, reason, reach, &mut tx_out);
+        lift(tx_out, out);
+    }
+
+    /// This node coordinates the transfer `spec` by two-phase commit.
+    pub fn on_transfer(&mut self, spec: TxSpec, out: &mut Vec<Effect>) {
+        self.on_transfer_with(spec, Protocol::TwoPc, [spec.from, spec.to, spec.coord], out)
+    }
+
+    /// This node coordinates the transfer `spec` by `protocol` (`acceptors`: Paxos
+    /// Commit's).
+    pub fn on_transfer_with(
+        &mut self,
+        spec: TxSpec,
+        protocol: Protocol,
+        acceptors: [NodeId; 3],
+        out: &mut Vec<Effect>,
+    ) {
+        let mut tx_out = Vec::new();
+        self.money.on_start_with(spec, protocol, acceptors, &mut tx_out);
         lift(tx_out, out);
     }
 

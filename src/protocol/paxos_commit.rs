@@ -326,20 +326,36 @@ impl PaxosCommit {
     /// This node knows the outcome: reported, applied to its leg, told to the
     /// participants (the money, when it is the debit side and commits, tells the credit
     /// side).
+    ///
+    /// The coordinator (the first leader) reaches chapter 5's decision points here:
+    /// `before-decision` before it logs what it learnt, `after-decision` once logged with
+    /// nothing sent, `mid-commit` with the outcome sent to one participant only.
     fn decide(&mut self, legs: &mut Legs, cx: &mut Ctx, tx: TxnId, commit: bool) {
         let px = self.txs.get_mut(&tx).expect("known");
+        let coordinating = px.coordinating;
+        if coordinating {
+            cx.point(CrashPoint::BeforeDecision);
+        }
         px.decided = Some(commit);
         let (spec, acceptors) = (px.spec, px.acceptors);
         let reason = px.no.unwrap_or(AbortReason::NodeDown);
         cx.log(TxRecord::Paxos(PaxosRecord::Decision { spec, acceptors, commit }), false);
+        if coordinating {
+            cx.point(CrashPoint::AfterDecision);
+        }
         cx.decided(tx, if commit { TxOutcome::Committed } else { TxOutcome::Aborted(reason) });
         self.apply(legs, cx, spec, commit);
         let me = cx.me;
+        let mut told = 0;
         for rm in spec.participants().into_iter().filter(|&r| r != me) {
             if commit && rm == spec.to && spec.from == cx.me {
                 continue;
             }
+            if told > 0 && coordinating {
+                cx.point(CrashPoint::MidCommit);
+            }
             cx.push_send(rm, TxMsg::Decide { tx, commit });
+            told += 1;
         }
     }
 
@@ -499,8 +515,15 @@ impl PaxosCommit {
                     cx.push_send(n, TxMsg::Paxos(PaxosMsg::DecisionReq { tx }));
                 }
             }
-            if px.coordinating && px.decided == Some(true) && !px.ended {
-                cx.decided(tx, TxOutcome::Committed);
+            // A coordinator that logged its decision reports it again: the crash may
+            // have come before the report, and the participants will ask for it.
+            match px.decided {
+                Some(true) if px.coordinating && !px.ended => cx.decided(tx, TxOutcome::Committed),
+                Some(false) if px.coordinating && !px.ended => {
+                    let reason = px.no.unwrap_or(AbortReason::NodeDown);
+                    cx.decided(tx, TxOutcome::Aborted(reason))
+                }
+                _ => {}
             }
         }
         let debit_commits: Vec<TxSpec> = self

@@ -64,6 +64,32 @@ pub enum TxRecord {
     Paxos(PaxosRecord),
 }
 
+impl TxRecord {
+    /// The transaction this record is about, if it is about one.
+    pub fn tx(&self) -> Option<TxnId> {
+        match *self {
+            TxRecord::Opened { .. } | TxRecord::Sent { .. } | TxRecord::Deposited { .. } => None,
+            TxRecord::Prepared { spec }
+            | TxRecord::Decision { spec, .. }
+            | TxRecord::Committed { spec } => Some(spec.tx),
+            TxRecord::Aborted { tx } | TxRecord::End { tx } => Some(tx),
+            TxRecord::ThreePc(
+                ThreeRecord::Prepared { spec }
+                | ThreeRecord::PreCommitting { spec }
+                | ThreeRecord::PreCommitted { spec }
+                | ThreeRecord::Decision { spec, .. },
+            ) => Some(spec.tx),
+            TxRecord::Paxos(
+                PaxosRecord::Prepared { spec, .. }
+                | PaxosRecord::Promise { spec, .. }
+                | PaxosRecord::Accept { spec, .. }
+                | PaxosRecord::Ballot { spec, .. }
+                | PaxosRecord::Decision { spec, .. },
+            ) => Some(spec.tx),
+        }
+    }
+}
+
 /// Three-phase commit's records; `Committed`, `Aborted` and `End` are the shared ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ThreeRecord {

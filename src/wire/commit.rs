@@ -278,6 +278,11 @@ impl Protocol {
     pub fn from_word(word: &str) -> Option<Protocol> {
         Protocol::ALL.into_iter().find(|p| p.word() == word)
     }
+
+    /// Its place in [`Protocol::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
 }
 
 /// A transfer's state at one node, as `TxStatus` prints it.

@@ -1,7 +1,7 @@
 //! The master's (and the observer's) commands to a node, and the node's answers.
 
 use super::channel::ChannelMsg;
-use super::commit::{AbortReason, CrashPoint, TxMsg, TxOutcome, TxSpec};
+use super::commit::{AbortReason, CrashPoint, Protocol, TxMsg, TxOutcome, TxSpec, TxState};
 use super::observer::LocalReport;
 use crate::ids::{Amount, NodeId, SnapshotId, TxnId};
 use serde::{Deserialize, Serialize};
@@ -110,6 +110,8 @@ pub enum Control {
         seed: u64,
         /// The id of this load (numbers its transactions apart from every other's).
         load: u32,
+        /// The commit protocol of its transfers.
+        protocol: Protocol,
     },
     /// Report the channel counters and whether anything is unfinished here
     /// (`Report::Quiet`), once every command before it has run.
@@ -156,10 +158,14 @@ pub enum Control {
         /// marker has come (markers are delivered as they arrive, so this ends).
         wait: bool,
     },
-    /// Coordinate this transfer (two-phase commit).
+    /// Coordinate this transfer.
     Transfer {
         /// The transfer.
         spec: TxSpec,
+        /// Its commit protocol.
+        protocol: Protocol,
+        /// Paxos Commit's three acceptors (unused by the others).
+        acceptors: [NodeId; 3],
         /// Run it node to node: this node and the other participant deliver the
         /// transaction's messages as they arrive; the answer comes at the decision, and
         /// neither runs another command before it is done with the transaction. The master
@@ -199,7 +205,16 @@ pub enum Control {
         tx: TxnId,
         /// The abort reason if a coordinator aborts on it.
         reason: AbortReason,
+        /// The nodes this one can reach now (up, running, not cut off): the failure
+        /// detector of three-phase commit's termination protocol.
+        reach: Vec<NodeId>,
     },
+    /// Report every transaction that ended here, with how (`Report::Ended`): `Check`
+    /// holds them against the other nodes'.
+    Ended,
+    /// Report the commit-protocol costs this node measured since it last reported them
+    /// (`Report::Costs`), for `Stats`.
+    Costs,
 }
 
 impl Control {
@@ -247,6 +262,16 @@ impl Prediction {
     }
 }
 
+/// What one protocol cost at one node: messages sent and forced writes (each sync that a
+/// step's forced records of one transaction needed counts once).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cost {
+    /// Messages sent.
+    pub messages: u64,
+    /// Forced writes.
+    pub forced: u64,
+}
+
 /// What a two-phase-commit step did at a node, for the master's ledger and output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxReport {
@@ -266,8 +291,9 @@ pub enum Report {
     /// `Setup` or `AddPeer` done; after a restart, `Setup` reports what recovery sent.
     Ready(Option<TxReport>),
     /// The node reached its armed crash point and dies now; this is what the step it was
-    /// running had done (messages sent and written) before it.
-    Crashed(TxReport),
+    /// running had done (messages sent and written) before it, and the costs it measured
+    /// since it last reported them (as `Costs`).
+    Crashed(TxReport, [Cost; 3]),
     /// The Send was enqueued.
     Sent,
     /// The Send was refused: the balance is short. Nothing changed.
@@ -302,6 +328,11 @@ pub enum Report {
     },
     /// The answer to `Collect`, one entry per snapshot asked for.
     Collected(Vec<LocalReport>),
+    /// The answer to `Ended`: (transaction, COMMITTED or ABORTED), by transaction.
+    Ended(Vec<(TxnId, TxState)>),
+    /// The answer to `Costs`: per protocol (in [`Protocol::ALL`] order), the messages
+    /// this node sent and the forced writes (syncs) it made for transactions.
+    Costs([Cost; 3]),
     /// The answer to `Quiet`.
     Quiet {
         /// Per peer: how many Transfers this node has sent it, ever.

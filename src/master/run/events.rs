@@ -136,7 +136,8 @@ impl Master {
                 outs.extend(trace.into_iter().map(Out::Trace))
             }
             (Expect::Ready(_), Report::Ready(Some(r))) => self.apply_tx_report(node, r, &mut outs),
-            (expect, Report::Crashed(r)) => {
+            (expect, Report::Crashed(r, costs)) => {
+                self.add_costs(costs);
                 // The node reached its armed crash point during this command.
                 if let Expect::Deliver { from, to, predicted, print, .. } = expect {
                     if print {
@@ -224,6 +225,8 @@ impl Master {
                 self.queried.push((node, balance, held, tx));
                 self.waiting.extend(waiting.into_iter().map(|t| (t, node)));
             }
+            (Expect::Ended, Report::Ended(list)) => self.ended.push((node, list)),
+            (Expect::Costs, Report::Costs(costs)) => self.add_costs(costs),
             (_, report) => {
                 return Err(Fatal(format!("node {node} answered {report:?} unexpectedly")))
             }

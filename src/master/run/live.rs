@@ -10,7 +10,7 @@
 
 use super::*;
 use crate::node::MAX_OPS_PER_NODE;
-use crate::wire::{LoadKind, LoadStats};
+use crate::wire::{LoadKind, LoadStats, Protocol};
 use std::io::IsTerminal;
 use std::time::Instant;
 
@@ -24,9 +24,15 @@ pub(super) struct Live {
     pub(super) load: Option<LoadRun>,
 }
 
+/// Why a Paxos Commit transfer or load is refused on fewer than three nodes.
+pub(super) const PAXOS_NEEDS_THREE: &str =
+    "paxos needs three nodes (its three acceptors); this system has fewer";
+
 /// A `Load` in flight.
 pub(super) struct LoadRun {
     count: u64,
+    /// The commit protocol of its transfers.
+    protocol: Protocol,
     started: Instant,
     /// Nodes whose share is not done yet, with their last progress.
     running: BTreeMap<NodeId, LoadStats>,
@@ -101,6 +107,12 @@ impl Master {
                 self.reject(line, text, scripted_only("Hold, Release and Lose"))
             }
             Command::CrashAt { .. } => self.reject(line, text, scripted_only("CrashAt")),
+            Command::Pause { .. } | Command::Resume { .. } => {
+                self.reject(line, text, scripted_only("Pause and Resume"))
+            }
+            Command::Partition { .. } | Command::Heal => {
+                self.reject(line, text, scripted_only("Partition and Heal"))
+            }
             Command::Live { on: true } => self.reject(line, text, "live mode is already on"),
             Command::Live { on: false } => self.live_off(line, text)?,
             Command::Load { count, kind, seed, background } => {
@@ -209,16 +221,25 @@ impl Master {
 
     /// `Transfer` in live mode: the coordinator answers at the decision (or at once with
     /// `nowait`); the nodes deliver its messages as they arrive.
-    pub(super) fn transfer_live(&mut self, spec: TxSpec, nowait: bool) -> Result<(), Fatal> {
+    pub(super) fn transfer_live(
+        &mut self,
+        spec: TxSpec,
+        nowait: bool,
+        start: Control,
+    ) -> Result<(), Fatal> {
         let tx = spec.tx;
-        if Self::tx_nodes(&spec).iter().any(|&n| self.is_down(n)) {
+        if [spec.from, spec.to, spec.coord].iter().any(|&n| self.is_down(n)) {
             let outcome = TxOutcome::Aborted(AbortReason::NodeDown);
             self.record_outcome(tx, outcome);
             self.push_done(vec![Out::Line(output::transfer(tx, Some(outcome)))], false);
             return Ok(());
         }
         let slot = self.push_await(Expect::LiveTx { spec, nowait });
-        self.sys().command(spec.coord, Control::Transfer { spec, drive: !nowait }, slot)?;
+        let Control::Transfer { protocol, acceptors, .. } = start else {
+            unreachable!("a Transfer's start")
+        };
+        let start = Control::Transfer { spec, drive: !nowait, protocol, acceptors };
+        self.sys().command(spec.coord, start, slot)?;
         if !nowait {
             self.wait_slot(slot)?;
         }
@@ -278,6 +299,7 @@ impl Master {
     /// `Crash` in live mode: the process is killed now; its peers see its links close.
     pub(super) fn crash_live(&mut self, node: NodeId) -> Result<(), Fatal> {
         self.barrier()?;
+        self.collect_costs(&[node])?;
         let mut outs = Vec::new();
         self.node_died(node, &mut outs);
         // The node forgets what it recorded.
@@ -350,6 +372,11 @@ impl Master {
             self.reject(line, text, "a load needs at least two nodes up");
             return Ok(());
         }
+        let protocol = self.txns.protocol;
+        if protocol == Protocol::Paxos && self.sys().ledger.nodes().count() < 3 {
+            self.reject(line, text, PAXOS_NEEDS_THREE);
+            return Ok(());
+        }
         let n = up.len() as u64;
         if count.div_ceil(n) > MAX_OPS_PER_NODE {
             let why = format!("at most {MAX_OPS_PER_NODE} operations per node ({n} nodes up)");
@@ -368,11 +395,13 @@ impl Master {
             let seed =
                 Rng::new(seed ^ u64::from(node.0).wrapping_mul(0x9e37_79b9_7f4a_7c15)).next_u64();
             let slot = self.push_await(Expect::Ready(Vec::new()));
-            self.sys().command(node, Control::Load { ops, kind, seed, load }, slot)?;
+            let cmd = Control::Load { ops, kind, seed, load, protocol };
+            self.sys().command(node, cmd, slot)?;
             running.insert(node, LoadStats::default());
         }
         let run = LoadRun {
             count,
+            protocol,
             started: Instant::now(),
             running,
             done: LoadStats::default(),
@@ -402,6 +431,7 @@ impl Master {
         }
         let s = run.done;
         self.txns.commits += s.committed;
+        self.txns.committed_by[run.protocol.index()] += s.committed;
         for (r, n) in AbortReason::ALL.iter().zip(s.aborted) {
             *self.txns.aborts.entry(r.as_str()).or_default() += n;
         }

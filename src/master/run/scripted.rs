@@ -3,6 +3,7 @@
 //! A child of `run`: the same `Master`, its other concern.
 
 use super::*;
+use crate::wire::Protocol;
 
 impl Master {
     /// A command in scripted mode (and those that work alike in live mode).
@@ -48,15 +49,19 @@ impl Master {
                     self.create_node(id, amount)?;
                 }
             }
-            Command::Send { from, .. } if self.is_down(from) => {
-                self.reject(line, text, format!("node {from} is down"))
+            Command::Send { from: node, .. }
+            | Command::Receive { to: node, .. }
+            | Command::BeginSnapshot { node }
+                if !self.runs(node) =>
+            {
+                let state = if self.is_down(node) { "down" } else { "paused" };
+                self.reject(line, text, format!("node {node} is {state}"))
             }
-            Command::Receive { to, .. } if self.is_down(to) => {
-                self.reject(line, text, format!("node {to} is down"))
-            }
-            Command::BeginSnapshot { node } if self.is_down(node) => {
-                self.reject(line, text, format!("node {node} is down"))
-            }
+            Command::Lose { to, .. } if self.is_paused(to) => self.reject(
+                line,
+                text,
+                format!("node {to} is paused: what it was sent is in its process"),
+            ),
             Command::Crash { node } | Command::CrashAt { node, .. } if self.is_down(node) => {
                 self.reject(line, text, format!("node {node} is already down"))
             }
@@ -141,15 +146,40 @@ impl Master {
                 self.system = None;
                 self.live = None;
             }
-            Command::Transfer { from, to, amount, via, nowait } => {
+            Command::Transfer { from, to, amount, via, nowait, protocol } => {
                 let ids: Vec<NodeId> = [from, to].into_iter().chain(via).collect();
-                if self.known(line, text, &ids) {
-                    self.transfer(from, to, amount, via, nowait)?;
+                let protocol = protocol.unwrap_or(self.txns.protocol);
+                if !self.known(line, text, &ids) {
+                } else if protocol == Protocol::Paxos && self.sys().ledger.nodes().count() < 3 {
+                    self.reject(line, text, live::PAXOS_NEEDS_THREE);
+                } else {
+                    self.transfer(from, to, amount, via, nowait, protocol)?;
                 }
             }
+            Command::Protocol { protocol } => self.txns.protocol = protocol,
+            Command::Pause { node } | Command::Resume { node } => {
+                let pause = matches!(cmd, Command::Pause { .. });
+                if !self.known(line, text, &[node]) {
+                } else if self.is_down(node) {
+                    self.reject(line, text, format!("node {node} is down"));
+                } else if self.is_paused(node) == pause {
+                    let state = if pause { "already paused" } else { "not paused" };
+                    self.reject(line, text, format!("node {node} is {state}"));
+                } else if pause {
+                    self.pause(node)?;
+                } else {
+                    self.resume(node)?;
+                }
+            }
+            Command::Partition { nodes } => {
+                if self.known(line, text, &nodes) {
+                    self.partition(&nodes)?;
+                }
+            }
+            Command::Heal => self.heal()?,
             Command::Balances => {
                 let all: Vec<NodeId> = self.sys().ledger.nodes().collect();
-                let up: Vec<NodeId> = all.iter().copied().filter(|&n| !self.is_down(n)).collect();
+                let up: Vec<NodeId> = all.iter().copied().filter(|&n| self.runs(n)).collect();
                 let mut got = self.query(&up, None)?.into_iter().peekable();
                 let mut outs = Vec::new();
                 for n in all {
@@ -157,6 +187,9 @@ impl Master {
                         Some(q) if q.0 == n => {
                             let (n, balance, held, _) = got.next().expect("peeked");
                             outs.push(Out::Line(output::balance(n, balance, held)));
+                        }
+                        _ if self.is_paused(n) => {
+                            outs.push(Out::Line(format!("node {n} = paused")))
                         }
                         _ => outs.push(Out::Line(format!("node {n} = down"))),
                     }
@@ -168,20 +201,7 @@ impl Master {
                 Some(spec) => self.tx_status(spec)?,
             },
             Command::Check => self.check()?,
-            Command::Stats => {
-                self.barrier()?;
-                let t = &self.txns;
-                let mut lines = vec![format!("commits {}", t.commits)];
-                for r in AbortReason::ALL {
-                    let n = t.aborts.get(r.as_str()).copied().unwrap_or(0);
-                    lines.push(format!("aborts {} {n}", r.as_str()));
-                }
-                let undecided = t.specs.len() - t.outcomes.len();
-                lines.push(format!("undecided {undecided}"));
-                lines.push(format!("in-doubt {}", t.in_doubt));
-                lines.push(format!("retransmissions {}", t.retransmissions));
-                self.push_done(lines.into_iter().map(Out::Line).collect(), false);
-            }
+            Command::Stats => self.stats()?,
             Command::StartMaster | Command::Help => unreachable!("handled above"),
         }
         Ok(())

@@ -1,17 +1,24 @@
-//! The transaction and fault commands of the master (SPEC chapter 5): `Transfer` and the
-//! delivery loop that drives transactions to their end, logical timeouts, `Crash`,
-//! `Restart`, `Lose`, and the queries behind `Balances`, `TxStatus` and `Check`.
+//! The transaction commands of the master (SPEC chapters 5 and 8): `Transfer` under
+//! each protocol and the delivery loop that drives transactions to their end with
+//! logical timeouts, and the queries behind `TxStatus`, `Check` and `Stats`. The faults
+//! (`Crash`, `Restart`, `Lose`, `Pause`, `Partition`, …) are `faults.rs`.
 //! A child of `run`: the same `Master`, its other concern.
 
 use super::*;
+use crate::wire::{Protocol, TxState};
 
-/// The transactions of the running system, as their coordinators reported them.
+/// The transactions of the running system, as their nodes reported them.
 #[derive(Default)]
 pub(super) struct Txns {
     pub(super) next: u64,
     pub(super) specs: HashMap<TxnId, TxSpec>,
+    /// The protocol of each transaction that does not run by two-phase commit, with its
+    /// Paxos Commit acceptors.
+    pub(super) runs_by: HashMap<TxnId, (Protocol, [NodeId; 3])>,
     pub(super) outcomes: HashMap<TxnId, TxOutcome>,
     pub(super) commits: u64,
+    /// Commits per protocol (`Protocol::ALL` order), loads' included.
+    pub(super) committed_by: [u64; 3],
     pub(super) aborts: BTreeMap<&'static str, u64>,
     /// Transfers that ended their command IN-DOUBT.
     pub(super) in_doubt: u64,
@@ -20,14 +27,27 @@ pub(super) struct Txns {
     /// A Crash, CrashAt, Lose or Hold has happened in this system: transactions may
     /// wait on something other than a message in a channel.
     pub(super) faults: bool,
+    /// The protocol of Transfers that name none (`Protocol`; 2pc at `StartMaster`).
+    pub(super) protocol: Protocol,
+}
+
+/// How many times one node may time out on one transaction while one command drives it:
+/// two-phase commit needs one (a participant asks, a coordinator aborts or resends);
+/// three-phase commit's elections and Paxos Commit's ballots may need another round.
+fn timeouts_allowed(protocol: Protocol) -> u32 {
+    match protocol {
+        Protocol::TwoPc => 1,
+        Protocol::ThreePc | Protocol::Paxos => 3,
+    }
 }
 
 impl Master {
-    /// `Transfer`, numbered `T<n>` (the debit node coordinates unless `via`): the
-    /// coordinator starts it; then, unless `nowait`, the heads of the channels among its
-    /// nodes are delivered in the order they were enqueued, exactly as `Receive` would,
-    /// until it is decided and none of its messages is left in them. In live mode, see
-    /// `transfer_live`.
+    /// `Transfer`, numbered `T<n>` (the debit node coordinates unless `via`), by
+    /// `protocol`: the coordinator starts it; then, unless `nowait`, the heads of the
+    /// channels among its nodes are delivered in the order they were enqueued, exactly as
+    /// `Receive` would, until it is decided and none of its messages is left in them. In
+    /// live mode, see `transfer_live`. The caller checked that Paxos Commit has three
+    /// nodes.
     pub(super) fn transfer(
         &mut self,
         from: NodeId,
@@ -35,28 +55,34 @@ impl Master {
         amount: Amount,
         via: Option<NodeId>,
         nowait: bool,
+        protocol: Protocol,
     ) -> Result<(), Fatal> {
         self.txns.next += 1;
         let spec =
             TxSpec { tx: TxnId(self.txns.next), from, to, amount, coord: via.unwrap_or(from) };
         self.txns.specs.insert(spec.tx, spec);
+        let acceptors = self.acceptors(&spec);
+        if protocol != Protocol::TwoPc {
+            self.txns.runs_by.insert(spec.tx, (protocol, acceptors));
+        }
+        let start = Control::Transfer { spec, drive: false, protocol, acceptors };
         if self.is_live() {
-            return self.transfer_live(spec, nowait);
+            return self.transfer_live(spec, nowait, start);
         }
         let tx = spec.tx;
-        if self.is_down(spec.coord) {
+        if !self.runs(spec.coord) {
             // Nobody can coordinate it: it aborts before it starts.
             self.record_outcome(tx, TxOutcome::Aborted(AbortReason::NodeDown));
-        } else if !nowait && self.can_drive(&spec) {
+        } else if !nowait && protocol == Protocol::TwoPc && self.can_drive(&spec) {
             // Nothing earlier may still wait to run at the other participant: it would
             // run after the transaction's messages, not before as in stepwise delivery.
             self.barrier()?;
             let slot = self.push_await(Expect::TxRun { spec });
-            self.sys().command(spec.coord, Control::Transfer { spec, drive: true }, slot)?;
+            let run = Control::Transfer { spec, drive: true, protocol, acceptors };
+            self.sys().command(spec.coord, run, slot)?;
             self.wait_slot(slot)?;
         } else {
             let slot = self.push_await(Expect::TxStep { spec, nowait });
-            let start = Control::Transfer { spec, drive: false };
             self.sys().command(spec.coord, start, slot)?;
             self.wait_slot(slot)?;
             if nowait {
@@ -72,6 +98,25 @@ impl Master {
         Ok(())
     }
 
+    /// Paxos Commit's acceptors for `spec` (SPEC chapter 8): the coordinator and both
+    /// participants when a third node coordinates; otherwise both participants and the
+    /// lowest-id node outside the transfer (the coordinator again on two nodes, where
+    /// Paxos Commit is refused).
+    pub(super) fn acceptors(&self, spec: &TxSpec) -> [NodeId; 3] {
+        let (from, to) = (spec.from, spec.to);
+        if spec.coord != from && spec.coord != to {
+            return [from, to, spec.coord];
+        }
+        let ledger = &self.system.as_ref().expect("a Transfer runs in a system").ledger;
+        let witness = ledger.nodes().find(|&n| n != from && n != to).unwrap_or(spec.coord);
+        [from, to, witness]
+    }
+
+    /// The protocol `tx` runs by.
+    pub(super) fn protocol_of(&self, tx: TxnId) -> Protocol {
+        self.txns.runs_by.get(&tx).map_or(Protocol::TwoPc, |r| r.0)
+    }
+
     /// Whether `spec` can run node to node, its messages delivered as they arrive, with
     /// the same result and the same state after it as the master's step-by-step delivery:
     /// two nodes (the coordinator is one of them), both up, the channels between them
@@ -84,8 +129,8 @@ impl Master {
         !self.txns.faults
             && !self.tracing()
             && [a, b].contains(&spec.coord)
-            && !self.is_down(a)
-            && !self.is_down(b)
+            && self.runs(a)
+            && self.runs(b)
             && ledger.is_empty((a, b))
             && ledger.is_empty((b, a))
     }
@@ -94,7 +139,7 @@ impl Master {
     /// answer at the decision) are done with them: before a process is killed.
     pub(super) fn settle(&mut self) -> Result<(), Fatal> {
         for n in std::mem::take(&mut self.unsettled) {
-            if self.system.is_some() && !self.is_down(n) {
+            if self.system.is_some() && self.runs(n) {
                 let slot = self.push_await(Expect::Settled);
                 self.sys().command(n, Control::Query { tx: None }, slot)?;
             }
@@ -102,17 +147,22 @@ impl Master {
         self.barrier()
     }
 
-    /// A transaction's nodes (participants and coordinator), by id.
-    pub(super) fn tx_nodes(spec: &TxSpec) -> Vec<NodeId> {
+    /// A transaction's nodes (participants, coordinator, and Paxos Commit's third
+    /// acceptor), by id.
+    pub(super) fn tx_nodes(&self, tx: TxnId) -> Vec<NodeId> {
+        let spec = &self.txns.specs[&tx];
         let mut nodes = vec![spec.from, spec.to, spec.coord];
+        if let Some((Protocol::Paxos, acceptors)) = self.txns.runs_by.get(&tx) {
+            nodes.extend(acceptors);
+        }
         nodes.sort();
         nodes.dedup();
         nodes
     }
 
     /// The channels among a transaction's nodes.
-    pub(super) fn tx_channels(spec: &TxSpec) -> Vec<ChannelId> {
-        let nodes = Self::tx_nodes(spec);
+    pub(super) fn tx_channels(&self, tx: TxnId) -> Vec<ChannelId> {
+        let nodes = self.tx_nodes(tx);
         nodes
             .iter()
             .flat_map(|&a| nodes.iter().filter(move |&&b| b != a).map(move |&b| (a, b)))
@@ -120,20 +170,24 @@ impl Master {
     }
 
     /// Delivers what transactions `txs` need, as `Receive` would: the heads of the
-    /// channels among their nodes, oldest first, into nodes that are up, until each is
-    /// decided and none of its messages is left there. When nothing more can be delivered,
-    /// the nodes that still wait on one of them (as they say) time out at once, logical
-    /// time: a voting coordinator aborts (`node-down` if one of its nodes is down, else
-    /// `timeout`), a committed one resends its decision, a participant in doubt asks.
+    /// channels among their nodes, oldest first, into nodes that run and are not cut off,
+    /// until each is decided and none of its messages is left there. When nothing more
+    /// can be delivered, the first node that still waits on one of them (as it says;
+    /// coordinators first, then by transaction and id) times out at once, logical time,
+    /// knowing which nodes it can reach: a voting coordinator aborts (`node-down` if one
+    /// of its nodes is down, paused or cut off from it, else `timeout`), a committed one
+    /// resends its decision, a participant asks, three-phase commit's participants elect
+    /// a leader, Paxos Commit's lead a ballot. Each node times out a bounded number of
+    /// times per transaction ([`timeouts_allowed`]), so this ends.
     pub(super) fn drive(&mut self, txs: &[TxnId]) -> Result<(), Fatal> {
-        let mut timed_out = std::collections::BTreeSet::new();
+        let mut timed_out: HashMap<(TxnId, NodeId), u32> = HashMap::default();
         for step in 0.. {
             if step > 1_000_000 {
                 return Err(Fatal(format!("bug: {txs:?} did not end after {step} deliveries")));
             }
             let mut chans = Vec::new();
             for tx in txs {
-                let c = Self::tx_channels(&self.txns.specs[tx]);
+                let c = self.tx_channels(*tx);
                 if !self.txns.outcomes.contains_key(tx) || self.sys().ledger.carries(&c, *tx) {
                     chans.extend(c);
                 }
@@ -147,23 +201,19 @@ impl Master {
             if !self.txns.faults && txs.iter().all(|t| self.txns.outcomes.contains_key(t)) {
                 return Ok(());
             }
-            // Nothing can be delivered: whoever still waits on these transactions (a
-            // coordinator voting or missing acks, a participant in doubt) times out, once
-            // each, the coordinator first: while voting it aborts; otherwise it resends its
-            // decision, and a participant asks the coordinator.
-            let mut nodes: Vec<NodeId> = txs
-                .iter()
-                .flat_map(|tx| Self::tx_nodes(&self.txns.specs[tx]))
-                .filter(|&n| !self.is_down(n))
-                .collect();
+            let mut nodes: Vec<NodeId> =
+                txs.iter().flat_map(|&tx| self.tx_nodes(tx)).filter(|&n| self.runs(n)).collect();
             nodes.sort();
             nodes.dedup();
             self.query(&nodes, None)?;
             let waiting = std::mem::take(&mut self.waiting);
-            // (is a participant, tx, node): coordinators sort first.
+            // (is not its coordinator, tx, node): coordinators sort first.
             let mut next = waiting
                 .iter()
-                .filter(|(t, n)| txs.contains(t) && !timed_out.contains(&(*t, *n)))
+                .filter(|(t, n)| {
+                    let left = timeouts_allowed(self.protocol_of(*t));
+                    txs.contains(t) && timed_out.get(&(*t, *n)).copied().unwrap_or(0) < left
+                })
                 .map(|&(t, n)| (self.txns.specs[&t].coord != n, t, n))
                 .collect::<Vec<_>>();
             next.sort();
@@ -171,23 +221,52 @@ impl Master {
                 return Ok(()); // nothing waits, or only on nodes that are down
             };
             let spec = self.txns.specs[&tx];
-            timed_out.insert((spec.tx, node));
+            *timed_out.entry((tx, node)).or_default() += 1;
             let slot = self.push_await(Expect::TxStep { spec, nowait: false });
-            // Waiting on a node that is down, or on a channel that holds its messages.
-            let reason = if [spec.from, spec.to, spec.coord].iter().any(|&n| self.is_down(n)) {
-                AbortReason::NodeDown
-            } else {
-                AbortReason::Timeout
-            };
-            let timeout = Control::Timeout { tx: spec.tx, reason };
+            let reach = self.sys().ledger.reach(node);
+            // Waiting on a node it cannot reach, or on a channel that holds its messages.
+            let lost = self.tx_nodes(tx).iter().any(|&n| n != node && !reach.contains(&n));
+            let reason = if lost { AbortReason::NodeDown } else { AbortReason::Timeout };
+            let timeout = Control::Timeout { tx: spec.tx, reason, reach };
             self.sys().command(node, timeout, slot)?;
             self.wait_slot(slot)?;
         }
         Ok(())
     }
 
+    /// The transactions not finished yet (undecided, or with messages in the channels
+    /// among their nodes) that have a node in `nodes`, by number; `all_protocols`: two-
+    /// phase commit's too (chapter 5 drives those only in `Transfer` and `Restart`).
+    pub(super) fn unfinished_with(&self, nodes: &[NodeId], all_protocols: bool) -> Vec<TxnId> {
+        let ledger = &self.system.as_ref().expect("a system runs").ledger;
+        let mut txs: Vec<TxnId> = self
+            .txns
+            .specs
+            .keys()
+            .copied()
+            .filter(|&tx| all_protocols || self.protocol_of(tx) != Protocol::TwoPc)
+            .filter(|&tx| self.tx_nodes(tx).iter().any(|n| nodes.contains(n)))
+            .filter(|&tx| {
+                !self.txns.outcomes.contains_key(&tx)
+                    || ledger.carries(&self.tx_channels(tx), tx)
+                    || self.txns.faults
+            })
+            .collect();
+        txs.sort();
+        txs
+    }
+
     pub(super) fn is_down(&self, node: NodeId) -> bool {
         self.system.as_ref().is_some_and(|s| s.ledger.is_down(node))
+    }
+
+    pub(super) fn is_paused(&self, node: NodeId) -> bool {
+        self.system.as_ref().is_some_and(|s| s.ledger.is_paused(node))
+    }
+
+    /// Whether `node` takes commands and steps: up, and not paused.
+    pub(super) fn runs(&self, node: NodeId) -> bool {
+        !self.is_down(node) && !self.is_paused(node)
     }
 
     pub(super) fn record_outcome(&mut self, tx: TxnId, outcome: TxOutcome) {
@@ -196,145 +275,13 @@ impl Master {
         }
         if self.txns.outcomes.insert(tx, outcome).is_none() {
             match outcome {
-                TxOutcome::Committed => self.txns.commits += 1,
+                TxOutcome::Committed => {
+                    self.txns.commits += 1;
+                    self.txns.committed_by[self.protocol_of(tx).index()] += 1;
+                }
                 TxOutcome::Aborted(r) => *self.txns.aborts.entry(r.as_str()).or_default() += 1,
             }
         }
-    }
-
-    /// `Lose`: the head of the channel is lost on the way. Channels never lose money or
-    /// markers; a two-phase-commit control message can be lost, and the protocol copes.
-    pub(super) fn lose(
-        &mut self,
-        line: usize,
-        text: &str,
-        from: NodeId,
-        to: NodeId,
-    ) -> Result<(), Fatal> {
-        let head = self.sys().ledger.head((from, to));
-        let lossy = matches!(head, Some(ChannelMsg::Tx(m)) if m.money().is_none());
-        if !lossy {
-            let why = match head {
-                None => format!("channel {from} -> {to} is empty"),
-                Some(_) => format!(
-                    "the head of channel {from} -> {to} carries money or is a marker; \
-                     only two-phase-commit control messages can be lost"
-                ),
-            };
-            self.reject(line, text, why);
-            return Ok(());
-        }
-        // A message that died with a process, or waits to be sent again, is nowhere but
-        // in the ledger: the receiver has nothing to drop.
-        let only_here = self.is_down(to) || self.sys().ledger.is_lost((from, to));
-        self.sys().ledger.discard((from, to));
-        if !only_here {
-            let slot = self.push_await(Expect::Ready(Vec::new()));
-            self.sys().command(to, Control::Discard { from }, slot)?;
-        }
-        if self.tracing() {
-            let msg = head.expect("checked above");
-            self.push_done(vec![Out::Trace(TraceEvent::Lose { from, to, msg })], false);
-        }
-        Ok(())
-    }
-
-    /// `Crash`: the node's process is SIGKILLed after every earlier command ran (it
-    /// answers a query first: commands whose outcome was predicted are not answered).
-    pub(super) fn crash(&mut self, node: NodeId) -> Result<(), Fatal> {
-        self.settle()?;
-        let mut outs = Vec::new();
-        self.node_died(node, &mut outs);
-        self.push_done(outs, false);
-        Ok(())
-    }
-
-    /// Bookkeeping for a node whose process is gone (killed, or dead at a crash point).
-    pub(super) fn node_died(&mut self, node: NodeId, outs: &mut Vec<Out>) {
-        let sys = self.sys();
-        sys.kill_node(node);
-        sys.expect_close(node);
-        let lost = sys.ledger.crash(node);
-        for k in lost {
-            if self.since_collect.contains(&k) {
-                self.since_collect.retain(|&x| x != k);
-                self.lost_snapshots.push((k, node));
-            }
-        }
-        if self.tracing() {
-            outs.push(Out::Trace(TraceEvent::Crash { node }));
-        }
-    }
-
-    /// `Restart`: a new process for the node, recovered from its log; what was in flight
-    /// to it is sent again; then its unfinished transactions get what they need.
-    pub(super) fn restart(&mut self, node: NodeId) -> Result<(), Fatal> {
-        self.stop_for_restart(node)?;
-        let resends = self.sys().ledger.restart(node);
-        let peers: Vec<NodeId> = self.sys().ledger.nodes().filter(|&x| x != node).collect();
-        let down = self.sys().ledger.down();
-        let own: Vec<(NodeId, Vec<ChannelMsg>)> = resends
-            .iter()
-            .filter(|r| r.0 == node && !r.3.is_empty())
-            .map(|r| (r.1, r.3.clone()))
-            .collect();
-        self.sys().restart_node(node)?;
-        if self.tracing() {
-            self.push_done(vec![Out::Trace(TraceEvent::Restart { node })], false);
-        }
-        let slot = self.push_await(Expect::Ready(Vec::new()));
-        let setup = Control::Setup { peers, join: Vec::new(), down, resend: own, live: false };
-        self.sys().command(node, setup, slot)?;
-        self.wait_slot(slot)?;
-        // Every process linked to the restarted node waits for its new link before its
-        // next command, so nothing goes into a stale link to the dead process.
-        for (from, to, gen, msgs) in resends {
-            self.txns.retransmissions += msgs.len() as u64;
-            if from != node {
-                let slot = self.push_await(Expect::Ready(Vec::new()));
-                self.sys().command(from, Control::Resend { to, gen, msgs }, slot)?;
-            }
-        }
-        let gen = self.sys().starts(node);
-        let slot = self.push_await(Expect::Relinked);
-        self.sys().observe(ObserverRequest::Relink { node, gen }, slot)?;
-        let mine: Vec<TxnId> = self
-            .txns
-            .specs
-            .values()
-            .filter(|s| [s.from, s.to, s.coord].contains(&node))
-            .map(|s| s.tx)
-            .collect();
-        self.drive(&mine)?;
-        // Presumed abort: a coordinator that restarted with no decision logged for a
-        // transaction it started has aborted it, whether or not anyone asks it.
-        let mut undecided: Vec<TxnId> = mine
-            .into_iter()
-            .filter(|t| self.txns.specs[t].coord == node && !self.txns.outcomes.contains_key(t))
-            .collect();
-        undecided.sort();
-        for tx in undecided {
-            let state = self.query(&[node], Some(tx))?.pop().and_then(|q| q.3);
-            if matches!(state.as_deref(), Some("NONE" | "ABORTED")) {
-                self.record_outcome(tx, TxOutcome::Aborted(AbortReason::NodeDown));
-            }
-        }
-        Ok(())
-    }
-
-    /// Before `Restart`: a running process is killed (as `Crash` would, in either mode),
-    /// every answer is in, and the old process's link has reported its close.
-    pub(super) fn stop_for_restart(&mut self, node: NodeId) -> Result<(), Fatal> {
-        match (self.is_down(node), self.is_live()) {
-            (true, _) => {}
-            (false, true) => self.crash_live(node)?,
-            (false, false) => self.crash(node)?,
-        }
-        self.barrier()?;
-        while self.sys().closing(node) {
-            self.wait_one()?;
-        }
-        Ok(())
     }
 
     /// Asks `nodes` for their balance, held money and (if given) the state of `tx`, after
@@ -358,31 +305,44 @@ impl Master {
     }
 
     pub(super) fn tx_status(&mut self, spec: TxSpec) -> Result<(), Fatal> {
-        let nodes = Self::tx_nodes(&spec);
-        let up: Vec<NodeId> = nodes.iter().copied().filter(|&n| !self.is_down(n)).collect();
+        let nodes = self.tx_nodes(spec.tx);
+        let up: Vec<NodeId> = nodes.iter().copied().filter(|&n| self.runs(n)).collect();
         let states = self.query(&up, Some(spec.tx))?;
         let overall = match self.txns.outcomes.get(&spec.tx) {
             Some(TxOutcome::Committed) => "COMMITTED",
             Some(TxOutcome::Aborted(_)) => "ABORTED",
-            None if self.is_down(spec.coord) => "IN-DOUBT",
+            None if !self.runs(spec.coord) => "IN-DOUBT",
             None => "PENDING",
         };
         let mut line = format!("{} {overall}", spec.tx);
         for n in nodes {
             let st = states.iter().find(|q| q.0 == n).and_then(|q| q.3.clone());
-            line.push_str(&format!(" node {n}={}", st.unwrap_or_else(|| "DOWN".to_string())));
+            let absent = if self.is_paused(n) { "PAUSED" } else { "DOWN" };
+            line.push_str(&format!(" node {n}={}", st.as_deref().unwrap_or(absent)));
         }
         self.push_done(vec![Out::Line(line)], false);
         Ok(())
     }
 
-    /// `Check`: no verdict while a node is down; in a script, every node's money (held
-    /// included) plus the money in the channels (each transaction's credit once), held
-    /// against all money created; in live mode, a snapshot's (`check_live`).
+    /// `Check`: no verdict while a node is down or paused; a transaction committed at one
+    /// node and aborted at another is a split (`CHECK FAILED atomicity …`); else, in a
+    /// script, every node's money (held included) plus the money in the channels (each
+    /// transaction's credit once), held against all money created; in live mode, a
+    /// snapshot's (`check_live`).
     pub(super) fn check(&mut self) -> Result<(), Fatal> {
         self.barrier()?;
         if let Some(&n) = self.sys().ledger.down().first() {
             self.push_done(vec![Out::Line(format!("CHECK UNAVAILABLE node {n} is down"))], false);
+            return Ok(());
+        }
+        if let Some(&n) = self.sys().ledger.paused().first() {
+            let line = format!("CHECK UNAVAILABLE node {n} is paused");
+            self.push_done(vec![Out::Line(line)], false);
+            return Ok(());
+        }
+        if let Some(line) = self.split()? {
+            self.rejected = true;
+            self.push_done(vec![Out::Line(line)], false);
             return Ok(());
         }
         if self.is_live() {
@@ -405,6 +365,71 @@ impl Master {
         }
         let line = self.check_line(total, why);
         self.push_done(vec![Out::Line(line)], false);
+        Ok(())
+    }
+
+    /// Every node's ended transactions held against each other's: the first transaction
+    /// (by number) committed at one node and aborted at another, as `Check` prints it,
+    /// naming the lowest such nodes.
+    fn split(&mut self) -> Result<Option<String>, Fatal> {
+        let nodes: Vec<NodeId> = self.sys().ledger.nodes().collect();
+        self.ended.clear();
+        for &n in &nodes {
+            let slot = self.push_await(Expect::Ended);
+            self.sys().command(n, Control::Ended, slot)?;
+        }
+        self.barrier()?;
+        // Per transaction: the lowest node that committed it, and the lowest that aborted.
+        let mut ends: BTreeMap<TxnId, (Option<NodeId>, Option<NodeId>)> = BTreeMap::new();
+        for (n, list) in std::mem::take(&mut self.ended) {
+            for (tx, st) in list {
+                let e = ends.entry(tx).or_default();
+                let slot = if st == TxState::Committed { &mut e.0 } else { &mut e.1 };
+                *slot = Some(slot.map_or(n, |m: NodeId| m.min(n)));
+            }
+        }
+        Ok(ends.into_iter().find_map(|(tx, e)| match e {
+            (Some(a), Some(b)) => Some(format!(
+                "CHECK FAILED atomicity {tx} committed at node {a}, aborted at node {b}"
+            )),
+            _ => None,
+        }))
+    }
+
+    /// `Stats`: the counters, then per protocol that committed something, the messages
+    /// and forced writes its nodes measured, per commit.
+    pub(super) fn stats(&mut self) -> Result<(), Fatal> {
+        self.barrier()?;
+        let t = &self.txns;
+        let mut lines = vec![format!("commits {}", t.commits)];
+        for r in AbortReason::ALL {
+            let n = t.aborts.get(r.as_str()).copied().unwrap_or(0);
+            lines.push(format!("aborts {} {n}", r.as_str()));
+        }
+        let undecided = t.specs.len() - t.outcomes.len();
+        lines.push(format!("undecided {undecided}"));
+        lines.push(format!("in-doubt {}", t.in_doubt));
+        lines.push(format!("retransmissions {}", t.retransmissions));
+        if t.committed_by.iter().any(|&c| c > 0) {
+            let ledger = &self.sys().ledger;
+            let nodes: Vec<NodeId> = ledger.nodes().filter(|&n| ledger.runs(n)).collect();
+            self.collect_costs(&nodes)?;
+            for p in Protocol::ALL {
+                let committed = self.txns.committed_by[p.index()];
+                if committed == 0 {
+                    continue;
+                }
+                let cost = self.costs[p.index()];
+                let per = |x: u64| x as f64 / committed as f64;
+                lines.push(format!(
+                    "protocol {} committed={committed} messages={:.2} forced-writes={:.2}",
+                    p.word(),
+                    per(cost.messages),
+                    per(cost.forced)
+                ));
+            }
+        }
+        self.push_done(lines.into_iter().map(Out::Line).collect(), false);
         Ok(())
     }
 
@@ -445,6 +470,27 @@ impl Master {
         }
         if let Some((tx, outcome)) = r.decided {
             self.record_outcome(tx, outcome);
+        }
+    }
+}
+
+impl Master {
+    /// Adds what `nodes` measured since they last reported (each report is a delta, so
+    /// that a node about to be killed gives its share first and a restarted one starts
+    /// from zero).
+    pub(super) fn collect_costs(&mut self, nodes: &[NodeId]) -> Result<(), Fatal> {
+        for &n in nodes {
+            let slot = self.push_await(Expect::Costs);
+            self.sys().command(n, Control::Costs, slot)?;
+        }
+        self.barrier()
+    }
+
+    /// Sums one node's cost report into the run's.
+    pub(super) fn add_costs(&mut self, costs: [crate::wire::Cost; 3]) {
+        for (sum, c) in self.costs.iter_mut().zip(costs) {
+            sum.messages += c.messages;
+            sum.forced += c.forced;
         }
     }
 }
