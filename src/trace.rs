@@ -8,7 +8,7 @@ use crate::wire::{Accept, ChannelMsg, PaxosMsg, ThreeMsg, TxMsg};
 use std::fmt::Write;
 
 /// One event of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TraceEvent {
     /// `StartMaster` started a new system: node and snapshot ids start afresh.
     Start,
@@ -65,6 +65,23 @@ pub enum TraceEvent {
         /// The node.
         node: NodeId,
     },
+    /// A node's process was stopped (`Pause`).
+    Pause {
+        /// The node.
+        node: NodeId,
+    },
+    /// A paused node's process was continued (`Resume`).
+    Resume {
+        /// The node.
+        node: NodeId,
+    },
+    /// `Partition`: these nodes were cut off from all others.
+    Partition {
+        /// The nodes cut off, by id.
+        nodes: Vec<NodeId>,
+    },
+    /// `Heal`: every partition ended.
+    Heal,
     /// The money a node holds for unfinished transactions changed to `amount`.
     Held {
         /// The node.
@@ -150,6 +167,13 @@ impl TraceEvent {
             }
             TraceEvent::Crash { node } => write!(s, "{{\"ev\":\"crash\",\"node\":{node}"),
             TraceEvent::Restart { node } => write!(s, "{{\"ev\":\"restart\",\"node\":{node}"),
+            TraceEvent::Pause { node } => write!(s, "{{\"ev\":\"pause\",\"node\":{node}"),
+            TraceEvent::Resume { node } => write!(s, "{{\"ev\":\"resume\",\"node\":{node}"),
+            TraceEvent::Partition { nodes } => {
+                let ids: Vec<String> = nodes.iter().map(|n| n.to_string()).collect();
+                write!(s, "{{\"ev\":\"partition\",\"nodes\":[{}]", ids.join(","))
+            }
+            TraceEvent::Heal => write!(s, "{{\"ev\":\"heal\""),
             TraceEvent::Held { node, amount } => {
                 write!(s, "{{\"ev\":\"held\",\"node\":{node},\"amount\":{amount}")
             }

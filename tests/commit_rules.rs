@@ -103,7 +103,7 @@ fn status_follows_each_role() {
     assert_eq!(c.status(s.tx), "NONE");
     let mut out = Vec::new();
     c.on_start(s, &mut out);
-    assert_eq!(c.status(s.tx), "VOTING");
+    assert_eq!(c.status(s.tx), "NONE");
     a.on_message(n(3), TxMsg::Prepare { spec: s }, &mut out);
     b.on_message(n(3), TxMsg::Prepare { spec: s }, &mut out);
     assert_eq!((a.status(s.tx), b.status(s.tx)), ("PREPARED", "PREPARED"));

@@ -69,7 +69,9 @@ fn testcases_print_their_expected_output() {
         assert_same(&name, &want, &run.stdout);
         let want_err = fs::read_to_string(&stderr_file).unwrap_or_default();
         assert_same(&format!("{name} (stderr)"), &want_err, &run.stderr);
-        assert_eq!(run.status, i32::from(!want_err.is_empty()), "{name}: exit status");
+        // Status 1 for a rejected line, or for a Check that failed (a 3PC split).
+        let failed = !want_err.is_empty() || want.lines().any(|l| l.starts_with("CHECK FAILED"));
+        assert_eq!(run.status, i32::from(failed), "{name}: exit status");
         check_trace(&name, &trace, &run.stdout);
         let untraced = run_file(&file, seed, &[]);
         assert_same(&format!("{name} (no trace)"), &want, &untraced.stdout);

@@ -214,10 +214,12 @@ impl TxNode {
     /// coordinator's, else what it learnt; `None` if it never heard of `tx` (or voted NO,
     /// which leaves nothing behind).
     pub fn state(&self, tx: TxnId) -> TxState {
-        if self.three.pre_committed(tx) {
+        let leg = self.legs.state(tx);
+        // A leg's end outranks its pre-commit (recovery replays both records).
+        if self.three.pre_committed(tx) && !leg.is_some_and(TxState::is_final) {
             return TxState::PreCommitted;
         }
-        if let Some(st) = self.legs.state(tx) {
+        if let Some(st) = leg {
             return st;
         }
         match self.two.coord(tx) {

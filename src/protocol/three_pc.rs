@@ -394,6 +394,11 @@ impl ThreePc {
         let Some(spec) = legs.spec(tx) else {
             if let Some(spec) = self.spec(tx) {
                 if !self.decided.contains_key(&tx) {
+                    // A coordinator whose PreCommitting is logged must not wake up to it
+                    // again: recovery would carry on towards a commit.
+                    if matches!(self.coords.get(&tx), Some((_, Coord::PreCommitting(_)))) {
+                        cx.log(TxRecord::ThreePc(ThreeRecord::Decision { spec, commit }), true);
+                    }
                     self.learn(legs, spec, commit);
                 }
             }
@@ -410,8 +415,13 @@ impl ThreePc {
             }
             (Some(PartState::Prepared { .. }), false) => {
                 self.learn(legs, spec, false);
-                self.pre.remove(&tx);
                 legs.abort_leg(cx, spec);
+                if self.pre.remove(&tx) {
+                    // PreCommitted is logged: the abort must outlive a crash, or recovery
+                    // would report this leg committable to a termination.
+                    let rec = ThreeRecord::Decision { spec, commit: false };
+                    cx.log(TxRecord::ThreePc(rec), true);
+                }
             }
             (Some(PartState::Committed), true) => {
                 if !self.decided.contains_key(&tx) {
@@ -616,7 +626,9 @@ impl ThreePc {
         if self.decided.contains_key(&tx) {
             return;
         }
-        cx.log(TxRecord::ThreePc(ThreeRecord::Decision { spec, commit }), commit);
+        // Forced when it commits, or when a logged pre-commit would otherwise outlive it.
+        let force = commit || self.pre.contains(&tx);
+        cx.log(TxRecord::ThreePc(ThreeRecord::Decision { spec, commit }), force);
         self.learn(legs, spec, commit);
         cx.decided(tx, if commit { TxOutcome::Committed } else { TxOutcome::Aborted(reason) });
         if matches!(legs.part(tx), Some(PartState::Prepared { commit_known: false })) {
@@ -633,6 +645,10 @@ impl ThreePc {
         others.sort();
         others.dedup();
         let me = cx.me;
+        // Every node of the transfer is told, the unreachable too (it finds the message
+        // when it is back). Telling only the operational sites, as some texts do, lets a
+        // recovered node and a late PreCommit commit what this leader aborted, even
+        // without partitions (the simulation found it).
         for n in others.into_iter().filter(|&n| n != me) {
             let msg = if commit && n == spec.to && spec.from == cx.me {
                 continue; // the money, sent with the debit, tells the credit side

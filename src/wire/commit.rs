@@ -290,7 +290,9 @@ impl Protocol {
 pub enum TxState {
     /// Never voted YES here, and not coordinating it.
     None,
-    /// A coordinator that is no participant, waiting for votes.
+    /// A coordinator that is no participant, waiting for votes. `TxStatus` prints it
+    /// as `NONE`: chapter 8 lists the states a line may show, and this is none of them
+    /// (the coordinator has decided nothing and voted nothing).
     Voting,
     /// Voted YES, undecided (3PC: uncertain).
     Prepared,
@@ -307,7 +309,7 @@ impl TxState {
     pub fn word(self) -> &'static str {
         match self {
             TxState::None => "NONE",
-            TxState::Voting => "VOTING",
+            TxState::Voting => "NONE",
             TxState::Prepared => "PREPARED",
             TxState::PreCommitted => "PRECOMMITTED",
             TxState::Committed => "COMMITTED",

@@ -39,17 +39,58 @@ impl Msg {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ev {
-    Create { node: u32, balance: u64 },
-    Send { from: u32, to: u32, msg: Msg },
-    ErrSend { from: u32, to: u32, amount: u64 },
-    Deliver { from: u32, to: u32, msg: Msg },
-    Record { node: u32, snapshot: u32, balance: u64 },
-    Collect { snapshot: u32 },
+    Create {
+        node: u32,
+        balance: u64,
+    },
+    Send {
+        from: u32,
+        to: u32,
+        msg: Msg,
+    },
+    ErrSend {
+        from: u32,
+        to: u32,
+        amount: u64,
+    },
+    Deliver {
+        from: u32,
+        to: u32,
+        msg: Msg,
+    },
+    Record {
+        node: u32,
+        snapshot: u32,
+        balance: u64,
+    },
+    Collect {
+        snapshot: u32,
+    },
     Start,
-    Held { node: u32, amount: u64 },
-    Crash { node: u32 },
-    Restart { node: u32 },
-    Lose { from: u32, to: u32, msg: Msg },
+    Held {
+        node: u32,
+        amount: u64,
+    },
+    Crash {
+        node: u32,
+    },
+    Restart {
+        node: u32,
+    },
+    /// A node stopped (SIGSTOP) or continued: nothing of its state changes.
+    Pause {
+        node: u32,
+    },
+    Resume {
+        node: u32,
+    },
+    /// A partition made or healed: messages across it wait in their channels.
+    Cut,
+    Lose {
+        from: u32,
+        to: u32,
+        msg: Msg,
+    },
 }
 
 /// A snapshot as printed: nodes by id, every ordered pair of channels.
@@ -188,7 +229,7 @@ impl Checker {
                     }
                 }
             }
-            Ev::Restart { .. } => {}
+            Ev::Restart { .. } | Ev::Pause { .. } | Ev::Resume { .. } | Ev::Cut => {}
             Ev::Lose { from, to, msg } => {
                 let head = self.queues.get_mut(&(from, to)).and_then(|q| q.pop_front());
                 if head != Some(msg) || msg.money().is_some() {
@@ -365,6 +406,25 @@ fn num<T: std::str::FromStr>(line: &str, key: &str) -> Result<T, String> {
     field(line, key).and_then(|v| v.parse().ok()).ok_or_else(|| format!("no {key} in {line}"))
 }
 
+/// The commit protocols' messages without money (SPEC chapters 5 and 8).
+const TX_KINDS: [&str; 15] = [
+    "Prepare",
+    "Vote",
+    "Commit",
+    "Abort",
+    "Ack",
+    "DecisionReq",
+    "PreCommit",
+    "PreCommitAck",
+    "DoCommit",
+    "StateReq",
+    "State",
+    "Phase1a",
+    "Phase1b",
+    "Phase2a",
+    "Phase2b",
+];
+
 /// Parses one `--trace` line.
 pub fn parse_trace_line(line: &str) -> Result<Ev, String> {
     let msg = |line: &str| -> Result<Msg, String> {
@@ -372,11 +432,8 @@ pub fn parse_trace_line(line: &str) -> Result<Ev, String> {
             Some("Transfer") => Ok(Msg::Transfer(num(line, "amount")?)),
             Some("Marker") => Ok(Msg::Marker(num(line, "snapshot")?)),
             Some("Credit") => Ok(Msg::Credit(num(line, "tx")?, num(line, "amount")?)),
-            Some(k @ ("Prepare" | "Vote" | "Commit" | "Abort" | "Ack" | "DecisionReq")) => {
-                let kind = ["Prepare", "Vote", "Commit", "Abort", "Ack", "DecisionReq"]
-                    .into_iter()
-                    .find(|&x| x == k)
-                    .expect("listed");
+            Some(k) if TX_KINDS.contains(&k) => {
+                let kind = TX_KINDS.into_iter().find(|&x| x == k).expect("listed");
                 Ok(Msg::Tx(kind, num(line, "tx")?))
             }
             other => Err(format!("kind {other:?} in {line}")),
@@ -405,6 +462,9 @@ pub fn parse_trace_line(line: &str) -> Result<Ev, String> {
         Some("held") => Ev::Held { node: num(line, "node")?, amount: num(line, "amount")? },
         Some("crash") => Ev::Crash { node: num(line, "node")? },
         Some("restart") => Ev::Restart { node: num(line, "node")? },
+        Some("pause") => Ev::Pause { node: num(line, "node")? },
+        Some("resume") => Ev::Resume { node: num(line, "node")? },
+        Some("partition" | "heal") => Ev::Cut,
         Some("lose") => {
             Ev::Lose { from: num(line, "from")?, to: num(line, "to")?, msg: msg(line)? }
         }

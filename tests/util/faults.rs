@@ -314,10 +314,13 @@ pub fn judge(script: &Script, stdout: &str, stderr: &str, status: i32) -> Result
     if sum != script.created {
         return Err(format!("the last Balances sum to {sum}, {} was created", script.created));
     }
-    // Every transaction has ended everywhere: decided, and nobody prepared or voting.
+    // Every transaction has ended everywhere: decided, and nobody prepared or down. (A
+    // coordinator still waiting for votes prints NONE, as one that never heard of it.)
     for l in lines.iter().skip(last + 1).filter(|l| l.starts_with('T')) {
         let ended = l.split(' ').nth(1).is_some_and(|s| s == "COMMITTED" || s == "ABORTED");
-        let open = ["PREPARED", "VOTING", "DOWN"].iter().any(|w| l.contains(&format!("={w}")));
+        let open = ["PREPARED", "PRECOMMITTED", "DOWN", "PAUSED"]
+            .iter()
+            .any(|w| l.contains(&format!("={w}")));
         if !ended || open {
             return Err(format!("once every node is up, a transaction has not ended: {l}"));
         }

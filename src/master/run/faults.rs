@@ -159,6 +159,7 @@ impl Master {
         self.settle()?;
         self.sys().signal(node, true)?;
         self.sys().ledger.pause(node, true);
+        self.trace_fault(TraceEvent::Pause { node });
         let txs = self.unfinished_with(&[node], true);
         self.drive(&txs)
     }
@@ -168,6 +169,7 @@ impl Master {
     pub(super) fn resume(&mut self, node: NodeId) -> Result<(), Fatal> {
         self.sys().signal(node, false)?;
         self.sys().ledger.pause(node, false);
+        self.trace_fault(TraceEvent::Resume { node });
         let txs = self.unfinished_with(&[node], true);
         self.drive(&txs)
     }
@@ -176,6 +178,10 @@ impl Master {
     /// out at once.
     pub(super) fn partition(&mut self, nodes: &[NodeId]) -> Result<(), Fatal> {
         self.sys().ledger.partition(nodes);
+        let mut ids = nodes.to_vec();
+        ids.sort();
+        ids.dedup();
+        self.trace_fault(TraceEvent::Partition { nodes: ids });
         let txs: Vec<TxnId> = self
             .unfinished_with(nodes, true)
             .into_iter()
@@ -187,9 +193,18 @@ impl Master {
     /// `Heal`: every cut ends; what waited in the channels across them is delivered, in
     /// order, to the transactions that need it.
     pub(super) fn heal(&mut self) -> Result<(), Fatal> {
-        self.sys().ledger.heal();
+        if self.sys().ledger.heal() {
+            self.trace_fault(TraceEvent::Heal);
+        }
         let all: Vec<NodeId> = self.sys().ledger.nodes().collect();
         let txs = self.unfinished_with(&all, true);
         self.drive(&txs)
+    }
+
+    /// Traces a fault that is the master's own doing, in its place among the events.
+    fn trace_fault(&mut self, ev: TraceEvent) {
+        if self.tracing() {
+            self.push_done(vec![Out::Trace(ev)], false);
+        }
     }
 }

@@ -166,6 +166,7 @@ impl Master {
                     let state = if pause { "already paused" } else { "not paused" };
                     self.reject(line, text, format!("node {node} is {state}"));
                 } else if pause {
+                    self.txns.faults = true;
                     self.pause(node)?;
                 } else {
                     self.resume(node)?;
@@ -173,6 +174,7 @@ impl Master {
             }
             Command::Partition { nodes } => {
                 if self.known(line, text, &nodes) {
+                    self.txns.faults = true;
                     self.partition(&nodes)?;
                 }
             }
