@@ -638,3 +638,17 @@ fn the_in_process_replay_prints_what_the_processes_print() {
     }
     assert!(compared >= 8, "{compared} files compared");
 }
+
+// The README's side-by-side example prints what the README shows, and exits 1: its
+// last Check finds 3PC's split.
+#[test]
+fn the_commit_protocols_example_prints_its_expected_output() {
+    let file = util::root().join("examples/commit-protocols.txt");
+    let want = fs::read_to_string(util::root().join("examples/commit-protocols.expected")).unwrap();
+    for seed in [1, 2] {
+        let run = run_file(&file, seed, &[]);
+        assert_same(&format!("commit-protocols --seed {seed}"), &want, &run.stdout);
+        assert_eq!(run.status, 1, "the 3PC split fails a Check");
+        assert!(run.stderr.is_empty(), "nothing rejected: {}", run.stderr);
+    }
+}

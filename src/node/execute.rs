@@ -63,7 +63,7 @@ impl Node {
                 // Answered at the decision (unless `nowait`, or decided at once).
                 self.branch.on_transfer_with(spec, protocol, acceptors, &mut out);
                 let report = self.tx_report(&out);
-                if drive && report.decided.is_none() {
+                if drive && !report.decided.iter().any(|d| d.0 == spec.tx) {
                     self.asks.insert(spec.tx, (from, seq));
                     later = true;
                 }
@@ -207,14 +207,14 @@ impl Node {
     pub(super) fn tx_report(&self, out: &[Effect]) -> TxReport {
         let mut report = TxReport {
             sent: Vec::new(),
-            decided: None,
+            decided: Vec::new(),
             balance: self.branch.balance(),
             held: self.branch.money().held(),
         };
         for e in out {
             match e {
                 Effect::Send { to, msg: ChannelMsg::Tx(m) } => report.sent.push((*to, *m)),
-                Effect::Decided { tx, outcome } => report.decided = Some((*tx, *outcome)),
+                Effect::Decided { tx, outcome } => report.decided.push((*tx, *outcome)),
                 _ => {}
             }
         }

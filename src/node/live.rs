@@ -83,6 +83,9 @@ pub(super) struct Load {
     left: u64,
     /// Transfers started and not decided yet.
     inflight: usize,
+    /// Which: a decision counts once, and only for a transfer this node started (a 3PC
+    /// termination leader or a Paxos Commit participant decides others' too).
+    open: std::collections::BTreeSet<TxnId>,
     /// The first transaction id of this load at this node; the next is this plus `next`.
     base: u64,
     next: u64,
@@ -304,7 +307,10 @@ impl Node {
                 // A `Transfer … nowait` (or one finished after a restart): the master
                 // learns its decision for TxStatus and Stats.
                 self.tell_decision(Peer::Master, &Message::Decided { tx, outcome })?;
-            } else if let (true, Some(load)) = (is_load_tx(tx), self.load.as_mut()) {
+            } else if let Some(load) =
+                self.load.as_mut().filter(|l| is_load_tx(tx) && l.open.contains(&tx))
+            {
+                load.open.remove(&tx);
                 load.inflight -= 1;
                 match outcome {
                     TxOutcome::Committed => load.stats.committed += 1,
@@ -340,6 +346,7 @@ impl Node {
             rng: Rng::new(seed),
             left: ops.min(MAX_OPS_PER_NODE),
             inflight: 0,
+            open: Default::default(),
             base,
             next: 0,
             stats: LoadStats::default(),
@@ -417,6 +424,7 @@ impl Node {
                     let tx = TxnId(load.base + load.next);
                     load.next += 1;
                     load.inflight += 1;
+                    load.open.insert(tx);
                     let spec = TxSpec { tx, from, to, amount, coord: me };
                     // Paxos Commit's third acceptor: the lowest id outside the transfer.
                     let witness = peers.iter().copied().find(|&p| p != peer).unwrap_or(peer);

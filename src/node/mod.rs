@@ -521,7 +521,7 @@ impl Node {
         let money = self.branch.money();
         let report = TxReport {
             sent: Vec::new(),
-            decided: Some((tx, outcome)),
+            decided: vec![(tx, outcome)],
             balance: money.balance(),
             held: money.held(),
         };

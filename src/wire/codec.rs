@@ -204,7 +204,7 @@ mod tests {
                 seq: 10,
                 report: Report::TxStep(TxReport {
                     sent: vec![(NodeId(2), TxMsg::Credit { tx: TxnId(7), amount: Amount(30) })],
-                    decided: Some((TxnId(7), TxOutcome::Aborted(AbortReason::Timeout))),
+                    decided: vec![(TxnId(7), TxOutcome::Aborted(AbortReason::Timeout))],
                     balance: Amount(1),
                     held: Amount(0),
                 }),

@@ -277,8 +277,9 @@ pub struct Cost {
 pub struct TxReport {
     /// Two-phase-commit messages sent, in order.
     pub sent: Vec<(NodeId, TxMsg)>,
-    /// The decision, when this node coordinates and decided in this step.
-    pub decided: Option<(TxnId, TxOutcome)>,
+    /// The decisions this node took or re-reported in this step (a recovery may
+    /// re-report several: one per transfer it coordinates).
+    pub decided: Vec<(TxnId, TxOutcome)>,
     /// The balance after the step, held money included.
     pub balance: Amount,
     /// Money held after the step.

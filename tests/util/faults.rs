@@ -13,9 +13,22 @@
 use bank::rng::Rng;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The crash points of chapter 5.
-pub const CRASH_POINTS: [&str; 6] =
-    ["before-vote", "after-vote", "before-decision", "after-decision", "mid-commit", "before-ack"];
+/// The crash points of chapters 5 and 8.
+pub const CRASH_POINTS: [&str; 10] = [
+    "before-vote",
+    "after-vote",
+    "before-decision",
+    "after-decision",
+    "mid-commit",
+    "before-ack",
+    "before-precommit",
+    "mid-precommit",
+    "after-precommit",
+    "after-accept",
+];
+
+/// `protocol` options a Transfer may carry (none: the `Protocol` in force).
+const PROTOCOLS: [&str; 4] = ["", " protocol 2pc", " protocol 3pc", " protocol paxos"];
 
 /// A generated script.
 #[derive(Debug, Clone)]
@@ -29,6 +42,10 @@ pub struct Script {
     pub created: u64,
     /// Where the final `Check` is (1-based line); the `Balances` follows it.
     pub final_check: usize,
+    /// Three-phase commit ran in a script that pauses, cuts off, holds or loses: a split
+    /// decision (and the money it loses) is what that protocol may do when a slow node
+    /// is taken for a dead one, and what `Check` must report.
+    pub may_split: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +64,11 @@ struct Gen {
     txs: usize,
     lines: Vec<String>,
     allowed: BTreeMap<usize, Vec<&'static str>>,
+    /// A 3PC transfer may have run (the `Protocol` in force, or an option).
+    three_pc: bool,
+    /// A node was paused or cut off, or a channel held or a message lost: a wrong
+    /// suspicion, which three-phase commit's failure detector takes for a crash.
+    cut: bool,
 }
 
 const DOWN: &str = "is down";
@@ -102,6 +124,9 @@ impl Gen {
         if nowait {
             line.push_str(" nowait");
         }
+        let protocol = PROTOCOLS[self.rng.below(PROTOCOLS.len())];
+        line.push_str(protocol);
+        self.three_pc |= protocol.contains("3pc");
         self.txs += 1;
         self.push(line, vec![]);
     }
@@ -136,7 +161,7 @@ impl Gen {
         }
         let (a, c) = (self.node(), self.node());
         let b = self.other(a);
-        match self.rng.below(40) {
+        match self.rng.below(41) {
             0..=4 => {
                 let amount = self.amount();
                 let why = self.by(a);
@@ -204,6 +229,7 @@ impl Gen {
                     self.push(format!("Release {a} {b}"), vec![]);
                     self.held.remove(&(a, b));
                 } else {
+                    self.cut = true;
                     self.push(format!("Hold {a} {b}"), vec![]);
                     self.held.insert((a, b));
                 }
@@ -215,6 +241,7 @@ impl Gen {
                 }
             }
             27 => {
+                self.cut = true;
                 self.push(format!("Lose {a} {b}"), vec!["is empty", "carries money or is a marker"])
             }
             28..=29 => {
@@ -231,8 +258,55 @@ impl Gen {
                 let t = 1 + self.rng.below(self.txs);
                 self.push(format!("TxStatus T{t}"), vec![]);
             }
+            39 if self.rng.below(2) == 0 => self.pause_pattern(a, b, c),
+            39 => self.partition_pattern(a, b, c),
+            40 => {
+                let p = ["2pc", "3pc", "paxos"][self.rng.below(3)];
+                self.three_pc |= p == "3pc";
+                self.push(format!("Protocol {p}"), vec![]);
+            }
             _ => self.push("Stats".into(), vec![]),
         }
+    }
+
+    /// `Pause x`, a transfer and deliveries while it is stopped, `Resume x`.
+    fn pause_pattern(&mut self, x: usize, a: usize, b: usize) {
+        if a == b {
+            return;
+        }
+        self.cut = true;
+        let why = if self.life[x] == Life::Up { vec![] } else { vec![DOWN] };
+        self.push(format!("Pause {x}"), why);
+        let nowait = self.rng.below(2) == 0;
+        self.transfer(a, b, None, nowait);
+        self.push("ReceiveAll".into(), vec![]);
+        self.push("Balances".into(), vec![]);
+        self.push("Check".into(), vec![]);
+        self.push(format!("Resume {x}"), vec![DOWN, "is not paused"]);
+    }
+
+    /// `Partition` of one or two nodes, a transfer and deliveries across it, `Heal`.
+    fn partition_pattern(&mut self, x: usize, a: usize, b: usize) {
+        if a == b {
+            return;
+        }
+        self.cut = true;
+        let mut cut = format!("Partition {x}");
+        if self.rng.below(2) == 0 && self.n > 3 {
+            cut.push_str(&format!(" {}", self.other(x)));
+        }
+        self.push(cut, vec![]);
+        let nowait = self.rng.below(2) == 0;
+        self.transfer(a, b, None, nowait);
+        if self.rng.below(2) == 0 {
+            let amount = self.amount();
+            let why = self.by(a);
+            self.push(format!("Send {a} {b} {amount}"), why);
+        }
+        self.push("ReceiveAll".into(), vec![]);
+        self.push("Check".into(), vec![]);
+        self.push("Heal".into(), vec![]);
+        self.push("ReceiveAll".into(), vec![]);
     }
 }
 
@@ -248,6 +322,8 @@ pub fn fault_script(seed: u64, length: usize) -> Script {
         txs: 0,
         lines: Vec::new(),
         allowed: BTreeMap::new(),
+        three_pc: false,
+        cut: false,
     };
     g.push("StartMaster".into(), vec![]);
     let mut created = 0;
@@ -277,7 +353,8 @@ pub fn fault_script(seed: u64, length: usize) -> Script {
     g.push("Stats".into(), vec![]);
     let mut text = g.lines.join("\n");
     text.push('\n');
-    Script { text, allowed: g.allowed, created, final_check }
+    let may_split = g.three_pc && g.cut;
+    Script { text, allowed: g.allowed, created, final_check, may_split }
 }
 
 /// Holds a run of `script` to the rules: no line rejected but those it may be, for a
@@ -295,6 +372,22 @@ pub fn judge(script: &Script, stdout: &str, stderr: &str, status: i32) -> Result
             return Err(format!("line {n} was rejected, which it should not be: {line}"));
         }
         rejected += 1;
+    }
+    let split = stdout.lines().any(|l| l.starts_with("CHECK FAILED atomicity"));
+    if split && script.may_split {
+        // 3PC decided both ways under a pause or a partition: what it may do. Every
+        // transaction must still end, and no other Check may fail.
+        if let Some(l) = stdout
+            .lines()
+            .find(|l| l.starts_with("CHECK FAILED") && !l.starts_with("CHECK FAILED atomicity"))
+        {
+            return Err(format!("a Check failed: {l}"));
+        }
+        let last = stdout.lines().rfind(|l| l.starts_with("CHECK"));
+        if last.is_some_and(|l| l.starts_with("CHECK UNAVAILABLE")) {
+            return Err(format!("the last Check printed {last:?}"));
+        }
+        return ended(stdout, status, rejected, true);
     }
     if stdout.contains("CHECK FAILED") {
         return Err("a Check failed".into());
@@ -314,8 +407,15 @@ pub fn judge(script: &Script, stdout: &str, stderr: &str, status: i32) -> Result
     if sum != script.created {
         return Err(format!("the last Balances sum to {sum}, {} was created", script.created));
     }
-    // Every transaction has ended everywhere: decided, and nobody prepared or down. (A
-    // coordinator still waiting for votes prints NONE, as one that never heard of it.)
+    ended(stdout, status, rejected, false)
+}
+
+/// Every transaction has ended everywhere: decided, and nobody prepared or down. (A
+/// coordinator still waiting for votes prints NONE, as one that never heard of it.) The
+/// exit status says whether a line was rejected (or a Check failed: `split`).
+fn ended(stdout: &str, status: i32, rejected: usize, split: bool) -> Result<(), String> {
+    let lines: Vec<&str> = stdout.lines().collect();
+    let last = lines.iter().rposition(|l| l.starts_with("CHECK")).unwrap_or(0);
     for l in lines.iter().skip(last + 1).filter(|l| l.starts_with('T')) {
         let ended = l.split(' ').nth(1).is_some_and(|s| s == "COMMITTED" || s == "ABORTED");
         let open = ["PREPARED", "PRECOMMITTED", "DOWN", "PAUSED"]
@@ -325,7 +425,7 @@ pub fn judge(script: &Script, stdout: &str, stderr: &str, status: i32) -> Result
             return Err(format!("once every node is up, a transaction has not ended: {l}"));
         }
     }
-    let want_status = i32::from(rejected > 0);
+    let want_status = i32::from(rejected > 0 || split);
     if status != want_status {
         return Err(format!("exit status {status} with {rejected} lines rejected"));
     }

@@ -178,7 +178,7 @@ impl Master {
                 }
             }
             (Expect::TxStep { spec, nowait }, Report::TxStep(r)) => {
-                let decided = r.decided.filter(|d| d.0 == spec.tx).map(|d| d.1);
+                let decided = r.decided.iter().find(|d| d.0 == spec.tx).map(|d| d.1);
                 self.apply_tx_report(node, r, &mut outs);
                 if nowait {
                     // Decided at once (the coordinator's own NO): the decision, not STARTED.
@@ -189,7 +189,7 @@ impl Master {
                 }
             }
             (Expect::TxRun { spec }, Report::TxStep(r)) => {
-                let Some((tx, outcome)) = r.decided.filter(|d| d.0 == spec.tx) else {
+                let Some(&(tx, outcome)) = r.decided.iter().find(|d| d.0 == spec.tx) else {
                     return Err(Fatal(format!("bug: node {node} answered {} undecided", spec.tx)));
                 };
                 // The nodes finish it before their next command; a kill must wait for that.

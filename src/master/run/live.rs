@@ -253,7 +253,7 @@ impl Master {
         nowait: bool,
         r: &TxReport,
     ) -> Result<String, Fatal> {
-        let decided = r.decided.filter(|d| d.0 == spec.tx);
+        let decided = r.decided.iter().copied().find(|d| d.0 == spec.tx);
         if let Some((tx, outcome)) = decided {
             self.record_outcome(tx, outcome);
         }

@@ -273,7 +273,10 @@ impl Master {
         if !self.txns.specs.contains_key(&tx) {
             return; // a load's transaction: the load's summary counts it
         }
-        if self.txns.outcomes.insert(tx, outcome).is_none() {
+        // The first report stands: a later, contrary one is 3PC's split, which `Check`
+        // reports; the summary lines and `TxStatus` keep what was printed first.
+        if let std::collections::hash_map::Entry::Vacant(e) = self.txns.outcomes.entry(tx) {
+            e.insert(outcome);
             match outcome {
                 TxOutcome::Committed => {
                     self.txns.commits += 1;
@@ -453,7 +456,7 @@ impl Master {
     pub(super) fn apply_tx_report(&mut self, node: NodeId, r: TxReport, outs: &mut Vec<Out>) {
         if self.is_live() {
             // The ledger follows no channel in live mode.
-            if let Some((tx, outcome)) = r.decided {
+            for &(tx, outcome) in &r.decided {
                 self.record_outcome(tx, outcome);
             }
             return;
@@ -468,7 +471,7 @@ impl Master {
                 outs.push(Out::Trace(TraceEvent::Send { from: node, to, msg: ChannelMsg::Tx(m) }));
             }
         }
-        if let Some((tx, outcome)) = r.decided {
+        for &(tx, outcome) in &r.decided {
             self.record_outcome(tx, outcome);
         }
     }
