@@ -119,6 +119,7 @@ impl Master {
             .filter(|&tx| self.tx_nodes(tx).contains(&node))
             .collect();
         mine.sort();
+        let mine_again = mine.clone();
         self.drive(&mine)?;
         // Presumed abort: a coordinator that restarted with no decision logged for a
         // transaction it started has aborted it, whether or not anyone asks it (not so in
@@ -132,6 +133,32 @@ impl Master {
         for tx in undecided {
             let state = self.query(&[node], Some(tx))?.pop().and_then(|q| q.3);
             if matches!(state.as_deref(), Some("NONE" | "ABORTED")) {
+                self.record_outcome(tx, TxOutcome::Aborted(AbortReason::NodeDown));
+            }
+        }
+        self.nobody_holds_it(&mine_again)
+    }
+
+    /// A transfer undecided at the master that no node can commit any more: every node
+    /// of it runs, none waits on it, none of its messages is in a channel, and each says
+    /// `NONE` or `ABORTED` (so no participant holds a YES). That is an abort, which nobody
+    /// would report otherwise: a Paxos Commit coordinator restarted with nothing logged,
+    /// whose only participant to vote voted NO (fault script 2843).
+    fn nobody_holds_it(&mut self, txs: &[TxnId]) -> Result<(), Fatal> {
+        for &tx in txs {
+            let nodes = self.tx_nodes(tx);
+            let chans = self.tx_channels(tx);
+            let carried = self.sys().ledger.carries(&chans, tx);
+            if self.txns.outcomes.contains_key(&tx)
+                || carried
+                || !nodes.iter().all(|&n| self.runs(n))
+            {
+                continue;
+            }
+            let states = self.query(&nodes, Some(tx))?;
+            let waits = std::mem::take(&mut self.waiting).iter().any(|&(t, _)| t == tx);
+            let over = states.iter().all(|q| matches!(q.3.as_deref(), Some("NONE" | "ABORTED")));
+            if over && !waits {
                 self.record_outcome(tx, TxOutcome::Aborted(AbortReason::NodeDown));
             }
         }
