@@ -18,7 +18,7 @@
 //! after its last message), so every later command sees the transaction finished. The
 //! one exception: a debit side that coordinated a commit runs its next driven `Transfer`
 //! before the ack comes, and the credit side holds that ack back with its sync until its
-//! next forced record ([`LazyAck`]); any other command waits for the ack and asks for it
+//! next forced record (`LazyAck`); any other command waits for the ack and asks for it
 //! (`Message::Hurry`). The master asks for driven transfers only when the channels
 //! between the two are empty, so FIFO order is kept.
 //!
