@@ -17,9 +17,18 @@ use util::{run_with, TempDir};
 /// Lines per script.
 const LENGTH: usize = 80;
 
+/// Seeds of scripts that found a bug (see the commits that fixed them).
+const REGRESSIONS: [u64; 3] = [636, 2843, 7367];
+
 #[test]
 fn random_fault_scripts_end_and_balance() {
-    let seeds = util::seeds("FAULT_SCRIPT", "FAULT_SCRIPTS", 300);
+    let mut seeds = util::seeds("FAULT_SCRIPT", "FAULT_SCRIPTS", 300);
+    if std::env::var_os("FAULT_SCRIPT").is_none() {
+        // Scripts that once failed, beyond the first 300: a held channel splitting 3PC
+        // (636), transfers PENDING for ever after a Paxos Commit coordinator's restart
+        // (2843, 7367).
+        seeds.extend(REGRESSIONS.iter().filter(|s| !seeds.contains(s)).collect::<Vec<_>>());
+    }
     let tmp = TempDir::new("fault-scripts");
     let next = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());

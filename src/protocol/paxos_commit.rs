@@ -209,7 +209,17 @@ impl PaxosCommit {
                 }
             }
             PaxosMsg::Phase2b { tx, accepted, vote, no } => {
-                let Some(px) = self.txs.get_mut(&tx) else { return };
+                let Some(px) = self.txs.get_mut(&tx) else {
+                    // A NO vote decides the transfer wherever it lands: no ballot can choose
+                    // prepared for that participant's instance. A coordinator restarted with
+                    // nothing logged is the one to say so (fault script 7367).
+                    if let (Some(r), Some(v)) = (no, vote) {
+                        if !v.prepared && v.inst == from {
+                            cx.decided(tx, TxOutcome::Aborted(r));
+                        }
+                    }
+                    return;
+                };
                 for a in accepted.into_iter().flatten() {
                     let i = px.inst(a.inst);
                     px.heard.entry((i, a.bal, a.prepared)).or_default().insert(from);
