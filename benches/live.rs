@@ -14,11 +14,10 @@
 use std::io::{BufRead, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{fsync_costs, median, ms, piped_master};
+use common::{committed_per_s, figure, fsync_costs, median, median_f, ms, per_s, piped_master};
 
 const RUNS: usize = 5;
 
@@ -39,11 +38,11 @@ fn main() {
     println!("live mode, median of {RUNS} runs [min - max]");
     let snap8 = snapshot_under_load(&bin, 8);
     report("BeginSnapshot -> CollectState, 8 nodes", &snap8, "ms");
-    let tx8 = figure(&bin, &tmp, 8, "Load 40000 transfers seed 1", RUNS, committed_per_s);
+    let tx8 = figure(&bin, &tmp, 8, "", "Load 40000 transfers seed 1", RUNS, committed_per_s);
     report("committed transfers/s, 8 nodes, fsync on", &tx8, "/s");
-    let sends8 = figure(&bin, &tmp, 8, "Load 400000 sends seed 1", RUNS, per_s);
+    let sends8 = figure(&bin, &tmp, 8, "", "Load 400000 sends seed 1", RUNS, per_s);
     report("async Sends/s, 8 nodes", &sends8, "/s");
-    let sends64 = figure(&bin, &tmp, 64, "Load 400000 sends seed 1", 3, per_s);
+    let sends64 = figure(&bin, &tmp, 64, "", "Load 400000 sends seed 1", 3, per_s);
     report("async Sends/s, 64 nodes", &sends64, "/s");
     let snap64 = snapshot_under_load(&bin, 64);
     report("BeginSnapshot -> CollectState, 64 nodes", &snap64, "ms");
@@ -90,53 +89,6 @@ fn report(name: &str, v: &[f64], unit: &str) {
 
 fn verdict(what: &str, met: bool, ratio: f64, per: &str) {
     println!("{what:44} {}  ({ratio:.2} {per})", if met { "MET" } else { "NOT MET" });
-}
-
-/// Runs `load` on `n` nodes in live mode `runs` times; `pick` reads the figure from the
-/// LOAD line.
-fn figure(
-    bin: &Path,
-    tmp: &Path,
-    n: usize,
-    load: &str,
-    runs: usize,
-    pick: fn(&str) -> f64,
-) -> Vec<f64> {
-    let file = tmp.join(format!("live{n}.txt"));
-    let mut text = String::from("StartMaster\n");
-    for i in 1..=n {
-        text.push_str(&format!("CreateNode {i} 1000000000\n"));
-    }
-    text.push_str(&format!("Live on\n{load}\nCheck\n"));
-    std::fs::write(&file, text).expect("write");
-    (0..runs)
-        .map(|_| {
-            let out = Command::new(bin)
-                .args(["--seed", "1"])
-                .arg(&file)
-                .stderr(Stdio::null())
-                .output()
-                .expect("run bank-master");
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            assert!(stdout.contains("CHECK OK"), "{load} on {n} nodes: {stdout}");
-            let line = stdout.lines().find(|l| l.starts_with("LOAD ")).expect("a LOAD line");
-            pick(line)
-        })
-        .collect()
-}
-
-fn field(line: &str, name: &str) -> f64 {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(name).and_then(|v| v.parse().ok()))
-        .unwrap_or(0.0)
-}
-
-fn per_s(line: &str) -> f64 {
-    field(line, "per_s=")
-}
-
-fn committed_per_s(line: &str) -> f64 {
-    field(line, "committed=") / (field(line, "elapsed_ms=").max(1.0) / 1000.0)
 }
 
 /// Milliseconds from writing `BeginSnapshot` to reading the last line of the gathered
@@ -212,9 +164,4 @@ fn socket_baselines() -> (Duration, f64) {
             (median(rtts), rate)
         }
     }
-}
-
-fn median_f(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }

@@ -13,12 +13,10 @@
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-#[allow(dead_code)] // shared with the other benches; this one needs part of it
 mod common;
-use common::{median, ms, percentile, Appender};
+use common::{committed_per_s, figure, median, median_f, ms, percentile, Appender};
 
 const PROTOCOLS: [&str; 3] = ["2pc", "3pc", "paxos"];
 /// Forced writes in sequence on the path to the answer, layout B (notes §3.2): 2PC the
@@ -108,31 +106,6 @@ fn latency(bin: &Path, tmp: &Path, protocol: &str) -> (Vec<Duration>, Vec<Durati
 
 /// Committed transfers per second of a live load under `protocol` (median of 3).
 fn throughput(bin: &Path, tmp: &Path, protocol: &str) -> f64 {
-    let file = tmp.join(format!("load-{protocol}.txt"));
-    let mut text = String::from("StartMaster\n");
-    for i in 1..=8 {
-        text.push_str(&format!("CreateNode {i} 1000000000\n"));
-    }
-    text.push_str(&format!("Protocol {protocol}\nLive on\nLoad 20000 transfers seed 1\nCheck\n"));
-    std::fs::write(&file, text).expect("write");
-    let mut v: Vec<f64> = (0..3)
-        .map(|_| {
-            let out = Command::new(bin)
-                .args(["--seed", "1"])
-                .arg(&file)
-                .stderr(Stdio::null())
-                .output()
-                .expect("run bank-master");
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            assert!(stdout.contains("CHECK OK"), "{protocol}: {stdout}");
-            let line = stdout.lines().find(|l| l.starts_with("LOAD ")).expect("a LOAD line");
-            let field = |name: &str| -> f64 {
-                let at = line.find(&format!("{name}=")).expect("field") + name.len() + 1;
-                line[at..].split(' ').next().and_then(|v| v.parse().ok()).expect("a number")
-            };
-            field("committed") / (field("elapsed_ms") / 1e3)
-        })
-        .collect();
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[1]
+    let setup = format!("Protocol {protocol}\n");
+    median_f(figure(bin, tmp, 8, &setup, "Load 20000 transfers seed 1", 3, committed_per_s))
 }

@@ -1,6 +1,9 @@
-//! What both benchmarks measure the same way: medians and percentiles, and the disk's
+//! What the benchmarks measure the same way: medians and percentiles, and the disk's
 //! price of one promise (a 64-byte record forced with fdatasync), the baseline of every
 //! figure that waits for a force.
+
+// Each bench compiles this module for itself and uses part of it.
+#![allow(dead_code)]
 
 use std::io::BufReader;
 use std::path::Path;
@@ -86,4 +89,57 @@ pub fn median(v: Vec<Duration>) -> Duration {
 /// In milliseconds.
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// Runs `load` on `n` nodes in live mode `runs` times, after the command lines `setup`;
+/// `pick` reads the figure from the LOAD line.
+pub fn figure(
+    bin: &Path,
+    tmp: &Path,
+    n: usize,
+    setup: &str,
+    load: &str,
+    runs: usize,
+    pick: fn(&str) -> f64,
+) -> Vec<f64> {
+    let file = tmp.join(format!("live{n}.txt"));
+    let mut text = String::from("StartMaster\n");
+    for i in 1..=n {
+        text.push_str(&format!("CreateNode {i} 1000000000\n"));
+    }
+    text.push_str(&format!("{setup}Live on\n{load}\nCheck\n"));
+    std::fs::write(&file, text).expect("write");
+    (0..runs)
+        .map(|_| {
+            let out = Command::new(bin)
+                .args(["--seed", "1"])
+                .arg(&file)
+                .stderr(Stdio::null())
+                .output()
+                .expect("run bank-master");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(stdout.contains("CHECK OK"), "{load} on {n} nodes: {stdout}");
+            let line = stdout.lines().find(|l| l.starts_with("LOAD ")).expect("a LOAD line");
+            pick(line)
+        })
+        .collect()
+}
+
+pub fn field(line: &str, name: &str) -> f64 {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(name).and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0)
+}
+
+pub fn per_s(line: &str) -> f64 {
+    field(line, "per_s=")
+}
+
+pub fn committed_per_s(line: &str) -> f64 {
+    field(line, "committed=") / (field(line, "elapsed_ms=").max(1.0) / 1000.0)
+}
+
+pub fn median_f(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }

@@ -166,6 +166,9 @@ impl Node {
     ) -> io::Result<()> {
         // Transactions whose forced records this step wrote: one forced write each.
         let mut forced: Vec<TxnId> = Vec::new();
+        // The protocol of the last transaction that sent: a step's messages are mostly one
+        // transaction's, so the cost counting looks it up once.
+        let mut sender: Option<(TxnId, usize)> = None;
         for i in 0..out.len() {
             match out[i] {
                 Effect::Point(p) if self.armed == Some(p) => {
@@ -174,7 +177,12 @@ impl Node {
                 }
                 Effect::Send { to, msg } => {
                     if let ChannelMsg::Tx(m) = msg {
-                        self.costs[self.protocol_of(m.tx())].messages += 1;
+                        let p = match sender {
+                            Some((tx, p)) if tx == m.tx() => p,
+                            _ => self.protocol_of(m.tx()),
+                        };
+                        sender = Some((m.tx(), p));
+                        self.costs[p].messages += 1;
                     }
                     self.send_to_peer(to, msg)?
                 }

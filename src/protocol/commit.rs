@@ -16,7 +16,7 @@ use super::three_pc::ThreePc;
 use super::two_pc::{CoordState, TwoPc};
 use crate::ids::{Amount, NodeId, TxnId};
 use crate::wire::{AbortReason, CrashPoint, Protocol, TxMsg, TxOutcome, TxSpec, TxState};
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 /// What a machine's step can do: send (to another node, or to this node's other roles
 /// at once), log, reach a crash point, report a decision.
@@ -60,6 +60,29 @@ impl Ctx<'_> {
     /// This node decided `tx`.
     pub fn decided(&mut self, tx: TxnId, outcome: TxOutcome) {
         self.out.push(TxEffect::Decided { tx, outcome });
+    }
+
+    /// Tells the decision on `spec` (again) to every participant but this node and those
+    /// in `acked`: as `decision`, or, for a commit and when this node is the debit side,
+    /// as the money itself to the credit side (a `Credit` is applied once there).
+    pub fn tell_decision(
+        &mut self,
+        spec: TxSpec,
+        acked: &BTreeSet<NodeId>,
+        commit: bool,
+        decision: TxMsg,
+    ) {
+        for p in spec.participants() {
+            if p == self.me || acked.contains(&p) {
+                continue;
+            }
+            let msg = if commit && p == spec.to && spec.from == self.me {
+                spec.credit()
+            } else {
+                decision
+            };
+            self.push_send(p, msg);
+        }
     }
 }
 

@@ -433,17 +433,7 @@ impl PaxosCommit {
     ) {
         let Some(px) = self.txs.get_mut(&tx) else { return };
         if let Some(commit) = px.decided {
-            let spec = px.spec;
-            let me = cx.me;
-            for rm in spec.participants().into_iter().filter(|&r| r != me && !px.acks.contains(&r))
-            {
-                let msg = if commit && rm == spec.to && spec.from == cx.me {
-                    spec.credit()
-                } else {
-                    TxMsg::Decide { tx, commit }
-                };
-                cx.push_send(rm, msg);
-            }
+            cx.tell_decision(px.spec, &px.acks, commit, TxMsg::Decide { tx, commit });
             return;
         }
         let seen = [px.ballot, px.promised[0], px.promised[1]];

@@ -570,15 +570,8 @@ impl ThreePc {
                 }
                 Coord::Committed(_) => {
                     cx.decided(spec.tx, TxOutcome::Committed);
-                    let me = cx.me;
-                    for p in spec.participants().into_iter().filter(|&p| p != me) {
-                        let msg = if p == spec.to && spec.from == cx.me {
-                            spec.credit()
-                        } else {
-                            TxMsg::ThreePc(ThreeMsg::DoCommit { tx: spec.tx })
-                        };
-                        cx.push_send(p, msg);
-                    }
+                    let done = TxMsg::ThreePc(ThreeMsg::DoCommit { tx: spec.tx });
+                    cx.tell_decision(spec, &BTreeSet::new(), true, done);
                     if legs.applied(spec.tx) {
                         self.on_ack(cx, cx.me, spec.tx);
                     }

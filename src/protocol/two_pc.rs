@@ -356,20 +356,9 @@ fn apply_commit_locally(legs: &mut Legs, cx: &mut Ctx, spec: TxSpec) {
 }
 
 /// Coordinator `cx.me` finishing commit `spec`: the decision again to every other
-/// participant that has not acked, as the money itself to the credit side when this node
-/// is the debit side (a `Credit` is idempotent there).
+/// participant that has not acked.
 fn resend_commit(cx: &mut Ctx, spec: TxSpec, acks: &BTreeSet<NodeId>) {
-    for p in spec.participants() {
-        if p == cx.me || acks.contains(&p) {
-            continue;
-        }
-        let msg = if p == spec.to && spec.from == cx.me {
-            spec.credit()
-        } else {
-            TxMsg::Decide { tx: spec.tx, commit: true }
-        };
-        cx.push_send(p, msg);
-    }
+    cx.tell_decision(spec, acks, true, TxMsg::Decide { tx: spec.tx, commit: true });
 }
 
 #[cfg(test)]

@@ -119,24 +119,23 @@ impl Master {
             .filter(|&tx| self.tx_nodes(tx).contains(&node))
             .collect();
         mine.sort();
-        let mine_again = mine.clone();
         self.drive(&mine)?;
         // Presumed abort: a coordinator that restarted with no decision logged for a
         // transaction it started has aborted it, whether or not anyone asks it (not so in
         // Paxos Commit, where the participants' ballots may still commit it).
-        let mut undecided: Vec<TxnId> = mine
-            .into_iter()
+        let undecided: Vec<TxnId> = mine
+            .iter()
+            .copied()
             .filter(|t| self.txns.specs[t].coord == node && !self.txns.outcomes.contains_key(t))
             .filter(|&t| self.protocol_of(t) != Protocol::Paxos)
             .collect();
-        undecided.sort();
         for tx in undecided {
             let state = self.query(&[node], Some(tx))?.pop().and_then(|q| q.3);
             if matches!(state.as_deref(), Some("NONE" | "ABORTED")) {
                 self.record_outcome(tx, TxOutcome::Aborted(AbortReason::NodeDown));
             }
         }
-        self.nobody_holds_it(&mine_again)
+        self.nobody_holds_it(&mine)
     }
 
     /// A transfer undecided at the master that no node can commit any more: every node

@@ -225,7 +225,8 @@ impl Master {
         &mut self,
         spec: TxSpec,
         nowait: bool,
-        start: Control,
+        protocol: Protocol,
+        acceptors: [NodeId; 3],
     ) -> Result<(), Fatal> {
         let tx = spec.tx;
         if [spec.from, spec.to, spec.coord].iter().any(|&n| self.is_down(n)) {
@@ -235,9 +236,6 @@ impl Master {
             return Ok(());
         }
         let slot = self.push_await(Expect::LiveTx { spec, nowait });
-        let Control::Transfer { protocol, acceptors, .. } = start else {
-            unreachable!("a Transfer's start")
-        };
         let start = Control::Transfer { spec, drive: !nowait, protocol, acceptors };
         self.sys().command(spec.coord, start, slot)?;
         if !nowait {

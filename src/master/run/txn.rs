@@ -65,10 +65,10 @@ impl Master {
         if protocol != Protocol::TwoPc {
             self.txns.runs_by.insert(spec.tx, (protocol, acceptors));
         }
-        let start = Control::Transfer { spec, drive: false, protocol, acceptors };
         if self.is_live() {
-            return self.transfer_live(spec, nowait, start);
+            return self.transfer_live(spec, nowait, protocol, acceptors);
         }
+        let start = Control::Transfer { spec, drive: false, protocol, acceptors };
         let tx = spec.tx;
         if !self.runs(spec.coord) {
             // Nobody can coordinate it: it aborts before it starts.

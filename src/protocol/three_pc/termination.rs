@@ -34,17 +34,7 @@ impl ThreePc {
                 return;
             }
             Some((spec, Coord::Committed(acks))) => {
-                for p in spec.participants() {
-                    if p == cx.me || acks.contains(&p) {
-                        continue;
-                    }
-                    let msg = if p == spec.to && spec.from == cx.me {
-                        spec.credit()
-                    } else {
-                        TxMsg::ThreePc(ThreeMsg::DoCommit { tx })
-                    };
-                    cx.push_send(p, msg);
-                }
+                cx.tell_decision(spec, &acks, true, TxMsg::ThreePc(ThreeMsg::DoCommit { tx }));
                 return;
             }
             _ => {}
