@@ -32,6 +32,7 @@
 //! | [`master`] | the master process, its ledger, and the observer process |
 //! | [`output`] | every stdout line |
 //! | [`trace`] | `--trace` JSON lines |
+//! | [`draw`] | pictures of a trace: SVG, HTML, ShiViz |
 //! | [`process`] | spawning and ending child processes |
 //! | [`rng`] | seeded randomness |
 //! | [`wal`] | write-ahead logs (for the transfers of SPEC chapter 5) |
@@ -41,6 +42,7 @@
 
 pub mod cli;
 pub mod command;
+pub mod draw;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod ids;

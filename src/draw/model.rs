@@ -1,0 +1,552 @@
+//! The run a trace describes, as one model every picture is drawn from: its nodes, the
+//! events on each node in order, every message paired with its delivery or loss, and
+//! every snapshot's records and recorded channel messages.
+//!
+//! Pairing needs no message ids: channels are FIFO, so the k-th `send` on a channel is
+//! the one the k-th `deliver` or `lose` on that channel took (a crash drops nothing: the
+//! trace shows a message once, however often its sender resends it after a restart).
+//! Each message gets that number as its `seq`. A `deliver` with no send before it, or
+//! with another kind than its send, makes the trace invalid and names the line.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// A colour family: what a message is, for the picture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Class {
+    /// A plain `Send`'s money.
+    Transfer,
+    /// A Chandy–Lamport marker.
+    Marker,
+    /// A committed transfer's money moving (`Credit`).
+    Credit,
+    /// Two-phase commit control messages.
+    TwoPc,
+    /// Three-phase commit control messages.
+    ThreePc,
+    /// Paxos Commit control messages.
+    Paxos,
+}
+
+impl Class {
+    /// Every class, in legend order.
+    pub const ALL: [Class; 6] =
+        [Class::Transfer, Class::Marker, Class::Credit, Class::TwoPc, Class::ThreePc, Class::Paxos];
+
+    /// The word in CSS classes and the legend.
+    pub fn word(self) -> &'static str {
+        match self {
+            Class::Transfer => "transfer",
+            Class::Marker => "marker",
+            Class::Credit => "credit",
+            Class::TwoPc => "twopc",
+            Class::ThreePc => "threepc",
+            Class::Paxos => "paxos",
+        }
+    }
+}
+
+/// How a message's life ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// Delivered by this event (an index into [`Run::events`]).
+    Delivered(usize),
+    /// Lost from the channel by this event.
+    Lost(usize),
+    /// Still in the channel when the trace ends.
+    InFlight,
+}
+
+/// One message on a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Sender (an index into [`Run::nodes`]).
+    pub from: usize,
+    /// Receiver.
+    pub to: usize,
+    /// Its place on the channel: the k-th message sent on `from → to`, from 0.
+    pub seq: u64,
+    /// The trace's `kind`.
+    pub kind: String,
+    /// The transaction, for commit messages.
+    pub tx: Option<u64>,
+    /// The money it carries (Transfer, Credit).
+    pub amount: Option<u64>,
+    /// The snapshot, for markers.
+    pub snapshot: Option<u64>,
+    /// Colour family.
+    pub class: Class,
+    /// The send event.
+    pub send: usize,
+    /// Its delivery, loss, or neither.
+    pub end: End,
+}
+
+impl Message {
+    /// The short label drawn beside the arrow.
+    pub fn label(&self) -> String {
+        match (self.kind.as_str(), self.amount, self.snapshot, self.tx) {
+            ("Transfer", Some(a), _, _) => format!("${a}"),
+            ("Marker", _, Some(s), _) => format!("S{s}"),
+            ("Credit", Some(a), _, Some(t)) => format!("Credit T{t} ${a}"),
+            (k, _, _, Some(t)) => format!("{k} T{t}"),
+            (k, _, _, _) => k.to_string(),
+        }
+    }
+
+    /// The money the message moves from sender to receiver.
+    pub fn money(&self) -> Option<u64> {
+        match self.kind.as_str() {
+            "Transfer" | "Credit" => self.amount,
+            _ => None,
+        }
+    }
+}
+
+/// What happened at an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum What {
+    /// The node was created with a balance.
+    Create {
+        /// Opening balance.
+        balance: u64,
+    },
+    /// A message was sent (an index into [`Run::messages`]).
+    Send(usize),
+    /// A message was delivered.
+    Deliver(usize),
+    /// A message was lost from the channel into this node (drawn on the receiver).
+    Lose(usize),
+    /// A `Send` was refused.
+    ErrSend {
+        /// Receiver (an index into [`Run::nodes`]).
+        to: usize,
+        /// The amount asked for.
+        amount: u64,
+    },
+    /// The node's process died.
+    Crash,
+    /// The node's process restarted from its log.
+    Restart,
+    /// The node's process was stopped.
+    Pause,
+    /// The node's process was continued.
+    Resume,
+    /// The money held for unfinished transactions changed.
+    Held {
+        /// What is held now.
+        amount: u64,
+    },
+    /// The node recorded its state for a snapshot.
+    Record {
+        /// The snapshot.
+        snapshot: u64,
+        /// The balance recorded.
+        balance: u64,
+    },
+    /// `Partition` cut these nodes (indices) off from the rest.
+    Partition {
+        /// The nodes cut off.
+        cut: Vec<usize>,
+    },
+    /// `Heal` ended every partition.
+    Heal,
+}
+
+/// One event of a run, in trace order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The node it happened on, or `None` for Partition and Heal (every node).
+    pub node: Option<usize>,
+    /// What happened.
+    pub what: What,
+    /// The trace line (from 1).
+    pub line: usize,
+    /// The row it is drawn in: after the node's previous event and, for a delivery,
+    /// after its send (a Lamport clock that ticks by one row).
+    pub row: u32,
+}
+
+/// One snapshot of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Its id.
+    pub id: u64,
+    /// Each node's record event, by node index.
+    pub records: BTreeMap<usize, usize>,
+    /// The money messages it recorded in channels: sent before the sender recorded,
+    /// delivered after the receiver recorded.
+    pub recorded: Vec<usize>,
+    /// Whether `CollectState` gathered it.
+    pub collected: bool,
+}
+
+/// One `StartMaster`'s system, from its `start` to the next.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Run {
+    /// The trace line of its `start` (0 when the trace has none).
+    pub start_line: usize,
+    /// Node ids, ascending: column order.
+    pub nodes: Vec<u32>,
+    /// Events in trace order.
+    pub events: Vec<Event>,
+    /// Messages in send order.
+    pub messages: Vec<Message>,
+    /// Snapshots by id.
+    pub snapshots: Vec<Snapshot>,
+    /// Rows used (the last event's row + 1).
+    pub rows: u32,
+}
+
+/// Every run of a trace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Model {
+    /// Runs in order.
+    pub runs: Vec<Run>,
+    /// Events in the trace.
+    pub events: usize,
+}
+
+/// Builds the model of a whole trace.
+///
+/// # Errors
+/// A line that is not a trace event, or a delivery no send explains, naming the line.
+pub fn build(trace: &str) -> Result<Model, String> {
+    let mut model = Model::default();
+    let mut lines: Vec<(usize, serde_json::Value)> = Vec::new();
+    for (i, text) in trace.lines().enumerate() {
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| format!("trace line {}: not a JSON object: {e}", i + 1))?;
+        if !v.is_object() {
+            return Err(format!("trace line {}: not a JSON object", i + 1));
+        }
+        if v["ev"] == "start" && !lines.is_empty() {
+            model.runs.push(build_run(&lines)?);
+            lines.clear();
+        }
+        lines.push((i + 1, v));
+        model.events += 1;
+    }
+    if !lines.is_empty() {
+        model.runs.push(build_run(&lines)?);
+    }
+    Ok(model)
+}
+
+fn field(v: &serde_json::Value, line: usize, key: &str) -> Result<u64, String> {
+    v[key].as_u64().ok_or_else(|| format!("trace line {line}: no whole number {key:?}"))
+}
+
+/// Which commit protocol each transaction ran, from the messages only one protocol
+/// sends: 3PC's PreCommit/DoCommit/StateReq/State, Paxos Commit's phases and votes.
+/// A transaction that aborted before such a message looks like 2PC.
+fn protocols(lines: &[(usize, serde_json::Value)]) -> BTreeMap<u64, Class> {
+    let mut by_tx = BTreeMap::new();
+    for (_, v) in lines {
+        let (Some(kind), Some(tx)) = (v["kind"].as_str(), v["tx"].as_u64()) else { continue };
+        let class = match kind {
+            "PreCommit" | "PreCommitAck" | "DoCommit" | "StateReq" | "State" => Class::ThreePc,
+            "Phase1a" | "Phase1b" | "Phase2a" | "Phase2b" => Class::Paxos,
+            "Prepare" if v.get("vote").is_some() => Class::Paxos,
+            _ => continue,
+        };
+        by_tx.insert(tx, class);
+    }
+    by_tx
+}
+
+fn build_run(lines: &[(usize, serde_json::Value)]) -> Result<Run, String> {
+    let protocol = protocols(lines);
+    let mut ids = BTreeSet::new();
+    for (line, v) in lines {
+        for key in ["node", "from", "to"] {
+            if let Some(n) = v.get(key) {
+                let n = n.as_u64().filter(|&n| n <= u64::from(u32::MAX));
+                let n = n.ok_or_else(|| format!("trace line {line}: {key:?} is not a node id"))?;
+                ids.insert(n as u32);
+            }
+        }
+    }
+    let nodes: Vec<u32> = ids.into_iter().collect();
+    let index = |id: u64| nodes.binary_search(&(id as u32)).unwrap_or(0);
+    let mut run = Run { start_line: 0, nodes: nodes.clone(), ..Run::default() };
+    let mut channels: BTreeMap<(usize, usize), (u64, VecDeque<usize>)> = BTreeMap::new();
+    let mut rows = Rows { last: vec![None; nodes.len()], floor: 0 };
+    let mut creating = false;
+    let mut snapshots: BTreeMap<u64, Snapshot> = BTreeMap::new();
+    for (line, v) in lines {
+        let line = *line;
+        let ev = v["ev"].as_str().unwrap_or("");
+        let node = |key: &str| field(v, line, key).map(index);
+        let mut at = |run: &mut Run, node: usize, what: What, after: Option<u32>| {
+            rows.place(run, node, what, line, after)
+        };
+        if ev != "create" {
+            creating = false;
+        }
+        match ev {
+            "start" => run.start_line = line,
+            "create" => {
+                let n = node("node")?;
+                let balance = field(v, line, "balance")?;
+                if !creating {
+                    // A batch of CreateNode lines starts below everything drawn so far.
+                    rows.floor = run.rows;
+                    creating = true;
+                }
+                rows.last[n] = None;
+                rows.place(&mut run, n, What::Create { balance }, line, None);
+            }
+            "send" => {
+                let (from, to) = (node("from")?, node("to")?);
+                let kind = v["kind"].as_str().unwrap_or("?").to_string();
+                let tx = v["tx"].as_u64();
+                let class = match kind.as_str() {
+                    "Transfer" => Class::Transfer,
+                    "Marker" => Class::Marker,
+                    "Credit" => Class::Credit,
+                    _ => tx.and_then(|t| protocol.get(&t).copied()).unwrap_or(Class::TwoPc),
+                };
+                let msg = run.messages.len();
+                let chan = channels.entry((from, to)).or_default();
+                let seq = chan.0;
+                chan.0 += 1;
+                chan.1.push_back(msg);
+                let send = at(&mut run, from, What::Send(msg), None);
+                run.messages.push(Message {
+                    from,
+                    to,
+                    seq,
+                    kind,
+                    tx,
+                    amount: v["amount"].as_u64(),
+                    snapshot: v["snapshot"].as_u64(),
+                    class,
+                    send,
+                    end: End::InFlight,
+                });
+            }
+            "deliver" | "lose" => {
+                let (from, to) = (node("from")?, node("to")?);
+                let head = channels.get_mut(&(from, to)).and_then(|c| c.1.pop_front());
+                let Some(msg) = head else {
+                    return Err(format!(
+                        "trace line {line}: {ev} on channel {} -> {} with nothing sent on it",
+                        nodes[from], nodes[to]
+                    ));
+                };
+                let kind = v["kind"].as_str().unwrap_or("?");
+                if run.messages[msg].kind != kind {
+                    return Err(format!(
+                        "trace line {line}: {ev} of a {kind} on channel {} -> {}, whose head \
+                         is a {} (trace line {})",
+                        nodes[from],
+                        nodes[to],
+                        run.messages[msg].kind,
+                        run.events[run.messages[msg].send].line
+                    ));
+                }
+                let after = Some(run.events[run.messages[msg].send].row);
+                if ev == "deliver" {
+                    let e = at(&mut run, to, What::Deliver(msg), after);
+                    run.messages[msg].end = End::Delivered(e);
+                } else {
+                    let e = at(&mut run, to, What::Lose(msg), after);
+                    run.messages[msg].end = End::Lost(e);
+                }
+            }
+            "err_send" => {
+                let (from, to) = (node("from")?, node("to")?);
+                let amount = field(v, line, "amount")?;
+                at(&mut run, from, What::ErrSend { to, amount }, None);
+            }
+            "crash" => _ = at(&mut run, node("node")?, What::Crash, None),
+            "restart" => _ = at(&mut run, node("node")?, What::Restart, None),
+            "pause" => _ = at(&mut run, node("node")?, What::Pause, None),
+            "resume" => _ = at(&mut run, node("node")?, What::Resume, None),
+            "held" => {
+                let amount = field(v, line, "amount")?;
+                at(&mut run, node("node")?, What::Held { amount }, None);
+            }
+            "record" => {
+                let snapshot = field(v, line, "snapshot")?;
+                let balance = field(v, line, "balance")?;
+                let n = node("node")?;
+                let e = at(&mut run, n, What::Record { snapshot, balance }, None);
+                let s = snapshots.entry(snapshot).or_insert_with(|| Snapshot {
+                    id: snapshot,
+                    records: BTreeMap::new(),
+                    recorded: Vec::new(),
+                    collected: false,
+                });
+                s.records.insert(n, e);
+            }
+            "collect" => {
+                let id = field(v, line, "snapshot")?;
+                if let Some(s) = snapshots.get_mut(&id) {
+                    s.collected = true;
+                }
+            }
+            "partition" | "heal" => {
+                let cut = match v["nodes"].as_array() {
+                    Some(list) => list
+                        .iter()
+                        .map(|n| n.as_u64().map(index))
+                        .collect::<Option<Vec<usize>>>()
+                        .ok_or_else(|| format!("trace line {line}: \"nodes\" are not ids"))?,
+                    None => Vec::new(),
+                };
+                // Every node's line crosses it: it happens below everything before it.
+                let row = run.rows;
+                rows.floor = row + 1;
+                run.rows = row + 1;
+                let what = if ev == "heal" { What::Heal } else { What::Partition { cut } };
+                run.events.push(Event { node: None, what, line, row });
+            }
+            other => return Err(format!("trace line {line}: unknown event {other:?}")),
+        }
+    }
+    for mut s in snapshots.into_values() {
+        s.recorded = recorded(&run, &s);
+        run.snapshots.push(s);
+    }
+    Ok(run)
+}
+
+/// Where each node's next event may go.
+struct Rows {
+    /// Each node's last row.
+    last: Vec<Option<u32>>,
+    /// No event goes above this row (the last partition or heal, a batch of creates).
+    floor: u32,
+}
+
+impl Rows {
+    /// Puts an event on `node` below its previous one and below `after` (its send's row).
+    fn place(
+        &mut self,
+        run: &mut Run,
+        node: usize,
+        what: What,
+        line: usize,
+        after: Option<u32>,
+    ) -> usize {
+        let own = self.last[node].map_or(self.floor, |r| (r + 1).max(self.floor));
+        let row = own.max(after.map_or(0, |r| r + 1));
+        self.last[node] = Some(row);
+        run.rows = run.rows.max(row + 1);
+        run.events.push(Event { node: Some(node), what, line, row });
+        run.events.len() - 1
+    }
+}
+
+/// The money messages snapshot `s` recorded: sent before the sender's record and
+/// delivered after the receiver's record (both in each node's own order).
+fn recorded(run: &Run, s: &Snapshot) -> Vec<usize> {
+    let mut out = Vec::new();
+    for (i, m) in run.messages.iter().enumerate() {
+        let (Some(&rf), Some(&rt), End::Delivered(d)) =
+            (s.records.get(&m.from), s.records.get(&m.to), m.end)
+        else {
+            continue;
+        };
+        if m.money().is_some() && m.send < rf && d > rt {
+            out.push(i);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ARG: &str = r#"{"ev":"start"}
+{"ev":"create","node":1,"balance":1000}
+{"ev":"create","node":2,"balance":500}
+{"ev":"send","from":1,"to":2,"kind":"Transfer","amount":300}
+{"ev":"send","from":2,"to":1,"kind":"Transfer","amount":100}
+{"ev":"record","node":1,"snapshot":0,"balance":700}
+{"ev":"send","from":1,"to":2,"kind":"Marker","snapshot":0}
+{"ev":"deliver","from":1,"to":2,"kind":"Transfer","amount":300}
+{"ev":"deliver","from":1,"to":2,"kind":"Marker","snapshot":0}
+{"ev":"record","node":2,"snapshot":0,"balance":700}
+{"ev":"send","from":2,"to":1,"kind":"Marker","snapshot":0}
+{"ev":"deliver","from":2,"to":1,"kind":"Transfer","amount":100}
+{"ev":"deliver","from":2,"to":1,"kind":"Marker","snapshot":0}
+{"ev":"collect","snapshot":0}
+"#;
+
+    // FIFO pairing, rows after sends, and the recorded channel messages of a snapshot.
+    #[test]
+    fn pairs_messages_and_finds_what_a_snapshot_recorded() {
+        let m = build(ARG).unwrap();
+        let run = &m.runs[0];
+        assert_eq!(run.nodes, [1, 2]);
+        assert_eq!(run.messages.len(), 4);
+        for msg in &run.messages {
+            let End::Delivered(d) = msg.end else { panic!("{msg:?} not delivered") };
+            assert!(run.events[d].row > run.events[msg.send].row);
+            assert_eq!(run.events[d].node, Some(msg.to));
+        }
+        let s = &run.snapshots[0];
+        assert!(s.collected);
+        assert_eq!(s.records.len(), 2);
+        // 300 was delivered before 2 recorded (in its state); 100 after 1 recorded.
+        let amounts: Vec<u64> =
+            s.recorded.iter().map(|&i| run.messages[i].amount.unwrap()).collect();
+        assert_eq!(amounts, [100]);
+        assert_eq!(run.messages[2].seq, 1);
+    }
+
+    #[test]
+    fn bad_traces_name_the_line() {
+        let cases = [
+            ("{\"ev\":\"start\"}\nnot json", "trace line 2"),
+            (r#"{"ev":"deliver","from":1,"to":2,"kind":"Transfer","amount":1}"#, "nothing sent"),
+            (
+                "{\"ev\":\"send\",\"from\":1,\"to\":2,\"kind\":\"Transfer\",\"amount\":1}\n\
+                 {\"ev\":\"deliver\",\"from\":1,\"to\":2,\"kind\":\"Marker\",\"snapshot\":0}",
+                "whose head is a Transfer (trace line 1)",
+            ),
+            (r#"{"ev":"teleport"}"#, "unknown event"),
+            (r#"{"ev":"crash","node":-1}"#, "not a node id"),
+            (r#"[1]"#, "not a JSON object"),
+        ];
+        for (trace, want) in cases {
+            let err = build(trace).unwrap_err();
+            assert!(err.contains(want), "{trace}: {err}");
+        }
+    }
+
+    // Each StartMaster is its own run; a partition is drawn below everything before it.
+    #[test]
+    fn runs_split_at_start_and_partitions_span_every_line() {
+        let t = "{\"ev\":\"start\"}\n{\"ev\":\"create\",\"node\":1,\"balance\":5}\n\
+                 {\"ev\":\"create\",\"node\":2,\"balance\":5}\n\
+                 {\"ev\":\"crash\",\"node\":1}\n{\"ev\":\"partition\",\"nodes\":[2]}\n\
+                 {\"ev\":\"held\",\"node\":1,\"amount\":3}\n{\"ev\":\"start\"}\n";
+        let m = build(t).unwrap();
+        assert_eq!(m.runs.len(), 2);
+        let ev = &m.runs[0].events;
+        assert_eq!(ev.iter().map(|e| e.row).collect::<Vec<_>>(), [0, 0, 1, 2, 3]);
+        assert_eq!(ev[3].what, What::Partition { cut: vec![1] });
+        assert_eq!(m.events, 7);
+    }
+
+    // A transaction is coloured by the protocol its messages show.
+    #[test]
+    fn commit_messages_take_their_protocols_colour() {
+        let t = "{\"ev\":\"send\",\"from\":1,\"to\":2,\"kind\":\"Prepare\",\"tx\":1}\n\
+                 {\"ev\":\"send\",\"from\":1,\"to\":2,\"kind\":\"PreCommit\",\"tx\":1}\n\
+                 {\"ev\":\"send\",\"from\":1,\"to\":2,\"kind\":\"Prepare\",\"tx\":2}\n\
+                 {\"ev\":\"send\",\"from\":1,\"to\":2,\"kind\":\"Phase2b\",\"tx\":3}\n";
+        let run = &build(t).unwrap().runs[0];
+        let classes: Vec<Class> = run.messages.iter().map(|m| m.class).collect();
+        assert_eq!(classes, [Class::ThreePc, Class::ThreePc, Class::TwoPc, Class::Paxos]);
+        assert!(run.messages.iter().all(|m| m.end == End::InFlight));
+    }
+}

@@ -1,0 +1,277 @@
+//! The ShiViz log of a model, and a checker of the rules ShiViz enforces when it opens one.
+//!
+//! Line 1 is the parse regex, line 2 the execution delimiter (empty for one run, else
+//! `=== (?<trace>.*) ===` and a `=== Run k ===` line before each run), then two lines per
+//! event: `node<id> {"node<id>":n, ...}` and the event text. Clocks follow GoVector's rule:
+//! every event ticks its node's own entry; a delivery then takes the entry-wise maximum
+//! with its send's clock. A loss is the channel's doing, not a node's, so it is no event
+//! here (its send stays a local event, as ShiViz shows an unanswered send).
+
+use super::model::{End, Model, Run, What};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// The regex on line 1.
+pub const REGEX: &str = r"(?<host>\S*) (?<clock>{.*})\n(?<event>.*)";
+/// The delimiter on line 2 when there are several runs.
+pub const DELIMITER: &str = r"=== (?<trace>.*) ===";
+
+type Clock = BTreeMap<u32, u64>;
+
+/// The whole log.
+pub fn render(model: &Model) -> String {
+    let mut s = String::new();
+    let several = model.runs.len() > 1;
+    let _ = writeln!(s, "{REGEX}");
+    let _ = writeln!(s, "{}", if several { DELIMITER } else { "" });
+    for (k, run) in model.runs.iter().enumerate() {
+        if several {
+            let _ = writeln!(s, "=== Run {} ===", k + 1);
+        }
+        run_log(&mut s, run);
+    }
+    s
+}
+
+fn run_log(s: &mut String, run: &Run) {
+    let mut clocks: Vec<Clock> = vec![Clock::new(); run.nodes.len()];
+    let mut at_send: BTreeMap<usize, Clock> = BTreeMap::new();
+    for e in &run.events {
+        let nodes: Vec<usize> = match (&e.what, e.node) {
+            (What::Lose(_), _) => continue,
+            (What::Partition { cut }, None) => cut.clone(),
+            (What::Heal, None) => (0..run.nodes.len()).filter(|&n| !clocks[n].is_empty()).collect(),
+            (_, Some(n)) => vec![n],
+            (_, None) => continue,
+        };
+        for n in nodes {
+            let id = run.nodes[n];
+            *clocks[n].entry(id).or_insert(0) += 1;
+            if let What::Deliver(m) = e.what {
+                let msg = &run.messages[m];
+                if let Some(sent) = at_send.get(&msg.send) {
+                    for (&h, &v) in sent {
+                        let mine = clocks[n].entry(h).or_insert(0);
+                        *mine = (*mine).max(v);
+                    }
+                }
+            }
+            if let What::Send(m) = e.what {
+                if !matches!(run.messages[m].end, End::InFlight | End::Lost(_)) {
+                    at_send.insert(run.messages[m].send, clocks[n].clone());
+                }
+            }
+            let entries: Vec<String> =
+                clocks[n].iter().map(|(h, v)| format!("\"node{h}\":{v}")).collect();
+            let _ = writeln!(s, "node{id} {{{}}}", entries.join(", "));
+            let _ = writeln!(s, "{}", describe(run, &e.what, n));
+        }
+    }
+}
+
+fn describe(run: &Run, what: &What, n: usize) -> String {
+    let id = run.nodes[n];
+    match what {
+        What::Create { balance } => format!("create node{id} balance=${balance}"),
+        What::Send(m) => {
+            let m = &run.messages[*m];
+            format!("send {} node{id}->node{}", m.label(), run.nodes[m.to])
+        }
+        What::Deliver(m) => {
+            let m = &run.messages[*m];
+            format!("deliver {} node{}->node{id}", m.label(), run.nodes[m.from])
+        }
+        What::Lose(_) => String::new(),
+        What::ErrSend { to, amount } => {
+            format!("err_send ${amount} node{id}->node{} refused", run.nodes[*to])
+        }
+        What::Crash => "crash".to_string(),
+        What::Restart => "restart from the log".to_string(),
+        What::Pause => "pause".to_string(),
+        What::Resume => "resume".to_string(),
+        What::Held { amount } => format!("held ${amount}"),
+        What::Record { snapshot, balance } => {
+            format!("record snapshot S{snapshot} balance=${balance}")
+        }
+        What::Partition { .. } => "partition: cut off from the rest".to_string(),
+        What::Heal => "heal".to_string(),
+    }
+}
+
+/// Checks a log against what ShiViz requires before it draws one: the two header lines,
+/// every event in the regex's shape with a JSON clock, the host's own entry present and
+/// counting 1, 2, 3, … over its events, no entry of 0, every host in a clock having
+/// events, no value above that host's event count, and each host's clock never going
+/// back. Returns the number of events.
+///
+/// # Errors
+/// The first rule broken, with the line.
+pub fn check(log: &str) -> Result<usize, String> {
+    let lines: Vec<&str> = log.lines().collect();
+    if lines.len() < 2 || lines[0] != REGEX {
+        return Err("line 1 is not the parse regex".to_string());
+    }
+    let delimited = match lines[1] {
+        "" => false,
+        DELIMITER => true,
+        other => return Err(format!("line 2 is not a delimiter regex: {other:?}")),
+    };
+    let mut events = 0;
+    let mut i = 2;
+    let mut runs = Vec::new();
+    let mut current: Vec<(usize, String, Clock)> = Vec::new();
+    let mut names = std::collections::BTreeSet::new();
+    while i < lines.len() {
+        let line = lines[i];
+        if delimited && line.starts_with("=== ") && line.ends_with(" ===") && line.len() > 8 {
+            if !names.insert(line) {
+                return Err(format!("line {}: execution names must be unique", i + 1));
+            }
+            runs.push(std::mem::take(&mut current));
+            i += 1;
+            continue;
+        }
+        let Some(event) = lines.get(i + 1) else {
+            return Err(format!("line {}: a clock line with no event line after it", i + 1));
+        };
+        let _ = event;
+        let (host, clock) = line
+            .split_once(' ')
+            .filter(|(h, c)| {
+                !h.is_empty()
+                    && !h.contains(char::is_whitespace)
+                    && c.starts_with('{')
+                    && c.ends_with('}')
+            })
+            .ok_or_else(|| format!("line {}: not `host {{clock}}`: {line:?}", i + 1))?;
+        let value: serde_json::Value = serde_json::from_str(clock)
+            .map_err(|e| format!("line {}: the clock is not JSON: {e}", i + 1))?;
+        let obj = value
+            .as_object()
+            .ok_or_else(|| format!("line {}: the clock is not an object", i + 1))?;
+        let mut parsed = Clock::new();
+        for (h, v) in obj {
+            let v = v.as_u64().ok_or_else(|| format!("line {}: {h} is not a count", i + 1))?;
+            if v == 0 {
+                return Err(format!("line {}: {h} has the value 0", i + 1));
+            }
+            let num = h.strip_prefix("node").and_then(|n| n.parse().ok()).unwrap_or(u32::MAX);
+            if num == u32::MAX {
+                // Hosts that are not ours still count: key them by name.
+                return Err(format!("line {}: host name {h:?} is not node<id>", i + 1));
+            }
+            parsed.insert(num, v);
+        }
+        current.push((i + 1, host.to_string(), parsed));
+        events += 1;
+        i += 2;
+    }
+    runs.push(current);
+    for run in runs {
+        let mut count: BTreeMap<String, u64> = BTreeMap::new();
+        let mut last: BTreeMap<String, Clock> = BTreeMap::new();
+        for (line, host, clock) in &run {
+            let n = count.entry(host.clone()).or_insert(0);
+            *n += 1;
+            let own = host.strip_prefix("node").and_then(|h| h.parse::<u32>().ok());
+            let Some(own) = own else {
+                return Err(format!("line {line}: host {host:?} is not node<id>"));
+            };
+            match clock.get(&own) {
+                None => {
+                    return Err(format!(
+                        "line {line}: local host {host:?} is missing from its clock"
+                    ))
+                }
+                Some(&v) if v != *n => {
+                    return Err(format!(
+                        "line {line}: the clock of {host} goes to {v} at its event {n}: it must \
+                         count 1, 2, 3, …"
+                    ))
+                }
+                _ => {}
+            }
+            if let Some(prev) = last.get(host) {
+                for (h, v) in prev {
+                    if clock.get(h).copied().unwrap_or(0) < *v {
+                        return Err(format!("line {line}: {host}'s entry for node{h} went back"));
+                    }
+                }
+            }
+            last.insert(host.clone(), clock.clone());
+        }
+        for (line, host, clock) in &run {
+            for (h, v) in clock {
+                let name = format!("node{h}");
+                match count.get(&name) {
+                    None => {
+                        return Err(format!(
+                            "line {line}: {host}'s clock names {name}, which has no events"
+                        ))
+                    }
+                    Some(c) if v > c => {
+                        return Err(format!(
+                            "line {line}: {host}'s clock gives {name} {v}, but it has {c} events"
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TRACE: &str = r#"{"ev":"start"}
+{"ev":"create","node":1,"balance":10}
+{"ev":"create","node":2,"balance":10}
+{"ev":"send","from":1,"to":2,"kind":"Transfer","amount":3}
+{"ev":"send","from":1,"to":2,"kind":"Transfer","amount":4}
+{"ev":"deliver","from":1,"to":2,"kind":"Transfer","amount":3}
+{"ev":"lose","from":1,"to":2,"kind":"Transfer","amount":4}
+{"ev":"partition","nodes":[2]}
+{"ev":"heal"}
+"#;
+
+    #[test]
+    fn export_follows_govector_and_passes_the_rules() {
+        let model = super::super::model::build(TRACE).unwrap();
+        let log = render(&model);
+        let want = format!(
+            "{REGEX}\n\nnode1 {{\"node1\":1}}\ncreate node1 balance=$10\n\
+             node2 {{\"node2\":1}}\ncreate node2 balance=$10\n\
+             node1 {{\"node1\":2}}\nsend $3 node1->node2\n\
+             node1 {{\"node1\":3}}\nsend $4 node1->node2\n\
+             node2 {{\"node1\":2, \"node2\":2}}\ndeliver $3 node1->node2\n\
+             node2 {{\"node1\":2, \"node2\":3}}\npartition: cut off from the rest\n\
+             node1 {{\"node1\":4}}\nheal\nnode2 {{\"node1\":2, \"node2\":4}}\nheal\n"
+        );
+        assert_eq!(log, want);
+        assert_eq!(check(&log), Ok(8));
+    }
+
+    // Each rule ShiViz enforces is caught, including the broken sample's wrong value.
+    #[test]
+    fn the_checker_refuses_what_shiviz_refuses() {
+        let head = format!("{REGEX}\n\n");
+        let cases = [
+            ("node1 {\"node1\":1}\na\nnode1 {\"node1\":3}\nb\n", "must count"),
+            ("node1 {\"node2\":1}\na\n", "missing from its clock"),
+            ("node1 {\"node1\":1, \"node2\":1}\na\n", "no events"),
+            ("node1 {\"node1\":1}\na\nnode2 {\"node1\":2, \"node2\":1}\nb\n", "has 1 events"),
+            ("node1 {\"node1\":1, \"node2\":0}\na\n", "the value 0"),
+            ("node1 {node1:1}\na\n", "not JSON"),
+            ("node1\na\n", "not `host {clock}`"),
+            ("node1 {\"node1\":1}\n", "no event line"),
+        ];
+        for (body, want) in cases {
+            let err = check(&format!("{head}{body}")).unwrap_err();
+            assert!(err.contains(want), "{body}: {err}");
+        }
+        assert!(check("x\n\n").is_err());
+    }
+}
