@@ -46,6 +46,16 @@ pub struct Cli {
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// Serve a live page of the run (default 127.0.0.1 on a free port); its address, with
+    /// a token made for this run, goes to stderr. With FILE, the file runs first and the
+    /// page stays up for more commands until Ctrl-C or a KillAll from the page.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "")]
+    pub web: Option<String>,
+
+    /// With --web and FILE: run the file one line per click of the page's Step button.
+    #[arg(long)]
+    pub step: bool,
+
     /// Give up (error, exit status 1) when no process has answered for this many
     /// seconds: a bug, never a wait of the protocols (their timeouts are logical).
     #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]

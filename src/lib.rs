@@ -33,6 +33,7 @@
 //! | [`output`] | every stdout line |
 //! | [`trace`] | `--trace` JSON lines |
 //! | [`draw`] | pictures of a trace: SVG, HTML, ShiViz |
+//! | [`web`] | `--web`: the live page's server |
 //! | [`process`] | spawning and ending child processes |
 //! | [`rng`] | seeded randomness |
 //! | [`wal`] | write-ahead logs (for the transfers of SPEC chapter 5) |
@@ -56,4 +57,5 @@ pub mod rng;
 pub mod trace;
 pub mod transport;
 pub mod wal;
+pub mod web;
 pub mod wire;

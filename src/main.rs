@@ -75,6 +75,23 @@ fn run_master() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    let mut cli = cli;
+    // `--web FILE`: the optional address is a file that exists, not an address.
+    if let Some(addr) = cli.web.clone() {
+        let not_addr = addr.parse::<std::net::SocketAddr>().is_err()
+            && addr.parse::<std::net::IpAddr>().is_err();
+        if !addr.is_empty() && not_addr && Path::new(&addr).exists() {
+            if let Some(f) = cli.file.take() {
+                cli.more.insert(0, f);
+            }
+            cli.file = Some(addr.into());
+            cli.web = Some(String::new());
+        }
+    }
+    if cli.step && (cli.web.is_none() || cli.file.is_none()) {
+        eprintln!("error: --step runs a FILE one line per click of the live page: give --web and a FILE");
+        return ExitCode::from(2);
+    }
     let file = match (&cli.file, cli.more.as_slice()) {
         (file, []) => file.clone(),
         (first, more) => {
@@ -119,7 +136,7 @@ fn run_master() -> ExitCode {
         },
         _ => {
             let interactive = std::io::stdin().is_terminal();
-            if interactive {
+            if interactive && cli.web.is_none() {
                 eprintln!("bank-master: type commands, 'help' for the list, Ctrl-D to end");
             }
             // Read on the master's own thread (a reader thread would cost a hand-off per line).
@@ -137,7 +154,26 @@ fn run_master() -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    let web = match cli.web.as_deref() {
+        None => None,
+        Some(addr) => match bank::web::Web::start((!addr.is_empty()).then_some(addr)) {
+            Ok(w) => {
+                eprintln!("bank-master: live page at {}", w.url());
+                Some(w)
+            }
+            Err(why) => {
+                eprintln!("error: {why}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let input = match (web.is_some(), input) {
+        (true, Input::Text(text)) => Input::Web { file: Some(text), step: cli.step },
+        (true, _) => Input::Web { file: None, step: false },
+        (false, input) => input,
+    };
     let config = Config {
+        web,
         input,
         seed,
         trace: cli.trace,

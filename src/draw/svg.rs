@@ -580,18 +580,22 @@ fn draw_run(s: &mut String, run: &Run, k: usize, runs: usize, f: &Frame, shown: 
             let Some((cx, cy)) = crossing(a, b, &line) else { continue };
             let amount = m.money().unwrap_or(0);
             let (from, to) = (run.nodes[m.from], run.nodes[m.to]);
+            // The label goes on the side the arrow heads to, so that two crossings side by
+            // side keep their labels apart.
+            let (anchor, lx, ly) =
+                if b.0 > a.0 { ("start", cx + 7.0, cy + 15.0) } else { ("end", cx - 7.0, cy - 6.0) };
             let _ = writeln!(
                 s,
                 "<g class=\"recorded\" data-snapshot=\"{}\" data-from=\"{from}\" \
                  data-to=\"{to}\" data-amount=\"{amount}\"><title>snapshot {} recorded ${amount} \
                  in channel ({from} -&gt; {to})</title><circle cx=\"{cx:.1}\" cy=\"{cy:.1}\" \
                  r=\"4\" fill=\"{c}\" stroke=\"#fff\"/><text class=\"lbl\" x=\"{:.1}\" \
-                 y=\"{:.1}\" text-anchor=\"end\" fill=\"{c}\" font-weight=\"bold\" \
+                 y=\"{:.1}\" text-anchor=\"{anchor}\" fill=\"{c}\" font-weight=\"bold\" \
                  font-size=\"12\">${amount} in S{}</text></g>",
                 snap.id,
                 snap.id,
-                cx - 7.0,
-                cy - 6.0,
+                lx,
+                ly,
                 snap.id
             );
         }

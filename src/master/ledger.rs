@@ -210,7 +210,24 @@ impl Ledger {
         !std::mem::take(&mut self.cuts).is_empty()
     }
 
-    /// Whether a partition separates `a` from `b`.
+    /// Whether a partition cuts `node` off.
+    pub fn in_partition(&self, node: NodeId) -> bool {
+        self.cuts.iter().any(|c| c.contains(&node))
+    }
+
+    /// Every non-empty channel with its messages, head first, by channel.
+    pub fn queued(&self) -> Vec<(ChannelId, Vec<ChannelMsg>)> {
+        let mut v: Vec<(ChannelId, Vec<ChannelMsg>)> = self
+            .channels
+            .iter()
+            .filter(|(_, q)| !q.is_empty())
+            .map(|(c, q)| (*c, q.iter().map(|m| m.1).collect()))
+            .collect();
+        v.sort_by_key(|(c, _)| *c);
+        v
+    }
+
+    /// Whether `a` and `b` are on different sides of a partition.
     pub fn is_cut(&self, a: NodeId, b: NodeId) -> bool {
         self.cuts.iter().any(|c| c.contains(&a) != c.contains(&b))
     }

@@ -14,6 +14,7 @@ mod faults;
 mod live;
 mod scripted;
 mod txn;
+mod web;
 
 use events::stdout_gone;
 
@@ -55,6 +56,14 @@ pub enum Input {
         /// Prompt after every line.
         interactive: bool,
     },
+    /// The live page (`--web`): a file's lines first (or one per click with `step`),
+    /// then what the page sends, until the page's `KillAll` or Ctrl-C.
+    Web {
+        /// The command file, if any.
+        file: Option<String>,
+        /// Run the file one line per click.
+        step: bool,
+    },
 }
 
 /// What the master is run with.
@@ -71,6 +80,8 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     /// How long the master waits for any answer before it declares the run hung.
     pub watchdog: Duration,
+    /// The live page's server, when `--web` started one.
+    pub web: Option<crate::web::Web>,
 }
 
 /// Runs every command line. Returns the exit status: 0 when every line ran, 1 when a
@@ -111,6 +122,7 @@ pub fn run(cfg: Config) -> i32 {
         watchdog: cfg.watchdog,
         open_files,
         max_nodes: crate::process::nodes_that_fit(open_files),
+        web: cfg.web,
     };
     let result = m.walk(cfg.input);
     let result = result.and_then(|()| m.finish());
@@ -200,6 +212,8 @@ struct Master {
     rng: Rng,
     stdout: BufWriter<Stdout>,
     trace: Option<BufWriter<File>>,
+    /// The live page, fed after every command.
+    web: Option<crate::web::Web>,
     system: Option<System>,
     slots: VecDeque<Slot>,
     /// The id of `slots[0]`.
@@ -265,6 +279,7 @@ impl Master {
                     }
                 }
             }
+            Input::Web { file, step } => return self.walk_web(file, step),
             Input::Stdin { interactive } => {
                 if interactive {
                     if let Some(prompt) = super::prompt::Prompt::new() {
@@ -375,8 +390,10 @@ impl Master {
         self.first_slot + self.slots.len() as u64 - 1
     }
 
+    /// Whether trace events are built: for `--trace`, and for the live page's diagram
+    /// outside live mode (live mode writes no trace).
     fn tracing(&self) -> bool {
-        self.trace.is_some()
+        self.trace.is_some() || (self.web.is_some() && self.live.is_none())
     }
 
     fn sys(&mut self) -> &mut System {

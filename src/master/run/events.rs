@@ -317,6 +317,9 @@ impl Master {
             for out in outs {
                 match out {
                     Out::Line(l) => {
+                        if let Some(w) = self.web.as_mut() {
+                            w.output(&l, false);
+                        }
                         self.stdout.write_all(l.as_bytes()).map_err(stdout_gone)?;
                         if !l.ends_with('\n') {
                             self.stdout.write_all(b"\n").map_err(stdout_gone)?;
@@ -334,14 +337,21 @@ impl Master {
                         }
                     }
                     Out::Error(e) => {
+                        if let Some(w) = self.web.as_mut() {
+                            w.output(&e, true);
+                        }
                         self.stdout.flush().map_err(stdout_gone)?;
                         self.with_bar_hidden(|| {
                             let _ = writeln!(io::stderr(), "{e}");
                         });
                     }
                     Out::Trace(ev) => {
+                        let json = ev.to_json();
+                        if let Some(w) = self.web.as_mut() {
+                            w.trace(&json);
+                        }
                         if let Some(t) = self.trace.as_mut() {
-                            writeln!(t, "{}", ev.to_json())
+                            writeln!(t, "{json}")
                                 .map_err(|e| Fatal(format!("cannot write the trace: {e}")))?;
                         }
                     }

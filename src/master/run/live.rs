@@ -155,7 +155,7 @@ impl Master {
     /// arrives.
     pub(super) fn live_on(&mut self, line: usize, text: &str) -> Result<(), Fatal> {
         self.settle()?;
-        if self.tracing() {
+        if self.trace.is_some() {
             self.reject(line, text, "live mode writes no trace (run without --trace)");
             return Ok(());
         }
