@@ -189,6 +189,7 @@ fn main() {
             ms(ip),
             if ratio <= 1.25 { "MET" } else { "NOT MET" }
         );
+        draw_large8(&bin, &file, &tmp);
     }
     if std::env::var("BENCH_1024").map_or(true, |v| v != "0") {
         let t = time_binary(&bin, &n1024, 1);
@@ -252,4 +253,43 @@ fn transfer_costs(bin: &Path, tmp: &Path) -> TransferCosts {
     let base = median(time_binary(bin, &start, 3));
     let per_s = n as f64 / whole.saturating_sub(base).as_secs_f64();
     TransferCosts { lat, fsync, fdatasync, per_s }
+}
+
+/// `bank-master draw` of large8's trace in each format (issue 12: under 2 s), beside the
+/// time to read the trace alone (`draw` of an empty trace is the process start).
+fn draw_large8(bin: &Path, file: &Path, tmp: &Path) {
+    let trace = tmp.join("large8.trace");
+    let ok = Proc::new(bin)
+        .args(["--seed", "1", "--trace"])
+        .arg(&trace)
+        .arg(file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run large8 with --trace");
+    assert!(ok.success(), "large8 --trace");
+    let events = std::fs::read_to_string(&trace).map_or(0, |t| t.lines().count());
+    for ext in ["svg", "html", "shiviz"] {
+        let out = tmp.join(format!("large8.{ext}"));
+        let times: Vec<Duration> = (0..RUNS)
+            .map(|_| {
+                let t = Instant::now();
+                let st = Proc::new(bin)
+                    .arg("draw")
+                    .arg(&trace)
+                    .arg("-o")
+                    .arg(&out)
+                    .status()
+                    .expect("run draw");
+                assert!(st.success(), "draw large8.{ext}");
+                t.elapsed()
+            })
+            .collect();
+        let med = median(times);
+        println!(
+            "draw large8 ({events} events) -o .{ext:6}       N={RUNS}  {:8.1} ms; target < 2000 ms: {}",
+            ms(med),
+            if med < Duration::from_secs(2) { "MET" } else { "NOT MET" }
+        );
+    }
 }

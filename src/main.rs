@@ -89,7 +89,9 @@ fn run_master() -> ExitCode {
         }
     }
     if cli.step && (cli.web.is_none() || cli.file.is_none()) {
-        eprintln!("error: --step runs a FILE one line per click of the live page: give --web and a FILE");
+        eprintln!(
+            "error: --step runs a FILE one line per click of the live page: give --web and a FILE"
+        );
         return ExitCode::from(2);
     }
     let file = match (&cli.file, cli.more.as_slice()) {

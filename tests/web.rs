@@ -219,7 +219,10 @@ fn the_live_page_runs_a_session_and_shows_it() {
     click(&tab, "Send");
     fields(&tab, 1, 2, 0);
     click(&tab, "BeginSnapshot");
-    wait(&tab, "document.querySelector('[data-channel=\"1-2\"]').textContent.indexOf('marker S0')>=0");
+    wait(
+        &tab,
+        "document.querySelector('[data-channel=\"1-2\"]').textContent.indexOf('marker S0')>=0",
+    );
     click(&tab, "ReceiveAll");
     wait(&tab, "document.getElementById('channels').textContent==='every channel is empty'");
     assert!(text(&tab, "#nodes [data-node=\"2\"] .bal").contains("$800"), "node 2 took the $300");
@@ -268,7 +271,11 @@ fn step_mode_runs_a_file_one_line_per_click() {
     let tab = browser.new_tab().unwrap();
     tab.navigate_to(&server.url).unwrap().wait_until_navigated().unwrap();
     wait(&tab, "document.getElementById('steptext').textContent.indexOf('StartMaster')>=0");
-    assert!(text(&tab, "#steptext").starts_with("next: line 3 of 32"), "{}", text(&tab, "#steptext"));
+    assert!(
+        text(&tab, "#steptext").starts_with("next: line 3 of 32"),
+        "{}",
+        text(&tab, "#steptext")
+    );
     let commands = std::fs::read_to_string(&file)
         .unwrap()
         .lines()
@@ -283,7 +290,11 @@ fn step_mode_runs_a_file_one_line_per_click() {
         if k == 4 {
             wait(&tab, "document.querySelectorAll('#nodes .node').length===3");
             assert_eq!(text(&tab, "#nodes [data-node=\"1\"] .bal"), "$1000");
-            assert!(text(&tab, "#steptext").contains("Send 1 2 300"), "{}", text(&tab, "#steptext"));
+            assert!(
+                text(&tab, "#steptext").contains("Send 1 2 300"),
+                "{}",
+                text(&tab, "#steptext")
+            );
         }
     }
     wait(&tab, "document.getElementById('steptext').textContent==='the file has run to its end'");
@@ -309,7 +320,10 @@ fn requests_without_the_token_or_from_elsewhere_are_refused() {
     let server = Server::start(&["--web"]);
     let (host, token) = (server.host().to_string(), server.token().to_string());
     let get = |path: &str, hdrs: &str| {
-        status(&host, &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{hdrs}Connection: close\r\n\r\n"))
+        status(
+            &host,
+            &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{hdrs}Connection: close\r\n\r\n"),
+        )
     };
     assert_eq!(get(&format!("/api/state?token={token}"), ""), 200);
     assert_eq!(get(&format!("/?token={token}"), ""), 200);

@@ -582,8 +582,11 @@ fn draw_run(s: &mut String, run: &Run, k: usize, runs: usize, f: &Frame, shown: 
             let (from, to) = (run.nodes[m.from], run.nodes[m.to]);
             // The label goes on the side the arrow heads to, so that two crossings side by
             // side keep their labels apart.
-            let (anchor, lx, ly) =
-                if b.0 > a.0 { ("start", cx + 7.0, cy + 15.0) } else { ("end", cx - 7.0, cy - 6.0) };
+            let (anchor, lx, ly) = if b.0 > a.0 {
+                ("start", cx + 7.0, cy + 15.0)
+            } else {
+                ("end", cx - 7.0, cy - 6.0)
+            };
             let _ = writeln!(
                 s,
                 "<g class=\"recorded\" data-snapshot=\"{}\" data-from=\"{from}\" \
@@ -592,11 +595,7 @@ fn draw_run(s: &mut String, run: &Run, k: usize, runs: usize, f: &Frame, shown: 
                  r=\"4\" fill=\"{c}\" stroke=\"#fff\"/><text class=\"lbl\" x=\"{:.1}\" \
                  y=\"{:.1}\" text-anchor=\"{anchor}\" fill=\"{c}\" font-weight=\"bold\" \
                  font-size=\"12\">${amount} in S{}</text></g>",
-                snap.id,
-                snap.id,
-                lx,
-                ly,
-                snap.id
+                snap.id, snap.id, lx, ly, snap.id
             );
         }
     }

@@ -124,8 +124,16 @@ impl Web {
             changed,
             requests: tx,
         });
-        let host = if local.ip().is_unspecified() { "127.0.0.1".to_string() } else { local.ip().to_string() };
-        let host = if local.is_ipv6() && !local.ip().is_unspecified() { format!("[{host}]") } else { host };
+        let host = if local.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            local.ip().to_string()
+        };
+        let host = if local.is_ipv6() && !local.ip().is_unspecified() {
+            format!("[{host}]")
+        } else {
+            host
+        };
         let url = format!("http://{host}:{}/?token={token}", local.port());
         let serving = shared.clone();
         std::thread::Builder::new()
@@ -141,7 +149,7 @@ impl Web {
     }
 
     /// Waits for the page's next request; `None` if the server is gone.
-    pub fn next(&mut self) -> Option<Request> {
+    pub fn next_request(&mut self) -> Option<Request> {
         self.announce();
         self.requests.recv().ok()
     }
@@ -241,7 +249,12 @@ fn our_host(host: &str, port: u16) -> bool {
 }
 
 /// Why a request is refused, if it is.
-fn refusal(headers: &HeaderMap, query: Option<&str>, token: &str, port: u16) -> Option<&'static str> {
+fn refusal(
+    headers: &HeaderMap,
+    query: Option<&str>,
+    token: &str,
+    port: u16,
+) -> Option<&'static str> {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
     if !our_host(host, port) {
         return Some("foreign Host");
@@ -253,12 +266,14 @@ fn refusal(headers: &HeaderMap, query: Option<&str>, token: &str, port: u16) -> 
             return Some("foreign Origin");
         }
     }
-    let given = headers.get("x-bank-token").and_then(|h| h.to_str().ok()).map(str::to_string).or_else(|| {
-        query?.split('&').find_map(|kv| kv.strip_prefix("token=")).map(str::to_string)
-    });
+    let given =
+        headers.get("x-bank-token").and_then(|h| h.to_str().ok()).map(str::to_string).or_else(
+            || query?.split('&').find_map(|kv| kv.strip_prefix("token=")).map(str::to_string),
+        );
     // Compared in constant time: the token is the page's only secret.
     let same = given.is_some_and(|g| {
-        g.len() == token.len() && g.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        g.len() == token.len()
+            && g.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
     });
     if !same {
         return Some("no valid token");
@@ -310,8 +325,9 @@ async fn state(State(shared): State<Arc<Shared>>) -> Response {
 
 async fn events(State(shared): State<Arc<Shared>>) -> Response {
     let rx = shared.changed.subscribe();
-    let stream = tokio_stream::wrappers::WatchStream::new(rx)
-        .map(move |_| Ok::<_, Infallible>(Event::default().event("state").data(state_json(&shared))));
+    let stream = tokio_stream::wrappers::WatchStream::new(rx).map(move |_| {
+        Ok::<_, Infallible>(Event::default().event("state").data(state_json(&shared)))
+    });
     Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
 }
 
@@ -341,7 +357,8 @@ async fn diagram(State(shared): State<Arc<Shared>>) -> Response {
             let drawn = match crate::draw::model::build(&trace) {
                 Ok(m) => crate::draw::svg::render(&m),
                 Err(e) => {
-                    return (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot draw: {e}\n")).into_response()
+                    return (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot draw: {e}\n"))
+                        .into_response()
                 }
             };
             let s = Arc::new(drawn);
@@ -399,14 +416,23 @@ mod tests {
         h.insert("x-bank-token", HeaderValue::from_static("00ff"));
         assert_eq!(refusal(&h, None, t, 80), None);
         assert_eq!(refusal(&headers("127.0.0.1:80", None), None, t, 80), Some("no valid token"));
-        assert_eq!(refusal(&headers("127.0.0.1:80", None), Some("token=00fe"), t, 80), Some("no valid token"));
-        assert_eq!(refusal(&headers("127.0.0.1:80", None), Some("token=00f"), t, 80), Some("no valid token"));
+        assert_eq!(
+            refusal(&headers("127.0.0.1:80", None), Some("token=00fe"), t, 80),
+            Some("no valid token")
+        );
+        assert_eq!(
+            refusal(&headers("127.0.0.1:80", None), Some("token=00f"), t, 80),
+            Some("no valid token")
+        );
         assert_eq!(refusal(&headers("evil.example:80", None), q, t, 80), Some("foreign Host"));
         assert_eq!(refusal(&headers("127.0.0.1:81", None), q, t, 80), Some("foreign Host"));
         assert_eq!(
             refusal(&headers("127.0.0.1:80", Some("http://evil.example:80")), q, t, 80),
             Some("foreign Origin")
         );
-        assert_eq!(refusal(&headers("127.0.0.1:80", Some("null")), q, t, 80), Some("foreign Origin"));
+        assert_eq!(
+            refusal(&headers("127.0.0.1:80", Some("null")), q, t, 80),
+            Some("foreign Origin")
+        );
     }
 }

@@ -31,7 +31,7 @@ impl Master {
             }
             let at = step.then(|| (next + 1, lines.len(), lines.get(next).map(|l| l.to_string())));
             self.publish_web(at, n);
-            let Some(req) = self.web.as_mut().and_then(|w| w.next()) else { break };
+            let Some(req) = self.web.as_mut().and_then(|w| w.next_request()) else { break };
             match req {
                 Request::Step => {
                     if let Some(line) = lines.get(next) {
@@ -83,7 +83,10 @@ impl Master {
         s.insert("lines_run".into(), lines_run.into());
         s.insert(
             "step".into(),
-            step.map_or(Value::Null, |(line, of, text)| json!({"line": line, "of": of, "text": text})),
+            step.map_or(
+                Value::Null,
+                |(line, of, text)| json!({"line": line, "of": of, "text": text}),
+            ),
         );
         let Some(sys) = self.system.as_ref() else { return s };
         let ledger = &sys.ledger;
