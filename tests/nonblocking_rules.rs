@@ -319,3 +319,24 @@ fn paxos_finishes_without_the_coordinator_on_unique_ballots() {
     assert_eq!((net.status(1), net.status(2)), ("COMMITTED", "COMMITTED"));
     assert_eq!(net.outcomes(), BTreeSet::from([true]));
 }
+
+// Recovery from a logged Paxos Commit decision: only the transfer's coordinator goes on
+// waiting for acks (its `coordinating` comes back); a participant or acceptor that logged
+// the same decision waits on nothing.
+#[test]
+fn a_recovered_paxos_decision_makes_only_the_coordinator_wait() {
+    use bank::protocol::record::PaxosRecord;
+    let decision =
+        TxRecord::Paxos(PaxosRecord::Decision { spec: SPEC, acceptors: ACCEPTORS, commit: true });
+    let log = |balance| vec![TxRecord::Opened { balance: Amount(balance) }, decision.clone()];
+    let mut out = Vec::new();
+    let coord = TxNode::recover(n(3), &log(0), &mut out);
+    assert_eq!(coord.waiting(), [TxnId(1)], "the coordinator waits for the acks");
+    let acceptor = TxNode::recover(n(1), &log(100), &mut out);
+    assert!(acceptor.waiting().is_empty(), "node 1 is no coordinator: {:?}", acceptor.waiting());
+    // Once every ack came in (the End record), the coordinator waits no more.
+    let mut ended = log(0);
+    ended.push(TxRecord::End { tx: TxnId(1) });
+    let done = TxNode::recover(n(3), &ended, &mut out);
+    assert!(done.waiting().is_empty(), "an ended transfer: {:?}", done.waiting());
+}

@@ -38,6 +38,8 @@ fn fault_commands_parse_and_check_their_arguments() {
     assert_eq!(ok("Lose 1 2"), Command::Lose { from: a, to: b });
     assert_eq!(ok("Crash 3"), Command::Crash { node: NodeId(3) });
     assert_eq!(ok("Restart 3"), Command::Restart { node: NodeId(3) });
+    assert_eq!(ok("Pause 3"), Command::Pause { node: NodeId(3) });
+    assert_eq!(ok("Resume 3"), Command::Resume { node: NodeId(3) });
     assert_eq!(
         ok("CrashAt 2 mid-commit"),
         Command::CrashAt { node: b, point: CrashPoint::MidCommit }
@@ -268,4 +270,13 @@ fn the_largest_amount_is_accepted() {
         ok("CreateNode 1 9223372036854775807"),
         Command::CreateNode { id: NodeId(1), amount: Amount::MAX }
     );
+}
+
+// `protocol` needs its name and comes once; a bare `protocol` at the end is an error, not
+// a read past the line.
+#[test]
+fn transfer_protocol_needs_a_name_and_comes_once() {
+    for bad in ["Transfer 1 2 3 protocol", "Transfer 1 2 3 protocol 2pc protocol 3pc"] {
+        assert!(parse_line(1, bad).is_err(), "{bad}");
+    }
 }

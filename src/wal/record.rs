@@ -83,6 +83,15 @@ pub fn decode_prefix<R: DeserializeOwned>(bytes: &[u8]) -> Replay<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // A zero length is the zeros written ahead, even for a record type that would decode
+    // from no bytes at all (their checksum, 0, matches an empty payload).
+    #[test]
+    fn zeros_ahead_are_no_record_whatever_decodes_from_nothing() {
+        let r = decode_prefix::<()>(&[0u8; 32]);
+        assert!(r.records.is_empty());
+        assert_eq!((r.valid_len, r.torn), (0, 32));
+    }
     use serde::Deserialize;
 
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
