@@ -80,6 +80,8 @@ pub struct Web {
     url: String,
     /// Batched changes not yet announced to the page.
     dirty: bool,
+    /// When a load's progress was last announced.
+    progressed: Option<std::time::Instant>,
 }
 
 /// A fresh token: 128 bits from the system's random source.
@@ -140,7 +142,7 @@ impl Web {
             .name("web".into())
             .spawn(move || serve(listener, serving))
             .map_err(|e| format!("--web: cannot start the server thread: {e}"))?;
-        Ok(Web { shared, requests: rx, url, dirty: false })
+        Ok(Web { shared, requests: rx, url, dirty: false, progressed: None })
     }
 
     /// The page's address, token included.
@@ -182,6 +184,19 @@ impl Web {
     /// Replaces the master's state object and tells the page.
     pub fn publish(&mut self, state: serde_json::Map<String, serde_json::Value>) {
         self.shared.lock().state = state;
+        self.dirty = true;
+        self.announce();
+    }
+
+    /// A running `Load`'s progress: `done` of `of` operations. Announced at most five
+    /// times a second, so that a load of millions costs the page a few updates.
+    pub fn progress(&mut self, done: u64, of: u64) {
+        let now = std::time::Instant::now();
+        if self.progressed.is_some_and(|t| now - t < std::time::Duration::from_millis(200)) {
+            return;
+        }
+        self.progressed = Some(now);
+        self.shared.lock().state.insert("load".into(), serde_json::json!({"done": done, "of": of}));
         self.dirty = true;
         self.announce();
     }

@@ -453,12 +453,16 @@ impl Master {
         } else if let Some(last) = run.running.get_mut(&node) {
             *last = stats;
         }
+        let mut sum = run.done;
+        for s in run.running.values() {
+            sum.add(s);
+        }
         if let Some(bar) = &run.bar {
-            let mut sum = run.done;
-            for s in run.running.values() {
-                sum.add(s);
-            }
             bar.set_position(sum.done());
+        }
+        let count = run.count;
+        if let Some(w) = self.web.as_mut() {
+            w.progress(sum.done(), count);
         }
     }
 
