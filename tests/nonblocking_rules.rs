@@ -328,7 +328,7 @@ fn a_recovered_paxos_decision_makes_only_the_coordinator_wait() {
     use bank::protocol::record::PaxosRecord;
     let decision =
         TxRecord::Paxos(PaxosRecord::Decision { spec: SPEC, acceptors: ACCEPTORS, commit: true });
-    let log = |balance| vec![TxRecord::Opened { balance: Amount(balance) }, decision.clone()];
+    let log = |balance| vec![TxRecord::Opened { balance: Amount(balance) }, decision];
     let mut out = Vec::new();
     let coord = TxNode::recover(n(3), &log(0), &mut out);
     assert_eq!(coord.waiting(), [TxnId(1)], "the coordinator waits for the acks");
