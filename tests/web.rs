@@ -346,3 +346,38 @@ fn requests_without_the_token_or_from_elsewhere_are_refused() {
     assert_eq!(status(&host, &ok), 202);
     assert_eq!(server.finish(), "", "nothing ran but KillAll");
 }
+
+// The page `draw -o NAME.html` writes works offline in a browser: zoom buttons scale the
+// picture, and pointing at an arrow shows its details.
+#[test]
+fn the_drawn_page_zooms_and_shows_details() {
+    let Some(chrome) = chromium() else { return };
+    let tmp = TempDir::new("draw-html");
+    let trace = tmp.0.join("arg.trace");
+    let run =
+        run_file(&util::root().join("testcases/arg.txt"), 1, &["--trace", trace.to_str().unwrap()]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let page = tmp.0.join("arg.html");
+    let drew = util::run_with(
+        &["draw", trace.to_str().unwrap(), "-o", page.to_str().unwrap()],
+        None,
+        Duration::from_secs(30),
+    );
+    assert_eq!(drew.status, 0, "{}", drew.stderr);
+    let data = TempDir::new("chromium-draw");
+    let browser = browser(chrome, &data);
+    let tab = browser.new_tab().unwrap();
+    tab.navigate_to(&format!("file://{}", page.display())).unwrap().wait_until_navigated().unwrap();
+    wait(&tab, "document.querySelectorAll('#stage svg g.msg').length===11");
+    let before = text(&tab, "#zoom");
+    tab.wait_for_element("#zin").unwrap().click().unwrap();
+    wait(&tab, &format!("document.getElementById('zoom').textContent!=={before:?}"));
+    let js = "var g=document.querySelector('g.msg.transfer');\
+              g.querySelector('line').dispatchEvent(new MouseEvent('mouseover',{bubbles:true}));true";
+    tab.evaluate(js, false).unwrap();
+    wait(
+        &tab,
+        "document.getElementById('details').textContent.indexOf('from node 1 to node 2')>=0",
+    );
+    assert!(text(&tab, "#details").contains("sent at trace line"), "{}", text(&tab, "#details"));
+}
