@@ -188,6 +188,11 @@ fn three_pc_the_lowest_reachable_participant_leads() {
     net.crash(3);
     net.timeout(2, &[1]);
     assert_eq!(net.sent(2, 1), vec![TxMsg::ThreePc(ThreeMsg::DecisionReq { tx: SPEC.tx })]);
+    assert!(
+        net.sent(2, 3).is_empty(),
+        "nothing goes to a node it cannot reach: {:?}",
+        net.sent(2, 3)
+    );
     net.timeout(1, &[2]);
     assert!(matches!(net.sent(1, 2)[..], [TxMsg::ThreePc(ThreeMsg::StateReq { .. })]));
 }
