@@ -64,6 +64,9 @@ struct Shared {
     port: u16,
     published: Mutex<Published>,
     changed: tokio::sync::watch::Sender<u64>,
+    /// Set when the session ends: the server answers what it has begun, ends the event
+    /// streams, and stops.
+    stop: tokio::sync::watch::Sender<bool>,
     requests: Sender<Request>,
 }
 
@@ -82,6 +85,8 @@ pub struct Web {
     dirty: bool,
     /// When a load's progress was last announced.
     progressed: Option<std::time::Instant>,
+    /// Signalled when the server thread has stopped.
+    done: Receiver<()>,
 }
 
 /// A fresh token: 128 bits from the system's random source.
@@ -119,11 +124,13 @@ impl Web {
         let token = token().map_err(|e| format!("--web: cannot make a token: {e}"))?;
         let (tx, rx) = crossbeam_channel::unbounded();
         let (changed, _) = tokio::sync::watch::channel(0);
+        let (stop, _) = tokio::sync::watch::channel(false);
         let shared = Arc::new(Shared {
             token: token.clone(),
             port: local.port(),
             published: Mutex::new(Published::default()),
             changed,
+            stop,
             requests: tx,
         });
         let host = if local.ip().is_unspecified() {
@@ -138,11 +145,15 @@ impl Web {
         };
         let url = format!("http://{host}:{}/?token={token}", local.port());
         let serving = shared.clone();
+        let (done_tx, done) = crossbeam_channel::bounded(1);
         std::thread::Builder::new()
             .name("web".into())
-            .spawn(move || serve(listener, serving))
+            .spawn(move || {
+                serve(listener, serving);
+                let _ = done_tx.send(());
+            })
             .map_err(|e| format!("--web: cannot start the server thread: {e}"))?;
-        Ok(Web { shared, requests: rx, url, dirty: false, progressed: None })
+        Ok(Web { shared, requests: rx, url, dirty: false, progressed: None, done })
     }
 
     /// The page's address, token included.
@@ -201,11 +212,17 @@ impl Web {
         self.announce();
     }
 
-    /// Marks the session over (the page says so) and tells the page.
+    /// Marks the session over and stops the server once it has answered the requests it
+    /// has begun (the `KillAll` that ended the session among them): the process may exit
+    /// right after. A server that takes longer than 5 s is left to die with the process.
     pub fn end(&mut self) {
         self.shared.lock().ended = true;
         self.dirty = true;
         self.announce();
+        let _ = self.shared.stop.send(true);
+        if self.done.recv_timeout(std::time::Duration::from_secs(5)).is_err() {
+            log::warn!("web: the server did not stop within 5 s");
+        }
     }
 
     fn announce(&mut self) {
@@ -246,8 +263,13 @@ fn serve(listener: TcpListener, shared: Arc<Shared>) {
             .route("/api/step", post(step))
             .route("/diagram.svg", get(diagram))
             .layer(middleware::from_fn_with_state(shared.clone(), guard))
-            .with_state(shared);
-        if let Err(e) = axum::serve(listener, app).await {
+            .with_state(shared.clone());
+        let shared_stop = shared.stop.subscribe();
+        let mut stop = shared_stop;
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
             log::error!("web: the server stopped: {e}");
         }
     });
@@ -340,8 +362,12 @@ async fn state(State(shared): State<Arc<Shared>>) -> Response {
 
 async fn events(State(shared): State<Arc<Shared>>) -> Response {
     let rx = shared.changed.subscribe();
-    let stream = tokio_stream::wrappers::WatchStream::new(rx).map(move |_| {
-        Ok::<_, Infallible>(Event::default().event("state").data(state_json(&shared)))
+    // The stream ends when the session does, so that the server can stop.
+    let stops =
+        tokio_stream::wrappers::WatchStream::from_changes(shared.stop.subscribe()).map(|_| false);
+    let states = tokio_stream::wrappers::WatchStream::new(rx).map(|_| true);
+    let stream = states.merge(stops).map_while(move |go| {
+        go.then(|| Ok::<_, Infallible>(Event::default().event("state").data(state_json(&shared))))
     });
     Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
 }
