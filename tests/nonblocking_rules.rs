@@ -345,3 +345,19 @@ fn a_recovered_paxos_decision_makes_only_the_coordinator_wait() {
     let done = TxNode::recover(n(3), &ended, &mut out);
     assert!(done.waiting().is_empty(), "an ended transfer: {:?}", done.waiting());
 }
+
+// Node 2 as an acceptor only (it logged an accept of node 1's vote, and never voted
+// itself): after a restart it leads no ballot, is in doubt about nothing, and so waits on
+// nothing; the others' timeouts lead the ballots.
+#[test]
+fn a_recovered_acceptor_that_leads_nothing_waits_on_nothing() {
+    use bank::protocol::record::PaxosRecord;
+    use bank::wire::{Accept, Ballot};
+    let accept = Accept { inst: n(1), bal: Ballot { n: 0, node: n(1) }, prepared: true };
+    let log = vec![
+        TxRecord::Opened { balance: Amount(0) },
+        TxRecord::Paxos(PaxosRecord::Accept { spec: SPEC, acceptors: ACCEPTORS, accept }),
+    ];
+    let node = TxNode::recover(n(2), &log, &mut Vec::new());
+    assert!(node.waiting().is_empty(), "{:?}", node.waiting());
+}
