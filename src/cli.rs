@@ -18,7 +18,12 @@ use std::path::PathBuf;
 /// one after another; each node is its own process. stdout carries only the specified
 /// output; logs go to stderr (RUST_LOG=info shows the seed and the run's progress).
 #[derive(Debug, Parser)]
-#[command(name = "bank-master", version)]
+#[command(
+    name = "bank-master",
+    version,
+    after_help = "Pictures of a run: bank-master draw TRACE [-o OUT.svg|OUT.html|OUT.shiviz] \
+                  (see bank-master draw --help)."
+)]
 pub struct Cli {
     /// The command file; standard input when absent or '-'.
     #[arg(value_name = "FILE")]
