@@ -291,7 +291,31 @@ fn paxos_commits_iff_both_votes_are_prepared() {
         assert_eq!(net.outcomes(), BTreeSet::from([commit]), "balance {balance}");
         let want = if commit { "COMMITTED" } else { "ABORTED" };
         assert_eq!((net.status(1), net.status(2)), (want, want));
+        // Every ack is in: the coordinator is done, knows its decision, and waits no more.
+        let coord = net.node(3);
+        assert!(coord.finished(SPEC.tx), "balance {balance}");
+        assert!(coord.waiting().is_empty(), "balance {balance}: {:?}", coord.waiting());
+        let outcome = coord.decision(SPEC.tx).map(|o| matches!(o, TxOutcome::Committed));
+        assert_eq!(outcome, Some(commit), "balance {balance}");
     }
+}
+
+// Three-phase commit without faults: everyone commits, and the coordinator knows its
+// decision, is done, and waits on nothing.
+#[test]
+fn three_pc_without_faults_commits_and_ends() {
+    let mut net = Net::new();
+    net.start(Protocol::ThreePc);
+    net.settle(&[]);
+    assert_eq!(net.outcomes(), BTreeSet::from([true]));
+    assert_eq!(
+        (net.status(1), net.status(2), net.status(3)),
+        ("COMMITTED", "COMMITTED", "COMMITTED")
+    );
+    let coord = net.node(3);
+    assert_eq!(coord.decision(SPEC.tx), Some(TxOutcome::Committed));
+    assert!(coord.finished(SPEC.tx));
+    assert!(coord.waiting().is_empty(), "{:?}", coord.waiting());
 }
 
 // Paxos Commit stays live without its coordinator: both participants and two acceptors
@@ -342,8 +366,12 @@ fn a_recovered_paxos_decision_makes_only_the_coordinator_wait() {
     // Once every ack came in (the End record), the coordinator waits no more.
     let mut ended = log(0);
     ended.push(TxRecord::End { tx: TxnId(1) });
+    let decided = |out: &[TxEffect]| out.iter().any(|e| matches!(e, TxEffect::Decided { .. }));
+    assert!(decided(&out), "a coordinator that logged its decision reports it again");
+    out.clear();
     let done = TxNode::recover(n(3), &ended, &mut out);
     assert!(done.waiting().is_empty(), "an ended transfer: {:?}", done.waiting());
+    assert!(!decided(&out), "an ended transfer is not reported again: {out:?}");
 }
 
 // Node 2 as an acceptor only (it logged an accept of node 1's vote, and never voted
@@ -360,4 +388,7 @@ fn a_recovered_acceptor_that_leads_nothing_waits_on_nothing() {
     ];
     let node = TxNode::recover(n(2), &log, &mut Vec::new());
     assert!(node.waiting().is_empty(), "{:?}", node.waiting());
+    // Nor does it say it is voting: it knows what a node that never heard of it knows.
+    let fresh = TxNode::recover(n(2), &log[..1], &mut Vec::new());
+    assert_eq!(node.state(SPEC.tx), fresh.state(SPEC.tx));
 }

@@ -276,6 +276,14 @@ fn the_largest_amount_is_accepted() {
 // a read past the line.
 #[test]
 fn transfer_protocol_needs_a_name_and_comes_once() {
+    for (word, want) in
+        [("2pc", Protocol::TwoPc), ("3pc", Protocol::ThreePc), ("paxos", Protocol::Paxos)]
+    {
+        assert_eq!(ok(&format!("Protocol {word}")), Command::Protocol { protocol: want });
+        let t = ok(&format!("Transfer 1 2 3 protocol {word}"));
+        assert!(matches!(t, Command::Transfer { protocol: Some(p), .. } if p == want), "{word}");
+    }
+    assert!(parse_line(1, "Protocol 4pc").is_err());
     for bad in ["Transfer 1 2 3 protocol", "Transfer 1 2 3 protocol 2pc protocol 3pc"] {
         assert!(parse_line(1, bad).is_err(), "{bad}");
     }
