@@ -294,6 +294,26 @@ mod tests {
         assert_eq!(st.channels, vec![]);
     }
 
+    // A credit arriving after the receiver recorded, before the sender's marker, is in
+    // that channel's state, like a Transfer.
+    #[test]
+    fn a_credit_in_flight_is_recorded() {
+        use crate::wire::{TxMsg, TxSpec};
+        let mut b = Branch::new(n(2), Amount(50));
+        let mut out = Vec::new();
+        b.on_setup(&[n(1), n(3)], &[], &mut out);
+        b.on_deliver(n(3), ChannelMsg::Marker { snapshot: SnapshotId(0) }, &mut out);
+        let spec = TxSpec { tx: TxnId(1), from: n(1), to: n(2), amount: Amount(30), coord: n(1) };
+        b.on_deliver(n(1), ChannelMsg::Tx(TxMsg::Prepare { spec }), &mut out);
+        let credit = ChannelMsg::Tx(TxMsg::Credit { tx: TxnId(1), amount: Amount(30) });
+        b.on_deliver(n(1), credit, &mut out);
+        b.on_deliver(n(1), ChannelMsg::Marker { snapshot: SnapshotId(0) }, &mut out);
+        let r = b.collect(&[SnapshotId(0)]);
+        let st = r[0].recorded.as_ref().unwrap();
+        assert_eq!(st.balance, Amount(50));
+        assert_eq!(st.channels, vec![(n(1), Amount(30))]);
+    }
+
     // A joining node records its opening balance for every running snapshot, markers first.
     #[test]
     fn setup_joins_running_snapshots() {
