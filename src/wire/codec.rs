@@ -313,6 +313,22 @@ mod tests {
         small.extend(&bytes);
         assert_eq!(small.next_message().unwrap(), Some(samples()[1].clone()));
         assert!(matches!(small.next_message(), Err(DecodeError::Oversized(_))));
+        // The limit holds the whole message: exactly its size is taken, a byte less not.
+        let mut one = Vec::new();
+        encode_frame(&big(), &mut one);
+        let (mut at, mut size) = (0, 0);
+        while at < one.len() {
+            let len = (u32::from_le_bytes(one[at..at + 4].try_into().unwrap()) & !MORE) as usize;
+            size += len;
+            at += 4 + len;
+        }
+        for (limit, fits) in [(size, true), (size - 1, false)] {
+            let mut dec = FrameDecoder::new();
+            dec.set_limit(limit);
+            dec.extend(&one);
+            let got = dec.next_message();
+            assert_eq!(got.is_ok(), fits, "limit {limit} for {size} bytes: {got:?}");
+        }
     }
 
     // Boundaries: a frame of exactly MAX_FRAME is taken; pending counts what waits.
