@@ -14,7 +14,7 @@ shot() { # shot NAME COMMANDFILE WIDTH
     "$bank" draw "$tmp/$1.trace" -o "$tmp/$1.svg"
     local height
     height=$(sed -n 's/^<svg [^>]* height="\([0-9]*\)".*/\1/p' "$tmp/$1.svg")
-    chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+    TMPDIR="$tmp" chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
         --disable-background-networking --disable-component-update --hide-scrollbars \
         --user-data-dir="$tmp/chrome" --window-size="$3,$height" \
         --screenshot="docs/pictures/$1.png" "file://$tmp/$1.svg" 2> /dev/null

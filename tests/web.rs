@@ -13,6 +13,7 @@ mod util;
 
 use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
 use headless_chrome::{Browser, LaunchOptions, Tab};
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -128,6 +129,9 @@ fn browser(chrome: PathBuf, data: &TempDir) -> Browser {
         window_size: Some((1400, 1000)),
         idle_browser_timeout: Duration::from_secs(120),
         user_data_dir: Some(data.0.clone()),
+        // Chromium makes its singleton socket directory under TMPDIR and leaves it when
+        // it is killed: keep it inside the test's own directory, removed on drop.
+        process_envs: Some(HashMap::from([("TMPDIR".to_string(), data.0.display().to_string())])),
         args,
         ..LaunchOptions::default()
     };
