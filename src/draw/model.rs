@@ -281,9 +281,6 @@ fn build_run(lines: &[(usize, serde_json::Value)]) -> Result<Run, String> {
         let line = *line;
         let ev = v["ev"].as_str().unwrap_or("");
         let node = |key: &str| field(v, line, key).map(index);
-        let mut at = |run: &mut Run, node: usize, what: What, after: Option<u32>| {
-            rows.place(run, node, what, line, after)
-        };
         if ev != "create" {
             creating = false;
         }
@@ -315,7 +312,7 @@ fn build_run(lines: &[(usize, serde_json::Value)]) -> Result<Run, String> {
                 let seq = chan.0;
                 chan.0 += 1;
                 chan.1.push_back(msg);
-                let send = at(&mut run, from, What::Send(msg), None);
+                let send = rows.place(&mut run, from, What::Send(msg), line, None);
                 run.messages.push(Message {
                     from,
                     to,
@@ -351,31 +348,31 @@ fn build_run(lines: &[(usize, serde_json::Value)]) -> Result<Run, String> {
                 }
                 let after = Some(run.events[run.messages[msg].send].row);
                 if ev == "deliver" {
-                    let e = at(&mut run, to, What::Deliver(msg), after);
+                    let e = rows.place(&mut run, to, What::Deliver(msg), line, after);
                     run.messages[msg].end = End::Delivered(e);
                 } else {
-                    let e = at(&mut run, to, What::Lose(msg), after);
+                    let e = rows.place(&mut run, to, What::Lose(msg), line, after);
                     run.messages[msg].end = End::Lost(e);
                 }
             }
             "err_send" => {
                 let (from, to) = (node("from")?, node("to")?);
                 let amount = field(v, line, "amount")?;
-                at(&mut run, from, What::ErrSend { to, amount }, None);
+                rows.place(&mut run, from, What::ErrSend { to, amount }, line, None);
             }
-            "crash" => _ = at(&mut run, node("node")?, What::Crash, None),
-            "restart" => _ = at(&mut run, node("node")?, What::Restart, None),
-            "pause" => _ = at(&mut run, node("node")?, What::Pause, None),
-            "resume" => _ = at(&mut run, node("node")?, What::Resume, None),
+            "crash" => _ = rows.place(&mut run, node("node")?, What::Crash, line, None),
+            "restart" => _ = rows.place(&mut run, node("node")?, What::Restart, line, None),
+            "pause" => _ = rows.place(&mut run, node("node")?, What::Pause, line, None),
+            "resume" => _ = rows.place(&mut run, node("node")?, What::Resume, line, None),
             "held" => {
                 let amount = field(v, line, "amount")?;
-                at(&mut run, node("node")?, What::Held { amount }, None);
+                rows.place(&mut run, node("node")?, What::Held { amount }, line, None);
             }
             "record" => {
                 let snapshot = field(v, line, "snapshot")?;
                 let balance = field(v, line, "balance")?;
                 let n = node("node")?;
-                let e = at(&mut run, n, What::Record { snapshot, balance }, None);
+                let e = rows.place(&mut run, n, What::Record { snapshot, balance }, line, None);
                 let s = snapshots.entry(snapshot).or_insert_with(|| Snapshot {
                     id: snapshot,
                     records: BTreeMap::new(),

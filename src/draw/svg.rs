@@ -106,7 +106,7 @@ pub fn render(model: &Model) -> String {
         drawn += shown;
         let rows = run.events[..shown].iter().map(|e| e.row + 1).max().unwrap_or(0);
         let f = Frame { top, col, rows };
-        draw_run(&mut body, run, k, model.runs.len(), &f, shown, width);
+        draw_run(&mut body, run, k, model.runs.len(), &f, shown);
         top = f.bottom() + RUN_FOOT;
     }
     let total: usize = model.runs.iter().map(|r| r.events.len()).sum();
@@ -320,30 +320,29 @@ enum Life {
     Paused,
 }
 
-fn draw_run(s: &mut String, run: &Run, k: usize, runs: usize, f: &Frame, shown: usize, width: i64) {
+fn draw_run(s: &mut String, run: &Run, k: usize, runs: usize, f: &Frame, shown: usize) {
     let events = &run.events[..shown];
     let _ = writeln!(s, "<g class=\"run\" data-run=\"{k}\">");
-    let title = if runs > 1 {
-        format!("Run {} (StartMaster at trace line {})", k + 1, run.start_line)
-    } else {
-        "Run".to_string()
-    };
     if runs > 1 {
         let _ = writeln!(
             s,
-            "<text x=\"{LEFT}\" y=\"{}\" font-size=\"13\" font-weight=\"bold\">{}</text>",
+            "<text x=\"{LEFT}\" y=\"{}\" font-size=\"13\" font-weight=\"bold\">Run {} \
+             (StartMaster at trace line {})</text>",
             f.top + 14,
-            escape(&title)
+            k + 1,
+            run.start_line
         );
     }
+    // Each snapshot's cut goes through the records drawn so far.
+    let cuts: Vec<Vec<(i64, i64)>> =
+        run.snapshots.iter().map(|snap| cut_points(run, snap, f, shown)).collect();
     let first_y = f.y(0) - ROW / 2;
     // The past of each complete snapshot, shaded under everything else.
-    for snap in &run.snapshots {
-        let pts = cut_points(run, snap, f, shown);
+    for (snap, pts) in run.snapshots.iter().zip(&cuts) {
         if pts.len() == run.nodes.len() && !pts.is_empty() {
             let (x0, x1) = (LEFT - 4, LEFT + f.col * run.nodes.len() as i64 + 4);
             let mut d = format!("M{x0},{first_y} L{x0},{}", pts[0].1);
-            for (x, y) in &pts {
+            for (x, y) in pts {
                 let _ = write!(d, " L{x},{y}");
             }
             let _ = write!(d, " L{x1},{} L{x1},{first_y} z", pts[pts.len() - 1].1);
@@ -446,47 +445,51 @@ fn draw_run(s: &mut String, run: &Run, k: usize, runs: usize, f: &Frame, shown: 
         let Some(n) = e.node else { continue };
         let (x, y) = (f.x(n), f.y(e.row));
         let id = run.nodes[n];
-        let (tip, mark, note) = match &e.what {
+        // What the tooltip says, the mark on the line, the label beside it, its class
+        // and its colour.
+        let mut mark = String::new();
+        let (tip, note, cls, colour) = match &e.what {
             What::Send(_) | What::Deliver(_) => {
                 let _ = write!(s, "<circle cx=\"{x}\" cy=\"{y}\" r=\"3.2\" fill=\"#495057\"/>");
                 continue;
             }
-            What::Lose(_) => continue,
-            What::Create { balance } => {
-                (format!("node {id} created with ${balance}"), String::new(), format!("${balance}"))
-            }
+            What::Lose(_) | What::Partition { .. } | What::Heal => continue,
+            What::Create { balance } => (
+                format!("node {id} created with ${balance}"),
+                format!("${balance}"),
+                "create",
+                "#212529",
+            ),
             What::ErrSend { to, amount } => {
-                let mut m = String::new();
-                refused(&mut m, x, y);
+                refused(&mut mark, x, y);
                 let to = run.nodes[*to];
                 (
                     format!("node {id} refused Send {id} {to} {amount}: not enough money"),
-                    m,
                     format!("refused ${amount} to {to}"),
+                    "fault",
+                    "#e03131",
                 )
             }
             What::Crash => {
-                let mut m = String::new();
-                cross(&mut m, x, y, 6, "#e03131");
-                (format!("node {id} crashed"), m, "crash".to_string())
+                cross(&mut mark, x, y, 6, "#e03131");
+                (format!("node {id} crashed"), "crash".to_string(), "fault", "#e03131")
             }
             What::Restart => {
-                let mut m = String::new();
-                triangle(&mut m, x, y, "#2f9e44");
-                (format!("node {id} restarted from its log"), m, "restart".to_string())
+                triangle(&mut mark, x, y, "#2f9e44");
+                let tip = format!("node {id} restarted from its log");
+                (tip, "restart".to_string(), "fault", "#495057")
             }
             What::Pause => {
-                let mut m = String::new();
-                pause_bars(&mut m, x, y);
-                (format!("node {id} paused"), m, "pause".to_string())
+                pause_bars(&mut mark, x, y);
+                (format!("node {id} paused"), "pause".to_string(), "fault", "#495057")
             }
             What::Resume => {
-                let mut m = String::new();
-                triangle(&mut m, x, y, "#f08c00");
-                (format!("node {id} resumed"), m, "resume".to_string())
+                triangle(&mut mark, x, y, "#f08c00");
+                (format!("node {id} resumed"), "resume".to_string(), "fault", "#495057")
             }
             What::Held { amount } => {
-                let m = format!(
+                let _ = write!(
+                    mark,
                     "<path d=\"M{x},{} L{},{y} L{x},{} L{},{y} z\" fill=\"#868e96\"/>",
                     y - 4,
                     x + 4,
@@ -495,27 +498,20 @@ fn draw_run(s: &mut String, run: &Run, k: usize, runs: usize, f: &Frame, shown: 
                 );
                 (
                     format!("node {id} now holds ${amount} for unfinished transfers"),
-                    m,
                     format!("held ${amount}"),
+                    "held",
+                    "#868e96",
                 )
             }
             What::Record { snapshot, balance } => {
-                let mut m = String::new();
-                square(&mut m, x, y, snap_colour(*snapshot));
+                square(&mut mark, x, y, snap_colour(*snapshot));
                 (
                     format!("node {id} recorded its state for snapshot {snapshot}: ${balance}"),
-                    m,
                     format!("S{snapshot}: ${balance}"),
+                    "record",
+                    snap_colour(*snapshot),
                 )
             }
-            What::Partition { .. } | What::Heal => continue,
-        };
-        let (cls, colour) = match &e.what {
-            What::Record { snapshot, .. } => ("record", snap_colour(*snapshot)),
-            What::Create { .. } => ("create", "#212529"),
-            What::Held { .. } => ("held", "#868e96"),
-            What::Crash | What::ErrSend { .. } => ("fault", "#e03131"),
-            _ => ("fault", "#495057"),
         };
         let weight = if cls == "record" { " font-weight=\"bold\"" } else { "" };
         // A record's label sits above its square: the cut runs through the square.
@@ -533,8 +529,7 @@ fn draw_run(s: &mut String, run: &Run, k: usize, runs: usize, f: &Frame, shown: 
         );
     }
     // Cuts, over the arrows, and the money each snapshot recorded where it crosses.
-    for snap in &run.snapshots {
-        let pts = cut_points(run, snap, f, shown);
+    for (snap, pts) in run.snapshots.iter().zip(&cuts) {
         if pts.is_empty() {
             continue;
         }
@@ -599,7 +594,6 @@ fn draw_run(s: &mut String, run: &Run, k: usize, runs: usize, f: &Frame, shown: 
             );
         }
     }
-    let _ = width;
     s.push_str("</g>\n");
 }
 
