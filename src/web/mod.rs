@@ -133,15 +133,10 @@ impl Web {
             stop,
             requests: tx,
         });
-        let host = if local.ip().is_unspecified() {
-            "127.0.0.1".to_string()
-        } else {
-            local.ip().to_string()
-        };
-        let host = if local.is_ipv6() && !local.ip().is_unspecified() {
-            format!("[{host}]")
-        } else {
-            host
+        let host = match local.ip() {
+            ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
         };
         let url = format!("http://{host}:{}/?token={token}", local.port());
         let serving = shared.clone();

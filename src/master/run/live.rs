@@ -453,6 +453,9 @@ impl Master {
         } else if let Some(last) = run.running.get_mut(&node) {
             *last = stats;
         }
+        if run.bar.is_none() && self.web.is_none() {
+            return;
+        }
         let mut sum = run.done;
         for s in run.running.values() {
             sum.add(s);
@@ -460,9 +463,8 @@ impl Master {
         if let Some(bar) = &run.bar {
             bar.set_position(sum.done());
         }
-        let count = run.count;
         if let Some(w) = self.web.as_mut() {
-            w.progress(sum.done(), count);
+            w.progress(sum.done(), run.count);
         }
     }
 

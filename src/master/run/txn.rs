@@ -311,13 +311,7 @@ impl Master {
         let nodes = self.tx_nodes(spec.tx);
         let up: Vec<NodeId> = nodes.iter().copied().filter(|&n| self.runs(n)).collect();
         let states = self.query(&up, Some(spec.tx))?;
-        let overall = match self.txns.outcomes.get(&spec.tx) {
-            Some(TxOutcome::Committed) => "COMMITTED",
-            Some(TxOutcome::Aborted(_)) => "ABORTED",
-            None if !self.runs(spec.coord) => "IN-DOUBT",
-            None => "PENDING",
-        };
-        let mut line = format!("{} {overall}", spec.tx);
+        let mut line = format!("{} {}", spec.tx, self.tx_overall(&spec));
         for n in nodes {
             let st = states.iter().find(|q| q.0 == n).and_then(|q| q.3.clone());
             let absent = if self.is_paused(n) { "PAUSED" } else { "DOWN" };
@@ -325,6 +319,17 @@ impl Master {
         }
         self.push_done(vec![Out::Line(line)], false);
         Ok(())
+    }
+
+    /// How a transaction stands, in `TxStatus`'s words: its outcome, else IN-DOUBT while
+    /// its coordinator cannot answer, else PENDING.
+    pub(super) fn tx_overall(&self, spec: &TxSpec) -> &'static str {
+        match self.txns.outcomes.get(&spec.tx) {
+            Some(TxOutcome::Committed) => "COMMITTED",
+            Some(TxOutcome::Aborted(_)) => "ABORTED",
+            None if !self.runs(spec.coord) => "IN-DOUBT",
+            None => "PENDING",
+        }
     }
 
     /// `Check`: no verdict while a node is down or paused; a transaction committed at one

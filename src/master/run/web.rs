@@ -23,14 +23,16 @@ impl Master {
         let lines: Vec<&str> = text.lines().collect();
         let mut next = 0;
         let mut n = 0;
+        let at = |next: usize| {
+            step.then(|| (next + 1, lines.len(), lines.get(next).map(|l| l.to_string())))
+        };
         loop {
             // Comments and blank lines run along (a click is for a command).
             while next < lines.len() && (!step || is_blank(lines[next])) {
                 self.web_line(&mut n, lines[next])?;
                 next += 1;
             }
-            let at = step.then(|| (next + 1, lines.len(), lines.get(next).map(|l| l.to_string())));
-            self.publish_web(at, n);
+            self.publish_web(at(next), n);
             let Some(req) = self.web.as_mut().and_then(|w| w.next_request()) else { break };
             match req {
                 Request::Step => {
@@ -48,8 +50,7 @@ impl Master {
                 }
             }
         }
-        let at = step.then(|| (next + 1, lines.len(), lines.get(next).map(|l| l.to_string())));
-        self.publish_web(at, n);
+        self.publish_web(at(next), n);
         if let Some(w) = self.web.as_mut() {
             w.end();
         }
@@ -64,7 +65,6 @@ impl Master {
         }
         self.line(*n, text)?;
         self.barrier()?;
-        self.emit_ready()?;
         self.stdout.flush().map_err(super::stdout_gone)
     }
 
@@ -125,10 +125,8 @@ impl Master {
             .iter()
             .map(|t| {
                 let state = match self.txns.outcomes.get(&t.tx) {
-                    Some(TxOutcome::Committed) => "COMMITTED".to_string(),
                     Some(TxOutcome::Aborted(r)) => format!("ABORTED {}", r.as_str()),
-                    None if !ledger.runs(t.coord) => "IN-DOUBT".to_string(),
-                    None => "PENDING".to_string(),
+                    _ => self.tx_overall(t).to_string(),
                 };
                 let protocol = self.txns.runs_by.get(&t.tx).map_or("2pc", |p| p.0.word());
                 json!({
