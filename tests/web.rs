@@ -11,6 +11,7 @@
 
 mod util;
 
+use crossbeam_channel::Receiver;
 use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
 use headless_chrome::{Browser, LaunchOptions, Tab};
 use std::collections::HashMap;
@@ -39,12 +40,17 @@ fn chromium() -> Option<PathBuf> {
     found
 }
 
-/// A `bank-master --web` process, killed when dropped; stdout is collected by a thread.
+/// A `bank-master --web` process, killed when dropped. Threads read its pipes, so
+/// nothing here waits on it without a bound: stdout's end (the process exited) and the
+/// first stderr line (the page's address) arrive on channels.
 struct Server {
     child: Child,
     url: String,
-    stdout: Option<std::thread::JoinHandle<String>>,
+    stdout: Receiver<String>,
 }
+
+/// How long a test waits for the master before it fails.
+const BOUND: Duration = Duration::from_secs(20);
 
 impl Server {
     fn start(args: &[&str]) -> Server {
@@ -56,27 +62,31 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start bank-master --web");
-        let mut out = child.stdout.take().unwrap();
-        let stdout = std::thread::spawn(move || {
+        let (out_tx, stdout) = crossbeam_channel::bounded(1);
+        let mut out = child.stdout.take().expect("piped stdout");
+        std::thread::spawn(move || {
             let mut s = String::new();
             let _ = out.read_to_string(&mut s);
-            s
+            let _ = out_tx.send(s);
         });
         // The first stderr line names the page; the rest is drained so the child never
         // blocks on a full pipe.
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut first = String::new();
-        err.read_line(&mut first).expect("stderr");
+        let (line_tx, first_line) = crossbeam_channel::bounded(1);
+        let mut err = BufReader::new(child.stderr.take().expect("piped stderr"));
         std::thread::spawn(move || {
+            let mut first = String::new();
+            let _ = err.read_line(&mut first);
+            let _ = line_tx.send(first);
             let mut sink = String::new();
             let _ = err.read_to_string(&mut sink);
         });
+        let first = first_line.recv_timeout(BOUND).expect("the master names its page on stderr");
         let url = first
             .trim()
             .strip_prefix("bank-master: live page at ")
             .unwrap_or_else(|| panic!("no URL on stderr: {first:?}"))
             .to_string();
-        Server { child, url, stdout: Some(stdout) }
+        Server { child, url, stdout }
     }
 
     fn host(&self) -> &str {
@@ -89,17 +99,10 @@ impl Server {
 
     /// Waits (20 s at most) for the process to end and returns its stdout.
     fn finish(mut self) -> String {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success() || status.code() == Some(1), "{status:?}");
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "the master did not end");
-            // The master ends by itself after KillAll; this only bounds a failure.
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.stdout.take().unwrap().join().unwrap()
+        let stdout = self.stdout.recv_timeout(BOUND).expect("the master ends after KillAll");
+        let status = self.child.wait().expect("wait for the master");
+        assert!(status.success() || status.code() == Some(1), "{status:?}");
+        stdout
     }
 }
 
