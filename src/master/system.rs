@@ -109,7 +109,7 @@ impl System {
             self.pid_of.insert(id, child.id());
         }
         self.children.push(child);
-        let ours = transport::Shared::new(ours);
+        let ours = transport::Shared::new(transport::Conn::Local(ours));
         self.hub.watch(peer, ours.clone());
         Ok(Link::new(peer, ours))
     }

@@ -1,14 +1,14 @@
 //! The reader thread: wait on every link and the listener with epoll, decode frames,
 //! forward events. epoll, not poll(2): its cost follows the ready links, not all links.
 
-use super::{Link, Listener, Shared, Stream};
+use super::noise::{self, Answer, Opener};
+use super::{Conn, Link, Listener, Shared};
 use crate::wire::{DecodeError, FrameDecoder, Hello, Message, Peer, MAX_FRAME, MAX_MESSAGE};
 use crossbeam_channel::{unbounded, Receiver, Sender};
-use interprocess::local_socket::traits::Listener as _;
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use rustc_hash::FxHashMap as HashMap;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::thread::JoinHandle;
 
@@ -142,7 +142,18 @@ struct Watched {
     peer: Option<Peer>,
     stream: Shared,
     decoder: FrameDecoder,
+    /// A TCP link: the handshake's bytes so far (until it is done), then the record
+    /// reader and the name the peer proved.
+    secure: Option<Secure>,
 }
+
+enum Secure {
+    Handshake(Vec<u8>),
+    Open { opener: Opener, claimed: String, plain: Vec<u8> },
+}
+
+/// The most a connection may send before its handshake is complete.
+const MAX_HANDSHAKE: usize = 256;
 
 /// epoll tokens: the wake pipe, the listener, then one per link.
 const WAKE: u64 = 0;
@@ -161,16 +172,12 @@ struct PollLoop {
     events: Vec<EpollEvent>,
 }
 
-pub(super) fn stream_fd(s: &Stream) -> BorrowedFd<'_> {
-    match s {
-        Stream::UdSocket(s) => s.as_fd(),
-    }
+pub(super) fn stream_fd(s: &Conn) -> BorrowedFd<'_> {
+    s.fd()
 }
 
 fn listener_fd(l: &Listener) -> BorrowedFd<'_> {
-    match l {
-        Listener::UdSocket(l) => l.as_fd(),
-    }
+    l.fd()
 }
 
 fn set_nonblocking(fd: BorrowedFd<'_>) -> nix::Result<()> {
@@ -279,7 +286,17 @@ impl PollLoop {
                     // Until it says a valid hello, a connection gets one frame's worth.
                     decoder.set_limit(MAX_FRAME);
                 }
-                self.links.insert(token, Watched { peer, stream, decoder });
+                let secure = match (stream.is_tcp(), peer) {
+                    (false, _) => None,
+                    (true, None) => Some(Secure::Handshake(Vec::new())),
+                    // A link this process dialled: its handshake is done.
+                    (true, Some(p)) => Some(Secure::Open {
+                        opener: Opener::default(),
+                        claimed: p.to_string(),
+                        plain: Vec::new(),
+                    }),
+                };
+                self.links.insert(token, Watched { peer, stream, decoder, secure });
             }
             Err(e) => log::error!("hub: cannot watch a link: {e}"),
         }
@@ -305,6 +322,7 @@ impl PollLoop {
         let Some(l) = &self.listener else { return };
         match l.accept() {
             Ok(stream) => self.watch(None, Shared::new(stream)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => log::warn!("hub: accept failed: {e}"),
         }
     }
@@ -341,7 +359,56 @@ impl PollLoop {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Outcome::Open),
             Err(e) => return Ok(Outcome::Drop(Some(e.to_string()))),
         };
-        w.decoder.extend(&buf[..n]);
+        match &mut w.secure {
+            None => w.decoder.extend(&buf[..n]),
+            Some(Secure::Open { opener, plain, .. }) => {
+                let keys = w.stream.keys().expect("an open secure link has keys");
+                plain.clear();
+                if let Err(e) = opener.open(keys, &buf[..n], plain) {
+                    let who = w.peer.map_or("an unidentified peer".to_string(), |p| p.to_string());
+                    log::error!("hub: {who} ({}) sent {e}; closing the link", w.stream.remote());
+                    return Ok(Outcome::Drop(Some(e)));
+                }
+                w.decoder.extend(plain);
+            }
+            Some(Secure::Handshake(got)) => {
+                got.extend_from_slice(&buf[..n]);
+                let Some(id) = noise::identity() else {
+                    return Ok(Outcome::Drop(Some("no key to answer a handshake".into())));
+                };
+                let remote = w.stream.remote().to_string();
+                match noise::respond(got, &id.key, id.nonce, &id.me) {
+                    Ok(Answer::More) if got.len() <= MAX_HANDSHAKE => return Ok(Outcome::Open),
+                    Ok(Answer::More) => {
+                        log::warn!("hub: refused a connection from {remote}: not a bank handshake");
+                        return Ok(Outcome::Drop(None));
+                    }
+                    Err(why) => {
+                        log::warn!("hub: refused a connection from {remote}: {why}");
+                        return Ok(Outcome::Drop(None));
+                    }
+                    Ok(Answer::Accepted { claimed, reply, used, state }) => {
+                        let rest = got[used..].to_vec();
+                        if let Err(e) = (&*w.stream).write_all(&reply) {
+                            log::warn!("hub: a handshake with {remote} failed: {e}");
+                            return Ok(Outcome::Drop(None));
+                        }
+                        if let Conn::Tcp { keys, .. } = &*w.stream {
+                            let _ = keys.set(state);
+                        }
+                        let mut opener = Opener::default();
+                        let mut plain = Vec::new();
+                        let keys = w.stream.keys().expect("just set");
+                        if let Err(e) = opener.open(keys, &rest, &mut plain) {
+                            log::warn!("hub: refused a connection from {remote}: it sent {e}");
+                            return Ok(Outcome::Drop(None));
+                        }
+                        w.decoder.extend(&plain);
+                        w.secure = Some(Secure::Open { opener, claimed, plain });
+                    }
+                }
+            }
+        }
         let mut msgs = Vec::new();
         loop {
             let w = self.links.get_mut(&token).expect("still here");
@@ -394,6 +461,16 @@ impl PollLoop {
             return None;
         }
         let w = self.links.get_mut(&token).expect("caller checked");
+        if let Some(Secure::Open { claimed, .. }) = &w.secure {
+            if *claimed != hello.from.to_string() {
+                log::warn!(
+                    "hub: refused a connection from {}: its handshake named {claimed:?}, its hello {}",
+                    w.stream.remote(),
+                    hello.from
+                );
+                return None;
+            }
+        }
         w.peer = Some(hello.from);
         w.decoder.set_limit(MAX_MESSAGE);
         Some(Link::new(hello.from, w.stream.clone()))

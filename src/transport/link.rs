@@ -1,6 +1,6 @@
 //! The write side of one link: frames are buffered and written with one `write_all`.
 
-use super::{connect_stream, Shared};
+use super::{connect_stream, Conn, Shared};
 use crate::wire::{encode_frame, Hello, Message, Peer};
 use std::io::{self, Write};
 
@@ -15,12 +15,16 @@ pub struct Link {
     buf: Vec<u8>,
     /// How much of `buf` a non-blocking write already took (see [`Link::try_flush`]).
     sent: usize,
+    /// A TCP link: `buf`'s frames sealed into records, waiting to be written (then
+    /// `sent` counts what of this was written), and the next record's nonce.
+    sealed: Vec<u8>,
+    nonce: u64,
 }
 
 impl Link {
     /// The write side of `stream`, a link to `peer`.
     pub fn new(peer: Peer, stream: Shared) -> Self {
-        Link { peer, stream, buf: Vec::new(), sent: 0 }
+        Link { peer, stream, buf: Vec::new(), sent: 0, sealed: Vec::new(), nonce: 0 }
     }
 
     /// Connects to the listener `name` of `peer` and sends `hello` at once.
@@ -29,7 +33,16 @@ impl Link {
     /// # Errors
     /// Connecting or writing the hello failed.
     pub fn connect(name: &str, peer: Peer, hello: Hello) -> io::Result<(Link, Shared)> {
-        let stream = Shared::new(connect_stream(name)?);
+        let conn = match name.strip_prefix("tcp:") {
+            Some(addr) => {
+                let id = super::noise::identity().ok_or_else(|| {
+                    io::Error::other("a TCP link needs the cluster key (no identity installed)")
+                })?;
+                super::tcp::dial(addr, &id.key, id.nonce, &id.me, &peer.to_string())?
+            }
+            None => Conn::Local(connect_stream(name)?),
+        };
+        let stream = Shared::new(conn);
         let reader = stream.clone();
         let mut link = Link::new(peer, stream);
         link.push(&Message::Hello(hello));
@@ -62,17 +75,21 @@ impl Link {
 
     /// Whether the buffer has reached the size at which it should be flushed.
     pub fn is_full(&self) -> bool {
-        self.buf.len() - self.sent >= FLUSH_AT
+        self.buffered() >= FLUSH_AT
     }
 
     /// How many bytes of frames wait for [`Link::flush`].
     pub fn buffered(&self) -> usize {
-        self.buf.len() - self.sent
+        if self.sealed.is_empty() {
+            self.buf.len() - self.sent
+        } else {
+            self.buf.len() + self.sealed.len() - self.sent
+        }
     }
 
     /// Whether frames are waiting for [`Link::flush`].
     pub fn is_dirty(&self) -> bool {
-        !self.buf.is_empty()
+        !self.buf.is_empty() || !self.sealed.is_empty()
     }
 
     /// Writes every buffered frame, waiting for a full socket to take them (a non-blocking
@@ -81,11 +98,12 @@ impl Link {
     /// # Errors
     /// Writing failed (the peer closed); the buffer is dropped.
     pub fn flush(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
+        if !self.is_dirty() {
             return Ok(());
         }
         let res = self.write_all_waiting();
         self.buf.clear();
+        self.sealed.clear();
         self.sent = 0;
         res
     }
@@ -111,10 +129,19 @@ impl Link {
     /// # Errors
     /// Writing failed (the peer closed); the buffer is dropped.
     pub fn try_flush(&mut self) -> io::Result<bool> {
-        while self.sent < self.buf.len() {
-            match (&*self.stream).write(&self.buf[self.sent..]) {
+        let out = if let Some(keys) = self.stream.keys() {
+            if !self.buf.is_empty() {
+                super::noise::seal(keys, &mut self.nonce, &self.buf, &mut self.sealed)?;
+                self.buf.clear();
+            }
+            &mut self.sealed
+        } else {
+            &mut self.buf
+        };
+        while self.sent < out.len() {
+            match (&*self.stream).write(&out[self.sent..]) {
                 Ok(0) => {
-                    self.buf.clear();
+                    out.clear();
                     self.sent = 0;
                     return Err(io::ErrorKind::WriteZero.into());
                 }
@@ -122,13 +149,13 @@ impl Link {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => {
-                    self.buf.clear();
+                    out.clear();
                     self.sent = 0;
                     return Err(e);
                 }
             }
         }
-        self.buf.clear();
+        out.clear();
         self.sent = 0;
         Ok(true)
     }

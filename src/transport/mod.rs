@@ -18,9 +18,12 @@
 
 mod hub;
 mod link;
+pub mod noise;
+pub mod tcp;
 
 pub use hub::{Event, Hub};
 pub use link::Link;
+pub use tcp::{Conn, Listener};
 
 use crate::ids::NodeId;
 use crate::wire::Peer;
@@ -29,10 +32,10 @@ use interprocess::os::unix::uds_local_socket as uds;
 use std::io;
 use std::os::fd::OwnedFd;
 
-pub(crate) use interprocess::local_socket::{Listener, Stream};
+pub(crate) use interprocess::local_socket::Stream;
 
 /// A connection shared by the link that writes it and the hub that reads it.
-pub(crate) type Shared = std::sync::Arc<Stream>;
+pub(crate) type Shared = std::sync::Arc<Conn>;
 
 /// The socket names of one run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,12 +70,52 @@ impl Names {
     }
 }
 
+/// Where each process of a run listens when they are on several hosts: TCP addresses
+/// the master hands out ([`crate::wire::Message::Directory`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Directory {
+    /// The observer's address.
+    pub observer: String,
+    /// Each node's address.
+    pub nodes: std::collections::BTreeMap<NodeId, String>,
+}
+
+/// How a process finds its peers: by local socket name, or by TCP address.
+#[derive(Debug, Clone)]
+pub enum Book {
+    /// One host: abstract socket names.
+    Local(Names),
+    /// Several hosts: the directory the master sent.
+    Tcp(Directory),
+}
+
+impl Book {
+    /// The address to dial for `peer` (a `tcp:` address, or a socket name).
+    ///
+    /// # Errors
+    /// The directory does not know it.
+    pub fn address(&self, peer: Peer) -> io::Result<String> {
+        match (self, peer) {
+            (Book::Local(n), Peer::Node(id)) => Some(n.node(id)),
+            (Book::Local(n), _) => Some(n.observer()),
+            (Book::Tcp(d), Peer::Node(id)) => d.nodes.get(&id).map(|a| format!("tcp:{a}")),
+            (Book::Tcp(d), _) => Some(format!("tcp:{}", d.observer)),
+        }
+        .ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, format!("no address for {peer} yet"))
+        })
+    }
+}
+
 /// Binds a listener on the abstract name `name`.
 ///
 /// # Errors
 /// The OS error, e.g. `AddrInUse` when another process holds the name.
 pub fn listen(name: &str) -> io::Result<Listener> {
-    ListenerOptions::new().name(name.to_ns_name::<GenericNamespaced>()?).create_sync()
+    ListenerOptions::new()
+        .name(name.to_ns_name::<GenericNamespaced>()?)
+        .create_sync()
+        .map(Listener::Local)
 }
 
 fn connect_stream(name: &str) -> io::Result<Stream> {
@@ -102,10 +145,14 @@ pub fn start_child(master_pid: u32, nonce: u64, inline: bool) -> io::Result<Chil
     // SAFETY: every child is started by process::spawn_self, and this runs once.
     let (control, listener) = unsafe { crate::process::inherited_fds() };
     let (tx, inbox) = crossbeam_channel::unbounded();
-    let listener = Some(listener_from_fd(listener));
+    let listener = Some(if crate::transport::noise::identity().is_some() {
+        Listener::Tcp(std::net::TcpListener::from(listener))
+    } else {
+        listener_from_fd(listener)
+    });
     let mut hub =
         if inline { Hub::inline(listener, nonce, tx)? } else { Hub::start(listener, nonce, tx)? };
-    let control = Shared::new(stream_from_fd(control));
+    let control = Shared::new(Conn::Local(stream_from_fd(control)));
     hub.watch(crate::wire::Peer::Master, control.clone());
     let master = Link::new(crate::wire::Peer::Master, control);
     Ok(ChildLinks { hub, master, inbox })
@@ -172,13 +219,14 @@ pub fn stream_from_fd(fd: OwnedFd) -> Stream {
 
 /// A listener from an inherited socket fd.
 pub fn listener_from_fd(fd: OwnedFd) -> Listener {
-    Listener::UdSocket(uds::Listener::from(fd))
+    Listener::Local(interprocess::local_socket::Listener::UdSocket(uds::Listener::from(fd)))
 }
 
 /// The fd of a listener, to hand to a child.
 pub fn listener_into_fd(listener: Listener) -> OwnedFd {
     match listener {
-        Listener::UdSocket(l) => OwnedFd::from(l),
+        Listener::Local(interprocess::local_socket::Listener::UdSocket(l)) => OwnedFd::from(l),
+        Listener::Tcp(l) => OwnedFd::from(l),
     }
 }
 
@@ -194,7 +242,7 @@ mod tests {
     fn end(stream: Stream, peer: Peer) -> (Hub, Link, crossbeam_channel::Receiver<Event>) {
         let (tx, inbox) = crossbeam_channel::unbounded();
         let mut hub = Hub::inline(None, 0, tx).unwrap();
-        let stream = Shared::new(stream);
+        let stream = Shared::new(Conn::Local(stream));
         hub.watch(peer, stream.clone());
         (hub, Link::new(peer, stream), inbox)
     }

@@ -1,0 +1,258 @@
+//! The two kinds of connection a link can ride on: a local socket (one host) or a TCP
+//! connection secured by [`super::noise`] (several hosts). The hub and the links see
+//! one [`Conn`]; only reading and writing bytes differ.
+
+use super::noise::{self, Opener};
+use snow::StatelessTransportState;
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// How long unacknowledged data may sit on a TCP link before the kernel gives up on it
+/// (`TCP_USER_TIMEOUT`): longer than the 10 s after which a script reports a node
+/// unreachable, so a host cut off for a while comes back on the same links.
+pub const USER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a dial waits for the other end to answer.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One connection.
+#[derive(Debug)]
+pub enum Conn {
+    /// A local socket.
+    Local(interprocess::local_socket::Stream),
+    /// A TCP connection; its transport keys once the handshake is done.
+    Tcp {
+        /// The socket.
+        sock: TcpStream,
+        /// Set once, when the handshake succeeds.
+        keys: OnceLock<Box<StatelessTransportState>>,
+        /// Who is at the other end, for logs.
+        remote: String,
+    },
+}
+
+impl Conn {
+    /// The socket's fd.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Conn::Local(interprocess::local_socket::Stream::UdSocket(s)) => s.as_fd(),
+            Conn::Tcp { sock, .. } => sock.as_fd(),
+        }
+    }
+
+    /// A TCP connection's transport keys (`None` on a local socket, or before the
+    /// handshake).
+    pub fn keys(&self) -> Option<&StatelessTransportState> {
+        match self {
+            Conn::Local(_) => None,
+            Conn::Tcp { keys, .. } => keys.get().map(|k| &**k),
+        }
+    }
+
+    /// Whether this is a TCP connection.
+    pub fn is_tcp(&self) -> bool {
+        matches!(self, Conn::Tcp { .. })
+    }
+
+    /// The remote address of a TCP connection, for logs.
+    pub fn remote(&self) -> &str {
+        match self {
+            Conn::Local(_) => "a local socket",
+            Conn::Tcp { remote, .. } => remote,
+        }
+    }
+}
+
+impl Read for &Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Conn::Local(s) => (&*s).read(buf),
+            Conn::Tcp { sock, .. } => (&*sock).read(buf),
+        }
+    }
+}
+
+impl Write for &Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Conn::Local(s) => (&*s).write(buf),
+            Conn::Tcp { sock, .. } => (&*sock).write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A listener of either kind.
+#[derive(Debug)]
+pub enum Listener {
+    /// A local socket listener.
+    Local(interprocess::local_socket::Listener),
+    /// A TCP listener.
+    Tcp(std::net::TcpListener),
+}
+
+impl Listener {
+    /// The listener's fd.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Listener::Local(interprocess::local_socket::Listener::UdSocket(l)) => l.as_fd(),
+            Listener::Tcp(l) => l.as_fd(),
+        }
+    }
+
+    /// Accepts one connection (a TCP one not yet secured: the hub runs the handshake).
+    ///
+    /// # Errors
+    /// The OS error.
+    pub fn accept(&self) -> io::Result<Conn> {
+        use interprocess::local_socket::traits::Listener as _;
+        match self {
+            Listener::Local(l) => l.accept().map(Conn::Local),
+            Listener::Tcp(l) => {
+                let (sock, addr) = l.accept()?;
+                configure(&sock)?;
+                Ok(Conn::Tcp { sock, keys: OnceLock::new(), remote: addr.to_string() })
+            }
+        }
+    }
+}
+
+/// Sets what every TCP link needs: no Nagle delay (a frame leaves at once), a bound on
+/// how long sent data may stay unacknowledged, and keepalive probes on idle links.
+///
+/// # Errors
+/// The OS refused an option.
+pub fn configure(sock: &TcpStream) -> io::Result<()> {
+    sock.set_nodelay(true)?;
+    let s = socket2::SockRef::from(sock);
+    s.set_tcp_user_timeout(Some(USER_TIMEOUT))?;
+    let ka = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(5))
+        .with_interval(Duration::from_secs(2))
+        .with_retries(5);
+    s.set_tcp_keepalive(&ka)
+}
+
+/// Dials `addr` (`host:port`) as `me` and runs the handshake with `them` of run
+/// `nonce`.
+///
+/// # Errors
+/// The address does not resolve, nobody answers within [`CONNECT_TIMEOUT`], or the
+/// other end does not hold `key`.
+pub fn dial(addr: &str, key: &noise::Key, nonce: u64, me: &str, them: &str) -> io::Result<Conn> {
+    let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{addr} does not resolve"));
+    for sa in addr.to_socket_addrs()? {
+        match TcpStream::connect_timeout(&sa, CONNECT_TIMEOUT) {
+            Ok(mut sock) => {
+                configure(&sock)?;
+                let keys = noise::initiate(&mut sock, key, nonce, me, them)
+                    .map_err(|e| io::Error::new(e.kind(), format!("{them} at {addr}: {e}")))?;
+                let cell = OnceLock::new();
+                let _ = cell.set(Box::new(keys));
+                return Ok(Conn::Tcp { sock, keys: cell, remote: sa.to_string() });
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(io::Error::new(last.kind(), format!("cannot reach {them} at {addr}: {last}")))
+}
+
+/// A blocking, secured TCP conversation outside the hub (the master and a host agent):
+/// whole frames in, whole frames out.
+#[derive(Debug)]
+pub struct Channel {
+    conn: Conn,
+    send_nonce: u64,
+    opener: Opener,
+    /// Plaintext received and not yet taken: `u32 length || postcard` frames.
+    plain: Vec<u8>,
+}
+
+/// The largest frame a [`Channel`] takes.
+const MAX_CHANNEL_FRAME: usize = 1 << 20;
+
+impl Channel {
+    /// A channel over a connection whose handshake is done.
+    ///
+    /// # Errors
+    /// The connection has no keys.
+    pub fn new(conn: Conn, already: &[u8]) -> io::Result<Channel> {
+        if conn.keys().is_none() {
+            return Err(io::Error::other("a channel needs a secured connection"));
+        }
+        let mut ch = Channel { conn, send_nonce: 0, opener: Opener::default(), plain: Vec::new() };
+        ch.take(already)?;
+        Ok(ch)
+    }
+
+    fn take(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let keys = self.conn.keys().ok_or_else(|| io::Error::other("no keys"))?;
+        self.opener
+            .open(keys, bytes, &mut self.plain)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+
+    /// The next whole frame's body, if one is there.
+    fn next_body(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let Some(len) = self.plain.get(..4) else { return Ok(None) };
+        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        if len > MAX_CHANNEL_FRAME {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "an oversized frame"));
+        }
+        if self.plain.len() < 4 + len {
+            return Ok(None);
+        }
+        let body = self.plain[4..4 + len].to_vec();
+        self.plain.drain(..4 + len);
+        Ok(Some(body))
+    }
+
+    /// Sends one value as one sealed frame.
+    ///
+    /// # Errors
+    /// Writing failed.
+    pub fn send<T: serde::Serialize>(&mut self, value: &T) -> io::Result<()> {
+        let body = postcard::to_stdvec(value).map_err(io::Error::other)?;
+        let mut plain = (body.len() as u32).to_le_bytes().to_vec();
+        plain.extend_from_slice(&body);
+        let keys = self.conn.keys().ok_or_else(|| io::Error::other("no keys"))?;
+        let mut out = Vec::with_capacity(plain.len() + 32);
+        noise::seal(keys, &mut self.send_nonce, &plain, &mut out)?;
+        (&self.conn).write_all(&out)
+    }
+
+    /// Waits (at most `timeout`, for ever with `None`) for the next value.
+    ///
+    /// # Errors
+    /// The peer closed (`UnexpectedEof`), the wait timed out (`WouldBlock` or
+    /// `TimedOut`), or it sent something that does not open or decode.
+    pub fn recv<T: serde::de::DeserializeOwned>(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> io::Result<T> {
+        let Conn::Tcp { sock, .. } = &self.conn else { return Err(io::Error::other("not tcp")) };
+        sock.set_read_timeout(timeout)?;
+        loop {
+            if let Some(body) = self.next_body()? {
+                return postcard::from_bytes(&body)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()));
+            }
+            let mut buf = [0u8; 16 * 1024];
+            let n = (&self.conn).read(&mut buf)?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            self.take(&buf[..n])?;
+        }
+    }
+
+    /// The connection (for its fd, to wait on it).
+    pub fn conn(&self) -> &Conn {
+        &self.conn
+    }
+}
