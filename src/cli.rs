@@ -61,6 +61,17 @@ pub struct Cli {
     #[arg(long)]
     pub step: bool,
 
+    /// Run the nodes on the hosts listed in FILE (SPEC chapter 10): `<name>
+    /// <address>:<port>` for a running `bank-master host`, or `<name> ssh [user@]host
+    /// [<address>:<port>]` to start one over ssh. Needs --key.
+    #[arg(long, value_name = "FILE")]
+    pub hosts: Option<PathBuf>,
+
+    /// The cluster key file (mode 0600, made by `bank-master keygen`); with --hosts.
+    /// The BANK_KEY environment variable may hold the key instead.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+
     /// Give up (error, exit status 1) when no process has answered for this many
     /// seconds: a bug, never a wait of the protocols (their timeouts are logical).
     #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
@@ -80,8 +91,13 @@ pub enum ChildRole {
         run: String,
         /// The run's nonce.
         nonce: u64,
-        /// The master's pid.
+        /// The master's pid (a host agent's, on several hosts).
         master_pid: u32,
+        /// Its links are TCP (several hosts): no control socket is inherited, the
+        /// master dials it, and the cluster key is in `BANK_KEY`.
+        tcp: bool,
+        /// It forces every record before it tells anyone (plain Sends too).
+        durable: bool,
     },
     /// The observer process.
     Observer {
@@ -89,6 +105,8 @@ pub enum ChildRole {
         nonce: u64,
         /// The master's pid.
         master_pid: u32,
+        /// Its listener is TCP (several hosts); the cluster key is in `BANK_KEY`.
+        tcp: bool,
     },
 }
 
@@ -99,10 +117,15 @@ impl ChildRole {
     /// The role as the value of [`ChildRole::ENV`]: space-separated words.
     pub fn to_env(&self) -> String {
         match self {
-            ChildRole::Node { id, balance, run, nonce, master_pid } => {
-                format!("node {id} {balance} {run} {nonce} {master_pid}")
+            ChildRole::Node { id, balance, run, nonce, master_pid, tcp, durable } => {
+                let links = if *tcp { "tcp" } else { "local" };
+                let force = if *durable { "durable" } else { "lazy" };
+                format!("node {id} {balance} {run} {nonce} {master_pid} {links} {force}")
             }
-            ChildRole::Observer { nonce, master_pid } => format!("observer {nonce} {master_pid}"),
+            ChildRole::Observer { nonce, master_pid, tcp } => {
+                let links = if *tcp { "tcp" } else { "local" };
+                format!("observer {nonce} {master_pid} {links}")
+            }
         }
     }
 
@@ -116,16 +139,22 @@ impl ChildRole {
         let num = |w: &str| w.parse::<u64>().map_err(|_| bad());
         let small = |w: &str| w.parse::<u32>().map_err(|_| bad());
         match words.as_slice() {
-            ["node", id, balance, run, nonce, pid] => Ok(ChildRole::Node {
-                id: small(id)?,
-                balance: num(balance)?,
-                run: run.to_string(),
+            ["node", id, balance, run, nonce, pid, links @ ("tcp" | "local"), force @ ("durable" | "lazy")] => {
+                Ok(ChildRole::Node {
+                    id: small(id)?,
+                    balance: num(balance)?,
+                    run: run.to_string(),
+                    nonce: num(nonce)?,
+                    master_pid: small(pid)?,
+                    tcp: *links == "tcp",
+                    durable: *force == "durable",
+                })
+            }
+            ["observer", nonce, pid, links @ ("tcp" | "local")] => Ok(ChildRole::Observer {
                 nonce: num(nonce)?,
                 master_pid: small(pid)?,
+                tcp: *links == "tcp",
             }),
-            ["observer", nonce, pid] => {
-                Ok(ChildRole::Observer { nonce: num(nonce)?, master_pid: small(pid)? })
-            }
             _ => Err(bad()),
         }
     }
@@ -157,14 +186,17 @@ mod tests {
             run: "bank-1-00ff".into(),
             nonce: 9,
             master_pid: 42,
+            tcp: true,
+            durable: false,
         };
-        let obs = ChildRole::Observer { nonce: 1, master_pid: 2 };
-        for r in [node.clone(), obs.clone()] {
+        let obs = ChildRole::Observer { nonce: 1, master_pid: 2, tcp: false };
+        let remote = ChildRole::Observer { nonce: 1, master_pid: 2, tcp: true };
+        for r in [node.clone(), obs.clone(), remote] {
             assert_eq!(ChildRole::from_env(&r.to_env()), Ok(r));
         }
         assert_eq!(node.display_args(), ["node", "7"]);
         assert_eq!(obs.log_name(), "observer");
-        for bad in ["", "node", "node 1 2 r 3", "observer x 1", "master 1 2", "node -1 2 r 3 4"] {
+        for bad in ["", "node", "node 1 2 r 3", "observer x 1", "master 1 2", "node -1 2 r 3 4 tcp lazy", "node 1 2 r 3 4 udp lazy", "observer 1 2"] {
             assert!(ChildRole::from_env(bad).is_err(), "{bad:?}");
         }
     }

@@ -18,8 +18,12 @@ fn main() -> ExitCode {
         std::env::remove_var(ChildRole::ENV);
         ChildRole::from_env(&v.to_string_lossy())
     });
+    let first = std::env::args_os().nth(1);
     let role = match &child {
         Some(Ok(r)) => r.log_name(),
+        _ if first.as_ref().is_some_and(|a| a == "host" && !Path::new(a).exists()) => {
+            "host".to_string()
+        }
         _ => "master".to_string(),
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
@@ -29,17 +33,29 @@ fn main() -> ExitCode {
         })
         .init();
     match child {
-        Some(Ok(ChildRole::Node { id, balance, run, nonce, master_pid })) => {
+        Some(Ok(ChildRole::Node { id, balance, run, nonce, master_pid, tcp, durable })) => {
+            if tcp {
+                if let Err(e) = install_key(format!("node {id}"), nonce) {
+                    return child_exit(Err(e));
+                }
+            }
             let args = bank::node::NodeArgs {
                 id: NodeId(id),
                 balance: Amount(balance),
                 run,
                 nonce,
                 master_pid,
+                tcp,
+                durable,
             };
             child_exit(bank::node::run(args))
         }
-        Some(Ok(ChildRole::Observer { nonce, master_pid })) => {
+        Some(Ok(ChildRole::Observer { nonce, master_pid, tcp })) => {
+            if tcp {
+                if let Err(e) = install_key("observer".into(), nonce) {
+                    return child_exit(Err(e));
+                }
+            }
             child_exit(master::observer::run(master::observer::ObserverArgs { nonce, master_pid }))
         }
         Some(Err(why)) => {
@@ -48,6 +64,18 @@ fn main() -> ExitCode {
         }
         None => run_master(),
     }
+}
+
+/// A child on TCP links takes the cluster key from its environment (and removes it
+/// there, so its own children never see it).
+fn install_key(me: String, nonce: u64) -> std::io::Result<()> {
+    use bank::transport::noise::{install, Identity, Key};
+    let hex = std::env::var(bank::process::KEY_ENV)
+        .map_err(|_| std::io::Error::other("no cluster key in the environment"))?;
+    std::env::remove_var(bank::process::KEY_ENV);
+    let key = Key::from_hex(&hex).map_err(std::io::Error::other)?;
+    install(Identity { key, me, nonce });
+    Ok(())
 }
 
 fn child_exit(res: std::io::Result<()>) -> ExitCode {
@@ -66,6 +94,12 @@ fn run_master() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     if args.first().is_some_and(|a| a == "draw" && !Path::new(a).exists()) {
         return ExitCode::from(bank::draw::run(&args[1..]) as u8);
+    }
+    if args.first().is_some_and(|a| a == "keygen" && !Path::new(a).exists()) {
+        return ExitCode::from(bank::cluster::keygen_main(&args[1..]) as u8);
+    }
+    if args.first().is_some_and(|a| a == "host" && !Path::new(a).exists()) {
+        return ExitCode::from(bank::cluster::agent::main(&args[1..]) as u8);
     }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -174,7 +208,31 @@ fn run_master() -> ExitCode {
         (true, _) => Input::Web { file: None, step: false },
         (false, input) => input,
     };
+    let hosts = match &cli.hosts {
+        None if cli.key.is_some() => {
+            eprintln!("error: --key goes with --hosts FILE (the hosts to run the nodes on)");
+            return ExitCode::from(2);
+        }
+        None => None,
+        Some(file) => match bank::cluster::Hosts::load(file, cli.key.as_deref()) {
+            Ok(h) => Some(h),
+            Err(why) => {
+                eprintln!("error: {why}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    // Agents started over ssh live as long as this process: the guard stops them.
+    let launched = match hosts.as_ref().map(bank::cluster::ssh::launch_all) {
+        None => None,
+        Some(Ok(l)) => Some(l),
+        Some(Err(why)) => {
+            eprintln!("error: {why}");
+            return ExitCode::from(2);
+        }
+    };
     let config = Config {
+        hosts,
         web,
         input,
         seed,
@@ -184,5 +242,6 @@ fn run_master() -> ExitCode {
         watchdog: Duration::from_secs(cli.watchdog),
     };
     let status = master::run(config);
+    drop(launched);
     ExitCode::from(status as u8)
 }

@@ -39,6 +39,9 @@ pub fn self_exe() -> std::path::PathBuf {
     }
 }
 
+/// The environment variable that carries the cluster key (SPEC chapter 10).
+pub const KEY_ENV: &str = "BANK_KEY";
+
 /// The fd a child finds its control link on.
 pub const CONTROL_FD: RawFd = 3;
 /// The fd a child finds its listener on.
@@ -56,11 +59,13 @@ pub const WAL_FD: RawFd = 5;
 /// The spawn failed.
 pub fn spawn_self(
     role: &ChildRole,
-    control: OwnedFd,
+    control: Option<OwnedFd>,
     listener: OwnedFd,
     wal: Option<&std::fs::File>,
+    key: Option<&crate::transport::noise::Key>,
 ) -> io::Result<Child> {
-    let (c, l) = (control.as_raw_fd(), listener.as_raw_fd());
+    let l = listener.as_raw_fd();
+    let c = control.as_ref().map_or(-1, |c| c.as_raw_fd());
     let w = wal.map_or(-1, |f| f.as_raw_fd());
     let mut cmd = Command::new(self_exe());
     cmd.arg0("bank-master")
@@ -69,25 +74,31 @@ pub fn spawn_self(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
+    if let Some(key) = key {
+        // The environment, not the arguments: /proc/PID/environ is the owner's only.
+        cmd.env(KEY_ENV, key.to_hex());
+    }
     // SAFETY: the closure runs in the forked child before exec and only makes
     // async-signal-safe calls (fcntl, dup2, close, prctl) on fds it owns.
     unsafe {
         cmd.pre_exec(move || {
             // Any fd may already sit at 3, 4 or 5: move them all above 9 first.
-            let c2 = libc::fcntl(c, libc::F_DUPFD, 10);
+            let c2 = if c >= 0 { libc::fcntl(c, libc::F_DUPFD, 10) } else { 0 };
             let l2 = libc::fcntl(l, libc::F_DUPFD, 10);
             let w2 = if w >= 0 { libc::fcntl(w, libc::F_DUPFD, 10) } else { 0 };
             if c2 < 0
                 || l2 < 0
                 || w2 < 0
-                || libc::dup2(c2, CONTROL_FD) < 0
+                || (c >= 0 && libc::dup2(c2, CONTROL_FD) < 0)
                 || libc::dup2(l2, LISTEN_FD) < 0
                 || (w >= 0 && libc::dup2(w2, WAL_FD) < 0)
                 || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0
             {
                 return Err(io::Error::last_os_error());
             }
-            libc::close(c2);
+            if c >= 0 {
+                libc::close(c2);
+            }
             libc::close(l2);
             if w >= 0 {
                 libc::close(w2);
@@ -108,14 +119,17 @@ pub unsafe fn inherited_wal() -> std::fs::File {
     unsafe { std::fs::File::from_raw_fd(WAL_FD) }
 }
 
-/// The control link and listener a child inherited from [`spawn_self`].
+/// The control link (if `control`: a child started with one) and listener a child
+/// inherited from [`spawn_self`].
 ///
 /// # Safety
-/// Call once, in a child started by [`spawn_self`]: fds 3 and 4 are then sockets that
-/// nothing else in the process owns.
-pub unsafe fn inherited_fds() -> (OwnedFd, OwnedFd) {
+/// Call once, in a child started by [`spawn_self`] (with a control link iff `control`):
+/// fds 3 and 4 are then sockets that nothing else in the process owns.
+pub unsafe fn inherited_fds(control: bool) -> (Option<OwnedFd>, OwnedFd) {
     // SAFETY: per this function's contract.
-    unsafe { (OwnedFd::from_raw_fd(CONTROL_FD), OwnedFd::from_raw_fd(LISTEN_FD)) }
+    unsafe {
+        (control.then(|| OwnedFd::from_raw_fd(CONTROL_FD)), OwnedFd::from_raw_fd(LISTEN_FD))
+    }
 }
 
 /// SIGKILLs every child and waits for each, so no process or zombie is left.

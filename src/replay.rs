@@ -114,7 +114,7 @@ impl World {
     ) -> Result<Step, Violation> {
         let known = |w: &World, ids: &[NodeId]| ids.iter().all(|&id| w.ledger.has_node(id));
         match cmd {
-            Command::CreateNode { id, amount } => {
+            Command::CreateNode { id, amount, .. } => {
                 if self.ledger.has_node(id) || self.ledger.created().checked_add(amount).is_none() {
                     return Ok(Step::Rejected);
                 }

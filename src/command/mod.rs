@@ -24,6 +24,9 @@ pub enum Command {
         id: NodeId,
         /// Its opening balance.
         amount: Amount,
+        /// The host it runs on (`on <name>`, SPEC chapter 10); `None`: the next host
+        /// in the hosts file's order (or this machine, without `--hosts`).
+        on: Option<String>,
     },
     /// `from` debits `amount` and enqueues a Transfer to `to`.
     Send {
@@ -167,7 +170,7 @@ pub enum Command {
 /// them. The parser shows the usage line when a line has the wrong arguments.
 pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("StartMaster", "StartMaster", "start the observer; a system exists from now on"),
-    ("CreateNode", "CreateNode <id> <amount>", "start a node process with that balance"),
+    ("CreateNode", "CreateNode <id> <amount> [on <host>]", "start a node process with that balance"),
     ("Send", "Send <from> <to> <amount>", "debit <from>, enqueue a Transfer on channel from->to"),
     (
         "Receive",

@@ -163,8 +163,13 @@ pub fn parse_line(line: usize, raw: &str) -> Result<Option<Command>, ParseError>
     let cmd = match name {
         "StartMaster" => arity("no", args.is_empty()).map(|_| Command::StartMaster)?,
         "CreateNode" => {
-            arity("2", args.len() == 2)?;
-            Command::CreateNode { id: id(0)?, amount: amount(1)? }
+            arity("2 or 4", args.len() == 2 || args.len() == 4)?;
+            let on = match args.get(2..) {
+                Some([on, host]) if *on == "on" => Some(host.to_string()),
+                Some([word, _]) => return Err(unexpected(word, "on <host>")),
+                _ => None,
+            };
+            Command::CreateNode { id: id(0)?, amount: amount(1)?, on }
         }
         "Send" => {
             arity("3", args.len() == 3)?;

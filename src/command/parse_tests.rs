@@ -13,7 +13,7 @@ fn every_command_parses() {
     assert_eq!(ok("StartMaster"), Command::StartMaster);
     assert_eq!(
         ok("CreateNode 10 500"),
-        Command::CreateNode { id: NodeId(10), amount: Amount(500) }
+        Command::CreateNode { id: NodeId(10), amount: Amount(500), on: None }
     );
     assert_eq!(
         ok("  Send 1 2 300  "),
@@ -268,7 +268,7 @@ fn rejected_lines_are_echoed_escaped_and_cut() {
 fn the_largest_amount_is_accepted() {
     assert_eq!(
         ok("CreateNode 1 9223372036854775807"),
-        Command::CreateNode { id: NodeId(1), amount: Amount::MAX }
+        Command::CreateNode { id: NodeId(1), amount: Amount::MAX, on: None }
     );
 }
 

@@ -33,7 +33,7 @@ pub fn run(args: ObserverArgs) -> io::Result<()> {
         transport::start_child(args.master_pid, args.nonce, false)?;
     let mut obs = Observer {
         inbox,
-        master,
+        master: master.ok_or_else(|| io::Error::other("the observer has no control link"))?,
         nodes: HashMap::new(),
         requests: VecDeque::new(),
         reports: HashMap::new(),

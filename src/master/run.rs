@@ -82,6 +82,8 @@ pub struct Config {
     pub watchdog: Duration,
     /// The live page's server, when `--web` started one.
     pub web: Option<crate::web::Web>,
+    /// The hosts the nodes run on (`--hosts`), or `None` for this machine.
+    pub hosts: Option<crate::cluster::Hosts>,
 }
 
 /// Runs every command line. Returns the exit status: 0 when every line ran, 1 when a
@@ -108,6 +110,7 @@ pub fn run(cfg: Config) -> i32 {
         gathered: Vec::new(),
         since_collect: Vec::new(),
         data_dir: cfg.data_dir,
+        hosts: cfg.hosts,
         txns: Txns::default(),
         queried: Vec::new(),
         lost_snapshots: Vec::new(),
@@ -224,6 +227,8 @@ struct Master {
     /// Snapshots begun since the last successful `CollectState`.
     since_collect: Vec<SnapshotId>,
     data_dir: Option<PathBuf>,
+    /// The hosts the nodes run on, if not this machine.
+    hosts: Option<crate::cluster::Hosts>,
     txns: Txns,
     /// Answers to `Query`: (node, balance, held, transaction state).
     queried: Vec<(NodeId, Amount, Amount, Option<String>)>,

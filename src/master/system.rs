@@ -11,7 +11,9 @@ use crate::cli::ChildRole;
 use crate::ids::{Amount, NodeId};
 use crate::process::{kill_and_reap, spawn_self};
 use crate::rng::Rng;
-use crate::transport::{self, Event, Hub, Link, Names};
+use crate::cluster::Agent;
+use crate::transport::noise::{install, Identity};
+use crate::transport::{self, Directory, Event, Hub, Link, Names};
 use crate::wire::{Control, Message, ObserverRequest, Peer};
 use crossbeam_channel::{unbounded, Receiver};
 use rustc_hash::FxHashMap as HashMap;
@@ -50,15 +52,52 @@ pub(crate) struct System {
     data_dir: Option<PathBuf>,
     /// Each node's log, kept open for the node's lifetime.
     wals: HashMap<NodeId, File>,
+    /// On several hosts: the agents, where each node runs, and where all listen.
+    cluster: Option<Cluster>,
     // Declared last: dropped after the children are killed.
     hub: Hub,
 }
 
+/// A run's nodes on several hosts (SPEC chapter 10).
+struct Cluster {
+    hosts: crate::cluster::Hosts,
+    /// One session per host, in the hosts file's order.
+    agents: Vec<Agent>,
+    /// The host of each node.
+    place: HashMap<NodeId, usize>,
+    /// The host the next node without `on` goes to.
+    next: usize,
+    /// Where the observer and every node listen.
+    dir: Directory,
+}
+
 impl System {
-    /// Starts the observer.
-    pub(crate) fn start(data_dir: Option<PathBuf>) -> Result<System, Fatal> {
+    /// Starts the observer (and, with `hosts`, opens a session with every agent).
+    pub(crate) fn start(
+        data_dir: Option<PathBuf>,
+        hosts: Option<&crate::cluster::Hosts>,
+    ) -> Result<System, Fatal> {
         let nonce = Rng::fresh_seed();
         let names = Names::new(std::process::id(), nonce);
+        let cluster = match hosts {
+            None => None,
+            Some(hosts) => {
+                let agents = hosts
+                    .list
+                    .iter()
+                    .map(|h| Agent::open(h, &hosts.key, nonce))
+                    .collect::<Result<Vec<_>, String>>()
+                    .map_err(Fatal)?;
+                install(Identity { key: hosts.key.clone(), me: "master".into(), nonce });
+                Some(Cluster {
+                    hosts: hosts.clone(),
+                    agents,
+                    place: HashMap::default(),
+                    next: 0,
+                    dir: Directory::default(),
+                })
+            }
+        };
         let (tx, inbox) = unbounded();
         // Read on the master's own thread: each answer saves a thread hand-off. Its writes
         // may block on a full socket: a node always reads while it waits to write.
@@ -80,30 +119,45 @@ impl System {
             awaiting_observer: VecDeque::new(),
             data_dir,
             wals: HashMap::default(),
+            cluster,
             hub,
         };
-        let name = sys.names.observer();
-        let role = ChildRole::Observer { nonce, master_pid: std::process::id() };
-        let link = sys.spawn(Peer::Observer, &name, &role, None)?;
+        let tcp = sys.cluster.is_some();
+        let role = ChildRole::Observer { nonce, master_pid: std::process::id(), tcp };
+        let listener = match &mut sys.cluster {
+            None => {
+                let name = sys.names.observer();
+                transport::listen(&name)
+                    .map_err(|e| Fatal(format!("cannot listen on {name}: {e}")))?
+            }
+            Some(c) => {
+                // Beside the master, on the address the first host reaches it at.
+                let ip = c.agents[0].local_ip().ok_or_else(|| Fatal("no local address".into()))?;
+                let l = std::net::TcpListener::bind((ip, 0))
+                    .map_err(|e| Fatal(format!("cannot listen on {ip}: {e}")))?;
+                c.dir.observer = l.local_addr()?.to_string();
+                transport::Listener::Tcp(l)
+            }
+        };
+        let link = sys.spawn(Peer::Observer, listener, &role, None)?;
         sys.observer = Some(link);
         log::info!("master: run {} started", sys.names.prefix());
         Ok(sys)
     }
 
-    /// Starts a child for `peer` with its listener bound on `name` and a control link.
+    /// Starts a child for `peer` with `listener` and a control link.
     /// The child may still be starting when this returns: whatever is sent on the link
     /// waits in the socket, and a child that dies shows up as a closed link.
     fn spawn(
         &mut self,
         peer: Peer,
-        name: &str,
+        listener: transport::Listener,
         role: &ChildRole,
         wal: Option<&File>,
     ) -> Result<Link, Fatal> {
-        let listener =
-            transport::listen(name).map_err(|e| Fatal(format!("cannot listen on {name}: {e}")))?;
         let (ours, theirs) = transport::control_pair()?;
-        let child = spawn_self(role, theirs, transport::listener_into_fd(listener), wal)
+        let key = self.cluster.as_ref().map(|c| &c.hosts.key);
+        let child = spawn_self(role, Some(theirs), transport::listener_into_fd(listener), wal, key)
             .map_err(|e| Fatal(format!("cannot start {peer}: {e}")))?;
         if let Peer::Node(id) = peer {
             self.pid_of.insert(id, child.id());
@@ -114,11 +168,61 @@ impl System {
         Ok(Link::new(peer, ours))
     }
 
+    /// Chooses node `id`'s host: `on`, or the next in the hosts file's order. On one
+    /// machine there is no host to name.
+    ///
+    /// # Errors
+    /// The reason to reject the line: an unknown host.
+    pub(crate) fn place(&mut self, id: NodeId, on: Option<&str>) -> Result<(), String> {
+        match (&mut self.cluster, on) {
+            (None, None) => Ok(()),
+            (None, Some(name)) => Err(format!(
+                "no host named {name}: this run is on one machine (--hosts FILE places nodes)"
+            )),
+            (Some(c), Some(name)) => match c.hosts.index(name) {
+                Some(i) => {
+                    c.place.insert(id, i);
+                    Ok(())
+                }
+                None => Err(format!("no host named {name} (hosts: {})", c.hosts.names())),
+            },
+            (Some(c), None) => {
+                c.place.insert(id, c.next);
+                c.next = (c.next + 1) % c.agents.len();
+                Ok(())
+            }
+        }
+    }
+
     /// Starts node `id`'s process on a new log; commands can be given to it at once.
     pub(crate) fn spawn_node(&mut self, id: NodeId, balance: Amount) -> Result<(), Fatal> {
+        if self.cluster.is_some() {
+            return self.start_remote(id, balance, true);
+        }
         let wal = self.open_wal(id)?;
         self.wals.insert(id, wal);
         self.start_node(id, balance)
+    }
+
+    /// Starts node `id` through its host's agent (a new log if `fresh`), dials it, and
+    /// tells it where everyone listens before any command.
+    fn start_remote(&mut self, id: NodeId, balance: Amount, fresh: bool) -> Result<(), Fatal> {
+        *self.starts.entry(id).or_default() += 1;
+        let c = self.cluster.as_mut().ok_or_else(|| Fatal("not on several hosts".into()))?;
+        let h = *c.place.get(&id).ok_or_else(|| Fatal(format!("node {id} has no host")))?;
+        let addr = c.agents[h].start(id, balance, fresh, true).map_err(Fatal)?;
+        c.dir.nodes.insert(id, addr.clone());
+        let dir = Message::Directory {
+            observer: c.dir.observer.clone(),
+            nodes: c.dir.nodes.iter().map(|(k, v)| (*k, v.clone())).collect(),
+        };
+        let hello = crate::wire::Hello { nonce: self.nonce, from: Peer::Master };
+        let (mut link, reader) = Link::connect(&format!("tcp:{addr}"), Peer::Node(id), hello)
+            .map_err(|e| Fatal(format!("cannot reach node {id}: {e}")))?;
+        link.push(&dir);
+        self.hub.watch(Peer::Node(id), reader);
+        self.links.insert(id, link);
+        Ok(())
     }
 
     /// Node `id`'s process was ended on purpose: its link's close is expected.
@@ -142,6 +246,9 @@ impl System {
         self.awaiting_node.remove(&id);
         // The opening balance matters only if the log is still empty.
         let balance = self.ledger.created_by(&[id]);
+        if self.cluster.is_some() {
+            return self.start_remote(id, balance, false);
+        }
         self.start_node(id, balance)
     }
 
@@ -149,6 +256,14 @@ impl System {
     /// that nothing signals that pid again once another process may have it.
     pub(crate) fn kill_node(&mut self, id: NodeId) {
         self.links.remove(&id);
+        if let Some(c) = &mut self.cluster {
+            if let Some(&h) = c.place.get(&id) {
+                if let Err(why) = c.agents[h].kill(id) {
+                    log::error!("master: {why}");
+                }
+            }
+            return;
+        }
         let Some(pid) = self.pid_of.remove(&id) else { return };
         if let Some(i) = self.children.iter().position(|c| c.id() == pid) {
             let mut gone = vec![self.children.swap_remove(i)];
@@ -161,6 +276,10 @@ impl System {
     /// SIGKILL, which a stopped process takes).
     pub(crate) fn signal(&mut self, id: NodeId, stop: bool) -> Result<(), Fatal> {
         use nix::sys::signal::{kill, Signal};
+        if let Some(c) = &mut self.cluster {
+            let h = *c.place.get(&id).ok_or_else(|| Fatal(format!("node {id} has no host")))?;
+            return c.agents[h].signal(id, stop).map_err(Fatal);
+        }
         let pid = self.pid_of.get(&id).ok_or_else(|| Fatal(format!("node {id} has no process")))?;
         let sig = if stop { Signal::SIGSTOP } else { Signal::SIGCONT };
         let pid = nix::unistd::Pid::from_raw(*pid as i32);
@@ -180,11 +299,15 @@ impl System {
             run: self.names.prefix().to_string(),
             nonce: self.nonce,
             master_pid: std::process::id(),
+            tcp: false,
+            durable: self.data_dir.is_some(),
         };
         let wal = self.wals.get(&id).ok_or_else(|| Fatal(format!("node {id} has no log")))?;
         let wal = wal.try_clone().map_err(|e| Fatal(format!("node {id}'s log: {e}")))?;
         let name = self.names.node(id);
-        let link = self.spawn(Peer::Node(id), &name, &role, Some(&wal))?;
+        let listener =
+            transport::listen(&name).map_err(|e| Fatal(format!("cannot listen on {name}: {e}")))?;
+        let link = self.spawn(Peer::Node(id), listener, &role, Some(&wal))?;
         self.links.insert(id, link);
         Ok(())
     }
@@ -193,33 +316,12 @@ impl System {
     /// else an unnamed file in the temporary directory (`O_TMPFILE`), which disappears
     /// with the last process holding it, so no run, however it ends, leaves one behind.
     fn open_wal(&self, id: NodeId) -> Result<File, Fatal> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut opts = std::fs::OpenOptions::new();
-        opts.read(true).write(true);
-        let res = match &self.data_dir {
-            Some(dir) => {
-                let path = dir.join(format!("node-{id}.wal"));
-                opts.create(true).truncate(true).open(&path).and_then(|f| {
-                    std::fs::File::open(dir)?.sync_all()?;
-                    Ok(f)
-                })
-            }
-            None => {
-                let dir = std::env::temp_dir();
-                opts.custom_flags(nix::libc::O_TMPFILE).mode(0o600).open(&dir).or_else(|_| {
-                    // A file system without O_TMPFILE: create, then unlink at once.
-                    let path = dir.join(format!("bank-{}-{id}.wal", self.names.prefix()));
-                    let f = std::fs::OpenOptions::new()
-                        .read(true)
-                        .write(true)
-                        .create_new(true)
-                        .open(&path)?;
-                    std::fs::remove_file(&path)?;
-                    Ok(f)
-                })
-            }
-        };
-        res.map_err(|e| Fatal(format!("cannot create the log of node {id}: {e}")))
+        crate::wal::create_log(
+            self.data_dir.as_deref(),
+            &format!("node-{id}.wal"),
+            self.names.prefix(),
+        )
+        .map_err(|e| Fatal(format!("cannot create the log of node {id}: {e}")))
     }
 
     /// Waits up to `timeout` for one event.
@@ -325,6 +427,8 @@ impl Drop for System {
     fn drop(&mut self) {
         self.links.clear();
         self.observer = None;
+        // Closing the sessions makes each agent kill the run's nodes.
+        self.cluster = None;
         kill_and_reap(&mut self.children);
         log::info!("master: run {} ended", self.names.prefix());
     }

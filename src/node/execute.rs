@@ -18,14 +18,14 @@ impl Node {
             Control::Setup { peers, join, down, resend, live } => {
                 self.set_live(live);
                 for &p in peers.iter().filter(|p| !down.contains(p)) {
-                    let name = self.names.node(p);
+                    let name = self.book.address(Peer::Node(p))?;
                     self.connect(Peer::Node(p), &name)?;
                     if live {
                         self.start_resync(p);
                     }
                 }
                 self.gone.extend(down.iter().copied());
-                let name = self.names.observer();
+                let name = self.book.address(Peer::Observer)?;
                 self.connect(Peer::Observer, &name)?;
                 self.branch.on_setup(&peers, &join, &mut out);
                 // Written now, ahead of what recovery sends, and not reported as new.
@@ -194,8 +194,11 @@ impl Node {
                         forced.push(tx);
                     }
                     self.wal.append(&rec).map_err(io_err)?;
-                    // Synced by the next flush, before any message leaves.
-                    self.sync_due |= force;
+                    // Synced by the next flush, before any message leaves. A durable
+                    // node (several hosts) forces every record: a host that loses power
+                    // then loses nothing another process was told (group commit: one
+                    // sync per flush, whatever the number of records).
+                    self.sync_due |= force || self.durable;
                 }
                 Effect::Decided { tx, outcome } => self.decisions.push((tx, outcome)),
                 Effect::Point(_) => {}

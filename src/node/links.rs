@@ -31,7 +31,7 @@ impl Node {
             held.push(wire);
             return Ok(());
         }
-        if self.sync_due && matches!(wire, Message::Channel(ChannelMsg::Tx(_))) {
+        if self.sync_due && (self.durable || matches!(wire, Message::Channel(ChannelMsg::Tx(_)))) {
             self.after_sync.insert(to);
         }
         let Some(link) = self.links.get_mut(&Peer::Node(to)) else {
@@ -83,7 +83,8 @@ impl Node {
         // a forced record is on disk before any message that promises something. Links
         // to nodes that carry no promise made since the force was due leave before it.
         let sync = std::mem::take(&mut self.sync_due);
-        let answers_early = self.live && !std::mem::take(&mut self.told_decision);
+        let answers_early =
+            self.live && !std::mem::take(&mut self.told_decision) && !self.durable;
         let rounds: &[u8] = if sync {
             self.wal.write_ahead().map_err(io_err)?;
             &[0, 1, 2]

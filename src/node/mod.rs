@@ -27,7 +27,7 @@
 use crate::ids::{Amount, NodeId, TxnId};
 use crate::protocol::two_pc::{CrashPoint, PartState, TxRecord};
 use crate::protocol::{Branch, Effect};
-use crate::transport::{self, ChildLinks, Event, Hub, Link, Names};
+use crate::transport::{self, Book, ChildLinks, Event, Hub, Link, Names};
 use crate::wal::{WalError, WalFile};
 use crate::wire::{ChannelMsg, Control, Hello, Message, Peer, Report, TxMsg, TxOutcome, TxReport};
 use crossbeam_channel::{Receiver, TryRecvError};
@@ -52,8 +52,13 @@ pub struct NodeArgs {
     pub run: String,
     /// The run's nonce.
     pub nonce: u64,
-    /// The master's pid: the node exits if its parent is not this process.
+    /// The master's pid: the node exits if its parent is not this process (a host
+    /// agent's pid, on several hosts).
     pub master_pid: u32,
+    /// On several hosts: TCP links, addresses from the master's directory.
+    pub tcp: bool,
+    /// Every record is forced before anyone is told of it (plain Sends too).
+    pub durable: bool,
 }
 
 /// Runs a node until the master goes away.
@@ -63,7 +68,11 @@ pub struct NodeArgs {
 pub fn run(args: NodeArgs) -> io::Result<()> {
     let ChildLinks { hub, master, inbox } =
         transport::start_child(args.master_pid, args.nonce, true)?;
-    let names = Names::from_prefix(&args.run);
+    let book = if args.tcp {
+        Book::Tcp(Default::default())
+    } else {
+        Book::Local(Names::from_prefix(&args.run))
+    };
     let mut branch = Branch::new(args.id, args.balance);
     let mut recovery = Vec::new();
     let mut restarted = false;
@@ -99,10 +108,11 @@ pub fn run(args: NodeArgs) -> io::Result<()> {
         restarted,
         armed: None,
         link_gen: HashMap::default(),
-        names,
+        book,
+        durable: args.durable,
         nonce: args.nonce,
         hub,
-        links: HashMap::from_iter([(Peer::Master, master)]),
+        links: master.into_iter().map(|m| (Peer::Master, m)).collect(),
         arrived: HashMap::default(),
         commands: VecDeque::new(),
         next_seq: 0,
@@ -146,7 +156,10 @@ struct Node {
     /// How many links each peer has opened to this node so far (a peer that restarted
     /// opens a new one); `Resend` waits for the link of the right generation.
     link_gen: HashMap<NodeId, u32>,
-    names: Names,
+    /// Where the observer and the other nodes listen.
+    book: Book,
+    /// Force plain Send records too (SPEC chapter 10's durability).
+    durable: bool,
     nonce: u64,
     hub: Hub,
     links: HashMap<Peer, Link>,
@@ -364,6 +377,10 @@ impl Node {
                         (Peer::Node(from), Message::Hurry) => {
                             log::debug!("node {}: {from} waits for acks", self.branch.id());
                             self.lazy = None;
+                        }
+                        (Peer::Master, Message::Directory { observer, nodes }) => {
+                            let nodes = nodes.into_iter().collect();
+                            self.book = Book::Tcp(transport::Directory { observer, nodes });
                         }
                         (Peer::Master, Message::Hush { snapshot }) => {
                             self.hush = Some((snapshot, std::time::Instant::now()));

@@ -128,8 +128,9 @@ fn connect_stream(name: &str) -> io::Result<Stream> {
 pub struct ChildLinks {
     /// The reader thread.
     pub hub: Hub,
-    /// The write side of the link to the master.
-    pub master: Link,
+    /// The write side of the link to the master; `None` for a node on another host
+    /// (the master dials it: its link comes as [`Event::Connected`]).
+    pub master: Option<Link>,
     /// Where the reader thread's events arrive.
     pub inbox: crossbeam_channel::Receiver<Event>,
 }
@@ -142,8 +143,11 @@ pub struct ChildLinks {
 /// The parent check, or starting the reader thread, failed.
 pub fn start_child(master_pid: u32, nonce: u64, inline: bool) -> io::Result<ChildLinks> {
     crate::process::die_with_parent(master_pid)?;
-    // SAFETY: every child is started by process::spawn_self, and this runs once.
-    let (control, listener) = unsafe { crate::process::inherited_fds() };
+    // A node on another host has no control link: its agent starts it, the master dials.
+    let remote_node = noise::identity().is_some_and(|id| id.me.starts_with("node "));
+    // SAFETY: every child is started by process::spawn_self (with a control link unless
+    // it is a node started by a host agent), and this runs once.
+    let (control, listener) = unsafe { crate::process::inherited_fds(!remote_node) };
     let (tx, inbox) = crossbeam_channel::unbounded();
     let listener = Some(if crate::transport::noise::identity().is_some() {
         Listener::Tcp(std::net::TcpListener::from(listener))
@@ -152,9 +156,11 @@ pub fn start_child(master_pid: u32, nonce: u64, inline: bool) -> io::Result<Chil
     });
     let mut hub =
         if inline { Hub::inline(listener, nonce, tx)? } else { Hub::start(listener, nonce, tx)? };
-    let control = Shared::new(Conn::Local(stream_from_fd(control)));
-    hub.watch(crate::wire::Peer::Master, control.clone());
-    let master = Link::new(crate::wire::Peer::Master, control);
+    let master = control.map(|control| {
+        let control = Shared::new(Conn::Local(stream_from_fd(control)));
+        hub.watch(crate::wire::Peer::Master, control.clone());
+        Link::new(crate::wire::Peer::Master, control)
+    });
     Ok(ChildLinks { hub, master, inbox })
 }
 

@@ -17,7 +17,7 @@
 use snow::{Builder, StatelessTransportState};
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::sync::OnceLock;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// The Noise protocol name.
@@ -76,8 +76,8 @@ impl Key {
     }
 }
 
-/// This process's key and the name it answers to: set once at start by a process that
-/// speaks TCP, read by every link it opens or accepts.
+/// This process's key, the name it answers to and its run: set by a process that speaks
+/// TCP (the master again for each run), read by every link it opens or accepts.
 #[derive(Debug)]
 pub struct Identity {
     /// The cluster key.
@@ -88,16 +88,17 @@ pub struct Identity {
     pub nonce: u64,
 }
 
-static IDENTITY: OnceLock<Identity> = OnceLock::new();
+static IDENTITY: RwLock<Option<Arc<Identity>>> = RwLock::new(None);
 
-/// Sets this process's identity (once; a second call is ignored).
+/// Sets this process's identity (replacing any earlier one).
 pub fn install(id: Identity) {
-    let _ = IDENTITY.set(id);
+    let mut slot = IDENTITY.write().unwrap_or_else(|e| e.into_inner());
+    *slot = Some(Arc::new(id));
 }
 
 /// This process's identity, if it speaks TCP.
-pub fn identity() -> Option<&'static Identity> {
-    IDENTITY.get()
+pub fn identity() -> Option<Arc<Identity>> {
+    IDENTITY.read().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 fn prologue(nonce: u64, initiator: &str, responder: &str) -> Vec<u8> {

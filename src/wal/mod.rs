@@ -48,3 +48,41 @@ impl From<std::io::Error> for WalError {
         WalError::Io(e)
     }
 }
+
+/// A new, empty log file: `dir/name` (created or truncated, the directory synced), or
+/// without `dir` an unnamed file in the temporary directory (`O_TMPFILE`), which
+/// disappears with the last process holding it, so no run, however it ends, leaves one
+/// behind. `tag` makes the fallback name of a file system without `O_TMPFILE` unique.
+///
+/// # Errors
+/// The file system refused.
+pub fn create_log(
+    dir: Option<&std::path::Path>,
+    name: &str,
+    tag: &str,
+) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true).write(true);
+    match dir {
+        Some(dir) => {
+            let f = opts.create(true).truncate(true).mode(0o600).open(dir.join(name))?;
+            std::fs::File::open(dir)?.sync_all()?;
+            Ok(f)
+        }
+        None => {
+            let dir = std::env::temp_dir();
+            opts.custom_flags(nix::libc::O_TMPFILE).mode(0o600).open(&dir).or_else(|_| {
+                // A file system without O_TMPFILE: create, then unlink at once.
+                let path = dir.join(format!("bank-{tag}-{name}"));
+                let f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)?;
+                std::fs::remove_file(&path)?;
+                Ok(f)
+            })
+        }
+    }
+}

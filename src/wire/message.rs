@@ -126,6 +126,14 @@ pub enum Message {
         /// The snapshot.
         snapshot: SnapshotId,
     },
+    /// Master to node, on several hosts (SPEC chapter 10), before any command: where
+    /// the observer and every node listen, to dial them.
+    Directory {
+        /// The observer's `address:port`.
+        observer: String,
+        /// Each node's `address:port`.
+        nodes: Vec<(NodeId, String)>,
+    },
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! messages into length-prefixed postcard frames and back. Nothing here touches a socket
 //! (`transport` moves the bytes), and nothing here imports a protocol: they import this.
 
+pub mod agent;
 pub mod channel;
 pub mod codec;
 pub mod commit;

@@ -20,7 +20,7 @@ impl Master {
                 self.reject(line, text, "Load runs in live mode only (Live on first)")
             }
             Command::Wait => {} // no load runs outside live mode
-            Command::CreateNode { id, amount } => {
+            Command::CreateNode { id, amount, on } => {
                 let ledger = &self.sys().ledger;
                 if ledger.has_node(id) {
                     self.reject(line, text, format!("node {id} already exists"));
@@ -45,6 +45,8 @@ impl Master {
                              raise the limit to run more"
                         ),
                     );
+                } else if let Err(why) = self.sys().place(id, on.as_deref()) {
+                    self.reject(line, text, why);
                 } else {
                     self.create_node(id, amount)?;
                 }
@@ -214,7 +216,7 @@ impl Master {
         self.since_collect.clear();
         self.txns = Txns::default();
         self.lost_snapshots.clear();
-        self.system = Some(System::start(self.data_dir.clone())?);
+        self.system = Some(System::start(self.data_dir.clone(), self.hosts.as_ref())?);
         if self.tracing() {
             self.push_done(vec![Out::Trace(TraceEvent::Start)], false);
         }
