@@ -203,17 +203,29 @@ fn session(sock: TcpStream, setup: &Setup) {
     let Some(mut ch) = accept(sock, &setup.key) else { return };
     let remote = ch.conn().remote().to_string();
     let mut s = Session { setup, nonce: 0, procs: HashMap::new(), logs: HashMap::new() };
+    let mut opened = false;
     loop {
-        // No timeout: TCP's keepalive and user timeout end a session whose master's
-        // host went silent.
-        let req = match ch.recv::<ToAgent>(None) {
+        // No timeout once open: TCP's keepalive and user timeout end a session whose
+        // master's host went silent. Before, the handshake's timeout.
+        let wait = (!opened).then_some(noise::HANDSHAKE_TIMEOUT);
+        let req = match ch.recv::<ToAgent>(wait) {
             Ok(r) => r,
+            Err(e) if !opened => {
+                // A replayed handshake gets this far: its first record does not open.
+                log::warn!("host: refused a connection from {remote}: {e}");
+                break;
+            }
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
             Err(e) => {
                 log::warn!("host: the session of {remote} ends: {e}");
                 break;
             }
         };
+        if !opened && !matches!(req, ToAgent::Open { .. }) {
+            log::warn!("host: refused a connection from {remote}: it did not open a session");
+            break;
+        }
+        opened = true;
         let answer = s.handle(req);
         if let Err(e) = ch.send(&answer) {
             log::warn!("host: the session of {remote} ends: {e}");

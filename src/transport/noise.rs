@@ -30,8 +30,9 @@ const TAG: usize = 16;
 const HANDSHAKE_MSG: usize = 48;
 /// The longest name a preface may claim.
 const MAX_NAME: usize = 64;
-/// How long an initiator waits for the responder's half of the handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an initiator waits for the responder's half of the handshake (TCP
+/// retransmits what a lossy link drops meanwhile).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A 32-byte cluster key.
 #[derive(Clone, PartialEq, Eq)]

@@ -14,8 +14,9 @@ use std::time::Duration;
 /// (`TCP_USER_TIMEOUT`): longer than the 10 s after which a script reports a node
 /// unreachable, so a host cut off for a while comes back on the same links.
 pub const USER_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a dial waits for the other end to answer.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a dial waits for the other end to answer: long enough for the kernel's
+/// SYN retransmissions (1 s, 2 s, 4 s, 8 s…) on a lossy link.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One connection.
 #[derive(Debug)]

@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod faults;
+pub mod netlab;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -61,8 +62,14 @@ pub struct Run {
 /// longer than `limit` is killed and the test fails.
 pub fn run_with(args: &[&str], stdin: Option<&str>, limit: Duration) -> Run {
     let mut cmd = Command::new(bin());
-    cmd.args(args)
-        .env_remove("RUST_LOG")
+    cmd.args(args);
+    run_command(cmd, stdin, limit)
+}
+
+/// Runs `cmd` (the binary, or the binary inside `ip netns exec`) as [`run_with`] does.
+pub fn run_command(mut cmd: Command, stdin: Option<&str>, limit: Duration) -> Run {
+    let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+    cmd.env_remove("RUST_LOG")
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
