@@ -335,3 +335,24 @@ fn remote_faults_and_a_killed_master_leave_no_node_behind() {
     let want = std::fs::read_to_string(util::root().join("testcases/arg.expected")).unwrap();
     assert_same("arg.txt after a killed master", &want, &run.stdout);
 }
+
+#[test]
+fn agents_started_over_ssh_run_the_same_and_leave_nothing() {
+    let Some(lab) = Lab::with_ssh("agents started over ssh", 3, &[1, 2]) else { return };
+    // One run at a time: each starts its own agent on each ssh host's port.
+    same_as_one_machine(&lab, &every_file(), 7, 1);
+    for i in [1, 2] {
+        assert_eq!(lab.bank_processes_in(i), Vec::<u32>::new(), "left on host {i} after the runs");
+    }
+    // A master killed mid-run takes its ssh sessions, the agents and their nodes along.
+    let mut m = Live::start(&lab, 3);
+    m.say("StartMaster\nCreateNode 1 10\nCreateNode 2 20\nCreateNode 3 30\nCreateNode 4 40\nCheck\n");
+    assert_eq!(m.expect("CHECK", Duration::from_secs(60)), "CHECK OK total=100");
+    let running: Vec<u32> = [1, 2].iter().flat_map(|&i| lab.bank_processes_in(i)).collect();
+    assert_eq!(running.len(), 2 + 3, "an agent on each ssh host, nodes 1, 2, 4 there: {running:?}");
+    let _ = m.child.kill();
+    let _ = m.child.wait();
+    for pid in running {
+        assert!(netlab::wait_exit(pid, Duration::from_secs(10)), "{pid} outlived the master");
+    }
+}

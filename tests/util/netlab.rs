@@ -15,6 +15,8 @@ use std::time::Duration;
 
 /// The lab's subnet.
 pub const NET: &str = "10.77.0";
+/// OpenSSH's server.
+pub const SSHD: &str = "/usr/sbin/sshd";
 /// The port every agent listens on.
 pub const PORT: u16 = 7070;
 /// The master's and the stranger's host numbers in the subnet.
@@ -74,6 +76,9 @@ pub struct Lab {
     prefix: String,
     hosts: usize,
     agents: Vec<Option<Child>>,
+    /// The hosts whose agent the master starts over ssh, and their sshd.
+    ssh: Vec<usize>,
+    sshds: Vec<Child>,
     /// The key, the hosts file, the agents' logs.
     pub dir: TempDir,
     pub key: PathBuf,
@@ -84,7 +89,22 @@ impl Lab {
     /// A lab of `hosts` hosts, the master's namespace and the stranger's, agents
     /// running; `None` (after a skip line) where labs cannot run.
     pub fn new(what: &str, hosts: usize) -> Option<Lab> {
+        Lab::with_ssh(what, hosts, &[])
+    }
+
+    /// A lab where hosts `ssh` run OpenSSH's sshd (with a host key and an authorized
+    /// key made here) instead of an agent: the master starts theirs over ssh.
+    pub fn with_ssh(what: &str, hosts: usize, ssh: &[usize]) -> Option<Lab> {
         if !available(what) {
+            return None;
+        }
+        if !ssh.is_empty() && !std::path::Path::new(SSHD).exists() {
+            let why = "OpenSSH's sshd is not installed (apt-get install openssh-server)";
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{what}: {why}, and CI=true must run it");
+            }
+            use std::io::Write;
+            let _ = std::io::stderr().write_all(format!("SKIPPED {what}: {why}\n").as_bytes());
             return None;
         }
         sweep_dead_labs();
@@ -94,6 +114,8 @@ impl Lab {
             prefix,
             hosts,
             agents: Vec::new(),
+            ssh: ssh.to_vec(),
+            sshds: Vec::new(),
             key: dir.0.join("cluster.key"),
             hosts_file: dir.0.join("hosts.txt"),
             dir,
@@ -103,12 +125,25 @@ impl Lab {
         must(&[bin().to_str().unwrap(), "keygen", &key]);
         let mut hosts_text = String::from("# the lab's hosts\n");
         for i in 1..=hosts {
-            hosts_text.push_str(&format!("h{i} {NET}.{i}:{PORT}\n"));
+            if ssh.contains(&i) {
+                hosts_text.push_str(&format!("h{i} ssh root@{NET}.{i} {NET}.{i}:{PORT}\n"));
+            } else {
+                hosts_text.push_str(&format!("h{i} {NET}.{i}:{PORT}\n"));
+            }
         }
         std::fs::write(&lab.hosts_file, hosts_text).unwrap();
+        if !ssh.is_empty() {
+            lab.make_ssh_keys();
+        }
         for i in 1..=hosts {
-            let agent = lab.start_agent(i);
-            lab.agents.push(Some(agent));
+            if ssh.contains(&i) {
+                let d = lab.start_sshd(i);
+                lab.sshds.push(d);
+                lab.agents.push(None);
+            } else {
+                let agent = lab.start_agent(i);
+                lab.agents.push(Some(agent));
+            }
         }
         Some(lab)
     }
@@ -149,7 +184,6 @@ impl Lab {
 
     /// Starts host `i`'s agent and waits until it listens.
     fn start_agent(&self, i: usize) -> Child {
-        let log = self.dir.0.join(format!("agent{i}.log"));
         let mut child = Command::new("ip")
             .args(["netns", "exec", &self.ns(&format!("n{i}"))])
             .arg(bin())
@@ -161,7 +195,57 @@ impl Lab {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start an agent");
-        let err = child.stderr.take().unwrap();
+        self.follow(child.stderr.take().unwrap(), format!("agent{i}.log"), "listening on");
+        child
+    }
+
+    fn make_ssh_keys(&self) {
+        let d = &self.dir.0;
+        for k in ["hostkey", "id"] {
+            let path = d.join(k);
+            must(&["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", path.to_str().unwrap()]);
+        }
+        std::fs::copy(d.join("id.pub"), d.join("authorized_keys")).unwrap();
+        let client = format!(
+            "Host *\n  IdentityFile {}\n  IdentitiesOnly yes\n  StrictHostKeyChecking no\n  \
+             UserKnownHostsFile /dev/null\n  LogLevel ERROR\n",
+            d.join("id").display()
+        );
+        std::fs::write(d.join("ssh_config"), client).unwrap();
+        // sshd's privilege-separation directory, as the package's service would make it.
+        let _ = std::fs::create_dir_all("/run/sshd");
+    }
+
+    /// Starts sshd in host `i`'s namespace and waits until it listens.
+    fn start_sshd(&self, i: usize) -> Child {
+        let d = &self.dir.0;
+        let cfg = d.join(format!("sshd{i}.conf"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "ListenAddress {NET}.{i}\nPort 22\nHostKey {}\nAuthorizedKeysFile {}\n\
+                 PidFile none\nStrictModes no\nPermitRootLogin prohibit-password\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n",
+                d.join("hostkey").display(),
+                d.join("authorized_keys").display()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(&format!("n{i}")), SSHD, "-D", "-e", "-f"])
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start sshd");
+        self.follow(child.stderr.take().unwrap(), format!("sshd{i}.log"), "Server listening on");
+        child
+    }
+
+    /// Copies `err` into the log file `name`, and returns once a line holds `ready`.
+    fn follow(&self, err: std::process::ChildStderr, name: String, ready: &'static str) {
+        let log = self.dir.0.join(name);
         let (tx, rx) = crossbeam_channel::bounded(1);
         std::thread::spawn(move || {
             use std::io::Write;
@@ -170,15 +254,43 @@ impl Lab {
             for line in BufReader::new(err).lines() {
                 let Ok(line) = line else { break };
                 let _ = writeln!(file, "{line}");
-                if line.contains("listening on") {
+                if line.contains(ready) {
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(());
                     }
                 }
             }
         });
-        rx.recv_timeout(Duration::from_secs(20)).expect("the agent listens");
-        child
+        rx.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| panic!("{ready}: not seen"));
+    }
+
+    /// The `BANK_SSH` command the master uses to reach the lab's sshd.
+    pub fn ssh_command(&self) -> String {
+        format!("ssh -F {}", self.dir.0.join("ssh_config").display())
+    }
+
+    /// The processes in host `i`'s namespace whose command line names bank-master (an
+    /// agent an ssh session started, and its nodes).
+    pub fn bank_processes_in(&self, i: usize) -> Vec<u32> {
+        use std::os::unix::fs::MetadataExt;
+        let path = format!("/var/run/netns/{}", self.ns(&format!("n{i}")));
+        let ino = std::fs::metadata(path).expect("the namespace").ino();
+        let want = format!("net:[{ino}]");
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let Ok(ns) = std::fs::read_link(e.path().join("ns/net")) else { continue };
+            if ns.to_string_lossy() != want {
+                continue;
+            }
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            let zombie = stat.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z'));
+            if !zombie && String::from_utf8_lossy(&cmd).contains("bank-master") {
+                out.push(pid);
+            }
+        }
+        out
     }
 
     /// What agent `i` logged so far.
@@ -214,6 +326,9 @@ impl Lab {
     pub fn master_command(&self, seed: u64, args: &[&str]) -> Command {
         let mut cmd = self.command_in("m", &bin());
         cmd.arg("--hosts").arg(&self.hosts_file).arg("--key").arg(&self.key);
+        if !self.ssh.is_empty() {
+            cmd.env("BANK_SSH", self.ssh_command());
+        }
         cmd.args(["--seed", &seed.to_string()]).args(args);
         cmd
     }
@@ -297,6 +412,10 @@ pub fn wait_exit(pid: u32, limit: Duration) -> bool {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        for mut d in self.sshds.drain(..) {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
         for a in self.agents.iter_mut() {
             if let Some(mut c) = a.take() {
                 let _ = c.kill();
