@@ -196,7 +196,16 @@ mod tests {
         }
         assert_eq!(node.display_args(), ["node", "7"]);
         assert_eq!(obs.log_name(), "observer");
-        for bad in ["", "node", "node 1 2 r 3", "observer x 1", "master 1 2", "node -1 2 r 3 4 tcp lazy", "node 1 2 r 3 4 udp lazy", "observer 1 2"] {
+        for bad in [
+            "",
+            "node",
+            "node 1 2 r 3",
+            "observer x 1",
+            "master 1 2",
+            "node -1 2 r 3 4 tcp lazy",
+            "node 1 2 r 3 4 udp lazy",
+            "observer 1 2",
+        ] {
             assert!(ChildRole::from_env(bad).is_err(), "{bad:?}");
         }
     }

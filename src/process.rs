@@ -127,9 +127,7 @@ pub unsafe fn inherited_wal() -> std::fs::File {
 /// fds 3 and 4 are then sockets that nothing else in the process owns.
 pub unsafe fn inherited_fds(control: bool) -> (Option<OwnedFd>, OwnedFd) {
     // SAFETY: per this function's contract.
-    unsafe {
-        (control.then(|| OwnedFd::from_raw_fd(CONTROL_FD)), OwnedFd::from_raw_fd(LISTEN_FD))
-    }
+    unsafe { (control.then(|| OwnedFd::from_raw_fd(CONTROL_FD)), OwnedFd::from_raw_fd(LISTEN_FD)) }
 }
 
 /// SIGKILLs every child and waits for each, so no process or zombie is left.

@@ -80,7 +80,12 @@ fn same_as_one_machine(lab: &Lab, files: &[PathBuf], seed: u64, workers: usize) 
                     format!("agent {i}:\n{}", bad.join("\n"))
                 })
                 .collect();
-            panic!("{} files differ:\n{}\n{}", failures.len(), failures.join("\n"), logs.join("\n"));
+            panic!(
+                "{} files differ:\n{}\n{}",
+                failures.len(),
+                failures.join("\n"),
+                logs.join("\n")
+            );
         }
     });
 }
@@ -182,7 +187,8 @@ fn a_live_load_rides_out_a_host_cut_off_for_five_seconds() {
     for i in 1..=6 {
         setup.push_str(&format!("CreateNode {i} 1000000\n"));
     }
-    setup.push_str("Live on\nLoad 80000 mixed seed 3 async\nBeginSnapshot 1\nCollectState\nCheck\n");
+    setup
+        .push_str("Live on\nLoad 80000 mixed seed 3 async\nBeginSnapshot 1\nCollectState\nCheck\n");
     m.say(&setup);
     let first = m.expect("CHECK", Duration::from_secs(60));
     assert_eq!(first, "CHECK OK total=6000000");
@@ -223,7 +229,8 @@ fn strangers_are_refused_and_the_run_goes_on() {
     use bank::transport::noise::Key;
     let Some(lab) = Lab::new("strangers", 3) else { return };
     let script = "StartMaster\nCreateNode 1 100\nCreateNode 2 200\nCreateNode 3 300\nSend 1 2 10\n";
-    let rest = "Receive 2\nSend 3 1 30\nBeginSnapshot 1\nReceiveAll\nCollectState\nPrintSnapshot\nCheck\n";
+    let rest =
+        "Receive 2\nSend 3 1 30\nBeginSnapshot 1\nReceiveAll\nCollectState\nPrintSnapshot\nCheck\n";
     let mut m = Live::start(&lab, 1);
     m.say(script);
     m.say("Check\n");
@@ -300,7 +307,11 @@ fn strangers_are_refused_and_the_run_goes_on() {
     }
     m.say(rest);
     let lines = m.finish(Duration::from_secs(60));
-    let here = util::run_with(&["--seed", "1"], Some(&format!("{script}Check\n{rest}")), Duration::from_secs(60));
+    let here = util::run_with(
+        &["--seed", "1"],
+        Some(&format!("{script}Check\n{rest}")),
+        Duration::from_secs(60),
+    );
     assert_same("the run with strangers", &here.stdout, &(lines.join("\n") + "\n"));
     let log = lab.agent_log(1);
     let refusals = log.matches(&format!("refused a connection from {NET}.{STRANGER}")).count();
@@ -323,7 +334,10 @@ fn remote_faults_and_a_killed_master_leave_no_node_behind() {
     let _ = m.child.kill(); // SIGKILL
     let _ = m.child.wait();
     for pid in nodes {
-        assert!(netlab::wait_exit(pid, Duration::from_secs(10)), "node process {pid} outlived the master");
+        assert!(
+            netlab::wait_exit(pid, Duration::from_secs(10)),
+            "node process {pid} outlived the master"
+        );
     }
     for i in 1..=3 {
         assert!(lab.nodes_on(i).is_empty(), "host {i} still has {:?}", lab.nodes_on(i));
@@ -346,7 +360,9 @@ fn agents_started_over_ssh_run_the_same_and_leave_nothing() {
     }
     // A master killed mid-run takes its ssh sessions, the agents and their nodes along.
     let mut m = Live::start(&lab, 3);
-    m.say("StartMaster\nCreateNode 1 10\nCreateNode 2 20\nCreateNode 3 30\nCreateNode 4 40\nCheck\n");
+    m.say(
+        "StartMaster\nCreateNode 1 10\nCreateNode 2 20\nCreateNode 3 30\nCreateNode 4 40\nCheck\n",
+    );
     assert_eq!(m.expect("CHECK", Duration::from_secs(60)), "CHECK OK total=100");
     let running: Vec<u32> = [1, 2].iter().flat_map(|&i| lab.bank_processes_in(i)).collect();
     assert_eq!(running.len(), 2 + 3, "an agent on each ssh host, nodes 1, 2, 4 there: {running:?}");

@@ -94,13 +94,17 @@ pub fn main(args: &[std::ffi::OsString]) -> i32 {
         }
     };
     let ip = match cli.advertise.as_deref() {
-        Some(a) => match a.parse::<std::net::SocketAddr>().map(|s| s.ip()).or(a.parse::<IpAddr>()) {
-            Ok(ip) => ip,
-            Err(_) => {
-                eprintln!("error: --advertise {a} is not an address (10.0.0.5 or 10.0.0.5:7070)");
-                return 2;
+        Some(a) => {
+            match a.parse::<std::net::SocketAddr>().map(|s| s.ip()).or(a.parse::<IpAddr>()) {
+                Ok(ip) => ip,
+                Err(_) => {
+                    eprintln!(
+                        "error: --advertise {a} is not an address (10.0.0.5 or 10.0.0.5:7070)"
+                    );
+                    return 2;
+                }
             }
-        },
+        }
         None if local.ip().is_unspecified() => {
             eprintln!(
                 "error: --listen {} is a wildcard: give --advertise with the address others dial",
@@ -132,10 +136,9 @@ pub fn main(args: &[std::ffi::OsString]) -> i32 {
         match sock {
             Ok(sock) => {
                 let setup = setup.clone();
-                let spawned =
-                    std::thread::Builder::new().name("session".into()).spawn(move || {
-                        session(sock, &setup);
-                    });
+                let spawned = std::thread::Builder::new().name("session".into()).spawn(move || {
+                    session(sock, &setup);
+                });
                 if let Err(e) = spawned {
                     log::error!("host: cannot start a session: {e}");
                 }
@@ -174,7 +177,12 @@ fn accept(mut sock: TcpStream, key: &Key) -> Option<Channel> {
                 }
                 let cell = std::sync::OnceLock::new();
                 let _ = cell.set(state);
-                let conn = Conn::Tcp { sock, keys: cell, remote: remote.clone() };
+                let conn = Conn::Tcp {
+                    sock,
+                    keys: cell,
+                    pending: Default::default(),
+                    remote: remote.clone(),
+                };
                 return match Channel::new(conn, &got[used..]) {
                     Ok(ch) => Some(ch),
                     Err(e) => refuse(&e.to_string()),
@@ -226,10 +234,31 @@ fn session(sock: TcpStream, setup: &Setup) {
             break;
         }
         opened = true;
-        let answer = s.handle(req);
+        // A start is answered as soon as the node's address is bound, and the process
+        // is started after: the master dials meanwhile (the kernel holds its connection
+        // until the node accepts), so nodes start side by side, not one after another.
+        let (answer, then) = match req {
+            ToAgent::Start { id, balance, fresh, durable } => match s.bind(id, fresh) {
+                Ok(l) => match l.local_addr() {
+                    Ok(addr) => (
+                        FromAgent::Started { id, addr: addr.to_string() },
+                        Some((id, balance, durable, l)),
+                    ),
+                    Err(e) => (FromAgent::Failed { why: e.to_string() }, None),
+                },
+                Err(why) => (FromAgent::Failed { why }, None),
+            },
+            req => (s.handle(req), None),
+        };
         if let Err(e) = ch.send(&answer) {
             log::warn!("host: the session of {remote} ends: {e}");
             break;
+        }
+        if let Some((id, balance, durable, l)) = then {
+            if let Err(why) = s.spawn(id, balance.0, durable, l) {
+                // The master sees the node's link close.
+                log::error!("host: {why}");
+            }
         }
     }
     let mut left: Vec<Child> = s.procs.drain().map(|(_, c)| c).collect();
@@ -247,12 +276,7 @@ impl Session<'_> {
                     .unwrap_or_default();
                 FromAgent::Opened { host }
             }
-            ToAgent::Start { id, balance, fresh, durable } => {
-                match self.start(id, balance.0, fresh, durable) {
-                    Ok(addr) => FromAgent::Started { id, addr },
-                    Err(why) => FromAgent::Failed { why },
-                }
-            }
+            ToAgent::Start { .. } => unreachable!("answered by Session::start"),
             ToAgent::Kill { id } => {
                 if let Some(c) = self.procs.remove(&id) {
                     kill_and_reap(&mut vec![c]);
@@ -273,12 +297,15 @@ impl Session<'_> {
         }
     }
 
-    fn start(&mut self, id: NodeId, balance: u64, fresh: bool, durable: bool) -> Result<String, String> {
+    /// Binds node `id`'s listener: the address the master may dial at once (the kernel
+    /// queues its connection until the node accepts).
+    fn bind(&mut self, id: NodeId, fresh: bool) -> Result<TcpListener, String> {
         if let Some(old) = self.procs.remove(&id) {
             kill_and_reap(&mut vec![old]);
         }
         if fresh || !self.logs.contains_key(&id) {
-            let dir = self.setup.data_dir.as_ref().map(|d| d.join(format!("run-{:016x}", self.nonce)));
+            let dir =
+                self.setup.data_dir.as_ref().map(|d| d.join(format!("run-{:016x}", self.nonce)));
             if let Some(d) = &dir {
                 std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
             }
@@ -290,9 +317,19 @@ impl Session<'_> {
             .map_err(|e| format!("cannot create the log of node {id}: {e}"))?;
             self.logs.insert(id, log);
         }
+        TcpListener::bind((self.setup.ip, 0))
+            .map_err(|e| format!("cannot listen on {}: {e}", self.setup.ip))
+    }
+
+    /// Starts node `id`'s process on `listener` and its log.
+    fn spawn(
+        &mut self,
+        id: NodeId,
+        balance: u64,
+        durable: bool,
+        listener: TcpListener,
+    ) -> Result<(), String> {
         let log = &self.logs[&id];
-        let listener = TcpListener::bind((self.setup.ip, 0))
-            .map_err(|e| format!("cannot listen on {}: {e}", self.setup.ip))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let role = ChildRole::Node {
             id: id.0,
@@ -307,6 +344,6 @@ impl Session<'_> {
             .map_err(|e| format!("cannot start node {id}: {e}"))?;
         self.procs.insert(id, child);
         log::info!("host: node {id} listens on {addr}");
-        Ok(addr.to_string())
+        Ok(())
     }
 }

@@ -33,8 +33,8 @@ pub fn load_key(file: Option<&Path>) -> Result<Key, String> {
     match file {
         Some(path) => {
             let shown = path.display();
-            let meta =
-                std::fs::metadata(path).map_err(|e| format!("cannot read key file {shown}: {e}"))?;
+            let meta = std::fs::metadata(path)
+                .map_err(|e| format!("cannot read key file {shown}: {e}"))?;
             let mode = meta.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
                 return Err(format!(
@@ -165,18 +165,20 @@ pub fn parse_hosts(text: &str) -> Result<Vec<Host>, String> {
             }
             [name, "ssh", target, addr] => {
                 check_addr(addr).map_err(bad)?;
-                Host { name: name.to_string(), addr: addr.to_string(), ssh: Some(target.to_string()) }
+                Host {
+                    name: name.to_string(),
+                    addr: addr.to_string(),
+                    ssh: Some(target.to_string()),
+                }
             }
             [name, addr] => {
                 check_addr(addr).map_err(bad)?;
                 Host { name: name.to_string(), addr: addr.to_string(), ssh: None }
             }
-            _ => {
-                return Err(bad(
-                    "expected <name> <address>:<port> or <name> ssh <[user@]host> [<address>:<port>]"
-                        .into(),
-                ))
-            }
+            _ => return Err(bad(
+                "expected <name> <address>:<port> or <name> ssh <[user@]host> [<address>:<port>]"
+                    .into(),
+            )),
         };
         if list.iter().any(|h| h.name == host.name) {
             return Err(bad(format!("host {} is listed twice", host.name)));
@@ -281,13 +283,17 @@ mod tests {
 
     #[test]
     fn hosts_files_parse_and_bad_lines_are_named() {
-        let text = "# lab\nh1 10.0.0.1:7000\n\nh2 ssh alice@lab2 # second\nh3 ssh lab3 10.0.0.3:7100\n";
+        let text =
+            "# lab\nh1 10.0.0.1:7000\n\nh2 ssh alice@lab2 # second\nh3 ssh lab3 10.0.0.3:7100\n";
         let l = parse_hosts(text).unwrap();
         assert_eq!(l.len(), 3);
         assert_eq!(l[0], Host { name: "h1".into(), addr: "10.0.0.1:7000".into(), ssh: None });
         assert_eq!((l[1].addr.as_str(), l[1].ssh.as_deref()), ("lab2:7070", Some("alice@lab2")));
         assert_eq!(l[2].addr, "10.0.0.3:7100");
-        assert_eq!(parse_hosts("h1 a:1\nh1 b:2").unwrap_err(), "line 2: h1 b:2: host h1 is listed twice");
+        assert_eq!(
+            parse_hosts("h1 a:1\nh1 b:2").unwrap_err(),
+            "line 2: h1 b:2: host h1 is listed twice"
+        );
         assert!(parse_hosts("h1 nowhere").unwrap_err().starts_with("line 1: "));
         assert!(parse_hosts("h1 a:0").is_err());
         assert!(parse_hosts("h1 ssh").is_err());

@@ -78,9 +78,7 @@ fn launch(h: &Host, hosts: &Hosts) -> Result<(Child, ChildStdin), String> {
         std::env::current_exe().map(|p| p.display().to_string()).unwrap_or("bank-master".into())
     });
     let (host_part, port) = h.addr.rsplit_once(':').unwrap_or((&h.addr, "7070"));
-    let remote = format!(
-        "{exe} host --listen 0.0.0.0:{port} --advertise {host_part} --key -",
-    );
+    let remote = format!("{exe} host --listen 0.0.0.0:{port} --advertise {host_part} --key -",);
     let mut cmd = Command::new(&program);
     cmd.args(words)
         .args(["-o", "BatchMode=yes", "-T", target, "--"])

@@ -170,7 +170,11 @@ pub enum Command {
 /// them. The parser shows the usage line when a line has the wrong arguments.
 pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("StartMaster", "StartMaster", "start the observer; a system exists from now on"),
-    ("CreateNode", "CreateNode <id> <amount> [on <host>]", "start a node process with that balance"),
+    (
+        "CreateNode",
+        "CreateNode <id> <amount> [on <host>]",
+        "start a node process with that balance",
+    ),
     ("Send", "Send <from> <to> <amount>", "debit <from>, enqueue a Transfer on channel from->to"),
     (
         "Receive",

@@ -122,6 +122,8 @@ pub fn run(cfg: Config) -> i32 {
         ended: Vec::new(),
         costs: Default::default(),
         heard: std::time::Instant::now(),
+        at_line: 0,
+        unreachable: Default::default(),
         watchdog: cfg.watchdog,
         open_files,
         max_nodes: crate::process::nodes_that_fit(open_files),
@@ -251,6 +253,10 @@ struct Master {
     costs: [crate::wire::Cost; 3],
     /// When an answer (or a load's progress) last came: the watchdog's start.
     heard: std::time::Instant,
+    /// The line being run (for `error: line N: node <id> unreachable`).
+    at_line: usize,
+    /// Nodes on other hosts reported unreachable while this line waits on them.
+    unreachable: std::collections::BTreeSet<NodeId>,
     /// How long the master waits for any answer before it declares the run hung.
     watchdog: Duration,
     /// The open-files limit of every process of the run, and how many nodes fit in it.
@@ -357,6 +363,8 @@ impl Master {
     }
 
     fn line(&mut self, n: usize, text: &str) -> Result<(), Fatal> {
+        self.at_line = n;
+        self.unreachable.clear();
         match parse_line(n, text) {
             Ok(None) => {}
             Ok(Some(cmd)) => self.execute(n, text.trim(), cmd)?,

@@ -8,10 +8,10 @@
 use super::ledger::Ledger;
 use super::Fatal;
 use crate::cli::ChildRole;
+use crate::cluster::Agent;
 use crate::ids::{Amount, NodeId};
 use crate::process::{kill_and_reap, spawn_self};
 use crate::rng::Rng;
-use crate::cluster::Agent;
 use crate::transport::noise::{install, Identity};
 use crate::transport::{self, Directory, Event, Hub, Link, Names};
 use crate::wire::{Control, Message, ObserverRequest, Peer};
@@ -166,6 +166,11 @@ impl System {
         let ours = transport::Shared::new(transport::Conn::Local(ours));
         self.hub.watch(peer, ours.clone());
         Ok(Link::new(peer, ours))
+    }
+
+    /// Whether the nodes run on several hosts.
+    pub(crate) fn on_hosts(&self) -> bool {
+        self.cluster.is_some()
     }
 
     /// Chooses node `id`'s host: `on`, or the next in the hosts file's order. On one

@@ -83,8 +83,7 @@ impl Node {
         // a forced record is on disk before any message that promises something. Links
         // to nodes that carry no promise made since the force was due leave before it.
         let sync = std::mem::take(&mut self.sync_due);
-        let answers_early =
-            self.live && !std::mem::take(&mut self.told_decision) && !self.durable;
+        let answers_early = self.live && !std::mem::take(&mut self.told_decision) && !self.durable;
         let rounds: &[u8] = if sync {
             self.wal.write_ahead().map_err(io_err)?;
             &[0, 1, 2]

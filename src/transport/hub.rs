@@ -349,6 +349,10 @@ impl PollLoop {
     /// Reads what is there on link `token`. `Err(())` when the main thread is gone.
     fn read_link(&mut self, token: u64, buf: &mut [u8]) -> Result<Outcome, ()> {
         let w = self.links.get_mut(&token).expect("caller checked");
+        if let Err(e) = w.stream.secure() {
+            log::warn!("hub: {e}");
+            return Ok(Outcome::Drop(Some(e.to_string())));
+        }
         let n = match (&*w.stream).read(buf) {
             Ok(0) => {
                 let why = (w.decoder.pending() > 0).then(|| "closed inside a frame".to_string());
@@ -362,7 +366,9 @@ impl PollLoop {
         match &mut w.secure {
             None => w.decoder.extend(&buf[..n]),
             Some(Secure::Open { opener, plain, .. }) => {
-                let keys = w.stream.keys().expect("an open secure link has keys");
+                let Some(keys) = w.stream.keys() else {
+                    return Ok(Outcome::Drop(Some("a link without keys".into())));
+                };
                 plain.clear();
                 if let Err(e) = opener.open(keys, &buf[..n], plain) {
                     let who = w.peer.map_or("an unidentified peer".to_string(), |p| p.to_string());

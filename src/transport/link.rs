@@ -38,7 +38,8 @@ impl Link {
                 let id = super::noise::identity().ok_or_else(|| {
                     io::Error::other("a TCP link needs the cluster key (no identity installed)")
                 })?;
-                super::tcp::dial(addr, &id.key, id.nonce, &id.me, &peer.to_string())?
+                // The handshake's answer is read when the link is first flushed.
+                super::tcp::dial_deferred(addr, &id.key, id.nonce, &id.me, &peer.to_string())?
             }
             None => Conn::Local(connect_stream(name)?),
         };
@@ -46,7 +47,9 @@ impl Link {
         let reader = stream.clone();
         let mut link = Link::new(peer, stream);
         link.push(&Message::Hello(hello));
-        link.flush()?;
+        if !link.stream.is_tcp() {
+            link.flush()?;
+        }
         Ok((link, reader))
     }
 
@@ -129,6 +132,13 @@ impl Link {
     /// # Errors
     /// Writing failed (the peer closed); the buffer is dropped.
     pub fn try_flush(&mut self) -> io::Result<bool> {
+        if self.stream.is_tcp() {
+            // A dialled link's handshake completes before its first frame leaves.
+            if let Err(e) = self.stream.secure() {
+                self.buf.clear();
+                return Err(e);
+            }
+        }
         let out = if let Some(keys) = self.stream.keys() {
             if !self.buf.is_empty() {
                 super::noise::seal(keys, &mut self.nonce, &self.buf, &mut self.sealed)?;

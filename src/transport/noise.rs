@@ -14,7 +14,7 @@
 //! before its handshake succeeds, and the handshake's own payloads are empty (psk0's
 //! first message can be replayed; it is never acted on).
 
-use snow::{Builder, StatelessTransportState};
+use snow::{Builder, HandshakeState, StatelessTransportState};
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::{Arc, RwLock};
@@ -132,6 +132,23 @@ pub fn initiate(
     me: &str,
     them: &str,
 ) -> io::Result<StatelessTransportState> {
+    let hs = begin(sock, key, nonce, me, them)?;
+    finish(sock, hs)
+}
+
+/// The initiator's first half: sends the preface and the first message. The answer is
+/// read by [`finish`], when the link is first used: a master starting many nodes does
+/// not wait for each process to be up before it starts the next.
+///
+/// # Errors
+/// The socket failed.
+pub fn begin(
+    sock: &mut TcpStream,
+    key: &Key,
+    nonce: u64,
+    me: &str,
+    them: &str,
+) -> io::Result<HandshakeState> {
     let pro = prologue(nonce, me, them);
     let mut hs = builder(key, &pro).and_then(|b| b.build_initiator()).map_err(noise_err)?;
     let mut first = vec![me.len() as u8];
@@ -141,18 +158,47 @@ pub fn initiate(
     first.extend_from_slice(&(n as u16).to_be_bytes());
     first.extend_from_slice(&msg[..n]);
     sock.write_all(&first)?;
-    let old = sock.read_timeout()?;
-    sock.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
-    let mut len = [0u8; 2];
-    sock.read_exact(&mut len)?;
-    let len = u16::from_be_bytes(len) as usize;
-    if len > msg.len() {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "handshake answer too long"));
+    Ok(hs)
+}
+
+/// The initiator's second half: reads the responder's answer (exactly its bytes, at most
+/// [`HANDSHAKE_TIMEOUT`]; the socket may be non-blocking) and returns the transport state.
+///
+/// # Errors
+/// The socket failed or timed out, or the responder does not hold the key.
+pub fn finish(sock: &TcpStream, mut hs: HandshakeState) -> io::Result<StatelessTransportState> {
+    use std::os::fd::AsFd;
+    let deadline = std::time::Instant::now() + HANDSHAKE_TIMEOUT;
+    let mut answer = [0u8; 2 + HANDSHAKE_MSG];
+    let mut got = 0;
+    while got < answer.len() {
+        match (&*sock).read(&mut answer[got..]) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "closed during the handshake (refused?)",
+                ))
+            }
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "no handshake answer"));
+                }
+                let mut fds = [nix::poll::PollFd::new(sock.as_fd(), nix::poll::PollFlags::POLLIN)];
+                let t =
+                    nix::poll::PollTimeout::try_from(left).unwrap_or(nix::poll::PollTimeout::MAX);
+                let _ = nix::poll::poll(&mut fds, t);
+            }
+            Err(e) => return Err(e),
+        }
     }
-    sock.read_exact(&mut msg[..len])?;
-    sock.set_read_timeout(old)?;
+    if u16::from_be_bytes([answer[0], answer[1]]) as usize != HANDSHAKE_MSG {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "not a handshake answer"));
+    }
     let mut payload = [0u8; 128];
-    hs.read_message(&msg[..len], &mut payload).map_err(noise_err)?;
+    hs.read_message(&answer[2..], &mut payload).map_err(noise_err)?;
     hs.into_stateless_transport_mode().map_err(noise_err)
 }
 

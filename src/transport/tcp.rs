@@ -29,6 +29,8 @@ pub enum Conn {
         sock: TcpStream,
         /// Set once, when the handshake succeeds.
         keys: OnceLock<Box<StatelessTransportState>>,
+        /// A dialled link whose handshake answer has not been read yet.
+        pending: std::sync::Mutex<Option<Box<snow::HandshakeState>>>,
         /// Who is at the other end, for logs.
         remote: String,
     },
@@ -50,6 +52,24 @@ impl Conn {
             Conn::Local(_) => None,
             Conn::Tcp { keys, .. } => keys.get().map(|k| &**k),
         }
+    }
+
+    /// Completes a deferred handshake ([`dial_deferred`]); nothing to do otherwise.
+    ///
+    /// # Errors
+    /// The other end did not answer, or does not hold the key.
+    pub fn secure(&self) -> io::Result<()> {
+        let Conn::Tcp { sock, keys, pending, remote } = self else { return Ok(()) };
+        if keys.get().is_some() {
+            return Ok(());
+        }
+        let mut slot = pending.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(hs) = slot.take() {
+            let state = noise::finish(sock, *hs)
+                .map_err(|e| io::Error::new(e.kind(), format!("{remote}: {e}")))?;
+            let _ = keys.set(Box::new(state));
+        }
+        Ok(())
     }
 
     /// Whether this is a TCP connection.
@@ -117,7 +137,12 @@ impl Listener {
             Listener::Tcp(l) => {
                 let (sock, addr) = l.accept()?;
                 configure(&sock)?;
-                Ok(Conn::Tcp { sock, keys: OnceLock::new(), remote: addr.to_string() })
+                Ok(Conn::Tcp {
+                    sock,
+                    keys: OnceLock::new(),
+                    pending: Default::default(),
+                    remote: addr.to_string(),
+                })
             }
         }
     }
@@ -146,16 +171,36 @@ pub fn configure(sock: &TcpStream) -> io::Result<()> {
 /// The address does not resolve, nobody answers within [`CONNECT_TIMEOUT`], or the
 /// other end does not hold `key`.
 pub fn dial(addr: &str, key: &noise::Key, nonce: u64, me: &str, them: &str) -> io::Result<Conn> {
+    let conn = dial_deferred(addr, key, nonce, me, them)?;
+    conn.secure()?;
+    Ok(conn)
+}
+
+/// Dials as [`dial`] does, but leaves the handshake's answer to be read when the link
+/// is first used ([`Conn::secure`]): the link writes nothing before it has its keys.
+///
+/// # Errors
+/// The address does not resolve, or nobody answers within [`CONNECT_TIMEOUT`].
+pub fn dial_deferred(
+    addr: &str,
+    key: &noise::Key,
+    nonce: u64,
+    me: &str,
+    them: &str,
+) -> io::Result<Conn> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{addr} does not resolve"));
     for sa in addr.to_socket_addrs()? {
         match TcpStream::connect_timeout(&sa, CONNECT_TIMEOUT) {
             Ok(mut sock) => {
                 configure(&sock)?;
-                let keys = noise::initiate(&mut sock, key, nonce, me, them)
+                let hs = noise::begin(&mut sock, key, nonce, me, them)
                     .map_err(|e| io::Error::new(e.kind(), format!("{them} at {addr}: {e}")))?;
-                let cell = OnceLock::new();
-                let _ = cell.set(Box::new(keys));
-                return Ok(Conn::Tcp { sock, keys: cell, remote: sa.to_string() });
+                return Ok(Conn::Tcp {
+                    sock,
+                    keys: OnceLock::new(),
+                    pending: std::sync::Mutex::new(Some(Box::new(hs))),
+                    remote: sa.to_string(),
+                });
             }
             Err(e) => last = e,
         }

@@ -50,12 +50,7 @@ fn ok(cmd: &mut Command) -> bool {
 
 fn must(args: &[&str]) {
     let out = Command::new(args[0]).args(&args[1..]).output().expect("run a lab command");
-    assert!(
-        out.status.success(),
-        "{}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
 }
 
 /// Removes the labs of test processes that no longer run.
@@ -108,7 +103,11 @@ impl Lab {
             return None;
         }
         sweep_dead_labs();
-        let prefix = format!("bk{}{}", std::process::id(), (b'a' + (super::check::unique() % 26) as u8) as char);
+        let prefix = format!(
+            "bk{}{}",
+            std::process::id(),
+            (b'a' + (super::check::unique() % 26) as u8) as char
+        );
         let dir = TempDir::new("netlab");
         let mut lab = Lab {
             prefix,
@@ -162,7 +161,16 @@ impl Lab {
         let t = self.prefix.clone();
         must(&["ip", "netns", "exec", &sw, "nft", "add", "table", "bridge", &t]);
         must(&[
-            "ip", "netns", "exec", &sw, "nft", "add", "chain", "bridge", &t, "xfer",
+            "ip",
+            "netns",
+            "exec",
+            &sw,
+            "nft",
+            "add",
+            "chain",
+            "bridge",
+            &t,
+            "xfer",
             "{ type filter hook forward priority 0; policy accept; }",
         ]);
         let mut members: Vec<(String, u8)> =
@@ -173,7 +181,10 @@ impl Lab {
             let ns = self.ns(&tag);
             let (v, p) = (format!("{}v{tag}", self.prefix), format!("{}p{tag}", self.prefix));
             must(&["ip", "netns", "add", &ns]);
-            must(&["ip", "link", "add", &v, "netns", &ns, "type", "veth", "peer", "name", &p, "netns", &sw]);
+            must(&[
+                "ip", "link", "add", &v, "netns", &ns, "type", "veth", "peer", "name", &p, "netns",
+                &sw,
+            ]);
             must(&["ip", "-n", &sw, "link", "set", &p, "master", &br]);
             must(&["ip", "-n", &sw, "link", "set", &p, "up"]);
             must(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
@@ -284,9 +295,7 @@ impl Lab {
                 continue;
             }
             let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-            let zombie = stat.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z'));
-            if !zombie && String::from_utf8_lossy(&cmd).contains("bank-master") {
+            if !is_zombie(pid) && String::from_utf8_lossy(&cmd).contains("bank-master") {
                 out.push(pid);
             }
         }
@@ -356,7 +365,18 @@ impl Lab {
 
     /// Removes every rule.
     pub fn heal(&self) {
-        must(&["ip", "netns", "exec", &self.ns("sw"), "nft", "flush", "chain", "bridge", &self.prefix, "xfer"]);
+        must(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.ns("sw"),
+            "nft",
+            "flush",
+            "chain",
+            "bridge",
+            &self.prefix,
+            "xfer",
+        ]);
     }
 
     /// The switch port of member `tag` (`n1`, `m`, `s`).
@@ -371,7 +391,11 @@ impl Lab {
     }
 
     /// Runs `f` on a thread inside namespace `which` (for a stranger's connections).
-    pub fn in_ns<T: Send + 'static>(&self, which: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    pub fn in_ns<T: Send + 'static>(
+        &self,
+        which: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> T {
         let path = format!("/var/run/netns/{}", self.ns(which));
         std::thread::spawn(move || {
             let ns = std::fs::File::open(&path).expect("open the namespace");
@@ -383,7 +407,8 @@ impl Lab {
     }
 }
 
-/// The children of process `pid` (every thread's).
+/// The children of process `pid` (every thread's) that still run: an exited child its
+/// parent has not reaped yet (a zombie, for the moment between the two) is not counted.
 pub fn children_of(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
@@ -391,7 +416,14 @@ pub fn children_of(pid: u32) -> Vec<u32> {
         let text = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
         out.extend(text.split_whitespace().filter_map(|w| w.parse::<u32>().ok()));
     }
+    out.retain(|&c| !is_zombie(c));
     out
+}
+
+/// Whether process `pid` has exited and waits to be reaped (or is gone).
+pub fn is_zombie(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit(')').next().is_none_or(|r| r.trim_start().starts_with('Z') || r.is_empty())
 }
 
 /// Waits (at most `limit`) until process `pid` has exited: true if it did. Waits on a
@@ -405,7 +437,8 @@ pub fn wait_exit(pid: u32, limit: Duration) -> bool {
     }
     // SAFETY: a new fd this function owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    let mut fds = [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&fd), nix::poll::PollFlags::POLLIN)];
+    let mut fds =
+        [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&fd), nix::poll::PollFlags::POLLIN)];
     let ms = nix::poll::PollTimeout::try_from(limit).unwrap_or(nix::poll::PollTimeout::MAX);
     matches!(nix::poll::poll(&mut fds, ms), Ok(n) if n > 0)
 }

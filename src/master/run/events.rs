@@ -4,6 +4,10 @@
 
 use super::*;
 
+/// How long a node on another host may stay silent before the line waiting on it reports
+/// it unreachable (SPEC chapter 10).
+const UNREACHABLE: Duration = Duration::from_secs(10);
+
 impl Master {
     /// Waits until every command given has run (a node that was given commands it does
     /// not answer is asked something it does), every answer has come and every line is out.
@@ -25,9 +29,15 @@ impl Master {
     pub(super) fn wait_one(&mut self) -> Result<(), Fatal> {
         // Only answers (and a load's progress while no answer is owed) show that the
         // processes are not stuck: a load's progress must not hide a command that hangs.
-        let left = self.watchdog.saturating_sub(self.heard.elapsed());
+        let mut left = self.watchdog.saturating_sub(self.heard.elapsed());
+        let on_hosts = self.sys().on_hosts();
+        if on_hosts {
+            // SPEC chapter 10: a node on another host silent for 10 s is reported.
+            left = left.min(UNREACHABLE.saturating_sub(self.heard.elapsed()));
+        }
         match self.sys().next_event(left)? {
             Some(ev) => self.on_event(ev)?,
+            None if on_hosts && self.report_unreachable() => {}
             None => {
                 let sys = self.sys();
                 let mut owed: Vec<String> = sys
@@ -49,6 +59,41 @@ impl Master {
         }
         self.drain_events()?;
         self.emit_ready()
+    }
+
+    /// After 10 s of silence on several hosts: the nodes this line waits on get `error:
+    /// line N: node <id> unreachable` (on stderr; the exit status becomes 1), once per
+    /// line, and the master goes on waiting: once a node is back, its answer comes and
+    /// the run goes on, with the stdout it would have had. False when nothing new is to
+    /// be reported (then the watchdog decides).
+    fn report_unreachable(&mut self) -> bool {
+        if self.heard.elapsed() < UNREACHABLE {
+            return true; // the 10 s are not over: wait again
+        }
+        let reported = self.unreachable.clone();
+        let owing: Vec<NodeId> = self
+            .sys()
+            .awaiting_node
+            .iter()
+            .filter(|(_, q)| !q.is_empty())
+            .map(|(n, _)| *n)
+            .filter(|n| !reported.contains(n))
+            .collect();
+        if owing.is_empty() {
+            return false;
+        }
+        for n in owing {
+            let line = format!("error: line {}: node {n} unreachable", self.at_line);
+            self.with_bar_hidden(|| {
+                use std::io::Write;
+                let _ = writeln!(io::stderr(), "{line}");
+            });
+            self.rejected = true;
+            self.unreachable.insert(n);
+        }
+        // The watchdog starts over: a cut-off host may take a while to come back.
+        self.heard = std::time::Instant::now();
+        true
     }
 
     pub(super) fn drain_events(&mut self) -> Result<(), Fatal> {
