@@ -6,7 +6,7 @@
 //!   namespace by `ip netns exec` (target: at most 1.5x);
 //! * committed transfers per second of a live load, six nodes on three hosts and here;
 //! * the handshake (TCP connect + Noise NNpsk0) from the master's namespace to an agent;
-//! * the cost of forcing plain Sends (what every node on several hosts does): large8
+//! * the cost of forcing plain Sends (on one machine, in the master's namespace) (what every node on several hosts does): large8
 //!   and a live load of Sends with logs on disk (`--data-dir`, which forces them too)
 //!   against unnamed logs that are not forced.
 //!
@@ -51,6 +51,11 @@ fn load_figure(mut cmd: Command, pick: fn(&str) -> f64) -> f64 {
     pick(stdout.lines().find(|l| l.starts_with("LOAD ")).expect("a LOAD line"))
 }
 
+/// `runs` rounds of `a` then `b`, so both see the same moments of a noisy machine.
+fn alternate<T>(runs: usize, a: impl Fn() -> T, b: impl Fn() -> T) -> (Vec<T>, Vec<T>) {
+    (0..runs).map(|_| (a(), b())).unzip()
+}
+
 fn main() {
     let bin = util::bin();
     let shared = util::root().join("../shared");
@@ -66,16 +71,15 @@ fn main() {
     let large8 = shared.join("peer-testcases/generated/large8.txt");
     let l8 = large8.to_str().unwrap();
 
-    // large8, alternating so both see the same moments of a noisy machine.
-    let (mut here, mut hosts) = (Vec::new(), Vec::new());
-    for _ in 0..RUNS {
-        // "Here" runs in the master's namespace too, through the same `ip netns exec`.
+    // One machine, in the master's namespace too, through the same `ip netns exec`.
+    let here = |args: &[&str]| {
         let mut c = lab.command_in("m", &bin);
-        c.args(["--seed", "1", l8]);
-        here.push(time(c));
-        hosts.push(time(lab.master_command(1, &[l8])));
-    }
-    let (h, r) = (median(here), median(hosts));
+        c.args(["--seed", "1"]).args(args);
+        c
+    };
+    let (here_t, hosts_t) =
+        alternate(RUNS, || time(here(&[l8])), || time(lab.master_command(1, &[l8])));
+    let (h, r) = (median(here_t), median(hosts_t));
     let ratio = ms(r) / ms(h);
     println!(
         "large8: {:.1} ms on three hosts, {:.1} ms here: {ratio:.2}x (target <= 1.50x: {})",
@@ -87,17 +91,15 @@ fn main() {
     // Committed transfers per second.
     let tx = load_file(&tmp.0, "tx.txt", "Load 20000 transfers seed 1");
     let tx = tx.to_str().unwrap();
-    let (mut here, mut hosts) = (Vec::new(), Vec::new());
-    for _ in 0..5 {
-        let mut c = Command::new(&bin);
-        c.args(["--seed", "1", tx]);
-        here.push(load_figure(c, committed_per_s));
-        hosts.push(load_figure(lab.master_command(1, &[tx]), committed_per_s));
-    }
+    let (here_r, hosts_r) = alternate(
+        5,
+        || load_figure(here(&[tx]), committed_per_s),
+        || load_figure(lab.master_command(1, &[tx]), committed_per_s),
+    );
     println!(
         "committed transfers/s, six nodes: {:.0} on three hosts, {:.0} here",
-        median_f(hosts),
-        median_f(here)
+        median_f(hosts_r),
+        median_f(here_r)
     );
 
     // The handshake, from the master's namespace.
@@ -124,15 +126,8 @@ fn main() {
     // Forcing plain Sends: logs on disk with --data-dir are forced like on several hosts.
     let dd = tmp.0.join("data");
     let ddir = dd.to_str().unwrap();
-    let (mut lazy, mut forced) = (Vec::new(), Vec::new());
-    for _ in 0..RUNS {
-        let mut c = Command::new(&bin);
-        c.args(["--seed", "1", l8]);
-        lazy.push(time(c));
-        let mut c = Command::new(&bin);
-        c.args(["--seed", "1", "--data-dir", ddir, l8]);
-        forced.push(time(c));
-    }
+    let (lazy, forced) =
+        alternate(RUNS, || time(here(&[l8])), || time(here(&["--data-dir", ddir, l8])));
     let (a, b) = (median(lazy), median(forced));
     println!(
         "large8 with plain Sends forced: {:.1} ms, not forced: {:.1} ms ({:.2}x)",
@@ -142,15 +137,11 @@ fn main() {
     );
     let sends = load_file(&tmp.0, "sends.txt", "Load 200000 sends seed 1");
     let sends = sends.to_str().unwrap();
-    let (mut lazy, mut forced) = (Vec::new(), Vec::new());
-    for _ in 0..5 {
-        let mut c = Command::new(&bin);
-        c.args(["--seed", "1", sends]);
-        lazy.push(load_figure(c, per_s));
-        let mut c = Command::new(&bin);
-        c.args(["--seed", "1", "--data-dir", ddir, sends]);
-        forced.push(load_figure(c, per_s));
-    }
+    let (lazy, forced) = alternate(
+        5,
+        || load_figure(here(&[sends]), per_s),
+        || load_figure(here(&["--data-dir", ddir, sends]), per_s),
+    );
     let (a, b) = (median_f(lazy), median_f(forced));
     println!("Sends/s, six nodes: {b:.0} forced, {a:.0} not forced ({:.2}x)", b / a);
 }

@@ -56,7 +56,11 @@ fn main() -> ExitCode {
                     return child_exit(Err(e));
                 }
             }
-            child_exit(master::observer::run(master::observer::ObserverArgs { nonce, master_pid }))
+            child_exit(master::observer::run(master::observer::ObserverArgs {
+                nonce,
+                master_pid,
+                tcp,
+            }))
         }
         Some(Err(why)) => {
             eprintln!("error: {why}");

@@ -10,12 +10,12 @@
 use crate::cli::ChildRole;
 use crate::ids::NodeId;
 use crate::process::{kill_and_reap, spawn_self};
-use crate::transport::noise::{self, Answer, Key};
-use crate::transport::tcp::{self, Channel, Conn};
+use crate::transport::noise::{self, Key};
+use crate::transport::tcp::{self, Channel};
 use crate::wire::agent::{FromAgent, ToAgent};
 use clap::Parser;
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{IpAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::Child;
@@ -151,49 +151,21 @@ pub fn main(args: &[std::ffi::OsString]) -> i32 {
 
 /// Runs the responder's handshake on a fresh connection; a channel to a master that
 /// proved the key, or `None` (refused and logged).
-fn accept(mut sock: TcpStream, key: &Key) -> Option<Channel> {
+fn accept(sock: TcpStream, key: &Key) -> Option<Channel> {
     let remote = sock.peer_addr().map_or("?".to_string(), |a| a.to_string());
     let refuse = |why: &str| {
         log::warn!("host: refused a connection from {remote}: {why}");
         None
     };
-    if let Err(e) = tcp::configure(&sock) {
-        return refuse(&e.to_string());
-    }
-    let _ = sock.set_read_timeout(Some(noise::HANDSHAKE_TIMEOUT));
-    let mut got = Vec::new();
-    let mut buf = [0u8; 512];
-    loop {
-        match noise::respond(&got, key, 0, "agent") {
-            Ok(Answer::More) if got.len() <= 256 => {}
-            Ok(Answer::More) => return refuse("not a bank handshake"),
-            Err(why) => return refuse(&why),
-            Ok(Answer::Accepted { claimed, .. }) if claimed != "master" => {
-                return refuse(&format!("{claimed:?} is not a master"));
-            }
-            Ok(Answer::Accepted { reply, used, state, .. }) => {
-                if let Err(e) = sock.write_all(&reply) {
-                    return refuse(&e.to_string());
-                }
-                let cell = std::sync::OnceLock::new();
-                let _ = cell.set(state);
-                let conn = Conn::Tcp {
-                    sock,
-                    keys: cell,
-                    pending: Default::default(),
-                    remote: remote.clone(),
-                };
-                return match Channel::new(conn, &got[used..]) {
-                    Ok(ch) => Some(ch),
-                    Err(e) => refuse(&e.to_string()),
-                };
-            }
+    match tcp::respond_blocking(sock, key, 0, "agent") {
+        Err(why) => refuse(&why),
+        Ok((_, claimed, _)) if claimed != "master" => {
+            refuse(&format!("{claimed:?} is not a master"))
         }
-        match sock.read(&mut buf) {
-            Ok(0) => return refuse("closed during the handshake"),
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) => return refuse(&format!("handshake: {e}")),
-        }
+        Ok((conn, _, rest)) => match Channel::new(conn, &rest) {
+            Ok(ch) => Some(ch),
+            Err(e) => refuse(&e.to_string()),
+        },
     }
 }
 
@@ -234,28 +206,13 @@ fn session(sock: TcpStream, setup: &Setup) {
             break;
         }
         opened = true;
-        // A start is answered as soon as the node's address is bound, and the process
-        // is started after: the master dials meanwhile (the kernel holds its connection
-        // until the node accepts), so nodes start side by side, not one after another.
-        let (answer, then) = match req {
-            ToAgent::Start { id, balance, fresh, durable } => match s.bind(id, fresh) {
-                Ok(l) => match l.local_addr() {
-                    Ok(addr) => (
-                        FromAgent::Started { id, addr: addr.to_string() },
-                        Some((id, balance, durable, l)),
-                    ),
-                    Err(e) => (FromAgent::Failed { why: e.to_string() }, None),
-                },
-                Err(why) => (FromAgent::Failed { why }, None),
-            },
-            req => (s.handle(req), None),
-        };
+        let (answer, then) = s.handle(req);
         if let Err(e) = ch.send(&answer) {
             log::warn!("host: the session of {remote} ends: {e}");
             break;
         }
-        if let Some((id, balance, durable, l)) = then {
-            if let Err(why) = s.spawn(id, balance.0, durable, l) {
+        if let Some(start) = then {
+            if let Err(why) = s.spawn(start) {
                 // The master sees the node's link close.
                 log::error!("host: {why}");
             }
@@ -266,9 +223,21 @@ fn session(sock: TcpStream, setup: &Setup) {
     log::info!("host: run {:016x} of {remote} ended", s.nonce);
 }
 
+/// A node process to start once its address is answered.
+struct Start {
+    id: NodeId,
+    balance: u64,
+    durable: bool,
+    listener: TcpListener,
+}
+
 impl Session<'_> {
-    fn handle(&mut self, req: ToAgent) -> FromAgent {
-        match req {
+    /// The answer to `req`, and the node to start after sending it: a start is answered
+    /// as soon as the node's address is bound, and the process is started after; the
+    /// master dials meanwhile (the kernel holds its connection until the node accepts),
+    /// so nodes start side by side, not one after another.
+    fn handle(&mut self, req: ToAgent) -> (FromAgent, Option<Start>) {
+        let answer = match req {
             ToAgent::Open { nonce } => {
                 self.nonce = nonce;
                 let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -276,7 +245,18 @@ impl Session<'_> {
                     .unwrap_or_default();
                 FromAgent::Opened { host }
             }
-            ToAgent::Start { .. } => unreachable!("answered by Session::start"),
+            ToAgent::Start { id, balance, fresh, durable } => {
+                let bound = self.bind(id, fresh).and_then(|listener| {
+                    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+                    Ok((addr, Start { id, balance: balance.0, durable, listener }))
+                });
+                return match bound {
+                    Ok((addr, start)) => {
+                        (FromAgent::Started { id, addr: addr.to_string() }, Some(start))
+                    }
+                    Err(why) => (FromAgent::Failed { why }, None),
+                };
+            }
             ToAgent::Kill { id } => {
                 if let Some(c) = self.procs.remove(&id) {
                     kill_and_reap(&mut vec![c]);
@@ -286,7 +266,8 @@ impl Session<'_> {
             ToAgent::Signal { id, stop } => {
                 use nix::sys::signal::{kill, Signal};
                 let Some(c) = self.procs.get(&id) else {
-                    return FromAgent::Failed { why: format!("node {id} has no process") };
+                    let why = format!("node {id} has no process");
+                    return (FromAgent::Failed { why }, None);
                 };
                 let sig = if stop { Signal::SIGSTOP } else { Signal::SIGCONT };
                 match kill(nix::unistd::Pid::from_raw(c.id() as i32), sig) {
@@ -294,7 +275,8 @@ impl Session<'_> {
                     Err(e) => FromAgent::Failed { why: format!("cannot signal node {id}: {e}") },
                 }
             }
-        }
+        };
+        (answer, None)
     }
 
     /// Binds node `id`'s listener: the address the master may dial at once (the kernel
@@ -322,13 +304,8 @@ impl Session<'_> {
     }
 
     /// Starts node `id`'s process on `listener` and its log.
-    fn spawn(
-        &mut self,
-        id: NodeId,
-        balance: u64,
-        durable: bool,
-        listener: TcpListener,
-    ) -> Result<(), String> {
+    fn spawn(&mut self, start: Start) -> Result<(), String> {
+        let Start { id, balance, durable, listener } = start;
         let log = &self.logs[&id];
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let role = ChildRole::Node {

@@ -22,6 +22,8 @@ pub struct ObserverArgs {
     pub nonce: u64,
     /// The master's pid.
     pub master_pid: u32,
+    /// Its listener is TCP: the nodes are on several hosts.
+    pub tcp: bool,
 }
 
 /// Runs the observer until the master goes away.
@@ -29,8 +31,13 @@ pub struct ObserverArgs {
 /// # Errors
 /// Setting up failed, or a link broke mid-run.
 pub fn run(args: ObserverArgs) -> io::Result<()> {
-    let ChildLinks { hub, master, inbox } =
-        transport::start_child(args.master_pid, args.nonce, false)?;
+    let ChildLinks { hub, master, inbox } = transport::start_child(transport::ChildStart {
+        parent: args.master_pid,
+        nonce: args.nonce,
+        tcp: args.tcp,
+        control: true,
+        inline: false,
+    })?;
     let mut obs = Observer {
         inbox,
         master: master.ok_or_else(|| io::Error::other("the observer has no control link"))?,

@@ -66,8 +66,13 @@ pub struct NodeArgs {
 /// # Errors
 /// Setting up the process or a link failed, or a link broke mid-run.
 pub fn run(args: NodeArgs) -> io::Result<()> {
-    let ChildLinks { hub, master, inbox } =
-        transport::start_child(args.master_pid, args.nonce, true)?;
+    let ChildLinks { hub, master, inbox } = transport::start_child(transport::ChildStart {
+        parent: args.master_pid,
+        nonce: args.nonce,
+        tcp: args.tcp,
+        control: !args.tcp,
+        inline: true,
+    })?;
     let book = if args.tcp {
         Book::Tcp(Default::default())
     } else {

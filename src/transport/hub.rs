@@ -152,9 +152,6 @@ enum Secure {
     Open { opener: Opener, claimed: String, plain: Vec<u8> },
 }
 
-/// The most a connection may send before its handshake is complete.
-const MAX_HANDSHAKE: usize = 256;
-
 /// epoll tokens: the wake pipe, the listener, then one per link.
 const WAKE: u64 = 0;
 const LISTEN: u64 = 1;
@@ -384,7 +381,9 @@ impl PollLoop {
                 };
                 let remote = w.stream.remote().to_string();
                 match noise::respond(got, &id.key, id.nonce, &id.me) {
-                    Ok(Answer::More) if got.len() <= MAX_HANDSHAKE => return Ok(Outcome::Open),
+                    Ok(Answer::More) if got.len() <= noise::MAX_HANDSHAKE => {
+                        return Ok(Outcome::Open)
+                    }
                     Ok(Answer::More) => {
                         log::warn!("hub: refused a connection from {remote}: not a bank handshake");
                         return Ok(Outcome::Drop(None));
@@ -399,9 +398,7 @@ impl PollLoop {
                             log::warn!("hub: a handshake with {remote} failed: {e}");
                             return Ok(Outcome::Drop(None));
                         }
-                        if let Conn::Tcp { keys, .. } = &*w.stream {
-                            let _ = keys.set(state);
-                        }
+                        w.stream.set_keys(state);
                         let mut opener = Opener::default();
                         let mut plain = Vec::new();
                         let keys = w.stream.keys().expect("just set");

@@ -135,21 +135,35 @@ pub struct ChildLinks {
     pub inbox: crossbeam_channel::Receiver<Event>,
 }
 
+/// How a child was started.
+#[derive(Debug, Clone, Copy)]
+pub struct ChildStart {
+    /// The parent (the master, or a host agent) the child must die with.
+    pub parent: u32,
+    /// The run's nonce.
+    pub nonce: u64,
+    /// Its listener is TCP (several hosts), not a local socket.
+    pub tcp: bool,
+    /// It inherited a control link (all but a node a host agent started: the master
+    /// dials that one, and its link comes as [`Event::Connected`]).
+    pub control: bool,
+    /// Its main thread reads the hub ([`Hub::wait`]) instead of a reader thread.
+    pub inline: bool,
+}
+
 /// Sets a child process up: arms the parent-death signal, takes the control link and
-/// listener it inherited from the master, and starts its reader thread (or, `inline`,
-/// a hub its main thread reads with [`Hub::wait`]).
+/// listener it inherited, and starts its reader thread (or an inline hub).
 ///
 /// # Errors
 /// The parent check, or starting the reader thread, failed.
-pub fn start_child(master_pid: u32, nonce: u64, inline: bool) -> io::Result<ChildLinks> {
-    crate::process::die_with_parent(master_pid)?;
-    // A node on another host has no control link: its agent starts it, the master dials.
-    let remote_node = noise::identity().is_some_and(|id| id.me.starts_with("node "));
-    // SAFETY: every child is started by process::spawn_self (with a control link unless
-    // it is a node started by a host agent), and this runs once.
-    let (control, listener) = unsafe { crate::process::inherited_fds(!remote_node) };
+pub fn start_child(how: ChildStart) -> io::Result<ChildLinks> {
+    let ChildStart { parent, nonce, tcp, control, inline } = how;
+    crate::process::die_with_parent(parent)?;
+    // SAFETY: every child is started by process::spawn_self, with a control link iff
+    // `control`, and this runs once.
+    let (control, listener) = unsafe { crate::process::inherited_fds(control) };
     let (tx, inbox) = crossbeam_channel::unbounded();
-    let listener = Some(if crate::transport::noise::identity().is_some() {
+    let listener = Some(if tcp {
         Listener::Tcp(std::net::TcpListener::from(listener))
     } else {
         listener_from_fd(listener)

@@ -28,6 +28,8 @@ pub const MAX_CHUNK: usize = 65535 - TAG;
 const TAG: usize = 16;
 /// A handshake message of NNpsk0 is 48 bytes (an ephemeral key and a tag).
 const HANDSHAKE_MSG: usize = 48;
+/// The most a connection may send before its handshake is complete.
+pub const MAX_HANDSHAKE: usize = 256;
 /// The longest name a preface may claim.
 const MAX_NAME: usize = 64;
 /// How long an initiator waits for the responder's half of the handshake (TCP
@@ -119,23 +121,6 @@ fn builder<'a>(key: &'a Key, prologue: &'a [u8]) -> Result<Builder<'a>, snow::Er
     Builder::new(PATTERN.parse()?).psk(0, &key.0)?.prologue(prologue)
 }
 
-/// The initiator's half, blocking: sends the preface and the first message on `sock`,
-/// reads the answer (at most [`HANDSHAKE_TIMEOUT`]), and returns the transport state.
-/// `me` is who this process is; `them` whom it dials.
-///
-/// # Errors
-/// The socket failed, or the responder does not hold `key` (or belongs to another run).
-pub fn initiate(
-    sock: &mut TcpStream,
-    key: &Key,
-    nonce: u64,
-    me: &str,
-    them: &str,
-) -> io::Result<StatelessTransportState> {
-    let hs = begin(sock, key, nonce, me, them)?;
-    finish(sock, hs)
-}
-
 /// The initiator's first half: sends the preface and the first message. The answer is
 /// read by [`finish`], when the link is first used: a master starting many nodes does
 /// not wait for each process to be up before it starts the next.
@@ -149,16 +134,28 @@ pub fn begin(
     me: &str,
     them: &str,
 ) -> io::Result<HandshakeState> {
+    let (hs, first) = first_message(key, nonce, me, them).map_err(noise_err)?;
+    sock.write_all(&first)?;
+    Ok(hs)
+}
+
+/// The preface (`me`'s name) and the handshake's first message, and the state that
+/// reads the answer.
+fn first_message(
+    key: &Key,
+    nonce: u64,
+    me: &str,
+    them: &str,
+) -> Result<(HandshakeState, Vec<u8>), snow::Error> {
     let pro = prologue(nonce, me, them);
-    let mut hs = builder(key, &pro).and_then(|b| b.build_initiator()).map_err(noise_err)?;
+    let mut hs = builder(key, &pro)?.build_initiator()?;
     let mut first = vec![me.len() as u8];
     first.extend_from_slice(me.as_bytes());
     let mut msg = [0u8; 128];
-    let n = hs.write_message(&[], &mut msg).map_err(noise_err)?;
+    let n = hs.write_message(&[], &mut msg)?;
     first.extend_from_slice(&(n as u16).to_be_bytes());
     first.extend_from_slice(&msg[..n]);
-    sock.write_all(&first)?;
-    Ok(hs)
+    Ok((hs, first))
 }
 
 /// The initiator's second half: reads the responder's answer (exactly its bytes, at most
@@ -336,44 +333,40 @@ impl Opener {
 mod tests {
     use super::*;
 
-    fn pair(ka: &Key, kb: &Key, nonce_a: u64, nonce_b: u64) -> Result<(Vec<u8>, Answer), String> {
-        // The initiator's bytes, built as `initiate` does, without a socket.
-        let pro = prologue(nonce_a, "node 1", "node 2");
-        let mut hs = builder(ka, &pro).unwrap().build_initiator().unwrap();
-        let mut first = vec![6u8];
-        first.extend_from_slice(b"node 1");
-        let mut msg = [0u8; 128];
-        let n = hs.write_message(&[], &mut msg).unwrap();
-        first.extend_from_slice(&(n as u16).to_be_bytes());
-        first.extend_from_slice(&msg[..n]);
-        let answer = respond(&first, kb, nonce_b, "node 2")?;
-        Ok((first, answer))
+    /// Node 1's first bytes to node 2 with `ka` in run `na`, and node 2's answer with
+    /// `kb` in run `nb`.
+    fn pair(
+        ka: &Key,
+        kb: &Key,
+        na: u64,
+        nb: u64,
+    ) -> (HandshakeState, Vec<u8>, Result<Answer, String>) {
+        let (hs, first) = first_message(ka, na, "node 1", "node 2").unwrap();
+        let answer = respond(&first, kb, nb, "node 2");
+        (hs, first, answer)
+    }
+
+    /// Both ends' transport states after a handshake that succeeds: (node 1's, node 2's).
+    fn linked(k: &Key, nonce: u64) -> (StatelessTransportState, StatelessTransportState) {
+        let (mut hs, _, answer) = pair(k, k, nonce, nonce);
+        let Answer::Accepted { reply, state, .. } = answer.unwrap() else { panic!("not accepted") };
+        hs.read_message(&reply[2..], &mut [0u8; 64]).unwrap();
+        (hs.into_stateless_transport_mode().unwrap(), *state)
     }
 
     #[test]
     fn the_same_key_and_run_is_accepted_and_records_round_trip() {
         let k = Key::generate().unwrap();
-        let pro = prologue(7, "node 1", "node 2");
-        let mut hs = builder(&k, &pro).unwrap().build_initiator().unwrap();
-        let mut first = vec![6u8];
-        first.extend_from_slice(b"node 1");
-        let mut msg = [0u8; 128];
-        let n = hs.write_message(&[], &mut msg).unwrap();
-        first.extend_from_slice(&(n as u16).to_be_bytes());
-        first.extend_from_slice(&msg[..n]);
+        let (_, first, answer) = pair(&k, &k, 7, 7);
         // Byte by byte: More until the whole first message is there.
         for cut in 0..first.len() {
             assert!(matches!(respond(&first[..cut], &k, 7, "node 2"), Ok(Answer::More)), "{cut}");
         }
-        let Answer::Accepted { claimed, reply, used, state } =
-            respond(&first, &k, 7, "node 2").unwrap()
-        else {
+        let Answer::Accepted { claimed, used, .. } = answer.unwrap() else {
             panic!("not accepted")
         };
         assert_eq!((claimed.as_str(), used), ("node 1", first.len()));
-        let mut p = [0u8; 64];
-        hs.read_message(&reply[2..], &mut p).unwrap();
-        let ours = hs.into_stateless_transport_mode().unwrap();
+        let (ours, theirs) = linked(&k, 7);
         // 100 KB crosses the chunk size; the opener gets it in odd-sized pieces.
         let plain: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
         let (mut wn, mut sealed) = (0u64, Vec::new());
@@ -381,7 +374,7 @@ mod tests {
         assert_eq!(wn, 2);
         let (mut opener, mut got) = (Opener::default(), Vec::new());
         for piece in sealed.chunks(777) {
-            opener.open(&state, piece, &mut got).unwrap();
+            opener.open(&theirs, piece, &mut got).unwrap();
         }
         assert_eq!(got, plain);
         assert_eq!(opener.pending(), 0);
@@ -390,9 +383,9 @@ mod tests {
     #[test]
     fn a_wrong_key_another_run_or_garbage_is_refused() {
         let (k, other) = (Key::generate().unwrap(), Key::generate().unwrap());
-        assert!(pair(&k, &other, 1, 1).is_err(), "wrong key");
-        assert!(pair(&k, &k, 1, 2).is_err(), "another run");
-        assert!(matches!(pair(&k, &k, 1, 1), Ok((_, Answer::Accepted { .. }))));
+        assert!(pair(&k, &other, 1, 1).2.is_err(), "wrong key");
+        assert!(pair(&k, &k, 1, 2).2.is_err(), "another run");
+        assert!(matches!(pair(&k, &k, 1, 1).2, Ok(Answer::Accepted { .. })));
         assert!(respond(b"GET / HTTP/1.1\r\n", &k, 1, "node 2").is_err());
         assert!(respond(&[0u8; 80], &k, 1, "node 2").is_err());
         let mut junk = vec![6u8];
@@ -404,40 +397,25 @@ mod tests {
     #[test]
     fn a_tampered_replayed_or_dropped_record_does_not_open() {
         let k = Key::generate().unwrap();
-        let (_, Answer::Accepted { state, .. }) = pair(&k, &k, 3, 3).unwrap() else { panic!() };
-        // Seal with the responder's own state: it opens its own records only if the
-        // directions were mixed up, which they must not be.
+        let (ours, theirs) = linked(&k, 3);
+        // A record sealed by the responder does not open as one from the initiator: the
+        // two directions have their own keys.
         let (mut n, mut sealed) = (0u64, Vec::new());
-        seal(&state, &mut n, b"transfer 10", &mut sealed).unwrap();
-        assert!(Opener::default().open(&state, &sealed, &mut Vec::new()).is_err());
-        // A proper pair.
-        let pro = prologue(3, "node 1", "node 2");
-        let mut hs = builder(&k, &pro).unwrap().build_initiator().unwrap();
-        let mut first = vec![6u8];
-        first.extend_from_slice(b"node 1");
-        let mut msg = [0u8; 128];
-        let m = hs.write_message(&[], &mut msg).unwrap();
-        first.extend_from_slice(&(m as u16).to_be_bytes());
-        first.extend_from_slice(&msg[..m]);
-        let Answer::Accepted { reply, state, .. } = respond(&first, &k, 3, "node 2").unwrap()
-        else {
-            panic!()
-        };
-        hs.read_message(&reply[2..], &mut [0u8; 64]).unwrap();
-        let ours = hs.into_stateless_transport_mode().unwrap();
+        seal(&theirs, &mut n, b"transfer 10", &mut sealed).unwrap();
+        assert!(Opener::default().open(&theirs, &sealed, &mut Vec::new()).is_err());
         let (mut wn, mut one, mut two) = (0u64, Vec::new(), Vec::new());
         seal(&ours, &mut wn, b"transfer 10", &mut one).unwrap();
         seal(&ours, &mut wn, b"transfer 20", &mut two).unwrap();
         let mut tampered = one.clone();
         tampered[5] ^= 1;
-        assert!(Opener::default().open(&state, &tampered, &mut Vec::new()).is_err());
+        assert!(Opener::default().open(&theirs, &tampered, &mut Vec::new()).is_err());
         let mut o = Opener::default();
         let mut got = Vec::new();
-        o.open(&state, &one, &mut got).unwrap();
+        o.open(&theirs, &one, &mut got).unwrap();
         assert_eq!(got, b"transfer 10");
-        assert!(o.open(&state, &one, &mut got).is_err(), "replayed");
+        assert!(o.open(&theirs, &one, &mut got).is_err(), "replayed");
         let mut o = Opener::default();
-        assert!(o.open(&state, &two, &mut Vec::new()).is_err(), "the first was dropped");
+        assert!(o.open(&theirs, &two, &mut Vec::new()).is_err(), "the first was dropped");
     }
 
     #[test]

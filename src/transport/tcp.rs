@@ -37,6 +37,23 @@ pub enum Conn {
 }
 
 impl Conn {
+    /// A TCP connection to `remote` without keys yet: its handshake is `pending` (a link
+    /// this process dialled) or still to be answered (one it accepted).
+    pub fn tcp(
+        sock: TcpStream,
+        remote: String,
+        pending: Option<Box<snow::HandshakeState>>,
+    ) -> Conn {
+        Conn::Tcp { sock, keys: OnceLock::new(), pending: std::sync::Mutex::new(pending), remote }
+    }
+
+    /// Gives an accepted TCP connection the keys its handshake made.
+    pub fn set_keys(&self, state: Box<StatelessTransportState>) {
+        if let Conn::Tcp { keys, .. } = self {
+            let _ = keys.set(state);
+        }
+    }
+
     /// The socket's fd.
     pub fn fd(&self) -> BorrowedFd<'_> {
         match self {
@@ -137,12 +154,7 @@ impl Listener {
             Listener::Tcp(l) => {
                 let (sock, addr) = l.accept()?;
                 configure(&sock)?;
-                Ok(Conn::Tcp {
-                    sock,
-                    keys: OnceLock::new(),
-                    pending: Default::default(),
-                    remote: addr.to_string(),
-                })
+                Ok(Conn::tcp(sock, addr.to_string(), None))
             }
         }
     }
@@ -195,17 +207,48 @@ pub fn dial_deferred(
                 configure(&sock)?;
                 let hs = noise::begin(&mut sock, key, nonce, me, them)
                     .map_err(|e| io::Error::new(e.kind(), format!("{them} at {addr}: {e}")))?;
-                return Ok(Conn::Tcp {
-                    sock,
-                    keys: OnceLock::new(),
-                    pending: std::sync::Mutex::new(Some(Box::new(hs))),
-                    remote: sa.to_string(),
-                });
+                return Ok(Conn::tcp(sock, sa.to_string(), Some(Box::new(hs))));
             }
             Err(e) => last = e,
         }
     }
     Err(io::Error::new(last.kind(), format!("cannot reach {them} at {addr}: {last}")))
+}
+
+/// The responder's handshake on a fresh connection, blocking (at most
+/// [`noise::HANDSHAKE_TIMEOUT`] per read): the secured connection, the name the peer
+/// proved, and what it sent after the handshake.
+///
+/// # Errors
+/// Why the peer is refused, to log.
+pub fn respond_blocking(
+    mut sock: TcpStream,
+    key: &noise::Key,
+    nonce: u64,
+    me: &str,
+) -> Result<(Conn, String, Vec<u8>), String> {
+    configure(&sock).map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(noise::HANDSHAKE_TIMEOUT)).map_err(|e| e.to_string())?;
+    let remote = sock.peer_addr().map_or("?".to_string(), |a| a.to_string());
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        match noise::respond(&got, key, nonce, me)? {
+            noise::Answer::More if got.len() <= noise::MAX_HANDSHAKE => {}
+            noise::Answer::More => return Err("not a bank handshake".into()),
+            noise::Answer::Accepted { claimed, reply, used, state } => {
+                sock.write_all(&reply).map_err(|e| e.to_string())?;
+                let conn = Conn::tcp(sock, remote, None);
+                conn.set_keys(state);
+                return Ok((conn, claimed, got[used..].to_vec()));
+            }
+        }
+        match sock.read(&mut buf) {
+            Ok(0) => return Err("closed during the handshake".into()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => return Err(format!("handshake: {e}")),
+        }
+    }
 }
 
 /// A blocking, secured TCP conversation outside the hub (the master and a host agent):

@@ -35,7 +35,15 @@ pub fn available(what: &str) -> bool {
     } else {
         None
     };
-    let Some(why) = why else { return true };
+    match why {
+        None => true,
+        Some(why) => skip(what, &why),
+    }
+}
+
+/// Prints a visible skip line for `what` (fails under `CI=true`, where `.ci/run` has
+/// installed what it needs); false.
+fn skip(what: &str, why: &str) -> bool {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{what}: {why}, and CI=true must run it (.ci/run installs what it needs)");
     }
@@ -94,12 +102,7 @@ impl Lab {
             return None;
         }
         if !ssh.is_empty() && !std::path::Path::new(SSHD).exists() {
-            let why = "OpenSSH's sshd is not installed (apt-get install openssh-server)";
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("{what}: {why}, and CI=true must run it");
-            }
-            use std::io::Write;
-            let _ = std::io::stderr().write_all(format!("SKIPPED {what}: {why}\n").as_bytes());
+            skip(what, "OpenSSH's sshd is not installed (apt-get install openssh-server)");
             return None;
         }
         sweep_dead_labs();
@@ -195,9 +198,8 @@ impl Lab {
 
     /// Starts host `i`'s agent and waits until it listens.
     fn start_agent(&self, i: usize) -> Child {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.ns(&format!("n{i}"))])
-            .arg(bin())
+        let mut child = self
+            .command_in(&format!("n{i}"), &bin())
             .args(["host", "--listen", &format!("{NET}.{i}:{PORT}"), "--key"])
             .arg(&self.key)
             .env("RUST_LOG", "info")
@@ -242,8 +244,9 @@ impl Lab {
             ),
         )
         .unwrap();
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.ns(&format!("n{i}")), SSHD, "-D", "-e", "-f"])
+        let mut child = self
+            .command_in(&format!("n{i}"), std::path::Path::new(SSHD))
+            .args(["-D", "-e", "-f"])
             .arg(&cfg)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
