@@ -98,11 +98,25 @@ fn every_file_prints_the_same_on_three_hosts() {
     same_as_one_machine(&lab, &files, 7, 3);
 }
 
+/// `HOSTS_ONLY=<text>` keeps the files whose name holds it, and `HOSTS_ROUNDS=<n>` runs
+/// them n times (a sweep hunting a rare stall under loss).
+fn sweep_files() -> Vec<PathBuf> {
+    let only = std::env::var("HOSTS_ONLY").unwrap_or_default();
+    let rounds: usize =
+        std::env::var("HOSTS_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(1);
+    let files: Vec<PathBuf> = every_file()
+        .into_iter()
+        .filter(|f| f.file_name().unwrap().to_string_lossy().contains(&only))
+        .collect();
+    assert!(!files.is_empty(), "no file holds HOSTS_ONLY={only:?}");
+    files.iter().cycle().take(files.len() * rounds).cloned().collect()
+}
+
 #[test]
 fn ten_percent_loss_on_every_link_changes_no_output() {
     let Some(lab) = Lab::new("every file with 10% loss", 3) else { return };
     lab.loss_everywhere(10);
-    same_as_one_machine(&lab, &every_file(), 7, 6);
+    same_as_one_machine(&lab, &sweep_files(), 7, 6);
 }
 
 /// A master reading its commands from a pipe, to act on the run while it goes on.
