@@ -125,29 +125,55 @@ struct Live {
     stdin: Option<std::process::ChildStdin>,
     lines: crossbeam_channel::Receiver<String>,
     seen: Vec<String>,
+    /// stderr's lines (each also copied to the test's stderr).
+    errors: crossbeam_channel::Receiver<String>,
+}
+
+/// Sends each line `from` gives to a channel, and to stderr too if `echo`.
+fn lines_of(
+    from: impl std::io::Read + Send + 'static,
+    echo: bool,
+) -> crossbeam_channel::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(from).lines() {
+            let Ok(line) = line else { break };
+            if echo {
+                eprintln!("{line}");
+            }
+            if tx.send(line).is_err() && !echo {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 impl Live {
     fn start(lab: &Lab, seed: u64) -> Live {
-        use std::io::BufRead;
         let mut cmd = lab.master_command(seed, &[]);
         cmd.env("RUST_LOG", "warn")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit());
+            .stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().expect("start the master");
         let stdin = child.stdin.take();
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = crossbeam_channel::unbounded();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
+        let lines = lines_of(child.stdout.take().unwrap(), false);
+        let errors = lines_of(child.stderr.take().unwrap(), true);
+        Live { child, stdin, lines, seen: Vec::new(), errors }
+    }
+
+    /// Waits for a stderr line starting with `prefix`.
+    fn expect_error(&mut self, prefix: &str, limit: Duration) -> String {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            match self.errors.recv_deadline(deadline) {
+                Ok(line) if line.starts_with(prefix) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no {prefix:?} on stderr within {limit:?}"),
             }
-        });
-        Live { child, stdin, lines, seen: Vec::new() }
+        }
     }
 
     fn say(&mut self, text: &str) {
@@ -173,16 +199,23 @@ impl Live {
         }
     }
 
-    /// Closes stdin and waits for the master to end; every line it printed.
-    fn finish(mut self, limit: Duration) -> Vec<String> {
+    /// Closes stdin and waits for the master to end well; every line it printed.
+    fn finish(self, limit: Duration) -> Vec<String> {
+        let (lines, status) = self.finish_with_status(limit);
+        assert_eq!(status, Some(0), "the master's exit status:\n{}", lines.join("\n"));
+        lines
+    }
+
+    /// Closes stdin and waits for the master to end; every line it printed, and its
+    /// exit status.
+    fn finish_with_status(mut self, limit: Duration) -> (Vec<String>, Option<i32>) {
         self.stdin = None;
         let deadline = std::time::Instant::now() + limit;
         while let Ok(line) = self.lines.recv_deadline(deadline) {
             self.seen.push(line);
         }
         let status = self.child.wait().unwrap();
-        assert!(status.success(), "the master ended with {status}:\n{}", self.seen.join("\n"));
-        std::mem::take(&mut self.seen)
+        (std::mem::take(&mut self.seen), status.code())
     }
 }
 
@@ -231,6 +264,34 @@ fn a_live_load_rides_out_a_host_cut_off_for_five_seconds() {
     // The cut hit the load: transactions with host 3 timed out (and every one ended).
     let timeouts = lines.iter().find_map(|l| l.strip_prefix("aborts timeout ")).unwrap();
     assert!(timeouts.parse::<u64>().unwrap() > 0, "the load ended before the cut: {lines:#?}");
+}
+
+#[test]
+fn a_script_reports_a_cut_off_node_unreachable_and_goes_on_once_it_is_back() {
+    let Some(lab) = Lab::new("a node cut off under a script", 3) else { return };
+    let mut m = Live::start(&lab, 4);
+    let script = "StartMaster\nCreateNode 1 100\nCreateNode 2 200\nCreateNode 3 300\n\
+                  Send 1 3 10\nCheck\n";
+    m.say(script);
+    assert_eq!(m.expect("CHECK", Duration::from_secs(60)), "CHECK OK total=600");
+    // Host 3 (node 3) leaves the network; line 7 waits on every node.
+    lab.cable("n3", false);
+    m.say("Balances\n");
+    let error = m.expect_error("error: line 7", Duration::from_secs(40));
+    assert_eq!(error, "error: line 7: node 3 unreachable");
+    lab.cable("n3", true);
+    let rest = "Receive 3\nBalances\nCheck\n";
+    m.say(rest);
+    let (lines, status) = m.finish_with_status(Duration::from_secs(60));
+    // Once node 3 is back, every line prints what it prints on one machine.
+    let here = util::run_with(
+        &["--seed", "4"],
+        Some(&format!("{script}Balances\n{rest}")),
+        Duration::from_secs(60),
+    );
+    assert_eq!(here.status, 0);
+    assert_same("the run with a cut", &here.stdout, &(lines.join("\n") + "\n"));
+    assert_eq!(status, Some(1), "a line failed: the exit status says so");
 }
 
 /// What a stranger's connection got back before it was closed, and whether it was.
