@@ -10,6 +10,7 @@
 # full set is about 870 mutants, a day of CPU on two cores).
 set -euo pipefail
 cd "$(dirname "$0")"
+mkdir -p mutants.out   # cargo mutants makes only the last part of -o
 cargo mutants --timeout 120 -o mutants.out/protocol \
     -f 'src/protocol/*.rs' -f 'src/protocol/**/*.rs' "$@" -- \
     --lib --test sim --test two_pc_sim --test commit_rules --test commit_sim \
