@@ -163,6 +163,10 @@ impl Master {
             self.reject(line, text, format!("node {n} is down (Restart it first)"));
             return Ok(());
         }
+        if let Some(&n) = self.sys().ledger.paused().first() {
+            self.reject(line, text, format!("node {n} is paused (Resume it first)"));
+            return Ok(());
+        }
         if let Some((a, b)) = self.sys().ledger.held_channel() {
             self.reject(line, text, format!("channel {a} -> {b} is held (Release it first)"));
             return Ok(());

@@ -4,6 +4,10 @@
 
 use super::*;
 use crate::wire::Protocol;
+use std::collections::BTreeSet;
+
+/// Why a node must not be paused while a process starts: every node links to the new one.
+const LINKS_TO_NEW: &str = "every node links to the new process (Resume it first)";
 
 impl Master {
     /// A command in scripted mode (and those that work alike in live mode).
@@ -45,6 +49,8 @@ impl Master {
                              raise the limit to run more"
                         ),
                     );
+                } else if let Some(n) = self.paused_other_than(None) {
+                    self.reject(line, text, format!("node {n} is paused: {LINKS_TO_NEW}"));
                 } else if let Err(why) = self.sys().place(id, on.as_deref()) {
                     self.reject(line, text, why);
                 } else {
@@ -66,6 +72,11 @@ impl Master {
             ),
             Command::Crash { node } | Command::CrashAt { node, .. } if self.is_down(node) => {
                 self.reject(line, text, format!("node {node} is already down"))
+            }
+            // Arming a crash point is a command to the node, which a stopped process
+            // cannot take (SPEC chapter 8: a paused node takes no command).
+            Command::CrashAt { node, .. } if self.is_paused(node) => {
+                self.reject(line, text, format!("node {node} is paused"))
             }
             Command::Crash { node } => {
                 if self.known(line, text, &[node]) {
@@ -96,7 +107,10 @@ impl Master {
                 }
             }
             Command::Restart { node } => {
-                if self.known(line, text, &[node]) {
+                if !self.known(line, text, &[node]) {
+                } else if let Some(n) = self.paused_other_than(Some(node)) {
+                    self.reject(line, text, format!("node {n} is paused: {LINKS_TO_NEW}"));
+                } else {
                     self.txns.faults = true;
                     self.restart(node)?;
                 }
@@ -436,6 +450,15 @@ impl Master {
         self.sys().observe(ObserverRequest::Begin { snapshot, node, seq }, slot)
     }
 
+    /// A paused node other than `except`, if there is one.
+    fn paused_other_than(&self, except: Option<NodeId>) -> Option<NodeId> {
+        let paused = self.system.as_ref()?.ledger.paused();
+        paused.into_iter().find(|&n| Some(n) != except)
+    }
+
+    /// `CollectState`. It waits for the observer's answer before the next command: a
+    /// node that dies in a later command loses the records of the snapshots that are
+    /// still to be gathered then, and those must not be the ones this line gathers.
     pub(super) fn collect_state(&mut self, line: usize, text: &str) -> Result<(), Fatal> {
         self.barrier()?;
         if !self.lost_snapshots.is_empty() {
@@ -460,17 +483,36 @@ impl Master {
             self.reject(line, text, down.join("; "));
             return Ok(());
         }
+        // A stopped process answers nothing: the snapshot stays pending, for a
+        // CollectState after the Resume.
+        let paused: Vec<String> = self
+            .since_collect
+            .iter()
+            .filter_map(|&k| {
+                let sys = self.system.as_ref()?;
+                let n = sys.ledger.members(k).into_iter().find(|&n| sys.ledger.is_paused(n))?;
+                Some(format!("snapshot {k} cannot be gathered: node {n} is paused"))
+            })
+            .collect();
+        if !paused.is_empty() {
+            self.reject(line, text, paused.join("; "));
+            return Ok(());
+        }
         if self.since_collect.is_empty() {
             self.gathered.clear();
             return Ok(());
         }
         let ids = self.since_collect.clone();
         let sys = self.sys();
-        let snapshots = ids.iter().map(|&k| (k, sys.ledger.members(k))).collect();
-        let nodes: Vec<NodeId> = sys.ledger.nodes().collect();
-        let seqs = nodes.into_iter().map(|n| (n, sys.alloc_seq(n))).collect();
+        let snapshots: Vec<(SnapshotId, Vec<NodeId>)> =
+            ids.iter().map(|&k| (k, sys.ledger.members(k))).collect();
+        // Only the snapshots' members are asked: a node that joined later recorded
+        // nothing of them, and may be down.
+        let members: BTreeSet<NodeId> = snapshots.iter().flat_map(|(_, m)| m).copied().collect();
+        let seqs = members.into_iter().map(|n| (n, sys.alloc_seq(n))).collect();
         let slot = self.push_await(Expect::Collect { line, text: text.to_string(), ids });
         let wait = self.is_live();
-        self.sys().observe(ObserverRequest::Collect { snapshots, seqs, wait }, slot)
+        self.sys().observe(ObserverRequest::Collect { snapshots, seqs, wait }, slot)?;
+        self.wait_slot(slot)
     }
 }
