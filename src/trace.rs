@@ -3,7 +3,7 @@
 //! The master writes the trace in command order from the nodes' own reports, so a
 //! checker can replay it against the command file (`tests/util` does).
 
-use crate::ids::{Amount, NodeId, SnapshotId};
+use crate::ids::{Amount, NodeId, SnapshotId, TxnId};
 use crate::wire::{Accept, ChannelMsg, PaxosMsg, ThreeMsg, TxMsg};
 use std::fmt::Write;
 
@@ -87,6 +87,16 @@ pub enum TraceEvent {
         /// The node.
         node: NodeId,
         /// What it holds now.
+        amount: Amount,
+    },
+    /// A credit reached a node that had aborted its transfer, which its coordinator
+    /// committed (a three-phase commit split): the money it carried is gone.
+    Drop {
+        /// The node.
+        node: NodeId,
+        /// The transaction.
+        tx: TxnId,
+        /// The money lost.
         amount: Amount,
     },
     /// `CollectState` gathered a snapshot (one event per snapshot, in id order).
@@ -176,6 +186,9 @@ impl TraceEvent {
             TraceEvent::Heal => write!(s, "{{\"ev\":\"heal\""),
             TraceEvent::Held { node, amount } => {
                 write!(s, "{{\"ev\":\"held\",\"node\":{node},\"amount\":{amount}")
+            }
+            TraceEvent::Drop { node, tx, amount } => {
+                write!(s, "{{\"ev\":\"drop\",\"node\":{node},\"tx\":{},\"amount\":{amount}", tx.0)
             }
             TraceEvent::Create { node, balance } => {
                 write!(s, "{{\"ev\":\"create\",\"node\":{node},\"balance\":{balance}")

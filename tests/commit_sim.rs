@@ -161,6 +161,10 @@ impl World {
                         }
                     }
                 }
+                // A credit reached a leg that aborted: its coordinator committed.
+                TxEffect::Dropped { tx, amount } => {
+                    return Err(format!("split: node {} dropped {tx}'s credit of {amount}", node.0))
+                }
             }
         }
         Ok(())

@@ -137,6 +137,9 @@ impl World {
                         }
                     }
                 }
+                TxEffect::Dropped { tx, amount } => {
+                    return Err(format!("node {} dropped {tx}'s credit of {amount}", node.0))
+                }
             }
         }
         Ok(())

@@ -131,6 +131,14 @@ pub enum What {
     Pause,
     /// The node's process was continued.
     Resume,
+    /// A credit came after this node had aborted its transfer (a three-phase commit
+    /// split): its money is gone.
+    Drop {
+        /// The transaction.
+        tx: u64,
+        /// The money lost.
+        amount: u64,
+    },
     /// The money held for unfinished transactions changed.
     Held {
         /// What is held now.
@@ -367,6 +375,10 @@ fn build_run(lines: &[(usize, serde_json::Value)]) -> Result<Run, String> {
             "held" => {
                 let amount = field(v, line, "amount")?;
                 rows.place(&mut run, node("node")?, What::Held { amount }, line, None);
+            }
+            "drop" => {
+                let (tx, amount) = (field(v, line, "tx")?, field(v, line, "amount")?);
+                rows.place(&mut run, node("node")?, What::Drop { tx, amount }, line, None);
             }
             "record" => {
                 let snapshot = field(v, line, "snapshot")?;

@@ -91,6 +91,7 @@ fn describe(run: &Run, what: &What, n: usize) -> String {
         What::Pause => "pause".to_string(),
         What::Resume => "resume".to_string(),
         What::Held { amount } => format!("held ${amount}"),
+        What::Drop { tx, amount } => format!("drop ${amount} of T{tx}: aborted here (split)"),
         What::Record { snapshot, balance } => {
             format!("record snapshot S{snapshot} balance=${balance}")
         }

@@ -487,6 +487,18 @@ fn draw_run(s: &mut String, run: &Run, k: usize, runs: usize, f: &Frame, shown: 
                 triangle(&mut mark, x, y, "#f08c00");
                 (format!("node {id} resumed"), "resume".to_string(), "fault", "#495057")
             }
+            What::Drop { tx, amount } => {
+                cross(&mut mark, x, y, 4, "#e03131");
+                (
+                    format!(
+                        "node {id} had aborted T{tx}, whose coordinator committed (a \
+                         three-phase commit split): the ${amount} its credit carried is lost"
+                    ),
+                    format!("lost ${amount}: T{tx} split"),
+                    "fault",
+                    "#e03131",
+                )
+            }
             What::Held { amount } => {
                 let _ = write!(
                     mark,

@@ -201,6 +201,9 @@ impl Node {
                     self.sync_due |= force || self.durable;
                 }
                 Effect::Decided { tx, outcome } => self.decisions.push((tx, outcome)),
+                Effect::Dropped { tx, amount } => {
+                    log::info!("{tx}: its credit of {amount} came after this node aborted it")
+                }
                 Effect::Point(_) => {}
             }
         }
@@ -221,11 +224,13 @@ impl Node {
             decided: Vec::new(),
             balance: self.branch.balance(),
             held: self.branch.money().held(),
+            dropped: Vec::new(),
         };
         for e in out {
             match e {
                 Effect::Send { to, msg: ChannelMsg::Tx(m) } => report.sent.push((*to, *m)),
                 Effect::Decided { tx, outcome } => report.decided.push((*tx, *outcome)),
+                Effect::Dropped { tx, amount } => report.dropped.push((*tx, *amount)),
                 _ => {}
             }
         }

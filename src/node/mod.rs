@@ -546,6 +546,7 @@ impl Node {
             decided: vec![(tx, outcome)],
             balance: money.balance(),
             held: money.held(),
+            dropped: Vec::new(),
         };
         Message::Report { seq, report: Report::TxStep(report) }
     }

@@ -217,6 +217,7 @@ fn lift(tx_out: Vec<TxEffect>, out: &mut Vec<Effect>) {
         TxEffect::Log { rec, force } => Effect::Log { rec, force },
         TxEffect::Point(p) => Effect::Point(p),
         TxEffect::Decided { tx, outcome } => Effect::Decided { tx, outcome },
+        TxEffect::Dropped { tx, amount } => Effect::Dropped { tx, amount },
     }));
 }
 

@@ -2,7 +2,7 @@
 //! [`Effect`] for a whole node, [`TxEffect`] for the commit protocols (which `Branch`
 //! turns into node effects).
 
-use crate::ids::{NodeId, TxnId};
+use crate::ids::{Amount, NodeId, TxnId};
 use crate::protocol::record::TxRecord;
 use crate::wire::{ChannelMsg, CrashPoint, TxMsg, TxOutcome as Outcome};
 
@@ -34,6 +34,13 @@ pub enum Effect {
         /// The decision.
         outcome: Outcome,
     },
+    /// See [`TxEffect::Dropped`].
+    Dropped {
+        /// The transaction.
+        tx: TxnId,
+        /// The money its credit carried.
+        amount: Amount,
+    },
 }
 
 /// What a commit protocol needs done, in this order.
@@ -61,5 +68,14 @@ pub enum TxEffect {
         tx: TxnId,
         /// The decision.
         outcome: Outcome,
+    },
+    /// The credit of a transfer this node aborted arrived, and its money is gone: a
+    /// three-phase commit that split (its coordinator committed). Nothing is done; the
+    /// effect tells the master, whose trace shows where the money went.
+    Dropped {
+        /// The transaction.
+        tx: TxnId,
+        /// The money its credit carried.
+        amount: Amount,
     },
 }

@@ -233,6 +233,9 @@ impl Legs {
         if spec.amount != amount || st == PartState::Aborted {
             let split = self.protocol(tx) == Protocol::ThreePc && st == PartState::Aborted;
             debug_assert!(split, "node {}: a credit of {amount} for {tx} ({st:?})", self.id);
+            if split && spec.amount == amount {
+                cx.out.push(TxEffect::Dropped { tx, amount });
+            }
             return;
         }
         if st == PartState::Committed {

@@ -207,6 +207,7 @@ mod tests {
                     decided: vec![(TxnId(7), TxOutcome::Aborted(AbortReason::Timeout))],
                     balance: Amount(1),
                     held: Amount(0),
+                    dropped: vec![(TxnId(6), Amount(5))],
                 }),
             },
             Message::ObserverReply(ObserverReply::NotComplete(vec![Incomplete {

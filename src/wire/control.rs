@@ -284,6 +284,9 @@ pub struct TxReport {
     pub balance: Amount,
     /// Money held after the step.
     pub held: Amount,
+    /// Credits this step dropped: money of transfers this node aborted, which their
+    /// coordinator committed (a three-phase commit split).
+    pub dropped: Vec<(TxnId, Amount)>,
 }
 
 /// A node's answer to one [`Control`].

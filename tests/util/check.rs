@@ -91,6 +91,12 @@ pub enum Ev {
         to: u32,
         msg: Msg,
     },
+    /// A credit reached a node that had aborted its transfer (a three-phase commit
+    /// split): the money it brought is gone.
+    Drop {
+        node: u32,
+        amount: u64,
+    },
 }
 
 /// A snapshot as printed: nodes by id, every ordered pair of channels.
@@ -107,6 +113,9 @@ struct Rec {
     sent: HashMap<u32, usize>,
     /// Transfers delivered from each incoming channel before recording.
     delivered: HashMap<u32, usize>,
+    /// Money the node had dropped before recording (see [`Ev::Drop`]): missing from
+    /// the snapshot, which holds that much less than its nodes created.
+    dropped: u64,
 }
 
 #[derive(Debug, Default)]
@@ -132,6 +141,8 @@ pub struct Checker {
     /// (a recovering node may send it again; the receiver applies it once).
     credit_sent: BTreeSet<u64>,
     credit_applied: BTreeSet<u64>,
+    /// Money each node dropped so far (see [`Ev::Drop`]).
+    dropped: BTreeMap<u32, u64>,
     queues: HashMap<(u32, u32), VecDeque<Msg>>,
     /// Transfers sent and delivered per channel (markers are not part of the cut).
     sent: HashMap<(u32, u32), usize>,
@@ -236,6 +247,13 @@ impl Checker {
                     return Err(format!("{from} -> {to} lost {msg:?}; its head was {head:?}"));
                 }
             }
+            Ev::Drop { node, amount } => {
+                let b = self.balances.get_mut(&node).ok_or("drop at unknown node")?;
+                *b = b
+                    .checked_sub(amount)
+                    .ok_or_else(|| format!("node {node} dropped {amount} it did not have"))?;
+                *self.dropped.entry(node).or_default() += amount;
+            }
             Ev::Held { node, amount } => {
                 if amount > self.balances[&node] {
                     return Err(format!("node {node} holds {amount}, more than it owns"));
@@ -305,6 +323,7 @@ impl Checker {
                 if self.snaps.get(&snapshot).is_some_and(|s| s.lost) {
                     return Ok(()); // a crashed member re-records a snapshot it forgot
                 }
+                let dropped = self.dropped.get(&node).copied().unwrap_or(0);
                 let s = self.snap(snapshot);
                 if s.recs.is_empty() {
                     s.members.extend(nodes);
@@ -314,7 +333,7 @@ impl Checker {
                         "node {node} recorded snapshot {snapshot} it is not part of"
                     ));
                 }
-                if s.recs.insert(node, Rec { balance, sent, delivered }).is_some() {
+                if s.recs.insert(node, Rec { balance, sent, delivered, dropped }).is_some() {
                     return Err(format!("node {node} recorded snapshot {snapshot} twice"));
                 }
             }
@@ -367,8 +386,11 @@ impl Checker {
         let held: u64 = block.nodes.iter().map(|n| n.1).sum::<u64>()
             + block.channels.iter().map(|c| c.2).sum::<u64>();
         let created: u64 = members.iter().map(|m| self.created[m]).sum();
-        if held != created {
-            return Err(format!("snapshot {k} holds {held}, its nodes created {created}"));
+        let dropped: u64 = members.iter().map(|m| s.recs[m].dropped).sum();
+        if held != created - dropped {
+            return Err(format!(
+                "snapshot {k} holds {held}, its nodes created {created} and dropped {dropped}"
+            ));
         }
         Ok(block)
     }
@@ -387,8 +409,9 @@ impl Checker {
         let in_flight: u64 =
             self.queues.values().flat_map(|q| q.iter()).map(|m| m.money().unwrap_or(0)).sum();
         let held = self.balances.values().sum::<u64>() + in_flight;
-        if held != self.total() {
-            return Err(format!("money: {held} held, {} created", self.total()));
+        let dropped: u64 = self.dropped.values().sum();
+        if held != self.total() - dropped {
+            return Err(format!("money: {held} held, {} created, {dropped} dropped", self.total()));
         }
         Ok(())
     }
@@ -468,6 +491,7 @@ pub fn parse_trace_line(line: &str) -> Result<Ev, String> {
         Some("lose") => {
             Ev::Lose { from: num(line, "from")?, to: num(line, "to")?, msg: msg(line)? }
         }
+        Some("drop") => Ev::Drop { node: num(line, "node")?, amount: num(line, "amount")? },
         other => return Err(format!("unknown event {other:?} in {line}")),
     })
 }

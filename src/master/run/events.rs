@@ -306,12 +306,23 @@ impl Master {
                 for s in &snaps {
                     let members: Vec<NodeId> = s.nodes.iter().map(|n| n.0).collect();
                     let created = self.sys().ledger.created_by(&members);
-                    if s.total() != Some(created) {
-                        return Err(Fatal(format!(
-                            "bug: snapshot {} holds {:?} but its nodes created {created}",
-                            s.snapshot,
-                            s.total()
-                        )));
+                    let held = s.total();
+                    // A three-phase commit that split lost its credit: the snapshot shows
+                    // the money missing, as `Check` names the split. Otherwise a snapshot
+                    // that does not balance is a bug.
+                    match held {
+                        Some(h) if self.txns.three_pc_ran && h < created => log::warn!(
+                            "master: snapshot {} holds {h} of the {created} its nodes created: \
+                             a three-phase commit split lost the rest (Check names it)",
+                            s.snapshot
+                        ),
+                        _ if held != Some(created) => {
+                            return Err(Fatal(format!(
+                                "bug: snapshot {} holds {held:?} but its nodes created {created}",
+                                s.snapshot
+                            )))
+                        }
+                        _ => {}
                     }
                 }
                 self.since_collect.retain(|k| !ids.contains(k));

@@ -386,6 +386,7 @@ impl Master {
             return Ok(());
         }
         let seed = seed.unwrap_or_else(|| self.rng.next_u64());
+        self.txns.three_pc_ran |= kind != LoadKind::Sends && protocol == Protocol::ThreePc;
         self.loads += 1;
         let load = self.loads;
         let mut running = BTreeMap::new();

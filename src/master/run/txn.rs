@@ -29,6 +29,12 @@ pub(super) struct Txns {
     pub(super) faults: bool,
     /// The protocol of Transfers that name none (`Protocol`; 2pc at `StartMaster`).
     pub(super) protocol: Protocol,
+    /// A three-phase commit has run (a Transfer or a load's): it may have split, and
+    /// the money its credit carried is then gone (SPEC chapter 8).
+    pub(super) three_pc_ran: bool,
+    /// Transfers whose credit a node dropped (traced once: a resent credit is dropped
+    /// again, but it is the same money).
+    pub(super) dropped: std::collections::HashSet<TxnId>,
 }
 
 /// How many times one node may time out on one transaction while one command drives it:
@@ -62,6 +68,7 @@ impl Master {
             TxSpec { tx: TxnId(self.txns.next), from, to, amount, coord: via.unwrap_or(from) };
         self.txns.specs.insert(spec.tx, spec);
         let acceptors = self.acceptors(&spec);
+        self.txns.three_pc_ran |= protocol == Protocol::ThreePc;
         if protocol != Protocol::TwoPc {
             self.txns.runs_by.insert(spec.tx, (protocol, acceptors));
         }
@@ -472,6 +479,11 @@ impl Master {
             outs.push(Out::Trace(TraceEvent::Held { node, amount: r.held }));
         }
         if self.tracing() {
+            for &(tx, amount) in &r.dropped {
+                if self.txns.dropped.insert(tx) {
+                    outs.push(Out::Trace(TraceEvent::Drop { node, tx, amount }));
+                }
+            }
             for &(to, m) in &r.sent {
                 outs.push(Out::Trace(TraceEvent::Send { from: node, to, msg: ChannelMsg::Tx(m) }));
             }
