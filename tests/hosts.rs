@@ -119,6 +119,34 @@ fn ten_percent_loss_on_every_link_changes_no_output() {
     same_as_one_machine(&lab, &sweep_files(), 7, 6);
 }
 
+/// Random fault scripts (`util::faults`: crashes at every point, restarts, pauses,
+/// partitions, holds and losses, the three protocols): each prints on three hosts what it
+/// prints on one machine. `HOSTS_FAULT_SCRIPTS=n` runs more (24 by default),
+/// `HOSTS_FAULT_SCRIPT=n` that one alone (`HOSTS_ROUNDS=r` r times), and `HOSTS_LOSS=p`
+/// runs them with p% loss on every link.
+#[test]
+fn random_fault_scripts_print_the_same_on_three_hosts() {
+    let Some(lab) = Lab::new("random fault scripts on three hosts", 3) else { return };
+    if let Some(pct) = std::env::var("HOSTS_LOSS").ok().and_then(|p| p.parse().ok()) {
+        lab.loss_everywhere(pct);
+    }
+    let seeds = util::seeds("HOSTS_FAULT_SCRIPT", "HOSTS_FAULT_SCRIPTS", 24);
+    let rounds: usize =
+        std::env::var("HOSTS_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(1);
+    let dir = util::TempDir::new("hosts-faults");
+    let files: Vec<PathBuf> = seeds
+        .iter()
+        .cycle()
+        .take(seeds.len() * rounds)
+        .map(|&seed| {
+            let f = dir.0.join(format!("fault-{seed}.txt"));
+            std::fs::write(&f, util::faults::fault_script(seed, 80).text).unwrap();
+            f
+        })
+        .collect();
+    same_as_one_machine(&lab, &files, 7, 3);
+}
+
 /// A master reading its commands from a pipe, to act on the run while it goes on.
 struct Live {
     child: std::process::Child,
