@@ -71,6 +71,8 @@ struct Gen {
     /// A node was paused or cut off, or a channel held or a message lost: a wrong
     /// suspicion, which three-phase commit's failure detector takes for a crash.
     cut: bool,
+    /// All money created.
+    created: u64,
 }
 
 const DOWN: &str = "is down";
@@ -178,6 +180,21 @@ impl Gen {
         }
     }
 
+    /// `CreateNode` of the next id: refused while a node is paused (every node links to
+    /// the new process), and then nothing changes.
+    fn create(&mut self) {
+        let id = self.n + 1;
+        let balance = 10 * self.rng.below(30) as u64;
+        if self.pick(Life::Paused).is_some() {
+            self.push(format!("CreateNode {id} {balance}"), vec![PAUSED]);
+            return;
+        }
+        self.push(format!("CreateNode {id} {balance}"), vec![]);
+        self.n = id;
+        self.life.push(Life::Up);
+        self.created += balance;
+    }
+
     fn resume(&mut self, x: usize) {
         self.push(format!("Resume {x}"), vec![]);
         self.life[x] = Life::Up;
@@ -200,7 +217,7 @@ impl Gen {
         }
         let (a, c) = (self.node(), self.node());
         let b = self.other(a);
-        match self.rng.below(43) {
+        match self.rng.below(44) {
             0..=4 => {
                 let amount = self.amount();
                 let why = self.by(a);
@@ -307,6 +324,7 @@ impl Gen {
             }
             39 if self.rng.below(2) == 0 => self.pause_pattern(a, b, c),
             39 => self.partition_pattern(a, b, c),
+            43 if self.n < 10 => self.create(),
             41..=42 if self.life[a] == Life::Up => {
                 // Paused across whatever comes next, until a Resume or a Restart.
                 self.cut = true;
@@ -384,23 +402,23 @@ pub fn fault_script(seed: u64, length: usize) -> Script {
         allowed: BTreeMap::new(),
         three_pc: false,
         cut: false,
+        created: 0,
     };
     g.push("StartMaster".into(), vec![]);
-    let mut created = 0;
     for i in 1..=n {
         let balance = 10 * g.rng.below(30) as u64;
-        created += balance;
+        g.created += balance;
         g.push(format!("CreateNode {i} {balance}"), vec![]);
     }
     while g.lines.len() < length {
         g.step();
     }
-    for x in 1..=n {
+    for x in 1..=g.n {
         if g.life[x] == Life::Paused {
             g.resume(x);
         }
     }
-    for x in 1..=n {
+    for x in 1..=g.n {
         if g.life[x] != Life::Up {
             g.restart(x);
         }
@@ -419,7 +437,7 @@ pub fn fault_script(seed: u64, length: usize) -> Script {
     let mut text = g.lines.join("\n");
     text.push('\n');
     let may_split = g.three_pc && g.cut;
-    Script { text, allowed: g.allowed, created, final_check, may_split }
+    Script { text, allowed: g.allowed, created: g.created, final_check, may_split }
 }
 
 /// Holds a run of `script` to the rules: no line rejected but those it may be, for a
