@@ -217,14 +217,21 @@ fn live_mode_refuses_scripted_delivery_and_returns_to_it() {
     );
 }
 
-// A paused node cannot go live (it takes no command): `Live on` is refused, and the
-// run goes on; after `Resume` it goes live. Before, the line waited for the watchdog.
+// A paused node cannot go live (it takes no command; before, the line waited for the
+// watchdog), and a partition made in a script would be ignored in live mode (which has
+// none): `Live on` is refused for each, and the run goes on; after `Resume` and `Heal`
+// it goes live.
 #[test]
-fn live_on_waits_for_no_paused_node() {
+fn live_on_refuses_a_paused_or_cut_off_node() {
     let script = "StartMaster\nCreateNode 1 100\nCreateNode 2 100\nPause 2\nLive on\n\
-                  Resume 2\nLive on\nTransfer 1 2 10\nLive off\nCheck\n";
+                  Resume 2\nPartition 2\nLive on\nHeal\nLive on\nTransfer 1 2 10\n\
+                  Live off\nCheck\n";
     let r = util::run_with(&["--watchdog", "5", "-"], Some(script), Duration::from_secs(60));
-    assert_eq!(r.stderr, "error: line 5: Live on: node 2 is paused (Resume it first)\n");
+    assert_eq!(
+        r.stderr,
+        "error: line 5: Live on: node 2 is paused (Resume it first)\n\
+         error: line 8: Live on: node 2 is cut off (Heal first)\n"
+    );
     assert_eq!(r.stdout, "Transfer T1 COMMITTED\nCHECK OK total=200\n");
     assert_eq!(r.status, 1);
 }

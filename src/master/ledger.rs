@@ -210,6 +210,12 @@ impl Ledger {
         !std::mem::take(&mut self.cuts).is_empty()
     }
 
+    /// The nodes some partition cuts off, by id.
+    pub fn cut_off(&self) -> Vec<NodeId> {
+        let all: BTreeSet<NodeId> = self.cuts.iter().flatten().copied().collect();
+        all.into_iter().collect()
+    }
+
     /// Whether a partition cuts `node` off.
     pub fn in_partition(&self, node: NodeId) -> bool {
         self.cuts.iter().any(|c| c.contains(&node))

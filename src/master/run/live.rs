@@ -97,7 +97,8 @@ impl Master {
         cmd: Command,
     ) -> Result<(), Fatal> {
         let scripted_only = |what: &str| {
-            format!("{what} is not available in live mode (messages are delivered as they arrive; Live off first)")
+            let verb = if what.contains(" and ") { "are" } else { "is" };
+            format!("{what} {verb} not available in live mode (messages are delivered as they arrive; Live off first)")
         };
         match cmd {
             Command::CreateNode { .. } => self.reject(line, text, scripted_only("CreateNode")),
@@ -165,6 +166,12 @@ impl Master {
         }
         if let Some(&n) = self.sys().ledger.paused().first() {
             self.reject(line, text, format!("node {n} is paused (Resume it first)"));
+            return Ok(());
+        }
+        // Live mode has no partitions (it refuses Partition and Heal): one made before
+        // would be ignored there, so it must end first.
+        if let Some(&n) = self.sys().ledger.cut_off().first() {
+            self.reject(line, text, format!("node {n} is cut off (Heal first)"));
             return Ok(());
         }
         if let Some((a, b)) = self.sys().ledger.held_channel() {
