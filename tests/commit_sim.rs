@@ -450,12 +450,21 @@ impl World {
         }
     }
 
-    /// After healing: nothing in doubt, every transfer decided alike everywhere.
+    /// After healing: nothing in doubt, every transfer decided alike everywhere and, with
+    /// every node up, ended.
     /// With a node left down: nothing in doubt whose two participants are up (Paxos
     /// Commit's liveness: both participants are acceptors, so two acceptors are up too).
     fn settled(&self) -> Result<(), String> {
         if self.left_down.is_none() {
             self.money()?;
+            // And every transfer has ended: no coordinator still waits for an ack, no
+            // leader for its ballot (a live `Live off` waits for exactly this).
+            for (i, n) in self.nodes.iter().enumerate() {
+                let waiting = n.machine.as_ref().map_or(Vec::new(), |m| m.waiting());
+                if let Some(tx) = waiting.first() {
+                    return Err(format!("{tx} never ends at node {i}: it waits after healing"));
+                }
+            }
         }
         for (i, n) in self.nodes.iter().enumerate() {
             let Some(m) = &n.machine else { continue };

@@ -411,6 +411,10 @@ impl World {
             if !s.in_doubt().is_empty() {
                 return Err(format!("node {} still in doubt about {:?}", s.id(), s.in_doubt()));
             }
+            // Every transfer ended: no coordinator still waits for an ack.
+            if !s.waiting().is_empty() {
+                return Err(format!("node {} still waits on {:?}", s.id(), s.waiting()));
+            }
             if s.held() != Amount::ZERO {
                 return Err(format!("node {} still holds {}", s.id(), s.held()));
             }

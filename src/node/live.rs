@@ -290,10 +290,20 @@ impl Node {
         let mut got: Vec<(NodeId, u64)> = self.got.iter().map(|(&p, &n)| (p, n)).collect();
         sent.sort();
         got.sort();
+        let waiting = self.branch.money().waiting();
         let busy = self.load.is_some()
             || !self.resyncing.is_empty()
             || !self.asks.is_empty()
-            || !self.branch.money().waiting().is_empty();
+            || !waiting.is_empty();
+        if busy {
+            log::debug!(
+                "node {}: not quiet: load {}, resyncing {:?}, asked {:?}, waiting on {waiting:?}",
+                self.branch.id(),
+                self.load.is_some(),
+                self.resyncing.keys().collect::<Vec<_>>(),
+                self.asks.keys().collect::<Vec<_>>()
+            );
+        }
         Report::Quiet { sent, got, others: self.other_msgs, busy }
     }
 

@@ -382,7 +382,7 @@ impl TxNode {
                 Protocol::TwoPc => self.two.on_decide(legs, cx, tx, commit),
             },
             TxMsg::Ack { tx } => match proto {
-                Protocol::ThreePc => self.three.on_ack(cx, from, tx),
+                Protocol::ThreePc => self.three.on_ack(legs, cx, from, tx),
                 Protocol::Paxos => self.paxos.on_ack(cx, from, tx),
                 Protocol::TwoPc => self.two.on_ack(cx, from, tx),
             },

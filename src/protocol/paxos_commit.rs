@@ -377,6 +377,12 @@ impl PaxosCommit {
             }
             (Some(PartState::Prepared { .. }), true) => legs.commit_known(spec),
             (Some(PartState::Prepared { .. }), false) => legs.abort_leg(cx, spec),
+            // The coordinator's own leg took the money before it knew the outcome (a
+            // credit only a commit sends), and its ack to itself was lost with a crash
+            // (acks are not logged): it acks itself now, or it would wait for ever.
+            (Some(PartState::Committed), true) if spec.coord == cx.me => {
+                self.on_ack(cx, cx.me, spec.tx)
+            }
             _ => {}
         }
     }
@@ -535,6 +541,18 @@ impl PaxosCommit {
             .collect();
         for spec in debit_commits {
             legs.commit_debit(cx, spec); // decided, not applied before the crash
+        }
+        // A coordinator's own leg applied before the crash acks itself again: acks are
+        // not logged, and no one else would send this one.
+        let own: Vec<TxnId> = self
+            .txs
+            .iter()
+            .filter(|(_, p)| p.coordinating && !p.ended && p.decided == Some(true))
+            .filter(|(tx, p)| p.spec.participants().contains(&cx.me) && legs.applied(**tx))
+            .map(|(tx, _)| *tx)
+            .collect();
+        for tx in own {
+            self.on_ack(cx, cx.me, tx);
         }
     }
 }

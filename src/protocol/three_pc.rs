@@ -343,6 +343,9 @@ impl ThreePc {
         cx.log(TxRecord::ThreePc(ThreeRecord::Decision { spec, commit: true }), true);
         self.coords.insert(tx, (spec, Coord::Committed(BTreeSet::new())));
         self.decided.insert(tx, (spec, true));
+        // A coordinator that recovered pre-committing and then heard every ack (late
+        // ones, sent before its crash) asks no more.
+        self.recovering.remove(&tx);
         cx.point(CrashPoint::AfterDecision);
         cx.decided(tx, TxOutcome::Committed);
         let remote: Vec<NodeId> = spec
@@ -379,6 +382,7 @@ impl ThreePc {
         cx.log(TxRecord::ThreePc(ThreeRecord::Decision { spec, commit: false }), false);
         self.coords.insert(tx, (spec, Coord::Aborted));
         self.decided.insert(tx, (spec, false));
+        self.recovering.remove(&tx);
         cx.decided(tx, TxOutcome::Aborted(reason));
         if matches!(legs.part(tx), Some(PartState::Prepared { .. })) {
             legs.release(spec);
@@ -442,6 +446,9 @@ impl ThreePc {
     /// sends the commit again when they are late; aborted, it is done.
     fn learn(&mut self, legs: &Legs, spec: TxSpec, commit: bool) {
         self.decided.insert(spec.tx, (spec, commit));
+        // Knowing the outcome (from a Decide, or from the money itself), a recovered
+        // node asks no more.
+        self.recovering.remove(&spec.tx);
         if let Some((_, st)) = self.coords.get_mut(&spec.tx) {
             if matches!(st, Coord::Voting(_) | Coord::PreCommitting(_)) {
                 // Its own leg, if applied already, has acked.
@@ -458,8 +465,14 @@ impl ThreePc {
         }
     }
 
-    /// Coordinator: a participant has applied the commit.
-    pub(super) fn on_ack(&mut self, cx: &mut Ctx, from: NodeId, tx: TxnId) {
+    /// Coordinator: a participant has applied the commit. A coordinator still
+    /// pre-committing (recovered, its commit decided by a termination) learns the commit
+    /// from it: only a commit is acked.
+    pub(super) fn on_ack(&mut self, legs: &Legs, cx: &mut Ctx, from: NodeId, tx: TxnId) {
+        if let Some(&(spec, Coord::PreCommitting(_))) = self.coords.get(&tx) {
+            cx.log(TxRecord::ThreePc(ThreeRecord::Decision { spec, commit: true }), true);
+            self.learn(legs, spec, true);
+        }
         let Some((spec, Coord::Committed(acks))) = self.coords.get_mut(&tx) else { return };
         acks.insert(from);
         if spec.participants().iter().all(|p| acks.contains(p)) {
@@ -573,7 +586,7 @@ impl ThreePc {
                     let done = TxMsg::ThreePc(ThreeMsg::DoCommit { tx: spec.tx });
                     cx.tell_decision(spec, &BTreeSet::new(), true, done);
                     if legs.applied(spec.tx) {
-                        self.on_ack(cx, cx.me, spec.tx);
+                        self.on_ack(legs, cx, cx.me, spec.tx);
                     }
                 }
                 _ => {}
