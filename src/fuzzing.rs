@@ -4,7 +4,7 @@
 //! broken: never on input, however hostile.
 
 use crate::command::parse_line;
-use crate::protocol::two_pc::TxRecord;
+use crate::protocol::Record;
 use crate::wal::{decode_prefix, encode_record};
 use crate::wire::{encode_frame, FrameDecoder, MAX_FRAME};
 
@@ -59,13 +59,13 @@ pub fn frames(data: &[u8]) {
 /// checksummed), says how much it cut, and the records it kept encode to that prefix's
 /// records again.
 pub fn wal(data: &[u8]) {
-    let replay = decode_prefix::<TxRecord>(data);
+    let replay = decode_prefix::<Record>(data);
     assert_eq!(replay.valid_len + replay.torn, data.len());
     let mut bytes = Vec::new();
     for rec in &replay.records {
         encode_record(rec, &mut bytes).expect("a record that decoded encodes");
     }
-    assert_eq!(decode_prefix::<TxRecord>(&bytes).records, replay.records);
+    assert_eq!(decode_prefix::<Record>(&bytes).records, replay.records);
 }
 
 /// `data` as a command file, run through the parser, the master's ledger and the nodes'

@@ -4,7 +4,7 @@
 //! exactly *what* it says, byte for byte.
 
 use crate::ids::{Amount, NodeId, TxnId};
-use crate::wire::{ChannelMsg, GlobalSnapshot, TxMsg, TxOutcome};
+use crate::wire::{ChannelMsg, CommitMsg, GlobalSnapshot, TxOutcome};
 use std::fmt::Write;
 
 /// How channel lines draw their arrow.
@@ -61,8 +61,8 @@ pub fn received(from: NodeId, msg: &ChannelMsg) -> String {
         ChannelMsg::Transfer { amount } => format!("{from} Transfer {amount}"),
         ChannelMsg::Marker { .. } => format!("{from} SnapshotToken -1"),
         // The money of a transfer: the message that commits it at the credit side.
-        ChannelMsg::Tx(TxMsg::Credit { amount, .. }) => format!("{from} Commit {amount}"),
-        ChannelMsg::Tx(m) => format!("{from} {} -1", m.kind()),
+        ChannelMsg::Commit(CommitMsg::Credit { amount, .. }) => format!("{from} Commit {amount}"),
+        ChannelMsg::Commit(m) => format!("{from} {} -1", m.kind()),
     }
 }
 

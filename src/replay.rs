@@ -251,7 +251,7 @@ impl World {
             return Err(Violation(format!("the ledger delivers on {c:?}, which is empty")));
         };
         let mut out = Vec::new();
-        let recorded = self.branch(c.1).on_deliver(c.0, msg, &mut out);
+        let recorded = self.branch(c.1).on_deliver(c.0, msg.clone(), &mut out);
         self.enqueue(c.1, &mut out);
         if msg != predicted.msg || recorded.is_some() != predicted.records {
             return Err(Violation(format!(

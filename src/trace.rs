@@ -4,7 +4,7 @@
 //! checker can replay it against the command file (`tests/util` does).
 
 use crate::ids::{Amount, NodeId, SnapshotId, TxnId};
-use crate::wire::{Accept, ChannelMsg, PaxosMsg, ThreeMsg, TxMsg};
+use crate::wire::{Accept, ChannelMsg, CommitMsg, PaxosMsg, ThreeMsg};
 use std::fmt::Write;
 
 /// One event of a run.
@@ -118,16 +118,18 @@ pub enum TraceEvent {
 fn msg_fields(s: &mut String, msg: &ChannelMsg) {
     let _ = match msg {
         ChannelMsg::Transfer { amount } => write!(s, ",\"kind\":\"Transfer\",\"amount\":{amount}"),
-        ChannelMsg::Tx(m) => {
+        ChannelMsg::Commit(m) => {
             let _ = write!(s, ",\"kind\":\"{}\",\"tx\":{}", m.kind(), m.tx().0);
             match m {
-                TxMsg::Credit { amount, .. } => write!(s, ",\"amount\":{amount}"),
-                TxMsg::Vote { no: Some(r), .. } => write!(s, ",\"no\":\"{}\"", r.as_str()),
-                TxMsg::ThreePc(ThreeMsg::State { state, .. }) => {
+                CommitMsg::Credit { amount, .. } => write!(s, ",\"amount\":{amount}"),
+                CommitMsg::ThreePc(ThreeMsg::State { state, .. }) => {
                     write!(s, ",\"state\":\"{}\"", state.word())
                 }
-                TxMsg::Paxos(p) => paxos_fields(s, p),
-                _ => Ok(()),
+                CommitMsg::Paxos(p) => paxos_fields(s, p),
+                m => match m.no_vote() {
+                    Some(r) => write!(s, ",\"no\":\"{}\"", r.as_str()),
+                    None => Ok(()),
+                },
             }
         }
         ChannelMsg::Marker { snapshot } => {
@@ -160,7 +162,7 @@ fn paxos_fields(s: &mut String, m: &PaxosMsg) -> std::fmt::Result {
         PaxosMsg::Phase1b { bal, last, .. } => {
             write!(s, ",\"ballot\":[{},{}],\"last\":{}", bal.n, bal.node, list(last))
         }
-        PaxosMsg::DecisionReq { .. } => Ok(()),
+        PaxosMsg::DecisionReq { .. } | PaxosMsg::Decide { .. } | PaxosMsg::Ack { .. } => Ok(()),
     }
 }
 
@@ -234,11 +236,11 @@ mod tests {
                 r#"{"ev":"create","node":1,"balance":1000}"#,
             ),
             (
-                TraceEvent::Send { from: a, to: b, msg: t },
+                TraceEvent::Send { from: a, to: b, msg: t.clone() },
                 r#"{"ev":"send","from":1,"to":2,"kind":"Transfer","amount":300}"#,
             ),
             (
-                TraceEvent::Send { from: a, to: b, msg: m },
+                TraceEvent::Send { from: a, to: b, msg: m.clone() },
                 r#"{"ev":"send","from":1,"to":2,"kind":"Marker","snapshot":0}"#,
             ),
             (

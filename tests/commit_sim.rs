@@ -1,56 +1,82 @@
-//! The three commit protocols' pure machines (`TxNode` with `Protocol::{TwoPc, ThreePc,
-//! Paxos}`) under a seeded schedule of transfers, deliveries in random order (delay),
-//! duplicated messages, crashes now and at every crash point, restarts from the log,
-//! partitions and pauses, and timeouts. Channels are FIFO and survive crashes, as in a
-//! script.
+//! One seeded simulation for every commit protocol, driven through the one trait
+//! ([`CommitProtocol`], each node a [`Machine`]): transactions of 2 to 5 parts, deliveries
+//! in random order, duplicated and lost control messages, crashes now and at every crash
+//! point (a crash keeps what was forced and a random part of the rest), restarts from the
+//! log alone, partitions, pauses, timeouts, and live mode (relaying on; a crash loses what
+//! was in flight to the dead process, and a restart resyncs each channel: the payee lists
+//! the money it lacks and the payer pays again, with the same calls the node makes).
 //!
-//! After every step: no transfer committed at one node and aborted at another, and no
-//! decision reported both ways; when every node is up, money is conserved. At the end
-//! every fault heals, and deliveries and timeouts run until nothing moves: then nothing
-//! is undecided anywhere, and the money adds up exactly.
+//! After every step:
+//! * no transaction committed at one node and aborted at another, and no decision
+//!   reported both ways (what `Check` calls a split);
+//! * a YES is never taken back; no node holds more than it owns;
+//! * money is conserved, counting each node's balance as its log says when it is down, and
+//!   each payment made and not received once (in a `Credit`, or owed after a crash);
+//! * a payer and payee both up: a payment made is in the channel or received.
 //!
-//! Timeouts: Paxos Commit and two-phase commit are safe whenever a timeout fires, so
-//! they fire at random. Three-phase commit assumes a perfect failure detector, so its
-//! timeouts fire only when nothing is deliverable (a node waits only on one that is down,
-//! paused or cut off), as a script's logical timeouts do. Without
-//! partitions and pauses it must never split; with them the simulation must find a split
-//! (which proves the checker sees one).
+//! At the end every fault heals (but, in one mode, one node that stays down) and, as the
+//! master drives a transaction in a script, messages are delivered and the first waiting
+//! node times out until nothing moves. Then nothing is in doubt and nothing waits, every
+//! transaction is applied at all its parts or none, what was reported committed is
+//! applied, and the money adds up exactly.
 //!
-//! `COMMIT_SEEDS=100000 cargo test --release --test commit_sim` runs more (10,000 per
+//! Timeouts: Paxos Commit and two-phase commit are safe whenever a timeout fires, so they
+//! fire at random. Three-phase commit assumes a perfect failure detector, so its timeouts
+//! fire only when nothing is deliverable. Without partitions and pauses it must never
+//! split; with them the simulation must find a split (which proves the checker sees one).
+//!
+//! `COMMIT_SEEDS=100000 cargo test --release --test commit_sim` runs more (1,000 per
 //! protocol and mode by default); `COMMIT_SEED=n` replays one, with its steps printed.
 
 mod util;
 
 use bank::ids::{Amount, NodeId, TxnId};
-use bank::protocol::two_pc::{
-    AbortReason, CrashPoint, Outcome, PartState, TxEffect, TxMsg, TxNode, TxRecord, TxSpec,
-};
+use bank::protocol::commit::{CommitProtocol, Machine};
+use bank::protocol::participant::LegState;
+use bank::protocol::paxos_commit::PaxosCommit;
+use bank::protocol::three_pc::ThreePc;
+use bank::protocol::two_pc::TwoPc;
+use bank::protocol::{Effect, Record};
 use bank::rng::Rng;
 use bank::wal::MemoryWal;
-use bank::wire::{Protocol, TxState};
+use bank::wire::{
+    AbortReason, ChannelMsg, CommitMsg, CrashPoint, Part, Protocol, TxOutcome, TxSpec, TxState,
+};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
-struct SimNode {
-    machine: Option<TxNode>,
-    wal: MemoryWal<TxRecord>,
+/// The faults of a sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Crashes (now and at crash points), duplicates, losses, delays; everything heals.
+    Crashes,
+    /// The same with partitions and pauses.
+    Cuts,
+    /// Crashes, and one node stays down when the rest heals.
+    OneDown,
+    /// Live mode: relaying, crashes that lose what was in flight, resync on restart.
+    Live,
+}
+
+struct SimNode<P> {
+    machine: Option<Machine<P>>,
+    wal: MemoryWal<Record>,
     armed: Option<CrashPoint>,
     paused: bool,
 }
 
-struct World {
+struct World<P> {
     rng: Rng,
-    protocol: Protocol,
-    /// Partitions and pauses happen.
-    cuts: bool,
-    nodes: Vec<SimNode>,
-    channels: HashMap<(NodeId, NodeId), VecDeque<TxMsg>>,
+    mode: Mode,
+    nodes: Vec<SimNode<P>>,
+    channels: HashMap<(NodeId, NodeId), VecDeque<CommitMsg>>,
     /// One side of the partition, if any: channels between it and the rest are cut.
     cut: BTreeSet<NodeId>,
     specs: BTreeMap<TxnId, TxSpec>,
-    reported: HashMap<TxnId, Outcome>,
+    reported: HashMap<TxnId, TxOutcome>,
     /// The node that stays down when the rest heals, if any.
     left_down: Option<NodeId>,
-    /// (node, transaction) whose leg has voted YES.
+    /// (node, transaction) whose part has voted YES.
     voted_yes: BTreeSet<(NodeId, TxnId)>,
     total: u64,
     next_tx: u64,
@@ -67,8 +93,8 @@ fn idx(id: NodeId) -> usize {
     id.0 as usize
 }
 
-impl World {
-    fn new(seed: u64, protocol: Protocol, cuts: bool, verbose: bool) -> World {
+impl<P: CommitProtocol> World<P> {
+    fn new(seed: u64, mode: Mode, verbose: bool) -> World<P> {
         let mut rng = Rng::new(seed);
         let n = 3 + rng.below(3);
         let mut nodes = Vec::new();
@@ -77,15 +103,15 @@ impl World {
             let balance = Amount(rng.below(100) as u64);
             total += balance.0;
             let mut wal = MemoryWal::new();
-            wal.append(&TxRecord::Opened { balance }).unwrap();
+            wal.append(&Record::Opened { balance }).unwrap();
             wal.commit();
-            let machine = Some(TxNode::new(NodeId(i as u32), balance));
-            nodes.push(SimNode { machine, wal, armed: None, paused: false });
+            let mut machine = Machine::new(NodeId(i as u32), balance);
+            machine.relay = mode == Mode::Live;
+            nodes.push(SimNode { machine: Some(machine), wal, armed: None, paused: false });
         }
         World {
             rng,
-            protocol,
-            cuts,
+            mode,
             nodes,
             channels: HashMap::new(),
             cut: BTreeSet::new(),
@@ -111,6 +137,10 @@ impl World {
         }
     }
 
+    fn ids(&self) -> Vec<NodeId> {
+        (0..self.nodes.len() as u32).map(NodeId).collect()
+    }
+
     fn up(&self, id: NodeId) -> bool {
         self.nodes[idx(id)].machine.is_some()
     }
@@ -126,26 +156,29 @@ impl World {
 
     /// The nodes `n` can reach now.
     fn reach(&self, n: NodeId) -> Vec<NodeId> {
-        (0..self.nodes.len() as u32)
-            .map(NodeId)
-            .filter(|&m| m != n && self.runs(m) && !self.is_cut(n, m))
-            .collect()
+        self.ids().into_iter().filter(|&m| m != n && self.runs(m) && !self.is_cut(n, m)).collect()
     }
 
-    fn execute(&mut self, node: NodeId, effects: Vec<TxEffect>) -> Result<(), String> {
+    fn machine(&mut self, n: NodeId) -> &mut Machine<P> {
+        self.nodes[idx(n)].machine.as_mut().expect("the caller checked it is up")
+    }
+
+    /// Carries out a step's effects in order, as the node driver does.
+    fn execute(&mut self, node: NodeId, effects: Vec<Effect>) -> Result<(), String> {
         for e in effects {
             match e {
-                TxEffect::Log { rec, force } => {
+                Effect::Log { rec, force } => {
                     let n = &mut self.nodes[idx(node)];
                     n.wal.append(&rec).map_err(|e| e.to_string())?;
-                    if force {
+                    if force.forced() {
                         n.wal.commit();
                     }
                 }
-                TxEffect::Send { to, msg } => {
-                    self.channels.entry((node, to)).or_default().push_back(msg)
+                Effect::Send { to, msg: ChannelMsg::Commit(m) } => {
+                    self.channels.entry((node, to)).or_default().push_back(m)
                 }
-                TxEffect::Point(p) => {
+                Effect::Send { msg, .. } => return Err(format!("not a commit message: {msg:?}")),
+                Effect::Point(p) => {
                     if self.nodes[idx(node)].armed == Some(p) {
                         self.crashed_at.insert(p.name());
                         self.note(format!("node {} dies at {}", node.0, p.name()));
@@ -153,16 +186,16 @@ impl World {
                         return Ok(());
                     }
                 }
-                TxEffect::Decided { tx, outcome } => {
-                    let committed = |o: Outcome| o == Outcome::Committed;
+                Effect::Decided { tx, outcome } => {
+                    let committed = |o: TxOutcome| o == TxOutcome::Committed;
                     if let Some(prev) = self.reported.insert(tx, outcome) {
                         if committed(prev) != committed(outcome) {
                             return Err(format!("split: {tx} reported {prev:?}, then {outcome:?}"));
                         }
                     }
                 }
-                // A credit reached a leg that aborted: its coordinator committed.
-                TxEffect::Dropped { tx, amount } => {
+                // A payment reached a part that aborted: its coordinator committed.
+                Effect::Dropped { tx, amount } => {
                     return Err(format!("split: node {} dropped {tx}'s credit of {amount}", node.0))
                 }
             }
@@ -171,6 +204,14 @@ impl World {
     }
 
     fn crash(&mut self, node: NodeId) {
+        if self.mode == Mode::Live {
+            // What was in flight to the dead process dies with its socket.
+            for ((_, to), q) in self.channels.iter_mut() {
+                if *to == node {
+                    q.clear();
+                }
+            }
+        }
         let reached = self.rng.below(80);
         let n = &mut self.nodes[idx(node)];
         n.machine = None;
@@ -182,39 +223,85 @@ impl World {
     fn restart(&mut self, node: NodeId) -> Result<(), String> {
         let records = self.nodes[idx(node)].wal.records();
         let mut out = Vec::new();
-        let mut m = TxNode::recover(node, &records, &mut out);
-        m.set_relay(false);
+        let mut m = Machine::<P>::recover(node, &records, &mut out);
+        m.relay = self.mode == Mode::Live;
         self.nodes[idx(node)].machine = Some(m);
         self.note(format!("node {} restarts", node.0));
-        self.execute(node, out)
+        self.execute(node, out)?;
+        if self.mode == Mode::Live {
+            self.resync(node);
+        }
+        Ok(())
+    }
+
+    /// Live mode: the restarted node and every peer that is up pay again what the other
+    /// says it lacks (the node's `Resync`: `owed_by` at the payee, `paid_to` at the payer).
+    fn resync(&mut self, node: NodeId) {
+        for peer in self.ids() {
+            if peer == node || !self.up(peer) {
+                continue;
+            }
+            for (payer, payee) in [(peer, node), (node, peer)] {
+                let owed = self.machine(payee).part.owed_by(payer);
+                let p = &self.machine(payer).part;
+                let again: Vec<CommitMsg> =
+                    owed.iter().filter_map(|&tx| p.paid_to(tx, payee)).collect();
+                self.channels.entry((payer, payee)).or_default().extend(again);
+            }
+        }
     }
 
     fn pick(&mut self) -> NodeId {
         NodeId(self.rng.below(self.nodes.len()) as u32)
     }
 
+    /// A random transaction of 2 to 5 parts (at most one per node): random changes that
+    /// sum to zero, the coordinator its first payer or, a third of the time, any node.
+    fn random_spec(&mut self) -> TxSpec {
+        let mut ids = self.ids();
+        let k = 2 + self.rng.below(ids.len().min(5) - 1);
+        let mut nodes = Vec::new();
+        for _ in 0..k {
+            nodes.push(ids.remove(self.rng.below(ids.len())));
+        }
+        let payers = 1 + self.rng.below(k - 1);
+        let mut parts: Vec<Part> = Vec::new();
+        let mut due: i64 = 0;
+        for (i, &node) in nodes.iter().enumerate() {
+            let delta = if i < payers {
+                let d = self.rng.below(40) as i64;
+                due += d;
+                -d
+            } else if i + 1 == k {
+                due
+            } else {
+                let d = self.rng.below(due as usize + 1) as i64;
+                due -= d;
+                d
+            };
+            parts.push(Part { node, delta });
+        }
+        // Shuffle the parts so that payers are not always first.
+        for i in (1..parts.len()).rev() {
+            parts.swap(i, self.rng.below(i + 1));
+        }
+        let first_payer = parts.iter().find(|p| p.delta < 0).map_or(parts[0].node, |p| p.node);
+        let coord = if self.rng.below(3) == 0 { self.pick() } else { first_payer };
+        let tx = TxnId(self.next_tx);
+        self.next_tx += 1;
+        TxSpec { tx, coord, parts }
+    }
+
     fn start(&mut self) -> Result<(), String> {
-        let (from, to) = (self.pick(), self.pick());
-        let third = self.rng.below(3) == 0;
-        let coord = if third { self.pick() } else { from };
-        if from == to || !self.runs(coord) {
+        let spec = self.random_spec();
+        if !self.runs(spec.coord) {
             return Ok(());
         }
-        let witness = (0..self.nodes.len() as u32)
-            .map(NodeId)
-            .find(|&n| n != from && n != to)
-            .expect("three nodes at least");
-        let acceptors =
-            if coord != from && coord != to { [from, to, coord] } else { [from, to, witness] };
-        let amount = Amount(self.rng.below(60) as u64);
-        let spec = TxSpec { tx: TxnId(self.next_tx), from, to, amount, coord };
-        self.next_tx += 1;
-        self.specs.insert(spec.tx, spec);
+        self.specs.insert(spec.tx, spec.clone());
         self.note(format!("start {spec:?}"));
-        let mut out = Vec::new();
-        let m = self.nodes[idx(coord)].machine.as_mut().unwrap();
-        m.on_start_with(spec, self.protocol, acceptors, &mut out);
-        self.execute(coord, out)
+        let (mut out, ids) = (Vec::new(), self.ids());
+        self.machine(spec.coord).start(&spec, &ids, &mut out);
+        self.execute(spec.coord, out)
     }
 
     fn deliverable(&self) -> Vec<(NodeId, NodeId)> {
@@ -239,7 +326,7 @@ impl World {
             self.note(format!("{} -> {}: {msg:?}", c.0 .0, c.1 .0));
         }
         let mut out = Vec::new();
-        self.nodes[idx(c.1)].machine.as_mut().unwrap().on_message(c.0, msg, &mut out);
+        self.machine(c.1).on_message(c.0, msg, &mut out);
         self.execute(c.1, out)?;
         Ok(true)
     }
@@ -248,8 +335,7 @@ impl World {
     fn timeout_at(&mut self, node: NodeId, tx: TxnId) -> Result<bool, String> {
         let reach = self.reach(node);
         let mut out = Vec::new();
-        let m = self.nodes[idx(node)].machine.as_mut().unwrap();
-        m.on_timeout_reach(tx, AbortReason::NodeDown, &reach, &mut out);
+        self.machine(node).on_timeout(tx, AbortReason::NodeDown, &reach, &mut out);
         let moved = !out.is_empty();
         self.note(format!("timeout at {} for {tx} (reach {reach:?})", node.0));
         self.execute(node, out)?;
@@ -259,17 +345,12 @@ impl World {
     /// Who may time out now: anyone waiting (at random), for three-phase commit only when
     /// nothing is deliverable (its perfect failure detector).
     fn timeout(&mut self) -> Result<bool, String> {
-        let quiet = self.deliverable().is_empty();
-        if self.protocol == Protocol::ThreePc && !quiet {
+        if P::PROTOCOL == Protocol::ThreePc && !self.deliverable().is_empty() {
             return Ok(false);
         }
         let mut cands = Vec::new();
-        for i in 0..self.nodes.len() {
-            let n = NodeId(i as u32);
-            if !self.runs(n) {
-                continue;
-            }
-            for tx in self.nodes[i].machine.as_ref().unwrap().waiting() {
+        for n in self.ids().into_iter().filter(|&n| self.runs(n)) {
+            for tx in self.nodes[idx(n)].machine.as_ref().unwrap().waiting() {
                 let coord = self.specs.get(&tx).is_some_and(|s| s.coord == n);
                 cands.push((!coord, tx, n));
             }
@@ -282,22 +363,42 @@ impl World {
         self.timeout_at(n, tx)
     }
 
+    /// The network duplicates a message (money too: payments are idempotent), or loses
+    /// one that carries no money (never three-phase commit's outside partitions: losses
+    /// are failures its failure detector does not see).
+    fn misdeliver(&mut self, lose: bool) {
+        let open = self.deliverable();
+        if open.is_empty() || (lose && P::PROTOCOL == Protocol::ThreePc && self.mode != Mode::Cuts)
+        {
+            return;
+        }
+        let c = open[self.rng.below(open.len())];
+        let q = self.channels.get_mut(&c).unwrap();
+        let i = self.rng.below(q.len());
+        if !lose {
+            let m = q[i].clone();
+            q.push_back(m);
+        } else if q[i].money().is_none() {
+            let m = q.remove(i);
+            self.note(format!("lose {m:?} on {c:?}"));
+        }
+    }
+
     fn step(&mut self) -> Result<(), String> {
         let roll = self.rng.below(100);
+        let cuts = self.mode == Mode::Cuts;
         match roll {
             0..=14 => self.start(),
-            15..=64 => self.deliver().map(|_| ()),
-            65..=69 => {
-                // A duplicated message (the network delivers it twice).
-                let open = self.deliverable();
-                if let Some(&c) = open.get(self.rng.below(open.len().max(1))) {
-                    let q = self.channels.get_mut(&c).unwrap();
-                    let head = *q.front().unwrap();
-                    q.push_front(head);
-                }
+            15..=62 => self.deliver().map(|_| ()),
+            63..=66 => {
+                self.misdeliver(false);
                 Ok(())
             }
-            70..=72 => {
+            67..=68 => {
+                self.misdeliver(true);
+                Ok(())
+            }
+            69..=71 => {
                 let n = self.pick();
                 if self.up(n) {
                     self.note(format!("crash {}", n.0));
@@ -305,7 +406,7 @@ impl World {
                 }
                 Ok(())
             }
-            73..=76 => {
+            72..=76 => {
                 let n = self.pick();
                 let p = CrashPoint::EVERY[self.rng.below(CrashPoint::EVERY.len())];
                 if self.up(n) {
@@ -321,11 +422,10 @@ impl World {
                     self.restart(n)
                 }
             }
-            83..=85 if self.cuts => {
+            83..=85 if cuts => {
                 if self.cut.is_empty() {
-                    let n = self.nodes.len();
                     let side: BTreeSet<NodeId> =
-                        (0..n as u32).map(NodeId).filter(|_| self.rng.below(2) == 0).collect();
+                        self.ids().into_iter().filter(|_| self.rng.below(2) == 0).collect();
                     self.note(format!("partition {side:?}"));
                     self.cut = side;
                 } else {
@@ -334,7 +434,7 @@ impl World {
                 }
                 Ok(())
             }
-            86..=87 if self.cuts => {
+            86..=87 if cuts => {
                 let n = self.pick();
                 if self.up(n) {
                     let p = &mut self.nodes[idx(n)].paused;
@@ -348,80 +448,132 @@ impl World {
         }
     }
 
-    /// No transfer committed at one node and aborted at another (what `Check` calls a
-    /// split), and, with every node up, the money adds up.
+    /// Each node as its durable log says (what a restart would see) when it is down, as
+    /// it is when it is up.
+    fn states(&self) -> Vec<Cow<'_, Machine<P>>> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| match &n.machine {
+                Some(m) => Cow::Borrowed(m),
+                None => Cow::Owned(Machine::recover(
+                    NodeId(i as u32),
+                    &n.wal.records(),
+                    &mut Vec::new(),
+                )),
+            })
+            .collect()
+    }
+
+    /// The invariants that hold after every step.
     fn check(&mut self) -> Result<(), String> {
+        {
+            let states = self.states();
+            self.no_split(&states)?;
+            self.money(&states)?;
+        }
+        self.no_yes_taken_back()
+    }
+
+    /// No transaction committed at one node and aborted at another (what `Check` calls a
+    /// split).
+    fn no_split(&self, states: &[Cow<'_, Machine<P>>]) -> Result<(), String> {
         let mut ends: HashMap<TxnId, (TxState, NodeId)> = HashMap::new();
-        for (i, n) in self.nodes.iter().enumerate() {
-            let Some(m) = &n.machine else { continue };
+        for (i, m) in states.iter().enumerate() {
             for (tx, st) in m.ended() {
                 if let Some((other, at)) = ends.insert(tx, (st, NodeId(i as u32))) {
                     if other != st {
-                        return Err(format!(
-                            "split: {tx} {} at node {}, {} at node {i}",
-                            other.word(),
-                            at.0,
-                            st.word()
-                        ));
+                        let (o, s) = (other.word(), st.word());
+                        return Err(format!("split: {tx} {o} at node {}, {s} at node {i}", at.0));
                     }
                 }
             }
         }
-        // A YES is never taken back: a leg that voted YES aborts only once some node
-        // decided the abort.
-        for (i, n) in self.nodes.iter().enumerate() {
-            let Some(m) = &n.machine else { continue };
-            let me = NodeId(i as u32);
-            for tx in m.in_doubt() {
-                self.voted_yes.insert((me, tx));
+        Ok(())
+    }
+
+    /// A YES is never taken back: a part that voted YES aborts only once some node
+    /// decided the abort.
+    fn no_yes_taken_back(&mut self) -> Result<(), String> {
+        for n in self.ids() {
+            let Some(m) = &self.nodes[idx(n)].machine else { continue };
+            for tx in m.part.in_doubt() {
+                self.voted_yes.insert((n, tx));
             }
-            for &(at, tx) in self.voted_yes.iter().filter(|v| v.0 == me) {
-                let aborted = matches!(self.reported.get(&tx), Some(Outcome::Aborted(_)));
-                if m.part(tx) == Some(PartState::Aborted) && !aborted {
+            for &(at, tx) in self.voted_yes.iter().filter(|v| v.0 == n) {
+                let aborted = matches!(self.reported.get(&tx), Some(TxOutcome::Aborted(_)));
+                if m.part.state(tx) == Some(LegState::Aborted) && !aborted {
                     return Err(format!("{tx}: node {} took its YES back", at.0));
                 }
             }
         }
-        if self.nodes.iter().all(|n| n.machine.is_some()) {
-            self.money()?;
-        }
         Ok(())
     }
 
-    fn money(&self) -> Result<(), String> {
-        let machines: Vec<&TxNode> =
-            self.nodes.iter().map(|n| n.machine.as_ref().unwrap()).collect();
-        let mut held: u64 = machines.iter().map(|m| m.balance().0).sum();
-        let mut counted = BTreeSet::new();
-        for ((_, to), q) in &self.channels {
-            for m in q {
-                if let TxMsg::Credit { tx, amount } = m {
-                    if !machines[idx(*to)].applied(*tx) && counted.insert(*tx) {
-                        held += amount.0;
-                    }
+    /// Money is conserved: every balance (as its log says, for a node that is down), plus
+    /// every payment made and not received, once; no node holds more than it owns; a
+    /// payment made between two nodes that are up is in their channel or received.
+    fn money(&self, states: &[Cow<'_, Machine<P>>]) -> Result<(), String> {
+        let mut counted: u64 = 0;
+        for (i, s) in states.iter().enumerate() {
+            let a = s.part.account();
+            if a.held() > a.balance() {
+                return Err(format!("node {i} holds {} of {}", a.held(), a.balance()));
+            }
+            counted += a.balance().0;
+        }
+        for (tx, spec) in &self.specs {
+            for p in spec.payments() {
+                let paid = states[idx(p.from)].part.applied(*tx);
+                if !paid || !states[idx(p.to)].part.fresh_payment(*tx, p.from) {
+                    continue;
+                }
+                counted += p.amount.0; // owed: in a Credit, or paid again on recovery
+                let in_channel = self
+                    .channels
+                    .get(&(p.from, p.to))
+                    .is_some_and(|q| q.iter().any(|m| m.money().is_some_and(|(t, _)| t == *tx)));
+                if self.up(p.from) && self.up(p.to) && !in_channel {
+                    return Err(format!(
+                        "{tx}: {} paid {} and no Credit is in flight",
+                        p.from, p.to
+                    ));
                 }
             }
         }
-        if held != self.total {
-            return Err(format!("money: {held} held, {} created", self.total));
+        if counted != self.total {
+            let balances: Vec<u64> = states.iter().map(|s| s.part.account().balance().0).collect();
+            let owed: Vec<String> = self
+                .specs
+                .iter()
+                .flat_map(|(tx, spec)| spec.payments().into_iter().map(move |p| (*tx, p)))
+                .filter(|(tx, p)| {
+                    states[idx(p.from)].part.applied(*tx)
+                        && states[idx(p.to)].part.fresh_payment(*tx, p.from)
+                })
+                .map(|(tx, p)| format!("{tx}:{}->{}:{}", p.from, p.to, p.amount))
+                .collect();
+            return Err(format!(
+                "money: {counted} counted, {} created (balances {balances:?}, owed {owed:?})",
+                self.total
+            ));
         }
         Ok(())
     }
 
-    /// Every fault heals; then, as the master drives a transfer in a script: deliver
+    /// Every fault heals; then, as the master drives a transaction in a script: deliver
     /// while anything is deliverable; when nothing is, the first node still waiting
     /// (coordinators first, then by transaction and id) times out, each at most
-    /// `TIMEOUTS` times per transaction. When no one is left to time out, nothing may be
-    /// undecided.
+    /// `TIMEOUTS` times per transaction. When no one is left to time out, it has settled.
     fn heal(&mut self) -> Result<(), String> {
         self.cut.clear();
         for n in &mut self.nodes {
             n.paused = false;
             n.armed = None;
         }
-        for i in 0..self.nodes.len() {
-            if !self.up(NodeId(i as u32)) && self.left_down != Some(NodeId(i as u32)) {
-                self.restart(NodeId(i as u32))?;
+        for n in self.ids() {
+            if !self.up(n) && self.left_down != Some(n) {
+                self.restart(n)?;
             }
         }
         if let Some(n) = self.left_down.filter(|&n| self.up(n)) {
@@ -434,12 +586,15 @@ impl World {
                 self.check()?;
                 continue;
             }
-            let mut waiting: Vec<(bool, TxnId, NodeId)> = (0..self.nodes.len())
-                .filter_map(|i| self.nodes[i].machine.as_ref().map(|m| (i, m)))
-                .flat_map(|(i, m)| m.waiting().into_iter().map(move |tx| (NodeId(i as u32), tx)))
-                .filter(|&(n, tx)| count.get(&(tx, n)).copied().unwrap_or(0) < TIMEOUTS)
-                .map(|(n, tx)| (self.specs.get(&tx).is_none_or(|s| s.coord != n), tx, n))
-                .collect();
+            let mut waiting: Vec<(bool, TxnId, NodeId)> = Vec::new();
+            for n in self.ids() {
+                let Some(m) = &self.nodes[idx(n)].machine else { continue };
+                for tx in m.waiting() {
+                    if count.get(&(tx, n)).copied().unwrap_or(0) < TIMEOUTS {
+                        waiting.push((self.specs.get(&tx).is_none_or(|s| s.coord != n), tx, n));
+                    }
+                }
+            }
             waiting.sort();
             let Some(&(_, tx, n)) = waiting.first() else {
                 return self.settled();
@@ -450,38 +605,51 @@ impl World {
         }
     }
 
-    /// After healing: nothing in doubt, every transfer decided alike everywhere and, with
-    /// every node up, ended.
-    /// With a node left down: nothing in doubt whose two participants are up (Paxos
-    /// Commit's liveness: both participants are acceptors, so two acceptors are up too).
+    /// After healing: nothing in doubt whose parts are all up; with every node up,
+    /// nothing waits, nothing is held, every transaction applied at all its parts or
+    /// none, what was reported committed applied, and the money exact.
     fn settled(&self) -> Result<(), String> {
-        if self.left_down.is_none() {
-            self.money()?;
-            // And every transfer has ended: no coordinator still waits for an ack, no
-            // leader for its ballot (a live `Live off` waits for exactly this).
-            for (i, n) in self.nodes.iter().enumerate() {
-                let waiting = n.machine.as_ref().map_or(Vec::new(), |m| m.waiting());
-                if let Some(tx) = waiting.first() {
-                    return Err(format!("{tx} never ends at node {i}: it waits after healing"));
-                }
-            }
-        }
+        let states = self.states();
         for (i, n) in self.nodes.iter().enumerate() {
             let Some(m) = &n.machine else { continue };
-            for tx in m.in_doubt() {
-                let spec = self.specs[&tx];
-                if self.up(spec.from) && self.up(spec.to) {
+            for tx in m.part.in_doubt() {
+                if self.specs[&tx].participants().all(|p| self.up(p)) {
                     return Err(format!("{tx} is still in doubt at node {i} after healing"));
                 }
             }
+        }
+        if self.left_down.is_some() {
+            return Ok(());
+        }
+        for (i, m) in states.iter().enumerate() {
+            if let Some(tx) = m.waiting().first() {
+                return Err(format!("{tx} never ends at node {i}: it waits after healing"));
+            }
+            if m.part.account().held() != Amount::ZERO {
+                return Err(format!("node {i} still holds {}", m.part.account().held()));
+            }
+        }
+        for (tx, spec) in &self.specs {
+            let applied: Vec<bool> =
+                spec.participants().map(|p| states[idx(p)].part.applied(*tx)).collect();
+            let committed = self.reported.get(tx) == Some(&TxOutcome::Committed);
+            if applied.iter().any(|&a| a != applied[0]) || (committed && !applied[0]) {
+                return Err(format!(
+                    "{tx}: applied {applied:?}, reported {committed} after healing"
+                ));
+            }
+        }
+        let money: u64 = states.iter().map(|s| s.part.account().balance().0).sum();
+        if money != self.total {
+            return Err(format!("after healing: {money} held, {} created", self.total));
         }
         Ok(())
     }
 }
 
 /// Runs one seed; `Err` is a violation, with the last steps.
-fn run(seed: u64, protocol: Protocol, mode: Mode, verbose: bool) -> Result<World, String> {
-    let mut w = World::new(seed, protocol, mode == Mode::Cuts, verbose);
+fn run<P: CommitProtocol>(seed: u64, mode: Mode, verbose: bool) -> Result<World<P>, String> {
+    let mut w = World::<P>::new(seed, mode, verbose);
     if mode == Mode::OneDown {
         w.left_down = Some(w.pick());
     }
@@ -495,17 +663,6 @@ fn run(seed: u64, protocol: Protocol, mode: Mode, verbose: bool) -> Result<World
     Ok(w)
 }
 
-/// The faults of a sweep.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// Crashes (now and at crash points), duplicates, delays; everything heals.
-    Crashes,
-    /// The same with partitions and pauses.
-    Cuts,
-    /// Crashes, and one node stays down when the rest heals.
-    OneDown,
-}
-
 /// What a sweep of seeds found.
 struct Sweep {
     seeds: usize,
@@ -514,21 +671,23 @@ struct Sweep {
     /// Every other violation (money, a YES taken back, undecided after healing, a panic).
     others: Vec<(u64, String)>,
     points: BTreeSet<&'static str>,
+    /// Transactions started, by their number of parts.
+    parts: BTreeMap<usize, usize>,
 }
 
-fn sweep(protocol: Protocol, mode: Mode) -> Sweep {
-    let seeds = util::seeds("COMMIT_SEED", "COMMIT_SEEDS", 10_000);
+fn sweep<P: CommitProtocol>(mode: Mode) -> Sweep {
+    let seeds = util::seeds("COMMIT_SEED", "COMMIT_SEEDS", 1_000);
     let verbose = seeds.len() == 1;
-    let mut transfers = 0;
     let mut found = Sweep {
         seeds: seeds.len(),
         splits: Vec::new(),
         others: Vec::new(),
         points: BTreeSet::new(),
+        parts: BTreeMap::new(),
     };
     let mut first_split = None;
     for &seed in &seeds {
-        let outcome = std::panic::catch_unwind(|| run(seed, protocol, mode, verbose));
+        let outcome = std::panic::catch_unwind(|| run::<P>(seed, mode, verbose));
         let outcome = outcome.unwrap_or_else(|p| {
             let what = p.downcast_ref::<&str>().map(|s| s.to_string());
             let what = what.or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default();
@@ -536,7 +695,9 @@ fn sweep(protocol: Protocol, mode: Mode) -> Sweep {
         });
         match outcome {
             Ok(w) => {
-                transfers += w.specs.len();
+                for s in w.specs.values() {
+                    *found.parts.entry(s.parts.len()).or_default() += 1;
+                }
                 found.points.extend(w.crashed_at);
             }
             Err(e) if e.starts_with("split") => {
@@ -546,15 +707,12 @@ fn sweep(protocol: Protocol, mode: Mode) -> Sweep {
             Err(e) => found.others.push((seed, e)),
         }
     }
-    let what = match mode {
-        Mode::Crashes => "crashes only",
-        Mode::Cuts => "with partitions and pauses",
-        Mode::OneDown => "one node left down",
-    };
     println!(
-        "{} {what}: {} seeds, {transfers} transfers, {} splits, {} other violations, crash points {:?}",
-        protocol.word(),
+        "{} {mode:?}: {} seeds, transactions by parts {:?}, {} splits, {} other violations, \
+         crash points {:?}",
+        P::PROTOCOL.word(),
         seeds.len(),
+        found.parts,
         found.splits.len(),
         found.others.len(),
         found.points
@@ -586,45 +744,52 @@ fn points_of(protocol: Protocol) -> Vec<&'static str> {
     }
 }
 
-fn assert_safe(protocol: Protocol, mode: Mode) {
-    let found = sweep(protocol, mode);
-    assert_eq!(
-        found.splits.len() + found.others.len(),
-        0,
-        "{} must never fail ({} seeds)",
-        protocol.word(),
-        found.seeds
-    );
+fn assert_safe<P: CommitProtocol>(mode: Mode) {
+    let found = sweep::<P>(mode);
+    let word = P::PROTOCOL.word();
+    let split = found.splits.first().map(|&s| (s, "a split".to_string()));
+    if let Some((seed, e)) = found.others.first().cloned().or(split) {
+        panic!("{word} {mode:?} must never fail ({} seeds); COMMIT_SEED={seed}: {e}", found.seeds);
+    }
     if found.seeds >= 1000 {
-        for p in points_of(protocol) {
-            assert!(found.points.contains(p), "{}: no run crashed at {p}", protocol.word());
+        for p in points_of(P::PROTOCOL) {
+            assert!(found.points.contains(p), "{word}: no run crashed at {p}");
+        }
+        for k in 2..=5 {
+            assert!(
+                found.parts.get(&k).is_some_and(|&n| n > 0),
+                "{word}: no transaction of {k} parts"
+            );
         }
     }
 }
 
 #[test]
 fn two_phase_commit_never_splits() {
-    assert_safe(Protocol::TwoPc, Mode::Crashes);
-    assert_safe(Protocol::TwoPc, Mode::Cuts);
+    assert_safe::<TwoPc>(Mode::Crashes);
+    assert_safe::<TwoPc>(Mode::Cuts);
+    assert_safe::<TwoPc>(Mode::Live);
 }
 
 #[test]
 fn paxos_commit_never_splits_and_always_ends() {
-    assert_safe(Protocol::Paxos, Mode::Crashes);
-    assert_safe(Protocol::Paxos, Mode::Cuts);
-    assert_safe(Protocol::Paxos, Mode::OneDown);
+    assert_safe::<PaxosCommit>(Mode::Crashes);
+    assert_safe::<PaxosCommit>(Mode::Cuts);
+    assert_safe::<PaxosCommit>(Mode::OneDown);
+    assert_safe::<PaxosCommit>(Mode::Live);
 }
 
 #[test]
 fn three_phase_commit_is_safe_with_a_perfect_failure_detector() {
-    assert_safe(Protocol::ThreePc, Mode::Crashes);
+    assert_safe::<ThreePc>(Mode::Crashes);
+    assert_safe::<ThreePc>(Mode::Live);
 }
 
 // The demonstration of why Paxos Commit exists: under partitions and pauses three-phase
 // commit splits, and the simulation must see it do so; nothing else may go wrong.
 #[test]
 fn three_phase_commit_splits_under_partitions_and_pauses() {
-    let found = sweep(Protocol::ThreePc, Mode::Cuts);
+    let found = sweep::<ThreePc>(Mode::Cuts);
     assert!(
         found.others.is_empty(),
         "3pc: violations other than a split: {:?}",
@@ -643,7 +808,7 @@ fn three_phase_commit_splits_under_partitions_and_pauses() {
 // coordinator stays down after its participants voted YES.
 #[test]
 fn two_phase_commit_blocks_when_a_coordinator_stays_down() {
-    let found = sweep(Protocol::TwoPc, Mode::OneDown);
+    let found = sweep::<TwoPc>(Mode::OneDown);
     let blocked = found.others.iter().filter(|(_, e)| e.contains("still in doubt")).count();
     assert_eq!(
         blocked,

@@ -40,7 +40,7 @@ fn msg(m: ChannelMsg) -> Msg {
     match m {
         ChannelMsg::Transfer { amount } => Msg::Transfer(amount.0),
         ChannelMsg::Marker { snapshot } => Msg::Marker(snapshot.0),
-        ChannelMsg::Tx(_) => unreachable!("this simulation starts no transfer"),
+        ChannelMsg::Commit(_) => unreachable!("this simulation starts no transfer"),
     }
 }
 
@@ -71,8 +71,8 @@ impl World {
                 }
                 return Err(format!("a snapshot step had a two-phase-commit effect: {effect:?}"));
             };
+            self.event(Ev::Send { from: from.0, to: to.0, msg: msg(m.clone()) })?;
             self.queues.entry((from, to)).or_default().push_back(m);
-            self.event(Ev::Send { from: from.0, to: to.0, msg: msg(m) })?;
         }
         Ok(())
     }
@@ -139,13 +139,13 @@ impl World {
             .and_then(|q| q.pop_front())
             .ok_or("ledger has more than the queue")?;
         let mut out = Vec::new();
-        let recorded = self.branches.get_mut(&c.1).unwrap().on_deliver(c.0, m, &mut out);
+        let recorded = self.branches.get_mut(&c.1).unwrap().on_deliver(c.0, m.clone(), &mut out);
         if m != predicted.msg || recorded.is_some() != predicted.records {
             return Err(format!(
                 "delivered {m:?} recorded {recorded:?}, ledger predicted {predicted:?}"
             ));
         }
-        self.event(Ev::Deliver { from: c.0 .0, to: c.1 .0, msg: msg(m) })?;
+        self.event(Ev::Deliver { from: c.0 .0, to: c.1 .0, msg: msg(m.clone()) })?;
         if let (Some(balance), ChannelMsg::Marker { snapshot }) = (recorded, m) {
             self.event(Ev::Record { node: c.1 .0, snapshot: snapshot.0, balance: balance.0 })?;
         }
@@ -189,7 +189,7 @@ impl World {
             ));
         }
         for (&c, q) in &self.queues {
-            let head = q.front().copied();
+            let head = q.front();
             if self.ledger.head(c) != head {
                 return Err(format!(
                     "channel {c:?}: queue head {head:?}, ledger {:?}",

@@ -19,7 +19,7 @@
 //! cross-checked on every command); a mismatch is a bug and stops the run. Pure: no I/O.
 
 use crate::ids::{Amount, NodeId, SnapshotId, TxnId};
-use crate::wire::{ChannelMsg, TxMsg, TxSpec};
+use crate::wire::{ChannelMsg, CommitMsg, TxSpec};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::collections::{BTreeSet, VecDeque};
 
@@ -27,7 +27,7 @@ use std::collections::{BTreeSet, VecDeque};
 pub type ChannelId = (NodeId, NodeId);
 
 /// One delivery as predicted by the ledger.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     /// The message taken.
     pub msg: ChannelMsg,
@@ -76,10 +76,10 @@ pub struct Ledger {
     paused: BTreeSet<NodeId>,
     /// The partitions in force (`Partition`): each cuts its nodes off from all others.
     cuts: Vec<BTreeSet<NodeId>>,
-    /// Transactions whose credit has been delivered (and so applied: a credit is logged
+    /// Payments (transaction, payer) delivered (and so applied: a payment is logged
     /// before anything else happens at its receiver). A copy still in a channel, resent
-    /// by a recovering debit node, carries no money any more.
-    credited: HashSet<TxnId>,
+    /// by a recovering payer, carries no money any more.
+    credited: HashSet<(TxnId, NodeId)>,
 }
 
 impl Ledger {
@@ -227,7 +227,7 @@ impl Ledger {
             .channels
             .iter()
             .filter(|(_, q)| !q.is_empty())
-            .map(|(c, q)| (*c, q.iter().map(|m| m.1).collect()))
+            .map(|(c, q)| (*c, q.iter().map(|m| m.1.clone()).collect()))
             .collect();
         v.sort_by_key(|(c, _)| *c);
         v
@@ -311,7 +311,7 @@ impl Ledger {
                     true => self
                         .channels
                         .get(&c)
-                        .map_or(Vec::new(), |q| q.iter().map(|e| e.1).collect()),
+                        .map_or(Vec::new(), |q| q.iter().map(|e| e.1.clone()).collect()),
                     false => Vec::new(),
                 };
                 (c.0, c.1, self.gens.get(&c).copied().unwrap_or(1), msgs)
@@ -377,31 +377,33 @@ impl Ledger {
     pub fn apply_tx(
         &mut self,
         node: NodeId,
-        sent: &[(NodeId, TxMsg)],
+        sent: &[(NodeId, CommitMsg)],
         balance: Amount,
         held: Amount,
     ) {
-        for &(to, m) in sent {
-            self.enqueue((node, to), ChannelMsg::Tx(m));
+        for (to, m) in sent {
+            self.enqueue((node, *to), ChannelMsg::Commit(m.clone()));
         }
         self.balances.insert(node, balance);
         self.held.insert(node, held);
     }
 
-    /// A driven transfer committed. Its messages are all delivered before either of its
-    /// nodes runs another command, so to every later command its amount has moved from
-    /// the debit node to the credit node, and nothing else changed.
-    pub fn commit_driven(&mut self, spec: TxSpec) {
-        let from = self.balances.get_mut(&spec.from).expect("the master checks ids");
-        *from = from.checked_sub(spec.amount).expect("the debit side had it");
-        let to = self.balances.get_mut(&spec.to).expect("the master checks ids");
-        *to = to.checked_add(spec.amount).expect("total money is bounded");
-        self.credited.insert(spec.tx);
+    /// A driven transaction committed. Its messages are all delivered before any of its
+    /// nodes runs another command, so to every later command its payments have moved
+    /// their money, and nothing else changed.
+    pub fn commit_driven(&mut self, spec: &TxSpec) {
+        for p in spec.payments() {
+            let from = self.balances.get_mut(&p.from).expect("the master checks ids");
+            *from = from.checked_sub(p.amount).expect("the payer had it");
+            let to = self.balances.get_mut(&p.to).expect("the master checks ids");
+            *to = to.checked_add(p.amount).expect("total money is bounded");
+            self.credited.insert((spec.tx, p.from));
+        }
     }
 
     /// The head of channel `c`, if any.
-    pub fn head(&self, c: ChannelId) -> Option<ChannelMsg> {
-        self.channels.get(&c).and_then(|q| q.front()).map(|e| e.1)
+    pub fn head(&self, c: ChannelId) -> Option<&ChannelMsg> {
+        self.channels.get(&c).and_then(|q| q.front()).map(|e| &e.1)
     }
 
     /// Among channels `cs` into nodes that are up, the non-empty one whose head was
@@ -417,7 +419,7 @@ impl Ledger {
     /// Whether a message of transaction `tx` is in any of the channels `cs`.
     pub fn carries(&self, cs: &[ChannelId], tx: TxnId) -> bool {
         cs.iter().filter_map(|c| self.channels.get(c)).flatten().any(|(_, m)| match m {
-            ChannelMsg::Tx(t) => t.tx() == tx,
+            ChannelMsg::Commit(t) => t.tx() == tx,
             _ => false,
         })
     }
@@ -427,14 +429,16 @@ impl Ledger {
     pub fn money_in_channels(&self) -> Amount {
         let mut credits = self.credited.clone();
         let mut total = Amount::ZERO;
-        for (_, m) in self.channels.values().flatten() {
-            let counted = match m {
-                ChannelMsg::Tx(t) => {
-                    t.money().filter(|(tx, _)| credits.insert(*tx)).map(|(_, a)| a)
-                }
-                other => other.money(),
-            };
-            total = total.checked_add(counted.unwrap_or(Amount::ZERO)).expect("bounded");
+        for ((from, _), q) in &self.channels {
+            for (_, m) in q {
+                let counted = match m {
+                    ChannelMsg::Commit(t) => {
+                        t.money().filter(|(tx, _)| credits.insert((*tx, *from))).map(|(_, a)| a)
+                    }
+                    other => other.money(),
+                };
+                total = total.checked_add(counted.unwrap_or(Amount::ZERO)).expect("bounded");
+            }
         }
         total
     }
@@ -468,8 +472,8 @@ impl Ledger {
     pub fn deliver(&mut self, c: ChannelId) -> Delivery {
         let msg = self.pop(c).expect("deliver from a non-empty channel");
         let mut records = false;
-        if let ChannelMsg::Tx(TxMsg::Credit { tx, .. }) = msg {
-            self.credited.insert(tx);
+        if let ChannelMsg::Commit(CommitMsg::Credit { tx, .. }) = msg {
+            self.credited.insert((tx, c.0));
         }
         if let ChannelMsg::Transfer { amount } = msg {
             let balance = self.balances.get_mut(&c.1).expect("a channel's ends exist");

@@ -233,7 +233,7 @@ struct Master {
     hosts: Option<crate::cluster::Hosts>,
     txns: Txns,
     /// Answers to `Query`: (node, balance, held, transaction state).
-    queried: Vec<(NodeId, Amount, Amount, Option<String>)>,
+    queried: Vec<(NodeId, Amount, Amount, Option<crate::wire::TxState>)>,
     /// Snapshots that can never complete (a member crashed after recording), to report.
     lost_snapshots: Vec<(SnapshotId, NodeId)>,
     /// From answers to `Query`: (transaction, node waiting on it).
@@ -272,7 +272,7 @@ fn record_events(
 ) -> Vec<TraceEvent> {
     let mut v = vec![TraceEvent::Record { node, snapshot, balance }];
     let msg = ChannelMsg::Marker { snapshot };
-    v.extend(peers.iter().map(|&to| TraceEvent::Send { from: node, to, msg }));
+    v.extend(peers.iter().map(|&to| TraceEvent::Send { from: node, to, msg: msg.clone() }));
     v
 }
 

@@ -55,13 +55,14 @@ impl Node {
                     .get_mut(&from)
                     .and_then(|q| q.pop_front())
                     .expect("can_run checked the channel");
-                let recorded = self.branch.on_deliver(from, msg, &mut out);
-                let tx = matches!(msg, ChannelMsg::Tx(_)).then(|| self.tx_report(&out));
+                let commit = matches!(msg, ChannelMsg::Commit(_));
+                let recorded = self.branch.on_deliver(from, msg.clone(), &mut out);
+                let tx = commit.then(|| self.tx_report(&out));
                 Report::Received { msg, recorded, tx }
             }
-            Control::Transfer { spec, drive, protocol, acceptors } if self.live => {
+            Control::Transfer { spec, drive, protocol } if self.live => {
                 // Answered at the decision (unless `nowait`, or decided at once).
-                self.branch.on_transfer_with(spec, protocol, acceptors, &mut out);
+                self.branch.on_start(&spec, protocol, &mut out);
                 let report = self.tx_report(&out);
                 if drive && !report.decided.iter().any(|d| d.0 == spec.tx) {
                     self.asks.insert(spec.tx, (from, seq));
@@ -69,12 +70,15 @@ impl Node {
                 }
                 Report::TxStep(report)
             }
-            Control::Transfer { spec, drive, protocol, acceptors } => {
-                self.branch.on_transfer_with(spec, protocol, acceptors, &mut out);
+            Control::Transfer { spec, drive, protocol } => {
+                self.branch.on_start(&spec, protocol, &mut out);
                 if drive {
                     // Whoever gets a Prepare follows: told first, on the same link.
                     for e in &out {
-                        if let Effect::Send { to, msg: ChannelMsg::Tx(TxMsg::Prepare { .. }) } = e {
+                        if let Effect::Send { to, msg: ChannelMsg::Commit(m) } = e {
+                            if !matches!(m, CommitMsg::TwoPc(TwoPcMsg::Prepare { .. })) {
+                                continue;
+                            }
                             if let Some(link) = self.links.get_mut(&Peer::Node(*to)) {
                                 link.push(&Message::Drive { tx: spec.tx });
                             }
@@ -82,7 +86,7 @@ impl Node {
                     }
                     // The answer comes from answer_pending, once decided (maybe below).
                     let (tx, me) = (spec.tx, self.branch.id());
-                    let peer = if spec.from == me { spec.to } else { spec.from };
+                    let peer = spec.participants().find(|&p| p != me).unwrap_or(me);
                     self.pending = Some(Pending { asker: from, seq, tx, peer, answered: false });
                 }
                 Report::TxStep(self.tx_report(&out))
@@ -103,20 +107,17 @@ impl Node {
                 Report::Ready(None)
             }
             Control::Timeout { tx, reason, reach } => {
-                self.branch.on_timeout_reach(tx, reason, &reach, &mut out);
+                self.branch.on_timeout(tx, reason, &reach, &mut out);
                 Report::TxStep(self.tx_report(&out))
             }
-            Control::Ended => Report::Ended(self.branch.money().ended()),
+            Control::Ended => Report::Ended(self.branch.ended()),
             Control::Costs => Report::Costs(std::mem::take(&mut self.costs)),
-            Control::Query { tx } => {
-                let money = self.branch.money();
-                Report::State {
-                    balance: money.balance(),
-                    held: money.held(),
-                    tx: tx.map(|t| money.status(t).to_string()),
-                    waiting: money.waiting(),
-                }
-            }
+            Control::Query { tx } => Report::State {
+                balance: self.branch.balance(),
+                held: self.branch.held(),
+                tx: tx.map(|t| self.branch.state(t)),
+                waiting: self.branch.waiting(),
+            },
             Control::BeginSnapshot { snapshot } => {
                 let balance = self.branch.on_begin_snapshot(snapshot, &mut out);
                 Report::Recorded { balance }
@@ -170,13 +171,14 @@ impl Node {
         // transaction's, so the cost counting looks it up once.
         let mut sender: Option<(TxnId, usize)> = None;
         for i in 0..out.len() {
-            match out[i] {
-                Effect::Point(p) if self.armed == Some(p) => {
+            match &out[i] {
+                &Effect::Point(p) if self.armed == Some(p) => {
                     let report = self.tx_report(&out[..i]);
                     self.die(cmd, report);
                 }
                 Effect::Send { to, msg } => {
-                    if let ChannelMsg::Tx(m) = msg {
+                    let (to, msg) = (*to, msg.clone());
+                    if let ChannelMsg::Commit(m) = &msg {
                         let p = match sender {
                             Some((tx, p)) if tx == m.tx() => p,
                             _ => self.protocol_of(m.tx()),
@@ -187,7 +189,8 @@ impl Node {
                     self.send_to_peer(to, msg)?
                 }
                 Effect::Log { rec, force } => {
-                    if let TxRecord::Sent { to, amount } = rec {
+                    let (rec, force) = (rec.clone(), force.forced());
+                    if let Record::Sent { to, amount } = rec {
                         self.sent.entry(to).or_default().push(amount);
                     }
                     if let Some(tx) = rec.tx().filter(|t| force && !forced.contains(t)) {
@@ -200,7 +203,7 @@ impl Node {
                     // sync per flush, whatever the number of records).
                     self.sync_due |= force || self.durable;
                 }
-                Effect::Decided { tx, outcome } => self.decisions.push((tx, outcome)),
+                &Effect::Decided { tx, outcome } => self.decisions.push((tx, outcome)),
                 Effect::Dropped { tx, amount } => {
                     log::info!("{tx}: its credit of {amount} came after this node aborted it")
                 }
@@ -223,12 +226,14 @@ impl Node {
             sent: Vec::new(),
             decided: Vec::new(),
             balance: self.branch.balance(),
-            held: self.branch.money().held(),
+            held: self.branch.held(),
             dropped: Vec::new(),
         };
         for e in out {
             match e {
-                Effect::Send { to, msg: ChannelMsg::Tx(m) } => report.sent.push((*to, *m)),
+                Effect::Send { to, msg: ChannelMsg::Commit(m) } => {
+                    report.sent.push((*to, m.clone()))
+                }
                 Effect::Decided { tx, outcome } => report.decided.push((*tx, *outcome)),
                 Effect::Dropped { tx, amount } => report.dropped.push((*tx, *amount)),
                 _ => {}
@@ -239,6 +244,6 @@ impl Node {
 
     /// The index (in `Protocol::ALL`) of the protocol `tx` runs by here.
     fn protocol_of(&self, tx: TxnId) -> usize {
-        self.branch.money().protocol(tx).unwrap_or_default().index()
+        self.branch.protocol(tx).unwrap_or_default().index()
     }
 }

@@ -31,7 +31,9 @@ impl Node {
             held.push(wire);
             return Ok(());
         }
-        if self.sync_due && (self.durable || matches!(wire, Message::Channel(ChannelMsg::Tx(_)))) {
+        if self.sync_due
+            && (self.durable || matches!(wire, Message::Channel(ChannelMsg::Commit(_))))
+        {
             self.after_sync.insert(to);
         }
         let Some(link) = self.links.get_mut(&Peer::Node(to)) else {

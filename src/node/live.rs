@@ -22,7 +22,6 @@
 
 use super::Node;
 use crate::ids::{Amount, NodeId, TxnId};
-use crate::protocol::two_pc::CoordState;
 use crate::rng::Rng;
 use crate::wire::{
     AbortReason, ChannelMsg, LoadKind, LoadStats, Message, Peer, Protocol, Report, TxOutcome,
@@ -176,7 +175,7 @@ impl Node {
     pub(super) fn start_resync(&mut self, p: NodeId) {
         let got = self.got.get(&p).copied().unwrap_or(0);
         self.told.insert(p, got);
-        let owed = self.branch.money().owed_by(p);
+        let owed = self.branch.owed_by(p);
         log::debug!("node {}: resync with {p}: {got} of its Transfers arrived", self.branch.id());
         self.resyncing.entry(p).or_default();
         if let Some(link) = self.links.get_mut(&Peer::Node(p)) {
@@ -211,16 +210,16 @@ impl Node {
         if !again.is_empty() {
             log::info!("node {}: sending {} Transfers to {p} again", self.branch.id(), again.len());
         }
-        let money = self.branch.money();
+        let branch = &self.branch;
         let credits: Vec<Message> = owed
             .iter()
-            .filter_map(|&tx| money.credit_again(tx))
-            .map(|(_, m)| Message::Channel(ChannelMsg::Tx(m)))
+            .filter_map(|&tx| branch.paid_to(tx, p))
+            .map(|m| Message::Channel(ChannelMsg::Commit(m)))
             .collect();
         for m in again.into_iter().chain(credits).chain(held) {
             self.send_wire(p, m)?;
         }
-        let txs = self.branch.money().waiting_with(p);
+        let txs = self.branch.waiting_with(p);
         self.time_out(&txs, AbortReason::NodeDown)
     }
 
@@ -230,24 +229,22 @@ impl Node {
         let reach: Vec<NodeId> =
             self.branch.peers().iter().copied().filter(|p| !self.gone.contains(p)).collect();
         for &tx in txs {
-            self.branch.on_timeout_reach(tx, reason, &reach, &mut out);
+            self.branch.on_timeout(tx, reason, &reach, &mut out);
         }
         self.apply(&mut out, None)?;
         self.effects = out;
         Ok(())
     }
 
-    /// `p`'s process is gone (live mode): the votes this node waits for from it will not
-    /// come, so those transactions abort; decisions and acks wait for its restart.
+    /// `p`'s process is gone (live mode): what this node waits for from it will not come
+    /// (the protocols say what that means: two-phase commit's votes abort).
     pub(super) fn peer_gone(&mut self, p: NodeId) -> io::Result<()> {
         self.gone.insert(p);
-        let money = self.branch.money();
-        let voting: Vec<TxnId> = money
-            .waiting_with(p)
-            .into_iter()
-            .filter(|&tx| matches!(money.coord(tx), Some(CoordState::Voting(_))))
-            .collect();
-        self.time_out(&voting, AbortReason::NodeDown)
+        let mut out = std::mem::take(&mut self.effects);
+        self.branch.on_peer_gone(p, &mut out);
+        self.apply(&mut out, None)?;
+        self.effects = out;
+        Ok(())
     }
 
     /// Live mode: times out what has waited since the last look, if it is time to look.
@@ -261,7 +258,7 @@ impl Node {
         if now < next {
             return Ok(Some(next - now));
         }
-        let waiting = self.branch.money().waiting();
+        let waiting = self.branch.waiting();
         let stale: Vec<TxnId> = waiting
             .iter()
             .copied()
@@ -290,7 +287,7 @@ impl Node {
         let mut got: Vec<(NodeId, u64)> = self.got.iter().map(|(&p, &n)| (p, n)).collect();
         sent.sort();
         got.sort();
-        let waiting = self.branch.money().waiting();
+        let waiting = self.branch.waiting();
         let busy = self.load.is_some()
             || !self.resyncing.is_empty()
             || !self.asks.is_empty()
@@ -415,7 +412,7 @@ impl Node {
                 LoadKind::Transfers => true,
                 LoadKind::Mixed => load.rng.below(2) == 1,
             };
-            let available = self.branch.money().available().0.min(MAX_AMOUNT as u64);
+            let available = self.branch.available().0.min(MAX_AMOUNT as u64);
             if transfer {
                 if load.inflight >= WINDOW {
                     break;
@@ -435,11 +432,8 @@ impl Node {
                     load.next += 1;
                     load.inflight += 1;
                     load.open.insert(tx);
-                    let spec = TxSpec { tx, from, to, amount, coord: me };
-                    // Paxos Commit's third acceptor: the lowest id outside the transfer.
-                    let witness = peers.iter().copied().find(|&p| p != peer).unwrap_or(peer);
-                    let acceptors = [from, to, witness];
-                    self.branch.on_transfer_with(spec, load.protocol, acceptors, &mut out);
+                    let spec = TxSpec::transfer(tx, from, to, amount, me);
+                    self.branch.on_start(&spec, load.protocol, &mut out);
                 }
             } else {
                 if available == 0 {

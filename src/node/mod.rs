@@ -25,11 +25,13 @@
 //! Called by `main` for the hidden `node` role; it never writes stdout.
 
 use crate::ids::{Amount, NodeId, TxnId};
-use crate::protocol::two_pc::{CrashPoint, PartState, TxRecord};
-use crate::protocol::{Branch, Effect};
+use crate::protocol::{Branch, Effect, Force, Record};
 use crate::transport::{self, Book, ChildLinks, Event, Hub, Link, Names};
 use crate::wal::{WalError, WalFile};
-use crate::wire::{ChannelMsg, Control, Hello, Message, Peer, Report, TxMsg, TxOutcome, TxReport};
+use crate::wire::{
+    ChannelMsg, CommitMsg, Control, CrashPoint, Hello, Message, Peer, Report, TwoPcMsg, TxOutcome,
+    TxReport,
+};
 use crossbeam_channel::{Receiver, TryRecvError};
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::VecDeque;
@@ -89,7 +91,7 @@ pub fn run(args: NodeArgs) -> io::Result<()> {
     if records.is_empty() {
         // Not forced: it reaches the disk with the first forced record, and before that
         // the master knows the opening balance.
-        wal.append(&TxRecord::Opened { balance: args.balance }).map_err(io_err)?;
+        wal.append(&Record::Opened { balance: args.balance }).map_err(io_err)?;
     } else {
         // A restart: everything this node knows comes from its log. What the dead
         // process wrote may not have been synced yet (it was killed between writing
@@ -102,8 +104,8 @@ pub fn run(args: NodeArgs) -> io::Result<()> {
     let (mut sent, mut got) = (HashMap::default(), HashMap::default());
     for rec in &records {
         match *rec {
-            TxRecord::Sent { to, amount } => sent.entry(to).or_insert_with(Vec::new).push(amount),
-            TxRecord::Deposited { from, .. } => *got.entry(from).or_insert(0) += 1,
+            Record::Sent { to, amount } => sent.entry(to).or_insert_with(Vec::new).push(amount),
+            Record::Deposited { from, .. } => *got.entry(from).or_insert(0) += 1,
             _ => {}
         }
     }
@@ -177,7 +179,7 @@ struct Node {
     next_seq: u64,
     effects: Vec<Effect>,
     /// The write-ahead log: every money move and two-phase-commit record.
-    wal: WalFile<TxRecord>,
+    wal: WalFile<Record>,
     /// Driven transactions whose other participant this node is and which still expect
     /// a message from it (its vote, or its ack), with their coordinator, in the order
     /// their `Drive` came. No command runs meanwhile.
@@ -279,40 +281,21 @@ struct LazyAck {
     buffered: usize,
 }
 
-/// The coordinator a credit side's step acks, when that step is only the commit of a
-/// transfer coordinated by its debit side (a forced `Committed`, the ack): the one step
-/// whose sync may wait (see [`LazyAck`]).
-fn lazy_ack(out: &[Effect], me: NodeId) -> Option<NodeId> {
-    let mut acked = None;
-    let mut committed = None;
+/// The peer a step's deferrable force serves, when that step is only a payee's commit
+/// and its ack to the coordinator that paid it (a [`Force::Deferrable`] record, then
+/// messages to that one peer): the one step whose sync may wait (see [`LazyAck`]).
+fn lazy_ack(out: &[Effect]) -> Option<NodeId> {
+    let mut deferrable = false;
+    let mut to = None;
     for e in out {
-        match *e {
-            Effect::Log { rec: TxRecord::Committed { spec }, force: true }
-                if spec.to == me && spec.coord == spec.from && committed.is_none() =>
-            {
-                committed = Some(spec)
-            }
-            Effect::Send { to, msg: ChannelMsg::Tx(TxMsg::Ack { tx }) } if acked.is_none() => {
-                acked = Some((to, tx))
-            }
+        match e {
+            Effect::Log { force: Force::Deferrable, .. } if !deferrable => deferrable = true,
+            Effect::Send { to: t, .. } if to.is_none_or(|p| p == *t) => to = Some(*t),
             Effect::Point(_) => {}
             _ => return None,
         }
     }
-    match (committed, acked) {
-        (Some(spec), Some((to, tx))) if spec.tx == tx && to == spec.coord => Some(to),
-        _ => None,
-    }
-}
-
-/// Whether a participant's step sent its last message of `tx`: a NO vote, or its ack.
-fn ends_part(out: &[Effect], tx: TxnId) -> bool {
-    out.iter().any(|e| match e {
-        Effect::Send { msg: ChannelMsg::Tx(m), .. } if m.tx() == tx => {
-            matches!(m, TxMsg::Vote { no: Some(_), .. } | TxMsg::Ack { .. })
-        }
-        _ => false,
-    })
+    to.filter(|_| deferrable)
 }
 
 /// Why the event loop ended without an error.
@@ -429,8 +412,9 @@ impl Node {
         }
         let driving =
             self.pending.is_some() || !self.acking.is_empty() || !self.following.is_empty();
+        let commit = matches!(m, ChannelMsg::Commit(_));
         self.arrived.entry(from).or_default().push_back(m);
-        if driving && matches!(m, ChannelMsg::Tx(_)) {
+        if driving && commit {
             self.deliver_driven()?;
         }
         Ok(())
@@ -458,20 +442,21 @@ impl Node {
             let peers = peers.chain(self.acking.iter().map(|a| a.1));
             let mut peers = peers.chain(self.following.first().map(|f| f.1));
             let head = peers.find_map(|p| match self.arrived.get(&p)?.front()? {
-                &msg @ ChannelMsg::Tx(m) if self.delivers_now(p, m.tx()) => Some((p, msg, m.tx())),
+                msg @ ChannelMsg::Commit(m) if self.delivers_now(p, m.tx()) => {
+                    Some((p, msg.clone(), m.tx()))
+                }
                 _ => None,
             });
             let Some((from, msg, tx)) = head else { return Ok(()) };
             self.arrived.get_mut(&from).and_then(|q| q.pop_front());
             let mut out = std::mem::take(&mut self.effects);
             self.branch.on_deliver(from, msg, &mut out);
-            let aborted = self.branch.money().part(tx) == Some(PartState::Aborted);
-            if ends_part(&out, tx) || aborted {
+            if self.branch.done_with(tx) {
                 self.following.retain(|&(t, _)| t != tx);
             }
             // With nothing else waiting to leave, a credit side's ack may wait for the
             // next sync (see LazyAck).
-            let lazy = lazy_ack(&out, self.branch.id()).filter(|_| {
+            let lazy = lazy_ack(&out).filter(|_| {
                 !self.sync_due && !self.wal.is_dirty() && self.links.values().all(|l| !l.is_dirty())
             });
             self.apply(&mut out, None)?;
@@ -482,8 +467,8 @@ impl Node {
                 let buffered = self.links.get(&Peer::Node(peer)).map_or(0, Link::buffered);
                 self.lazy = Some(LazyAck { peer, buffered });
             }
-            let money = self.branch.money();
-            self.acking.retain(|&(t, _)| !money.finished(t));
+            let branch = &self.branch;
+            self.acking.retain(|&(t, _)| !branch.finished(t));
             let acking = &self.acking;
             self.hurried.retain(|p| acking.iter().any(|a| a.1 == *p));
             self.answer_pending()?;
@@ -519,17 +504,15 @@ impl Node {
     /// once the coordinator is done with it.
     fn answer_pending(&mut self) -> io::Result<()> {
         let Some(p) = self.pending else { return Ok(()) };
-        let money = self.branch.money();
         if !p.answered {
-            let Some(outcome) = money.decision(p.tx) else { return Ok(()) };
+            let Some(outcome) = self.branch.decision(p.tx) else { return Ok(()) };
             let msg = self.decided(p.seq, p.tx, outcome);
             self.link(p.asker)?.push(&msg);
             self.pending = Some(Pending { answered: true, ..p });
         }
-        let money = self.branch.money();
-        if money.finished(p.tx) {
+        if self.branch.finished(p.tx) {
             self.pending = None;
-        } else if money.part(p.tx) == Some(PartState::Committed) {
+        } else if self.branch.applied(p.tx) {
             // Committed, and its own leg (the debit) is final: only the ack is to come.
             self.acking.push((p.tx, p.peer));
             self.pending = None;
@@ -540,12 +523,11 @@ impl Node {
     /// The answer to the `Transfer` command number `seq`, once its coordinator (this
     /// node) has decided `tx`.
     fn decided(&self, seq: u64, tx: TxnId, outcome: TxOutcome) -> Message {
-        let money = self.branch.money();
         let report = TxReport {
             sent: Vec::new(),
             decided: vec![(tx, outcome)],
-            balance: money.balance(),
-            held: money.held(),
+            balance: self.branch.balance(),
+            held: self.branch.held(),
             dropped: Vec::new(),
         };
         Message::Report { seq, report: Report::TxStep(report) }

@@ -1,6 +1,6 @@
 //! Unit tests of `mod.rs`, kept apart so the module reads in one sitting.
 use super::*;
-use crate::wire::TxSpec;
+use crate::wire::{Protocol, TxSpec};
 
 /// Runs `spec` between branches 1 and 2 to its end, delivering every message at once;
 /// returns each step's effects with the node that took it.
@@ -11,7 +11,7 @@ fn steps(spec: TxSpec) -> Vec<(NodeId, Vec<Effect>)> {
     branches[0].on_setup(&[b], &[], &mut setup);
     branches[1].on_setup(&[a], &[], &mut setup);
     let mut out = Vec::new();
-    branches[(spec.coord.0 - 1) as usize].on_transfer(spec, &mut out);
+    branches[(spec.coord.0 - 1) as usize].on_start(&spec, Protocol::TwoPc, &mut out);
     let mut steps = vec![(spec.coord, out)];
     let mut i = 0;
     while i < steps.len() {
@@ -34,14 +34,14 @@ fn steps(spec: TxSpec) -> Vec<(NodeId, Vec<Effect>)> {
 #[test]
 fn only_a_credit_sides_commit_for_a_debit_coordinator_may_hold_its_ack() {
     let (a, b) = (NodeId(1), NodeId(2));
-    let spec = TxSpec { tx: TxnId(1), from: a, to: b, amount: Amount(30), coord: a };
+    let spec = TxSpec::transfer(TxnId(1), a, b, Amount(30), a);
     let lazy: Vec<(NodeId, Option<NodeId>)> =
-        steps(spec).iter().map(|(at, out)| (*at, lazy_ack(out, *at))).collect();
+        steps(spec.clone()).iter().map(|(at, out)| (*at, lazy_ack(out))).collect();
     // Transfer, Prepare at 2, Vote at 1 (decision, Credit), Credit at 2, Ack at 1.
     assert_eq!(lazy, vec![(a, None), (b, None), (a, None), (b, Some(a)), (a, None)]);
 
     let via_credit = TxSpec { coord: b, ..spec };
     let all = steps(via_credit);
     assert!(all.len() > 3, "the transfer ran: {all:?}");
-    assert!(all.iter().all(|(at, out)| lazy_ack(out, *at).is_none()), "{all:?}");
+    assert!(all.iter().all(|(_, out)| lazy_ack(out).is_none()), "{all:?}");
 }

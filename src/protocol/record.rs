@@ -1,5 +1,6 @@
-//! The node's write-ahead-log record: plain money moves, and what each commit protocol
-//! promises (forced) or notes (lazy). Replayed by `TxNode::recover`.
+//! The node's write-ahead-log record: plain money moves, a participant's legs (shared by
+//! every protocol), and what each commit protocol promises (forced) or notes (lazy).
+//! Replayed by `Branch::recover`; a leaf module (it imports only the wire's vocabulary).
 //!
 //! postcard is not self-describing: append variants, never reorder them.
 
@@ -7,41 +8,13 @@ use crate::ids::{Amount, NodeId, TxnId};
 use crate::wire::{Accept, Ballot, TxSpec};
 use serde::{Deserialize, Serialize};
 
-/// A record of a node's write-ahead log: money moves and every protocol's promises.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum TxRecord {
+/// A record of a node's write-ahead log.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Record {
     /// The node was created with this balance.
     Opened {
         /// The opening balance.
         balance: Amount,
-    },
-    /// A participant voted YES (forced before the vote).
-    Prepared {
-        /// The transfer.
-        spec: TxSpec,
-    },
-    /// The coordinator decided (forced when commit; lazy when abort). When the coordinator
-    /// is the debit node, a commit decision is also the debit.
-    Decision {
-        /// The transfer.
-        spec: TxSpec,
-        /// Commit or abort.
-        commit: bool,
-    },
-    /// A participant applied a commit (forced): the debit, or the credit.
-    Committed {
-        /// The transfer.
-        spec: TxSpec,
-    },
-    /// A participant released its hold after an abort (lazy).
-    Aborted {
-        /// The transaction.
-        tx: TxnId,
-    },
-    /// The coordinator heard every ack (lazy).
-    End {
-        /// The transaction.
-        tx: TxnId,
     },
     /// A plain `Send` debited this much (written before the Transfer leaves). The
     /// Transfers to each peer are numbered in the order of these records.
@@ -58,82 +31,116 @@ pub enum TxRecord {
         /// How much.
         amount: Amount,
     },
-    /// A record of three-phase commit's own.
+    /// A participant's leg, whatever its protocol.
+    Leg(LegRecord),
+    /// Two-phase commit's own.
+    TwoPc(TwoPcRecord),
+    /// Three-phase commit's own.
     ThreePc(ThreeRecord),
-    /// A record of Paxos Commit's own.
+    /// Paxos Commit's own.
     Paxos(PaxosRecord),
 }
 
-impl TxRecord {
-    /// The transaction this record is about, if it is about one.
-    pub fn tx(&self) -> Option<TxnId> {
-        match *self {
-            TxRecord::Opened { .. } | TxRecord::Sent { .. } | TxRecord::Deposited { .. } => None,
-            TxRecord::Prepared { spec }
-            | TxRecord::Decision { spec, .. }
-            | TxRecord::Committed { spec } => Some(spec.tx),
-            TxRecord::Aborted { tx } | TxRecord::End { tx } => Some(tx),
-            TxRecord::ThreePc(
-                ThreeRecord::Prepared { spec }
-                | ThreeRecord::PreCommitting { spec }
-                | ThreeRecord::PreCommitted { spec }
-                | ThreeRecord::Decision { spec, .. },
-            ) => Some(spec.tx),
-            TxRecord::Paxos(
-                PaxosRecord::Prepared { spec, .. }
-                | PaxosRecord::Promise { spec, .. }
-                | PaxosRecord::Accept { spec, .. }
-                | PaxosRecord::Ballot { spec, .. }
-                | PaxosRecord::Decision { spec, .. },
-            ) => Some(spec.tx),
-        }
-    }
+/// What every protocol's participant logs alike.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LegRecord {
+    /// A participant applied the commit of its own part (forced): a payer's debit (its
+    /// payments follow), or the commit of a part with nothing to pay.
+    Committed {
+        /// The transaction.
+        spec: TxSpec,
+    },
+    /// A payee got one payment (forced before it acks or anything else follows).
+    Credited {
+        /// The transaction.
+        spec: TxSpec,
+        /// The payer.
+        from: NodeId,
+    },
+    /// A participant released its hold after an abort (lazy).
+    Aborted {
+        /// The transaction.
+        tx: TxnId,
+    },
 }
 
-/// Three-phase commit's records; `Committed`, `Aborted` and `End` are the shared ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ThreeRecord {
+/// Two-phase commit's records.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TwoPcRecord {
     /// A participant voted YES (forced before the vote).
     Prepared {
-        /// The transfer.
+        /// The transaction.
         spec: TxSpec,
     },
-    /// The coordinator has every YES (forced before the first `PreCommit`); its own leg,
-    /// if it has one, is pre-committed with it.
-    PreCommitting {
-        /// The transfer.
-        spec: TxSpec,
-    },
-    /// A participant is pre-committed (forced before its ack).
-    PreCommitted {
-        /// The transfer.
-        spec: TxSpec,
-    },
-    /// The coordinator, or the termination protocol's leader, decided (forced when commit;
-    /// a commit at the debit node is also its debit).
+    /// The coordinator decided (forced when commit; lazy when abort). When the
+    /// coordinator is a participant, a commit decision is also its own part's commit.
     Decision {
-        /// The transfer.
+        /// The transaction.
         spec: TxSpec,
         /// Commit or abort.
         commit: bool,
     },
+    /// The coordinator heard every ack (lazy).
+    End {
+        /// The transaction.
+        tx: TxnId,
+    },
 }
 
-/// Paxos Commit's records; `Committed`, `Aborted` and `End` are the shared ones. Each
-/// carries the transfer and its acceptors, so that any of them lets a restarted node lead.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PaxosRecord {
-    /// A participant voted YES (forced before its vote leaves; the debit side holds the
-    /// amount).
+/// Three-phase commit's records.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ThreeRecord {
+    /// A participant voted YES (forced before the vote).
     Prepared {
-        /// The transfer.
+        /// The transaction.
+        spec: TxSpec,
+    },
+    /// The coordinator has every YES (forced before the first `PreCommit`); its own part,
+    /// if it has one, is pre-committed with it.
+    PreCommitting {
+        /// The transaction.
+        spec: TxSpec,
+    },
+    /// A participant is pre-committed (forced before its ack).
+    PreCommitted {
+        /// The transaction.
+        spec: TxSpec,
+    },
+    /// The coordinator, or the termination protocol's leader, decided (forced when
+    /// commit; a commit at a paying coordinator is also its debit).
+    Decision {
+        /// The transaction.
+        spec: TxSpec,
+        /// Commit or abort.
+        commit: bool,
+    },
+    /// The coordinator heard every ack (lazy).
+    End {
+        /// The transaction.
+        tx: TxnId,
+    },
+    /// Asked about a transaction it knew nothing of, this node answered abort (forced
+    /// before the answer): it will never vote YES on it, even after a crash.
+    Refused {
+        /// The transaction.
+        tx: TxnId,
+    },
+}
+
+/// Paxos Commit's records. Each carries the transaction and its acceptors, so that any of
+/// them lets a restarted node lead.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PaxosRecord {
+    /// A participant voted YES (forced before its vote leaves; a payer holds its part).
+    Prepared {
+        /// The transaction.
         spec: TxSpec,
         /// Its acceptors.
         acceptors: [NodeId; 3],
     },
     /// An acceptor promised to accept nothing below `bal` (forced before its 1b).
     Promise {
-        /// The transfer.
+        /// The transaction.
         spec: TxSpec,
         /// Its acceptors.
         acceptors: [NodeId; 3],
@@ -142,7 +149,7 @@ pub enum PaxosRecord {
     },
     /// An acceptor accepted a value (forced before its 2b).
     Accept {
-        /// The transfer.
+        /// The transaction.
         spec: TxSpec,
         /// Its acceptors.
         acceptors: [NodeId; 3],
@@ -152,7 +159,7 @@ pub enum PaxosRecord {
     /// A leader took ballot `bal` (forced before its first message with it): a restarted
     /// node never takes a ballot twice.
     Ballot {
-        /// The transfer.
+        /// The transaction.
         spec: TxSpec,
         /// Its acceptors.
         acceptors: [NodeId; 3],
@@ -161,11 +168,72 @@ pub enum PaxosRecord {
     },
     /// The decision, as this node learnt it.
     Decision {
-        /// The transfer.
+        /// The transaction.
         spec: TxSpec,
         /// Its acceptors.
         acceptors: [NodeId; 3],
         /// Commit or abort.
         commit: bool,
     },
+    /// The coordinator heard every ack (lazy).
+    End {
+        /// The transaction.
+        tx: TxnId,
+    },
+}
+
+impl Record {
+    /// The transaction this record is about, if it is about one.
+    pub fn tx(&self) -> Option<TxnId> {
+        match self {
+            Record::Opened { .. } | Record::Sent { .. } | Record::Deposited { .. } => None,
+            Record::Leg(r) => Some(match r {
+                LegRecord::Committed { spec } | LegRecord::Credited { spec, .. } => spec.tx,
+                LegRecord::Aborted { tx } => *tx,
+            }),
+            Record::TwoPc(r) => Some(match r {
+                TwoPcRecord::Prepared { spec } | TwoPcRecord::Decision { spec, .. } => spec.tx,
+                TwoPcRecord::End { tx } => *tx,
+            }),
+            Record::ThreePc(r) => Some(match r {
+                ThreeRecord::Prepared { spec }
+                | ThreeRecord::PreCommitting { spec }
+                | ThreeRecord::PreCommitted { spec }
+                | ThreeRecord::Decision { spec, .. } => spec.tx,
+                ThreeRecord::End { tx } | ThreeRecord::Refused { tx } => *tx,
+            }),
+            Record::Paxos(r) => Some(match r {
+                PaxosRecord::Prepared { spec, .. }
+                | PaxosRecord::Promise { spec, .. }
+                | PaxosRecord::Accept { spec, .. }
+                | PaxosRecord::Ballot { spec, .. }
+                | PaxosRecord::Decision { spec, .. } => spec.tx,
+                PaxosRecord::End { tx } => *tx,
+            }),
+        }
+    }
+}
+
+impl From<LegRecord> for Record {
+    fn from(r: LegRecord) -> Record {
+        Record::Leg(r)
+    }
+}
+
+impl From<TwoPcRecord> for Record {
+    fn from(r: TwoPcRecord) -> Record {
+        Record::TwoPc(r)
+    }
+}
+
+impl From<ThreeRecord> for Record {
+    fn from(r: ThreeRecord) -> Record {
+        Record::ThreePc(r)
+    }
+}
+
+impl From<PaxosRecord> for Record {
+    fn from(r: PaxosRecord) -> Record {
+        Record::Paxos(r)
+    }
 }

@@ -22,15 +22,15 @@
 //! and every node that had already recorded `k` sends marker `k` first on its new channel
 //! (see [`Snapshots::on_peer_added`]).
 
+use super::effect::Effect;
 use crate::ids::{Amount, NodeId, SnapshotId};
-use crate::protocol::Effect;
 use crate::wire::{
     ChannelMsg, GlobalSnapshot, Incomplete, LocalReport, ObserverReply, RecordedState,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What one node recorded for one snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct LocalSnapshot {
     /// The balance at the moment of recording.
     pub balance: Amount,
@@ -48,7 +48,7 @@ impl LocalSnapshot {
 }
 
 /// Every snapshot one node takes part in.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Snapshots {
     taken: BTreeMap<SnapshotId, LocalSnapshot>,
     /// Ids whose `open` set is not empty: the only ones a Transfer can be recorded into,

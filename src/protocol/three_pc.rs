@@ -1,41 +1,45 @@
-//! Three-phase commit of one transfer, at one node, as a pure machine: Skeen's protocol
-//! ("Nonblocking Commit Protocols", SIGMOD 1981) with the termination protocol of
-//! Bernstein, Hadzilacos and Goodman ("Concurrency Control and Recovery in Database
-//! Systems", 1987, ch. 7).
+//! Three-phase commit, at one node, as a pure machine: Skeen's protocol ("Nonblocking
+//! Commit Protocols", SIGMOD 1981) with the termination protocol of Bernstein,
+//! Hadzilacos and Goodman ("Concurrency Control and Recovery in Database Systems", 1987,
+//! ch. 7), for a transaction of any number of parts.
 //!
 //! 1. The coordinator sends `Prepare`; each participant votes as escrow says, a YES
 //!    forced (`Prepared`) first, as in two-phase commit.
 //! 2. With every YES, the coordinator forces `PreCommitting` and sends `PreCommit` to each
-//!    participant in id order; a participant forces `PreCommitted` and acks. No state is
-//!    next to both commit and abort, which is what lets the others finish without the
+//!    participant in part order; a participant forces `PreCommitted` and acks. No state
+//!    is next to both commit and abort, which is what lets the others finish without the
 //!    coordinator.
 //! 3. With every ack, the coordinator forces its commit and sends `DoCommit` (the money
-//!    itself when it is the debit side); the legs finish as in two-phase commit.
+//!    itself to a participant it pays); the parts finish as in two-phase commit.
 //!
 //! A coordinator that does not hear an ack in time counts that participant as failed
 //! and commits anyway. This is the textbook rule, safe only with a perfect failure
 //! detector: under a partition or a pause the participant cut off runs the termination
-//! protocol alone and aborts, and the transfer splits (`Check` says so).
+//! protocol alone and aborts, and the transaction splits (`Check` says so).
 //!
-//! **Termination.** A participant that times out while uncertain (`Prepared`) or
-//! pre-committed never decides alone: the participants it can reach elect the lowest id,
-//! which asks every reachable one its state (`StateReq`, `State`) and decides (TR1–TR4):
-//! any aborted ⇒ abort; any committed ⇒ commit; all uncertain ⇒ abort; some pre-committed
-//! ⇒ pre-commit the rest, then commit. A node that restarts in doubt asks the others
-//! (`DecisionReq`) and does not take part in a termination until it has learnt the
-//! outcome, unless every node of the transfer can be reached.
+//! **Termination** (`three_pc/termination.rs`). A participant that times out while
+//! uncertain (`Prepared`) or pre-committed never decides alone: the participants it can
+//! reach elect the lowest id, which asks every reachable one its state (`StateReq`,
+//! `State`) and decides (TR1–TR4): any aborted ⇒ abort; any committed ⇒ commit; all
+//! uncertain ⇒ abort; some pre-committed ⇒ pre-commit the rest, then commit. A node that
+//! restarts in doubt asks the others (`DecisionReq`) and does not take part in a
+//! termination until it has learnt the outcome, unless every node of the transaction can
+//! be reached.
 
-use super::commit::Ctx;
-use super::legs::{Legs, PartState};
-use super::record::{ThreeRecord, TxRecord};
-use crate::ids::{NodeId, TxnId};
-use crate::wire::{AbortReason, CrashPoint, Protocol, ThreeMsg, TxMsg, TxOutcome, TxSpec, TxState};
+use super::commit::{CommitProtocol, Facts};
+use super::effect::{Ctx, Force};
+use super::participant::{Credited, LegState, Participant};
+use super::record::{Record, ThreeRecord};
+use crate::ids::{Amount, NodeId, TxnId};
+use crate::wire::{AbortReason, CrashPoint, Protocol, ThreeMsg, TxOutcome, TxSpec, TxState};
 use std::collections::{BTreeMap, BTreeSet};
 
 mod termination;
 
+type Cx<'a> = Ctx<'a, ThreeMsg>;
+
 /// A coordinator's view of one transaction.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Coord {
     /// Waiting for votes; the set holds who voted YES.
     Voting(BTreeSet<NodeId>),
@@ -50,7 +54,7 @@ enum Coord {
 }
 
 /// A termination this node leads.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Term {
     spec: TxSpec,
     reason: AbortReason,
@@ -62,108 +66,51 @@ struct Term {
     pre_committing: bool,
 }
 
-/// The transactions this node runs by three-phase commit, in any role.
-#[derive(Debug, Clone, Default)]
+/// The transactions this node runs by three-phase commit, in any role (its parts' legs
+/// are the [`Participant`]'s).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct ThreePc {
     coords: BTreeMap<TxnId, (TxSpec, Coord)>,
-    /// Legs pre-committed here.
+    /// Parts pre-committed here.
     pre: BTreeSet<TxnId>,
     /// Terminations led here.
     terms: BTreeMap<TxnId, Term>,
     /// Outcomes this node knows (decided, or told).
     decided: BTreeMap<TxnId, (TxSpec, bool)>,
     /// Restarted in doubt: asks, and answers a `StateReq` only from a leader that reaches
-    /// every node of the transfer, until it learns the outcome.
+    /// every node of the transaction, until it learns the outcome.
     recovering: BTreeSet<TxnId>,
     /// Answered a `StateReq` knowing nothing of the transaction: it never votes YES now.
     refused: BTreeSet<TxnId>,
 }
 
 impl ThreePc {
-    /// Whether this node knows `tx` as a three-phase-commit transaction.
-    pub fn knows(&self, tx: TxnId) -> bool {
-        self.coords.contains_key(&tx)
-            || self.decided.contains_key(&tx)
-            || self.terms.contains_key(&tx)
-            || self.refused.contains(&tx)
-    }
-
-    /// The transfer, as coordinator, leader or from a known outcome.
-    pub fn spec(&self, tx: TxnId) -> Option<TxSpec> {
+    /// The transaction, as coordinator, leader or from a known outcome.
+    fn spec(&self, tx: TxnId) -> Option<&TxSpec> {
         self.coords
             .get(&tx)
-            .map(|c| c.0)
-            .or_else(|| self.terms.get(&tx).map(|t| t.spec))
-            .or_else(|| self.decided.get(&tx).map(|d| d.0))
+            .map(|c| &c.0)
+            .or_else(|| self.terms.get(&tx).map(|t| &t.spec))
+            .or_else(|| self.decided.get(&tx).map(|d| &d.0))
     }
 
-    /// Whether this node's leg in `tx` is pre-committed (and not yet known committed).
-    pub fn pre_committed(&self, tx: TxnId) -> bool {
+    /// Whether this node's part in `tx` is pre-committed (and not yet known committed).
+    fn pre_committed(&self, tx: TxnId) -> bool {
         self.pre.contains(&tx) && !self.decided.contains_key(&tx)
     }
 
-    /// The decision this node took or learnt.
-    pub fn decision(&self, tx: TxnId) -> Option<TxOutcome> {
-        match self.coords.get(&tx).map(|c| &c.1) {
-            Some(Coord::Committed(_) | Coord::Ended) => return Some(TxOutcome::Committed),
-            Some(Coord::Aborted) => return Some(TxOutcome::Aborted(AbortReason::NodeDown)),
-            _ => {}
-        }
-        self.decided.get(&tx).map(|&(_, commit)| {
-            if commit {
-                TxOutcome::Committed
-            } else {
-                TxOutcome::Aborted(AbortReason::NodeDown)
-            }
-        })
-    }
-
-    /// Whether this node, as coordinator, is done with `tx`.
-    pub fn finished(&self, tx: TxnId) -> bool {
-        matches!(self.coords.get(&tx), Some((_, Coord::Aborted | Coord::Ended)))
-    }
-
-    /// A non-participant's state (a coordinator's, or an outcome it knows).
-    pub fn state(&self, tx: TxnId) -> Option<TxState> {
-        match self.coords.get(&tx).map(|c| &c.1) {
-            Some(Coord::Voting(_)) => return Some(TxState::Voting),
-            Some(Coord::PreCommitting(_)) => return Some(TxState::PreCommitted),
-            Some(Coord::Committed(_) | Coord::Ended) => return Some(TxState::Committed),
-            Some(Coord::Aborted) => return Some(TxState::Aborted),
-            None => {}
-        }
-        self.decided.get(&tx).map(|d| if d.1 { TxState::Committed } else { TxState::Aborted })
-    }
-
-    /// Transactions decided here (as coordinator or leader) or learnt.
-    pub fn decided(&self) -> impl Iterator<Item = &TxnId> {
-        self.coords.keys().chain(self.decided.keys())
-    }
-
-    /// Transactions waited on here, beyond the legs in doubt: coordinating, leading a
-    /// termination, recovering.
-    pub fn waiting(&self) -> impl Iterator<Item = TxnId> + '_ {
-        let coords = self.coords.iter().filter(|(_, (_, st))| {
-            matches!(st, Coord::Voting(_) | Coord::PreCommitting(_) | Coord::Committed(_))
-        });
-        coords
-            .map(|(tx, _)| *tx)
-            .chain(self.terms.keys().copied())
-            .chain(self.recovering.iter().copied())
-    }
-
     /// What this node says its state is, in a termination.
-    fn leg_state(&self, legs: &Legs, tx: TxnId) -> TxState {
+    fn leg_state(&self, part: &Participant, tx: TxnId) -> TxState {
         if let Some(&(_, commit)) = self.decided.get(&tx) {
             return if commit { TxState::Committed } else { TxState::Aborted };
         }
-        match legs.part(tx) {
-            Some(PartState::Committed | PartState::Prepared { commit_known: true }) => {
+        match part.state(tx) {
+            Some(LegState::Committed | LegState::Prepared { commit_known: true }) => {
                 TxState::Committed
             }
-            Some(PartState::Aborted) => TxState::Aborted,
-            Some(PartState::Prepared { .. }) if self.pre.contains(&tx) => TxState::PreCommitted,
-            Some(PartState::Prepared { .. }) => TxState::Prepared,
+            Some(LegState::Aborted) => TxState::Aborted,
+            Some(LegState::Prepared { .. }) if self.pre.contains(&tx) => TxState::PreCommitted,
+            Some(LegState::Prepared { .. }) => TxState::Prepared,
             None => match self.coords.get(&tx).map(|c| &c.1) {
                 Some(Coord::PreCommitting(_)) => TxState::PreCommitted,
                 Some(Coord::Voting(_)) => TxState::Prepared,
@@ -174,266 +121,200 @@ impl ThreePc {
         }
     }
 
-    /// This node coordinates `spec`. Its own leg votes at once (held without a record:
-    /// `PreCommitting` covers it); a NO aborts before anything leaves.
-    pub(super) fn on_start(&mut self, legs: &mut Legs, cx: &mut Ctx, spec: TxSpec) {
-        let mut yes = BTreeSet::new();
-        if spec.participants().contains(&cx.me) {
-            if let Some(reason) = legs.vote_on(spec) {
-                cx.log(TxRecord::ThreePc(ThreeRecord::Decision { spec, commit: false }), false);
-                self.coords.insert(spec.tx, (spec, Coord::Aborted));
-                cx.decided(spec.tx, TxOutcome::Aborted(reason));
-                return;
-            }
-            legs.take_prepared(spec, Protocol::ThreePc);
-            yes.insert(cx.me);
-        }
-        self.coords.insert(spec.tx, (spec, Coord::Voting(yes)));
-        for p in spec.participants() {
-            if p != cx.me {
-                cx.push_send(p, TxMsg::ThreePc(ThreeMsg::Prepare { spec }));
-            }
-        }
-    }
-
-    pub(super) fn on_message(&mut self, legs: &mut Legs, cx: &mut Ctx, from: NodeId, m: ThreeMsg) {
-        match m {
-            ThreeMsg::Prepare { spec } => self.on_prepare(legs, cx, spec),
-            ThreeMsg::PreCommit { tx } => self.on_pre_commit(legs, cx, from, tx),
-            ThreeMsg::PreCommitAck { tx } => self.on_pre_commit_ack(legs, cx, from, tx),
-            ThreeMsg::DoCommit { tx } => self.on_decide(legs, cx, tx, true),
-            ThreeMsg::DecisionReq { tx } => self.on_decision_req(legs, cx, from, tx),
-            ThreeMsg::StateReq { tx, all } => {
-                if self.recovering.contains(&tx) && !all {
-                    return; // in recovery: it takes part only when every node does
-                }
-                if let Some((spec, Coord::Voting(_))) = self.coords.get(&tx).cloned() {
-                    // A coordinator still voting aborts before it answers.
-                    self.coordinator_abort(legs, cx, spec, AbortReason::Timeout, None);
-                }
-                let state = self.leg_state(legs, tx);
-                if state == TxState::None {
-                    self.refuse(cx, tx);
-                }
-                cx.send(from, TxMsg::ThreePc(ThreeMsg::State { tx, state }));
-            }
-            ThreeMsg::State { tx, state } => {
-                let Some(t) = self.terms.get_mut(&tx) else { return };
-                if t.pre_committing {
-                    return;
-                }
-                t.states.insert(from, state);
-                t.waiting.remove(&from);
-                if t.waiting.is_empty() {
-                    self.decide_termination(legs, cx, tx);
-                }
-            }
-        }
-    }
-
-    /// Asked about a transfer it knows nothing of, this node aborts it: it never voted
-    /// YES on it, and never will (see `on_decision_req`).
-    fn refuse(&mut self, cx: &mut Ctx, tx: TxnId) {
+    /// Asked about a transaction it knows nothing of, this node aborts it: it never voted
+    /// YES on it, and never will (see `on_decision_req`). That is a promise, forced before
+    /// the answer: a node that forgot it in a crash could vote YES on a transaction the
+    /// asker has aborted on its word (the simulation found it, with four parts).
+    fn refuse(&mut self, cx: &mut Cx, tx: TxnId) {
         if self.refused.insert(tx) {
-            cx.decided(tx, TxOutcome::Aborted(AbortReason::NodeDown));
+            cx.out.log(ThreeRecord::Refused { tx }, Force::Now);
+            cx.out.decided(tx, TxOutcome::Aborted(AbortReason::NodeDown));
         }
     }
 
     /// Participant, step 1.
-    fn on_prepare(&mut self, legs: &mut Legs, cx: &mut Ctx, spec: TxSpec) {
+    fn on_prepare(&mut self, part: &mut Participant, cx: &mut Cx, spec: TxSpec) {
         let tx = spec.tx;
-        if let Some(st) = legs.part(tx) {
-            let no = matches!(st, PartState::Aborted).then_some(AbortReason::Timeout);
-            cx.send(spec.coord, TxMsg::Vote { tx, no });
+        if let Some(st) = part.state(tx) {
+            let no = (st == LegState::Aborted).then_some(AbortReason::Timeout);
+            cx.send(spec.coord, ThreeMsg::Vote { tx, no });
             return;
         }
         if self.refused.contains(&tx) || self.decided.contains_key(&tx) {
-            cx.send(spec.coord, TxMsg::Vote { tx, no: Some(AbortReason::Timeout) });
+            cx.send(spec.coord, ThreeMsg::Vote { tx, no: Some(AbortReason::Timeout) });
             return;
         }
-        cx.point(CrashPoint::BeforeVote);
-        let no = legs.vote_on(spec);
+        cx.out.point(CrashPoint::BeforeVote);
+        let no = part.vote(&spec);
         if no.is_none() {
-            cx.log(TxRecord::ThreePc(ThreeRecord::Prepared { spec }), true);
-            legs.take_prepared(spec, Protocol::ThreePc);
+            cx.out.log(ThreeRecord::Prepared { spec: spec.clone() }, Force::Now);
+            part.prepare(&spec, Protocol::ThreePc);
         }
-        cx.send(spec.coord, TxMsg::Vote { tx, no });
+        cx.send(spec.coord, ThreeMsg::Vote { tx, no });
         if no.is_none() {
-            cx.point(CrashPoint::AfterVote);
+            cx.out.point(CrashPoint::AfterVote);
         }
     }
 
-    /// Coordinator, step 2: every YES in, pre-commit (forced), `PreCommit` in id order.
-    pub(super) fn on_vote(
+    /// Coordinator, step 2: a vote. With every YES in, pre-commit (forced), then
+    /// `PreCommit` to each participant in part order.
+    fn on_vote(
         &mut self,
-        legs: &mut Legs,
-        cx: &mut Ctx,
+        part: &mut Participant,
+        cx: &mut Cx,
         from: NodeId,
         tx: TxnId,
         no: Option<AbortReason>,
     ) {
         let Some((spec, Coord::Voting(yes))) = self.coords.get_mut(&tx) else { return };
-        let spec = *spec;
         if let Some(reason) = no {
-            self.coordinator_abort(legs, cx, spec, reason, Some(from));
+            let spec = spec.clone();
+            self.coordinator_abort(part, cx, spec, reason, Some(from));
             return;
         }
         yes.insert(from);
-        if !spec.participants().iter().all(|p| yes.contains(p)) {
+        self.count_votes(part, cx, tx);
+    }
+
+    fn count_votes(&mut self, part: &mut Participant, cx: &mut Cx, tx: TxnId) {
+        let Some((spec, Coord::Voting(yes))) = self.coords.get(&tx) else { return };
+        if !spec.participants().all(|p| yes.contains(&p)) {
             return;
         }
-        cx.point(CrashPoint::BeforePreCommit);
-        cx.log(TxRecord::ThreePc(ThreeRecord::PreCommitting { spec }), true);
+        let (spec, me) = (spec.clone(), cx.me());
+        cx.out.point(CrashPoint::BeforePreCommit);
+        cx.out.log(ThreeRecord::PreCommitting { spec: spec.clone() }, Force::Now);
         let mut acked = BTreeSet::new();
-        if spec.participants().contains(&cx.me) {
+        if spec.is_participant(me) {
             self.pre.insert(tx);
-            acked.insert(cx.me);
+            acked.insert(me);
         }
-        self.coords.insert(tx, (spec, Coord::PreCommitting(acked)));
-        let remote: Vec<NodeId> = spec.participants().into_iter().filter(|&p| p != cx.me).collect();
+        self.coords.insert(tx, (spec.clone(), Coord::PreCommitting(acked)));
+        let remote: Vec<NodeId> = spec.participants().filter(|&p| p != me).collect();
         for (i, &p) in remote.iter().enumerate() {
             if i > 0 {
-                cx.point(CrashPoint::MidPreCommit);
+                cx.out.point(CrashPoint::MidPreCommit);
             }
-            cx.push_send(p, TxMsg::ThreePc(ThreeMsg::PreCommit { tx }));
+            cx.push_send(p, ThreeMsg::PreCommit { tx });
         }
-        cx.point(CrashPoint::AfterPreCommit);
+        cx.out.point(CrashPoint::AfterPreCommit);
+        if remote.is_empty() {
+            self.coordinator_commit(part, cx, spec);
+        }
     }
 
     /// Participant (asked by the coordinator or a termination's leader): pre-commit.
-    fn on_pre_commit(&mut self, legs: &mut Legs, cx: &mut Ctx, from: NodeId, tx: TxnId) {
-        match legs.part(tx) {
-            Some(PartState::Prepared { .. }) if !self.pre.contains(&tx) => {
-                let spec = legs.spec(tx).expect("a part has its spec");
-                cx.log(TxRecord::ThreePc(ThreeRecord::PreCommitted { spec }), true);
+    fn on_pre_commit(&mut self, part: &mut Participant, cx: &mut Cx, from: NodeId, tx: TxnId) {
+        match part.state(tx) {
+            Some(LegState::Prepared { .. }) if !self.pre.contains(&tx) => {
+                let spec = part.spec(tx).expect("a leg has its spec").clone();
+                cx.out.log(ThreeRecord::PreCommitted { spec }, Force::Now);
                 self.pre.insert(tx);
-                cx.send(from, TxMsg::ThreePc(ThreeMsg::PreCommitAck { tx }));
-                cx.point(CrashPoint::AfterPreCommit);
+                cx.send(from, ThreeMsg::PreCommitAck { tx });
+                cx.out.point(CrashPoint::AfterPreCommit);
             }
-            Some(PartState::Prepared { .. }) => {
-                cx.send(from, TxMsg::ThreePc(ThreeMsg::PreCommitAck { tx }))
-            }
+            Some(LegState::Prepared { .. }) => cx.send(from, ThreeMsg::PreCommitAck { tx }),
             // A participant that has finished ignores the protocol's messages.
             _ => {}
         }
     }
 
-    fn on_pre_commit_ack(&mut self, legs: &mut Legs, cx: &mut Ctx, from: NodeId, tx: TxnId) {
+    fn on_pre_commit_ack(&mut self, part: &mut Participant, cx: &mut Cx, from: NodeId, tx: TxnId) {
         if let Some((spec, Coord::PreCommitting(acked))) = self.coords.get_mut(&tx) {
             acked.insert(from);
-            let spec = *spec;
-            if spec.participants().iter().all(|p| acked.contains(p)) {
-                self.coordinator_commit(legs, cx, spec);
+            if spec.participants().all(|p| acked.contains(&p)) {
+                let spec = spec.clone();
+                self.coordinator_commit(part, cx, spec);
             }
             return;
         }
         if let Some(t) = self.terms.get_mut(&tx).filter(|t| t.pre_committing) {
             t.waiting.remove(&from);
             if t.waiting.is_empty() {
-                let spec = t.spec;
-                self.terminate(legs, cx, spec, true, AbortReason::NodeDown);
+                let spec = t.spec.clone();
+                self.terminate(part, cx, spec, true, AbortReason::NodeDown);
             }
         }
     }
 
-    /// Coordinator, step 3: commit forced, then `DoCommit` (or the money).
-    fn coordinator_commit(&mut self, legs: &mut Legs, cx: &mut Ctx, spec: TxSpec) {
-        let tx = spec.tx;
-        cx.point(CrashPoint::BeforeDecision);
-        cx.log(TxRecord::ThreePc(ThreeRecord::Decision { spec, commit: true }), true);
-        self.coords.insert(tx, (spec, Coord::Committed(BTreeSet::new())));
-        self.decided.insert(tx, (spec, true));
+    /// Coordinator, step 3: commit forced, then `DoCommit` (or the money), then its own
+    /// part, which the commit record covers.
+    fn coordinator_commit(&mut self, part: &mut Participant, cx: &mut Cx, spec: TxSpec) {
+        let (tx, me) = (spec.tx, cx.me());
+        cx.out.point(CrashPoint::BeforeDecision);
+        cx.out.log(ThreeRecord::Decision { spec: spec.clone(), commit: true }, Force::Now);
+        self.coords.insert(tx, (spec.clone(), Coord::Committed(BTreeSet::new())));
+        self.decided.insert(tx, (spec.clone(), true));
         // A coordinator that recovered pre-committing and then heard every ack (late
         // ones, sent before its crash) asks no more.
         self.recovering.remove(&tx);
-        cx.point(CrashPoint::AfterDecision);
-        cx.decided(tx, TxOutcome::Committed);
-        let remote: Vec<NodeId> = spec
-            .participants()
-            .into_iter()
-            .filter(|&p| p != cx.me && !(p == spec.to && spec.from == cx.me))
-            .collect();
+        cx.out.point(CrashPoint::AfterDecision);
+        cx.out.decided(tx, TxOutcome::Committed);
+        let remote: Vec<NodeId> =
+            spec.participants().filter(|&p| p != me && !spec.pays_to(me, p)).collect();
         for (i, &p) in remote.iter().enumerate() {
             if i > 0 {
-                cx.point(CrashPoint::MidCommit);
+                cx.out.point(CrashPoint::MidCommit);
             }
-            cx.push_send(p, TxMsg::ThreePc(ThreeMsg::DoCommit { tx }));
+            cx.push_send(p, ThreeMsg::DoCommit { tx });
         }
-        if spec.from == cx.me {
-            // The commit record is this node's debit; its money tells the credit side.
-            legs.debit(spec);
-            cx.push_send(spec.to, spec.credit());
-            cx.send(spec.coord, TxMsg::Ack { tx });
-        } else if spec.to == cx.me && !legs.applied(tx) {
-            legs.commit_known(spec);
+        if spec.is_participant(me) && part.commit_with_decision(&mut cx.out, tx) {
+            cx.send(me, ThreeMsg::Ack { tx });
         }
     }
 
     /// Coordinator: abort, telling every participant but the one whose NO decided it.
     fn coordinator_abort(
         &mut self,
-        legs: &mut Legs,
-        cx: &mut Ctx,
+        part: &mut Participant,
+        cx: &mut Cx,
         spec: TxSpec,
         reason: AbortReason,
         voted_no: Option<NodeId>,
     ) {
-        let tx = spec.tx;
-        cx.log(TxRecord::ThreePc(ThreeRecord::Decision { spec, commit: false }), false);
-        self.coords.insert(tx, (spec, Coord::Aborted));
-        self.decided.insert(tx, (spec, false));
+        let (tx, me) = (spec.tx, cx.me());
+        cx.out.log(ThreeRecord::Decision { spec: spec.clone(), commit: false }, Force::Lazy);
+        self.coords.insert(tx, (spec.clone(), Coord::Aborted));
+        self.decided.insert(tx, (spec.clone(), false));
         self.recovering.remove(&tx);
-        cx.decided(tx, TxOutcome::Aborted(reason));
-        if matches!(legs.part(tx), Some(PartState::Prepared { .. })) {
-            legs.release(spec);
+        cx.out.decided(tx, TxOutcome::Aborted(reason));
+        if matches!(part.state(tx), Some(LegState::Prepared { .. })) {
+            part.release(tx);
             self.pre.remove(&tx);
         }
-        let me = cx.me;
-        for p in spec.participants().into_iter().filter(|&p| Some(p) != voted_no && p != me) {
-            cx.push_send(p, TxMsg::Decide { tx, commit: false });
+        for p in spec.participants().filter(|&p| Some(p) != voted_no && p != me) {
+            cx.push_send(p, ThreeMsg::Decide { tx, commit: false });
         }
     }
 
     /// A participant learns the outcome (`DoCommit`, a `Decide`, an inquiry's answer).
-    pub(super) fn on_decide(&mut self, legs: &mut Legs, cx: &mut Ctx, tx: TxnId, commit: bool) {
+    fn on_decide(&mut self, part: &mut Participant, cx: &mut Cx, tx: TxnId, commit: bool) {
         self.recovering.remove(&tx);
-        let Some(spec) = legs.spec(tx) else {
-            if let Some(spec) = self.spec(tx) {
-                if !self.decided.contains_key(&tx) {
-                    // A coordinator whose PreCommitting is logged must not wake up to it
-                    // again: recovery would carry on towards a commit.
-                    if matches!(self.coords.get(&tx), Some((_, Coord::PreCommitting(_)))) {
-                        cx.log(TxRecord::ThreePc(ThreeRecord::Decision { spec, commit }), true);
-                    }
-                    self.learn(legs, spec, commit);
-                }
-            }
+        let Some(spec) = part.spec(tx).cloned() else {
+            self.learn_elsewhere(part, cx, tx, commit);
             return;
         };
-        match (legs.part(tx), commit) {
-            (Some(PartState::Prepared { .. }), true) => {
-                self.learn(legs, spec, true);
-                if spec.from == cx.me {
-                    legs.commit_debit(cx, spec);
-                } else {
-                    legs.commit_known(spec);
+        match (part.state(tx), commit) {
+            (Some(LegState::Prepared { .. }), true) => {
+                self.learn(part, &spec, true);
+                if part.commit_learnt(&mut cx.out, tx) {
+                    cx.send(spec.coord, ThreeMsg::Ack { tx });
                 }
             }
-            (Some(PartState::Prepared { .. }), false) => {
-                self.learn(legs, spec, false);
-                legs.abort_leg(cx, spec);
+            (Some(LegState::Prepared { .. }), false) => {
+                self.learn(part, &spec, false);
+                part.abort(&mut cx.out, tx);
                 if self.pre.remove(&tx) {
                     // PreCommitted is logged: the abort must outlive a crash, or recovery
-                    // would report this leg committable to a termination.
-                    let rec = ThreeRecord::Decision { spec, commit: false };
-                    cx.log(TxRecord::ThreePc(rec), true);
+                    // would report this part committable to a termination.
+                    cx.out.log(ThreeRecord::Decision { spec, commit: false }, Force::Now);
                 }
             }
-            (Some(PartState::Committed), true) => {
+            (Some(LegState::Committed), true) => {
                 if !self.decided.contains_key(&tx) {
-                    self.learn(legs, spec, true); // the money came first
+                    self.learn(part, &spec, true); // the money came first
                 }
-                cx.send(spec.coord, TxMsg::Ack { tx })
+                cx.send(spec.coord, ThreeMsg::Ack { tx })
             }
             // Committed here and told abort, or the reverse: the split three-phase commit
             // reaches under a partition or a pause. What is logged stays.
@@ -441,58 +322,69 @@ impl ThreePc {
         }
     }
 
+    /// A node with no part in `tx` (its coordinator, or a leader) learns the outcome.
+    fn learn_elsewhere(&mut self, part: &mut Participant, cx: &mut Cx, tx: TxnId, commit: bool) {
+        let Some(spec) = self.spec(tx).cloned() else { return };
+        if self.decided.contains_key(&tx) {
+            return;
+        }
+        // A coordinator whose PreCommitting is logged must not wake up to it again:
+        // recovery would carry on towards a commit.
+        if matches!(self.coords.get(&tx), Some((_, Coord::PreCommitting(_)))) {
+            cx.out.log(ThreeRecord::Decision { spec: spec.clone(), commit }, Force::Now);
+        }
+        self.learn(part, &spec, commit);
+    }
+
     /// This node learnt the outcome from another (a leader, or an inquiry's answer). A
     /// coordinator that had not decided follows it: committed, it collects the acks and
     /// sends the commit again when they are late; aborted, it is done.
-    fn learn(&mut self, legs: &Legs, spec: TxSpec, commit: bool) {
-        self.decided.insert(spec.tx, (spec, commit));
+    fn learn(&mut self, part: &Participant, spec: &TxSpec, commit: bool) {
+        self.decided.insert(spec.tx, (spec.clone(), commit));
         // Knowing the outcome (from a Decide, or from the money itself), a recovered
         // node asks no more.
         self.recovering.remove(&spec.tx);
         if let Some((_, st)) = self.coords.get_mut(&spec.tx) {
             if matches!(st, Coord::Voting(_) | Coord::PreCommitting(_)) {
-                // Its own leg, if applied already, has acked.
-                let acks = BTreeSet::from_iter(legs.applied(spec.tx).then_some(legs.id));
+                // Its own part, if applied already, has acked.
+                let acks = BTreeSet::from_iter(part.applied(spec.tx).then_some(part.id()));
                 *st = if commit { Coord::Committed(acks) } else { Coord::Aborted };
             }
-        }
-    }
-
-    /// The credit side applied the money, which only a commit sends.
-    pub(super) fn credited(&mut self, legs: &Legs, tx: TxnId) {
-        if let Some(spec) = legs.spec(tx).filter(|_| !self.decided.contains_key(&tx)) {
-            self.learn(legs, spec, true);
         }
     }
 
     /// Coordinator: a participant has applied the commit. A coordinator still
     /// pre-committing (recovered, its commit decided by a termination) learns the commit
     /// from it: only a commit is acked.
-    pub(super) fn on_ack(&mut self, legs: &Legs, cx: &mut Ctx, from: NodeId, tx: TxnId) {
-        if let Some(&(spec, Coord::PreCommitting(_))) = self.coords.get(&tx) {
-            cx.log(TxRecord::ThreePc(ThreeRecord::Decision { spec, commit: true }), true);
-            self.learn(legs, spec, true);
+    fn on_ack(&mut self, part: &mut Participant, cx: &mut Cx, from: NodeId, tx: TxnId) {
+        if let Some((spec, Coord::PreCommitting(_))) = self.coords.get(&tx) {
+            let spec = spec.clone();
+            cx.out.log(ThreeRecord::Decision { spec: spec.clone(), commit: true }, Force::Now);
+            self.learn(part, &spec, true);
+            // Its own part, still prepared, commits as any participant's that learns.
+            if part.commit_learnt(&mut cx.out, tx) {
+                cx.send(cx.me(), ThreeMsg::Ack { tx });
+            }
         }
         let Some((spec, Coord::Committed(acks))) = self.coords.get_mut(&tx) else { return };
         acks.insert(from);
-        if spec.participants().iter().all(|p| acks.contains(p)) {
-            let spec = *spec;
-            cx.log(TxRecord::End { tx }, false);
-            self.coords.insert(tx, (spec, Coord::Ended));
+        if spec.participants().all(|p| acks.contains(&p)) {
+            cx.out.log(ThreeRecord::End { tx }, Force::Lazy);
+            self.coords.get_mut(&tx).expect("matched above").1 = Coord::Ended;
         }
     }
 
     /// Someone asks for the outcome: whoever knows it says; a coordinator still voting
     /// aborts first; a node in doubt does not answer. A node that knows nothing of the
-    /// transfer answers abort and will vote NO if its `Prepare` comes later: it never
-    /// voted YES (so the transfer cannot commit), or it coordinated and lost its votes
-    /// in a crash before `PreCommitting` (so no one is pre-committed, and no
-    /// termination can commit).
-    fn on_decision_req(&mut self, legs: &mut Legs, cx: &mut Ctx, from: NodeId, tx: TxnId) {
+    /// transaction answers abort and will vote NO if its `Prepare` comes later: it never
+    /// voted YES (so the transaction cannot commit), or it coordinated and lost its votes
+    /// in a crash before `PreCommitting` (so no one is pre-committed, and no termination
+    /// can commit).
+    fn on_decision_req(&mut self, part: &mut Participant, cx: &mut Cx, from: NodeId, tx: TxnId) {
         if let Some((spec, Coord::Voting(_))) = self.coords.get(&tx).cloned() {
-            self.coordinator_abort(legs, cx, spec, AbortReason::Timeout, None);
+            self.coordinator_abort(part, cx, spec, AbortReason::Timeout, None);
         }
-        let known = match self.leg_state(legs, tx) {
+        let known = match self.leg_state(part, tx) {
             TxState::Committed => Some(true),
             TxState::Aborted => Some(false),
             TxState::None => {
@@ -502,95 +394,274 @@ impl ThreePc {
             _ => None,
         };
         if let Some(commit) = known {
-            cx.send(from, TxMsg::Decide { tx, commit });
+            cx.send(from, ThreeMsg::Decide { tx, commit });
+        }
+    }
+
+    /// Termination: a leader asks this node's state.
+    fn on_state_req(
+        &mut self,
+        part: &mut Participant,
+        cx: &mut Cx,
+        from: NodeId,
+        tx: TxnId,
+        all: bool,
+    ) {
+        if self.recovering.contains(&tx) && !all {
+            return; // in recovery: it takes part only when every node does
+        }
+        if let Some((spec, Coord::Voting(_))) = self.coords.get(&tx).cloned() {
+            // A coordinator still voting aborts before it answers.
+            self.coordinator_abort(part, cx, spec, AbortReason::Timeout, None);
+        }
+        let state = self.leg_state(part, tx);
+        if state == TxState::None {
+            self.refuse(cx, tx);
+        }
+        cx.send(from, ThreeMsg::State { tx, state });
+    }
+
+    /// Termination: a node's answer to this leader.
+    fn on_state(
+        &mut self,
+        part: &mut Participant,
+        cx: &mut Cx,
+        from: NodeId,
+        tx: TxnId,
+        state: TxState,
+    ) {
+        let Some(t) = self.terms.get_mut(&tx) else { return };
+        if t.pre_committing {
+            return;
+        }
+        t.states.insert(from, state);
+        t.waiting.remove(&from);
+        if t.waiting.is_empty() {
+            self.decide_termination(part, cx, tx);
         }
     }
 
     /// Replays a record of three-phase commit's.
-    pub(super) fn replay(&mut self, legs: &mut Legs, rec: &ThreeRecord) {
-        match *rec {
-            ThreeRecord::Prepared { spec } => legs.take_prepared(spec, Protocol::ThreePc),
+    fn replay_three(&mut self, part: &mut Participant, rec: &ThreeRecord) {
+        let me = part.id();
+        match rec {
+            ThreeRecord::Prepared { spec } => part.prepare(spec, Protocol::ThreePc),
             ThreeRecord::PreCommitting { spec } => {
                 let mut acked = BTreeSet::new();
-                if spec.participants().contains(&legs.id) {
-                    legs.take_prepared(spec, Protocol::ThreePc);
+                if spec.is_participant(me) {
+                    part.prepare(spec, Protocol::ThreePc);
                     self.pre.insert(spec.tx);
-                    acked.insert(legs.id);
+                    acked.insert(me);
                 }
-                self.coords.insert(spec.tx, (spec, Coord::PreCommitting(acked)));
+                self.coords.insert(spec.tx, (spec.clone(), Coord::PreCommitting(acked)));
             }
             ThreeRecord::PreCommitted { spec } => {
                 self.pre.insert(spec.tx);
             }
-            ThreeRecord::Decision { spec, commit } => {
-                self.decided.insert(spec.tx, (spec, commit));
-                let part = legs.part(spec.tx);
-                if spec.coord == legs.id {
-                    let st =
-                        if commit { Coord::Committed(BTreeSet::new()) } else { Coord::Aborted };
-                    self.coords.insert(spec.tx, (spec, st));
-                    if commit && spec.from == legs.id && part != Some(PartState::Committed) {
-                        if part.is_none() {
-                            legs.take_prepared(spec, Protocol::ThreePc);
-                        }
-                        legs.debit(spec); // the coordinator's commit is its debit
-                    }
+            ThreeRecord::Decision { spec, commit } => self.replay_decision(part, spec, *commit),
+            ThreeRecord::End { tx } => {
+                if let Some(c) = self.coords.get_mut(tx) {
+                    c.1 = Coord::Ended;
                 }
-                match (part, commit) {
-                    (Some(PartState::Prepared { .. }), false) => legs.release(spec),
-                    (Some(PartState::Prepared { .. }), true) if spec.to == legs.id => {
-                        legs.commit_known(spec)
-                    }
-                    _ => {}
-                }
+            }
+            ThreeRecord::Refused { tx } => {
+                self.refused.insert(*tx);
             }
         }
     }
 
-    /// `End` replayed for a transaction this node coordinated.
-    pub(super) fn end(&mut self, tx: TxnId) {
-        if let Some(c) = self.coords.get_mut(&tx) {
-            c.1 = Coord::Ended;
+    /// A replayed decision: a coordinator's commit is its own part's commit too.
+    fn replay_decision(&mut self, part: &mut Participant, spec: &TxSpec, commit: bool) {
+        let me = part.id();
+        self.decided.insert(spec.tx, (spec.clone(), commit));
+        if spec.coord == me {
+            let st = if commit { Coord::Committed(BTreeSet::new()) } else { Coord::Aborted };
+            self.coords.insert(spec.tx, (spec.clone(), st));
+            if commit && spec.is_participant(me) {
+                part.replay_commit(spec, Protocol::ThreePc);
+            }
+        }
+        match (part.state(spec.tx), commit) {
+            (Some(LegState::Prepared { .. }), false) => part.release(spec.tx),
+            (Some(LegState::Prepared { .. }), true) => part.commit_known(spec.tx),
+            _ => {}
+        }
+    }
+}
+
+impl CommitProtocol for ThreePc {
+    type Msg = ThreeMsg;
+    const PROTOCOL: Protocol = Protocol::ThreePc;
+
+    /// This node coordinates `spec`. Its own part votes at once (held without a record:
+    /// `PreCommitting` covers it); a NO aborts before anything leaves.
+    fn start(&mut self, part: &mut Participant, cx: &mut Cx, spec: &TxSpec, _nodes: &[NodeId]) {
+        let (tx, me) = (spec.tx, cx.me());
+        let mut yes = BTreeSet::new();
+        if spec.is_participant(me) {
+            if let Some(reason) = part.vote(spec) {
+                let rec = ThreeRecord::Decision { spec: spec.clone(), commit: false };
+                cx.out.log(rec, Force::Lazy);
+                self.coords.insert(tx, (spec.clone(), Coord::Aborted));
+                cx.out.decided(tx, TxOutcome::Aborted(reason));
+                return;
+            }
+            part.prepare(spec, Protocol::ThreePc);
+            yes.insert(me);
+        }
+        self.coords.insert(tx, (spec.clone(), Coord::Voting(yes)));
+        for p in spec.participants().filter(|&p| p != me) {
+            cx.push_send(p, ThreeMsg::Prepare { spec: spec.clone() });
+        }
+        self.count_votes(part, cx, tx);
+    }
+
+    fn on_message(&mut self, part: &mut Participant, cx: &mut Cx, from: NodeId, m: ThreeMsg) {
+        match m {
+            ThreeMsg::Prepare { spec } => self.on_prepare(part, cx, spec),
+            ThreeMsg::Vote { tx, no } => self.on_vote(part, cx, from, tx, no),
+            ThreeMsg::PreCommit { tx } => self.on_pre_commit(part, cx, from, tx),
+            ThreeMsg::PreCommitAck { tx } => self.on_pre_commit_ack(part, cx, from, tx),
+            ThreeMsg::DoCommit { tx } => self.on_decide(part, cx, tx, true),
+            ThreeMsg::Decide { tx, commit } => self.on_decide(part, cx, tx, commit),
+            ThreeMsg::Ack { tx } => self.on_ack(part, cx, from, tx),
+            ThreeMsg::DecisionReq { tx } => self.on_decision_req(part, cx, from, tx),
+            ThreeMsg::StateReq { tx, all } => self.on_state_req(part, cx, from, tx, all),
+            ThreeMsg::State { tx, state } => self.on_state(part, cx, from, tx, state),
+        }
+    }
+
+    /// A payee's money: applied once, and it is the commit (only a commit pays).
+    fn on_credit(
+        &mut self,
+        part: &mut Participant,
+        cx: &mut Cx,
+        from: NodeId,
+        tx: TxnId,
+        amount: Amount,
+    ) {
+        let ack = match part.on_credit(&mut cx.out, from, tx, amount) {
+            Credited::Applied { complete } => complete,
+            Credited::Again => part.applied(tx),
+            Credited::Ignored => return,
+        };
+        let spec = part.spec(tx).expect("a credited leg").clone();
+        if !self.decided.contains_key(&tx) {
+            self.learn(part, &spec, true);
+        }
+        if ack {
+            cx.send(spec.coord, ThreeMsg::Ack { tx });
+        }
+    }
+
+    fn on_timeout(
+        &mut self,
+        part: &mut Participant,
+        cx: &mut Cx,
+        tx: TxnId,
+        reason: AbortReason,
+        reach: &[NodeId],
+    ) {
+        self.time_out(part, cx, tx, reason, reach)
+    }
+
+    fn replay(&mut self, part: &mut Participant, rec: &Record) {
+        if let Record::ThreePc(r) = rec {
+            self.replay_three(part, r);
         }
     }
 
     /// After a restart: finish what was decided; ask about what was not (never decide
     /// alone); a pre-committing coordinator without a decision asks too.
-    pub(super) fn recovered(&mut self, legs: &mut Legs, cx: &mut Ctx) {
-        for tx in legs.in_doubt() {
-            if legs.protocol(tx) != Protocol::ThreePc || self.decided.contains_key(&tx) {
+    fn recovered(&mut self, part: &mut Participant, cx: &mut Cx) {
+        let me = cx.me();
+        for tx in part.in_doubt() {
+            if part.protocol(tx) != Some(Protocol::ThreePc) || self.decided.contains_key(&tx) {
                 continue;
             }
-            let spec = legs.spec(tx).expect("a part has its spec");
+            let spec = part.spec(tx).expect("a leg has its spec").clone();
             self.recovering.insert(tx);
-            let mut others = vec![spec.coord, spec.from, spec.to];
-            others.sort();
-            others.dedup();
-            let me = cx.me;
-            for n in others.into_iter().filter(|&n| n != me) {
-                cx.push_send(n, TxMsg::ThreePc(ThreeMsg::DecisionReq { tx }));
+            for n in spec.members().into_iter().filter(|&n| n != me) {
+                cx.push_send(n, ThreeMsg::DecisionReq { tx });
             }
         }
         let coords: Vec<(TxSpec, Coord)> = self.coords.values().cloned().collect();
         for (spec, st) in coords {
+            let tx = spec.tx;
             match st {
                 Coord::PreCommitting(_) => {
-                    self.recovering.insert(spec.tx);
-                    let me = cx.me;
-                    for p in spec.participants().into_iter().filter(|&p| p != me) {
-                        cx.push_send(p, TxMsg::ThreePc(ThreeMsg::DecisionReq { tx: spec.tx }));
+                    self.recovering.insert(tx);
+                    for p in spec.participants().filter(|&p| p != me) {
+                        cx.push_send(p, ThreeMsg::DecisionReq { tx });
                     }
                 }
                 Coord::Committed(_) => {
-                    cx.decided(spec.tx, TxOutcome::Committed);
-                    let done = TxMsg::ThreePc(ThreeMsg::DoCommit { tx: spec.tx });
-                    cx.tell_decision(spec, &BTreeSet::new(), true, done);
-                    if legs.applied(spec.tx) {
-                        self.on_ack(legs, cx, cx.me, spec.tx);
+                    cx.out.decided(tx, TxOutcome::Committed);
+                    let (paid, none) = (part.applied(tx), BTreeSet::new());
+                    cx.tell_decision(&spec, &none, true, paid, ThreeMsg::DoCommit { tx });
+                    if part.applied(tx) {
+                        self.on_ack(part, cx, me, tx);
                     }
                 }
                 _ => {}
             }
         }
+    }
+}
+
+impl Facts for ThreePc {
+    fn knows(&self, tx: TxnId) -> bool {
+        self.coords.contains_key(&tx)
+            || self.decided.contains_key(&tx)
+            || self.terms.contains_key(&tx)
+            || self.refused.contains(&tx)
+    }
+
+    fn decision(&self, tx: TxnId) -> Option<TxOutcome> {
+        let node_down = TxOutcome::Aborted(AbortReason::NodeDown);
+        match self.coords.get(&tx).map(|c| &c.1) {
+            Some(Coord::Committed(_) | Coord::Ended) => return Some(TxOutcome::Committed),
+            Some(Coord::Aborted) => return Some(node_down),
+            _ => {}
+        }
+        self.decided.get(&tx).map(|&(_, c)| if c { TxOutcome::Committed } else { node_down })
+    }
+
+    /// A pre-committed part (undecided); else a coordinator's state, or a known outcome.
+    fn state(&self, _part: &Participant, tx: TxnId) -> Option<TxState> {
+        if self.pre_committed(tx) {
+            return Some(TxState::PreCommitted);
+        }
+        match self.coords.get(&tx).map(|c| &c.1) {
+            Some(Coord::Voting(_)) => return Some(TxState::Voting),
+            Some(Coord::PreCommitting(_)) => return Some(TxState::PreCommitted),
+            Some(Coord::Committed(_) | Coord::Ended) => return Some(TxState::Committed),
+            Some(Coord::Aborted) => return Some(TxState::Aborted),
+            None => {}
+        }
+        self.decided.get(&tx).map(|d| if d.1 { TxState::Committed } else { TxState::Aborted })
+    }
+
+    fn waiting(&self) -> Vec<TxnId> {
+        let coords = self.coords.iter().filter(|(_, (_, st))| {
+            matches!(st, Coord::Voting(_) | Coord::PreCommitting(_) | Coord::Committed(_))
+        });
+        coords
+            .map(|(tx, _)| *tx)
+            .chain(self.terms.keys().copied())
+            .chain(self.recovering.iter().copied())
+            .collect()
+    }
+
+    fn finished(&self, tx: TxnId) -> bool {
+        matches!(self.coords.get(&tx), Some((_, Coord::Aborted | Coord::Ended)))
+    }
+
+    fn members(&self, tx: TxnId) -> Vec<NodeId> {
+        self.spec(tx).map_or(Vec::new(), TxSpec::members)
+    }
+
+    fn decided(&self) -> Vec<TxnId> {
+        self.coords.keys().chain(self.decided.keys()).copied().collect()
     }
 }

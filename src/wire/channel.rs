@@ -1,12 +1,12 @@
 //! What one node sends another on their FIFO channel: money, markers, and the commit
 //! protocols' messages.
 
-use super::commit::TxMsg;
+use super::commit_msg::CommitMsg;
 use crate::ids::{Amount, SnapshotId};
 use serde::{Deserialize, Serialize};
 
 /// A message between two nodes on their FIFO channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ChannelMsg {
     /// Money moving from the sender to the receiver.
     Transfer {
@@ -18,18 +18,24 @@ pub enum ChannelMsg {
         /// Which snapshot.
         snapshot: SnapshotId,
     },
-    /// A two-phase-commit message (SPEC chapter 5).
-    Tx(TxMsg),
+    /// A commit protocol's message (SPEC chapters 5 and 8).
+    Commit(CommitMsg),
 }
 
 impl ChannelMsg {
     /// The money this message carries into its receiver's balance, if any: a Transfer's
-    /// amount, or a credit's (`TxMsg::Credit`).
+    /// amount, or a credit's (`CommitMsg::Credit`).
     pub fn money(&self) -> Option<Amount> {
         match self {
             ChannelMsg::Transfer { amount } => Some(*amount),
             ChannelMsg::Marker { .. } => None,
-            ChannelMsg::Tx(m) => m.money().map(|(_, a)| a),
+            ChannelMsg::Commit(m) => m.money().map(|(_, a)| a),
         }
+    }
+}
+
+impl From<CommitMsg> for ChannelMsg {
+    fn from(m: CommitMsg) -> ChannelMsg {
+        ChannelMsg::Commit(m)
     }
 }

@@ -191,19 +191,13 @@ mod tests {
                     tx: None,
                 },
             },
-            Message::Channel(ChannelMsg::Tx(TxMsg::Prepare {
-                spec: TxSpec {
-                    tx: TxnId(7),
-                    from: NodeId(1),
-                    to: NodeId(2),
-                    amount: Amount(30),
-                    coord: NodeId(3),
-                },
-            })),
+            Message::Channel(ChannelMsg::Commit(CommitMsg::TwoPc(TwoPcMsg::Prepare {
+                spec: TxSpec::transfer(TxnId(7), NodeId(1), NodeId(2), Amount(30), NodeId(3)),
+            }))),
             Message::Report {
                 seq: 10,
                 report: Report::TxStep(TxReport {
-                    sent: vec![(NodeId(2), TxMsg::Credit { tx: TxnId(7), amount: Amount(30) })],
+                    sent: vec![(NodeId(2), CommitMsg::Credit { tx: TxnId(7), amount: Amount(30) })],
                     decided: vec![(TxnId(7), TxOutcome::Aborted(AbortReason::Timeout))],
                     balance: Amount(1),
                     held: Amount(0),

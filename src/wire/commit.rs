@@ -1,43 +1,149 @@
-//! The vocabulary of atomic transfers: what a transfer is, the messages of its commit
-//! protocols, how one ends and why, its states as `TxStatus` prints them, and where a
-//! node may be told to crash. Every protocol file (`protocol::two_pc`, `three_pc`,
-//! `paxos_commit`), the command language and the output use these; nothing here knows
-//! how a protocol runs.
+//! The vocabulary of atomic transactions: what a transaction is (its parts, its money's
+//! way), how one ends and why, its states as `TxStatus` prints them, which protocol runs
+//! it, and where a node may be told to crash. The messages are `commit_msg`. Every
+//! protocol file, the command language and the output use these; nothing here knows how
+//! a protocol runs.
 
 use crate::ids::{Amount, NodeId, TxnId};
 use serde::{Deserialize, Serialize};
 
-/// One transfer: who pays, who receives, how much, who coordinates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// One node's part in a transaction: the net change of its money (negative: it pays).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Part {
+    /// The node.
+    pub node: NodeId,
+    /// Its money's change when the transaction commits.
+    pub delta: i64,
+}
+
+/// One atomic transaction: its number, its coordinator, and the part of each node in it
+/// (each node at most once, the changes summing to zero). A `Transfer` is the
+/// transaction of two parts, the debit node's first.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TxSpec {
     /// The transaction.
     pub tx: TxnId,
-    /// The debit node.
+    /// The coordinator.
+    pub coord: NodeId,
+    /// The participants' parts, in the order the command gave them.
+    pub parts: Vec<Part>,
+}
+
+/// Money moving from one participant to another when a transaction commits: one
+/// `Credit` message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Payment {
+    /// Who pays.
     pub from: NodeId,
-    /// The credit node.
+    /// Who is paid.
     pub to: NodeId,
     /// How much.
     pub amount: Amount,
-    /// The coordinator.
-    pub coord: NodeId,
 }
 
 impl TxSpec {
-    /// The message that carries this transfer's money to the credit node.
-    pub fn credit(&self) -> TxMsg {
-        TxMsg::Credit { tx: self.tx, amount: self.amount }
+    /// The transfer of `amount` from `from` to `to` (two parts), coordinated by `coord`.
+    pub fn transfer(tx: TxnId, from: NodeId, to: NodeId, amount: Amount, coord: NodeId) -> TxSpec {
+        let delta = amount.0 as i64;
+        let parts = vec![Part { node: from, delta: -delta }, Part { node: to, delta }];
+        TxSpec { tx, coord, parts }
     }
 
-    /// The debit node, then the credit node.
-    pub fn participants(&self) -> [NodeId; 2] {
-        [self.from, self.to]
+    /// The participants, in part order.
+    pub fn participants(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.parts.iter().map(|p| p.node)
+    }
+
+    /// Whether `node` is a participant.
+    pub fn is_participant(&self, node: NodeId) -> bool {
+        self.parts.iter().any(|p| p.node == node)
+    }
+
+    /// The place of `node` among the participants.
+    pub fn index_of(&self, node: NodeId) -> Option<usize> {
+        self.parts.iter().position(|p| p.node == node)
+    }
+
+    /// The net change at `node` (0 if it is no participant).
+    pub fn delta(&self, node: NodeId) -> i64 {
+        self.parts.iter().find(|p| p.node == node).map_or(0, |p| p.delta)
+    }
+
+    /// What `node` pays when the transaction commits (its hold while it is prepared).
+    pub fn pays(&self, node: NodeId) -> Amount {
+        Amount(self.delta(node).min(0).unsigned_abs())
+    }
+
+    /// The participants and the coordinator, by id.
+    pub fn members(&self) -> Vec<NodeId> {
+        let mut v: Vec<NodeId> = self.participants().chain([self.coord]).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// How the money travels when the transaction commits: the payers in part order pay
+    /// the payees in part order, each payer as much of each payee's due as it has left,
+    /// so that every payment is one `Credit` and each pair of nodes exchanges at most
+    /// one. A transfer is one payment: debit node to credit node.
+    pub fn payments(&self) -> Vec<Payment> {
+        let mut payers: Vec<(NodeId, u64)> = self
+            .parts
+            .iter()
+            .filter(|p| p.delta < 0)
+            .map(|p| (p.node, p.delta.unsigned_abs()))
+            .collect();
+        let mut v = Vec::new();
+        let mut i = 0;
+        for payee in self.parts.iter().filter(|p| p.delta > 0) {
+            let mut due = payee.delta.unsigned_abs();
+            while due > 0 && i < payers.len() {
+                let n = due.min(payers[i].1);
+                v.push(Payment { from: payers[i].0, to: payee.node, amount: Amount(n) });
+                due -= n;
+                payers[i].1 -= n;
+                if payers[i].1 == 0 {
+                    i += 1;
+                }
+            }
+        }
+        v
+    }
+
+    /// The payments `node` makes.
+    pub fn payments_from(&self, node: NodeId) -> Vec<Payment> {
+        self.payments().into_iter().filter(|p| p.from == node).collect()
+    }
+
+    /// The payments `node` receives.
+    pub fn payments_to(&self, node: NodeId) -> Vec<Payment> {
+        self.payments().into_iter().filter(|p| p.to == node).collect()
+    }
+
+    /// Whether `payer` pays `node` anything.
+    pub fn pays_to(&self, payer: NodeId, node: NodeId) -> bool {
+        self.payments().iter().any(|p| p.from == payer && p.to == node)
+    }
+
+    /// Whether the parts make sense: at least one, each node once, each change within
+    /// [`Amount::MAX`], summing to zero. A spec that does not is voted NO (it can only
+    /// come from a bug: the master checks what it starts).
+    pub fn is_valid(&self) -> bool {
+        let mut nodes: Vec<NodeId> = self.participants().collect();
+        nodes.sort();
+        nodes.dedup();
+        let sum = self.parts.iter().try_fold(0i64, |s, p| s.checked_add(p.delta));
+        nodes.len() == self.parts.len()
+            && !self.parts.is_empty()
+            && self.parts.iter().all(|p| p.delta.unsigned_abs() <= Amount::MAX.0)
+            && sum == Some(0)
     }
 }
 
 /// Why a transaction aborted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum AbortReason {
-    /// The debit node's available balance is short.
+    /// A paying node's available balance is short.
     InsufficientFunds,
     /// A node of the transaction is down, or died before voting.
     NodeDown,
@@ -58,191 +164,11 @@ impl AbortReason {
             AbortReason::Timeout => "timeout",
         }
     }
-}
 
-/// A two-phase-commit message between two nodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum TxMsg {
-    /// Coordinator → participant: vote on this transfer.
-    Prepare {
-        /// The transfer.
-        spec: TxSpec,
-    },
-    /// Participant → coordinator.
-    Vote {
-        /// The transaction.
-        tx: TxnId,
-        /// `None` for YES, else why NO.
-        no: Option<AbortReason>,
-    },
-    /// Coordinator → participant: the decision (also the answer to `DecisionReq`).
-    Decide {
-        /// The transaction.
-        tx: TxnId,
-        /// Commit or abort.
-        commit: bool,
-    },
-    /// Debit participant → credit participant: the money, after the debit is durable.
-    Credit {
-        /// The transaction.
-        tx: TxnId,
-        /// How much.
-        amount: Amount,
-    },
-    /// Participant → coordinator: the decision is applied here.
-    Ack {
-        /// The transaction.
-        tx: TxnId,
-    },
-    /// Participant in doubt → coordinator: what was decided?
-    DecisionReq {
-        /// The transaction.
-        tx: TxnId,
-    },
-    /// A message of three-phase commit's own (its votes, aborts, money and acks are the
-    /// ones above).
-    ThreePc(ThreeMsg),
-    /// A message of Paxos Commit's own (its decisions, money and acks are the ones above).
-    Paxos(PaxosMsg),
-}
-
-/// Three-phase commit's messages (Skeen 1981; the termination protocol of Bernstein,
-/// Hadzilacos and Goodman 1987, ch. 7).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ThreeMsg {
-    /// Coordinator → participant: vote on this transfer (the textbook's CanCommit).
-    Prepare {
-        /// The transfer.
-        spec: TxSpec,
-    },
-    /// Coordinator (or the termination protocol's leader) → participant: every vote was
-    /// YES; become pre-committed.
-    PreCommit {
-        /// The transaction.
-        tx: TxnId,
-    },
-    /// Participant → whoever sent the PreCommit: pre-committed (forced).
-    PreCommitAck {
-        /// The transaction.
-        tx: TxnId,
-    },
-    /// Coordinator → participant: commit (the debit side's money does this for the credit
-    /// side when the debit side coordinates).
-    DoCommit {
-        /// The transaction.
-        tx: TxnId,
-    },
-    /// Termination: the elected participant asks for the state of the transfer here.
-    StateReq {
-        /// The transaction.
-        tx: TxnId,
-        /// The leader reaches every node of the transfer: then a node in recovery answers
-        /// too (no decision can have been taken where the leader cannot see it).
-        all: bool,
-    },
-    /// Termination: the answer to `StateReq`.
-    State {
-        /// The transaction.
-        tx: TxnId,
-        /// The state here.
-        state: TxState,
-    },
-    /// A node that restarted in doubt (or a coordinator that restarted pre-committing)
-    /// asks the others the outcome; only a node that knows it answers (`Decide` or
-    /// `DoCommit`). Unlike two-phase commit's, an unknown transaction is not presumed
-    /// aborted: the termination protocol decides it.
-    DecisionReq {
-        /// The transaction.
-        tx: TxnId,
-    },
-}
-
-/// A Paxos Commit ballot: unique per node (the node's id breaks ties), ordered by number
-/// then node. Ballot `(0, r)` is participant `r`'s own, for its own vote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Ballot {
-    /// The number.
-    pub n: u32,
-    /// The node that owns it.
-    pub node: NodeId,
-}
-
-/// What one Paxos instance (one participant's vote) has accepted: at `bal`, the value
-/// `prepared` (the participant's YES) or not (its NO, or what a leader proposes when it
-/// finds no vote).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Accept {
-    /// The instance: the participant whose vote it decides.
-    pub inst: NodeId,
-    /// The ballot.
-    pub bal: Ballot,
-    /// Prepared (YES) or aborted.
-    pub prepared: bool,
-}
-
-/// Paxos Commit's messages (Gray and Lamport, "Consensus on Transaction Commit", TODS
-/// 2006), with F = 1: three acceptors, one Paxos instance per participant's vote. Several
-/// logical messages travel as one where the sender is both a participant and an acceptor,
-/// so a fault-free transfer costs as many messages as two-phase commit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PaxosMsg {
-    /// Leader → participant: vote on this transfer, whose acceptors are these; when the
-    /// leader is a participant, with its own vote's phase-2a message.
-    Prepare {
-        /// The transfer.
-        spec: TxSpec,
-        /// The three acceptors.
-        acceptors: [NodeId; 3],
-        /// The leader's own vote at its ballot 0, when it is a participant.
-        own: Option<Accept>,
-    },
-    /// A vote or a leader's proposal, to an acceptor: accept this.
-    Phase2a {
-        /// The transaction.
-        tx: TxnId,
-        /// What to accept.
-        accept: Accept,
-    },
-    /// An acceptor accepted (forced) one or two values; with the sender's own vote's
-    /// phase-2a when it is a participant answering a `Prepare`.
-    Phase2b {
-        /// The transaction.
-        tx: TxnId,
-        /// What it accepted.
-        accepted: [Option<Accept>; 2],
-        /// The sender's own vote, to be accepted by the receiver too.
-        vote: Option<Accept>,
-        /// Why its vote is NO, when it is.
-        no: Option<AbortReason>,
-    },
-    /// A leader with a higher ballot: promise to accept nothing lower, for both instances.
-    Phase1a {
-        /// The transaction.
-        tx: TxnId,
-        /// The ballot.
-        bal: Ballot,
-        /// The transfer and its acceptors (an acceptor may never have heard of it).
-        spec: TxSpec,
-        /// The acceptors.
-        acceptors: [NodeId; 3],
-    },
-    /// An acceptor's promise (forced), with the highest value it accepted in each
-    /// instance.
-    Phase1b {
-        /// The transaction.
-        tx: TxnId,
-        /// The ballot promised.
-        bal: Ballot,
-        /// Per instance (debit side's, then credit side's), the highest accepted.
-        last: [Option<Accept>; 2],
-    },
-    /// A participant that restarted in doubt asks the others the outcome; only a node
-    /// that knows it answers. Nothing is presumed: an acceptor that never heard of the
-    /// transfer stays silent, and a timeout leads a ballot instead.
-    DecisionReq {
-        /// The transaction.
-        tx: TxnId,
-    },
+    /// Its place in [`AbortReason::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
 }
 
 /// Which atomic-commit protocol a transfer runs (SPEC chapter 8).
@@ -323,93 +249,8 @@ impl TxState {
     }
 }
 
-impl TxMsg {
-    /// The transaction this message is about.
-    pub fn tx(&self) -> TxnId {
-        match *self {
-            TxMsg::ThreePc(m) => m.tx(),
-            TxMsg::Paxos(m) => m.tx(),
-            TxMsg::Prepare { spec } => spec.tx,
-            TxMsg::Vote { tx, .. }
-            | TxMsg::Decide { tx, .. }
-            | TxMsg::Credit { tx, .. }
-            | TxMsg::Ack { tx }
-            | TxMsg::DecisionReq { tx } => tx,
-        }
-    }
-
-    /// The money this message carries (only `Credit` carries any).
-    pub fn money(&self) -> Option<(TxnId, Amount)> {
-        match *self {
-            TxMsg::Credit { tx, amount } => Some((tx, amount)),
-            _ => None,
-        }
-    }
-}
-
-impl ThreeMsg {
-    /// The transaction this message is about.
-    pub fn tx(&self) -> TxnId {
-        match *self {
-            ThreeMsg::Prepare { spec } => spec.tx,
-            ThreeMsg::PreCommit { tx }
-            | ThreeMsg::PreCommitAck { tx }
-            | ThreeMsg::DoCommit { tx }
-            | ThreeMsg::StateReq { tx, .. }
-            | ThreeMsg::DecisionReq { tx }
-            | ThreeMsg::State { tx, .. } => tx,
-        }
-    }
-}
-
-impl PaxosMsg {
-    /// The transaction this message is about.
-    pub fn tx(&self) -> TxnId {
-        match *self {
-            PaxosMsg::Prepare { spec, .. } => spec.tx,
-            PaxosMsg::Phase2a { tx, .. }
-            | PaxosMsg::Phase2b { tx, .. }
-            | PaxosMsg::Phase1a { tx, .. }
-            | PaxosMsg::Phase1b { tx, .. }
-            | PaxosMsg::DecisionReq { tx } => tx,
-        }
-    }
-}
-
-impl TxMsg {
-    /// The word `Receive` prints for this message, and the trace's `kind`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            TxMsg::Prepare { .. } => "Prepare",
-            TxMsg::Vote { .. } => "Vote",
-            TxMsg::Decide { commit: true, .. } => "Commit",
-            TxMsg::Decide { commit: false, .. } => "Abort",
-            TxMsg::Credit { .. } => "Credit",
-            TxMsg::Ack { .. } => "Ack",
-            TxMsg::DecisionReq { .. } => "DecisionReq",
-            TxMsg::ThreePc(m) => match m {
-                ThreeMsg::Prepare { .. } => "Prepare",
-                ThreeMsg::PreCommit { .. } => "PreCommit",
-                ThreeMsg::PreCommitAck { .. } => "PreCommitAck",
-                ThreeMsg::DoCommit { .. } => "DoCommit",
-                ThreeMsg::StateReq { .. } => "StateReq",
-                ThreeMsg::State { .. } => "State",
-                ThreeMsg::DecisionReq { .. } => "DecisionReq",
-            },
-            TxMsg::Paxos(m) => match m {
-                PaxosMsg::Prepare { .. } => "Prepare",
-                PaxosMsg::Phase1a { .. } => "Phase1a",
-                PaxosMsg::Phase1b { .. } => "Phase1b",
-                PaxosMsg::Phase2a { .. } => "Phase2a",
-                PaxosMsg::Phase2b { .. } => "Phase2b",
-                PaxosMsg::DecisionReq { .. } => "DecisionReq",
-            },
-        }
-    }
-}
-
 /// How a transfer ended, as its coordinator decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum TxOutcome {
     /// The decision is logged as commit.
     Committed,

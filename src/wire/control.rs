@@ -1,7 +1,8 @@
 //! The master's (and the observer's) commands to a node, and the node's answers.
 
 use super::channel::ChannelMsg;
-use super::commit::{AbortReason, CrashPoint, Protocol, TxMsg, TxOutcome, TxSpec, TxState};
+use super::commit::{AbortReason, CrashPoint, Protocol, TxOutcome, TxSpec, TxState};
+use super::commit_msg::CommitMsg;
 use super::observer::LocalReport;
 use crate::ids::{Amount, NodeId, SnapshotId, TxnId};
 use serde::{Deserialize, Serialize};
@@ -158,14 +159,12 @@ pub enum Control {
         /// marker has come (markers are delivered as they arrive, so this ends).
         wait: bool,
     },
-    /// Coordinate this transfer.
+    /// Coordinate this transaction.
     Transfer {
-        /// The transfer.
+        /// The transaction.
         spec: TxSpec,
         /// Its commit protocol.
         protocol: Protocol,
-        /// Paxos Commit's three acceptors (unused by the others).
-        acceptors: [NodeId; 3],
         /// Run it node to node: this node and the other participant deliver the
         /// transaction's messages as they arrive; the answer comes at the decision, and
         /// neither runs another command before it is done with the transaction. The master
@@ -229,9 +228,11 @@ impl Control {
 
     /// What the master predicts of this command's outcome, if it does.
     pub fn prediction(&self) -> Option<Prediction> {
-        match *self {
-            Control::Send { predicted: Some(ok), .. } => Some(Prediction::Sent(ok)),
-            Control::Receive { predicted: Some(msg), .. } => Some(Prediction::Received(msg)),
+        match self {
+            Control::Send { predicted: Some(ok), .. } => Some(Prediction::Sent(*ok)),
+            Control::Receive { predicted: Some(msg), .. } => {
+                Some(Prediction::Received(msg.clone()))
+            }
             _ => None,
         }
     }
@@ -239,7 +240,7 @@ impl Control {
 
 /// An outcome the master's ledger predicts, so that the node need not answer: it answers
 /// only when the outcome differs, and the master, which awaits no answer, stops there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Prediction {
     /// A Send is enqueued (`true`) or refused.
     Sent(bool),
@@ -276,7 +277,7 @@ pub struct Cost {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxReport {
     /// Two-phase-commit messages sent, in order.
-    pub sent: Vec<(NodeId, TxMsg)>,
+    pub sent: Vec<(NodeId, CommitMsg)>,
     /// The decisions this node took or re-reported in this step (a recovery may
     /// re-report several: one per transfer it coordinates).
     pub decided: Vec<(TxnId, TxOutcome)>,
@@ -320,8 +321,8 @@ pub enum Report {
         balance: Amount,
         /// Money held by transactions.
         held: Amount,
-        /// The state of the transaction asked about, as `TxStatus` prints it.
-        tx: Option<String>,
+        /// The state of the transaction asked about.
+        tx: Option<TxState>,
         /// Transactions this node waits on (in doubt, voting, or missing acks).
         waiting: Vec<TxnId>,
     },

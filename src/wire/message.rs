@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use super::channel::*;
 pub use super::commit::*;
+pub use super::commit_msg::*;
 pub use super::control::*;
 pub use super::observer::*;
 
@@ -155,8 +156,8 @@ mod tests {
         assert!(Prediction::Sent(false).holds(&Report::ErrSend));
         let msg = ChannelMsg::Transfer { amount };
         let got = |msg, recorded| Report::Received { msg, recorded, tx: None };
-        let p = Control::Receive { from: to, predicted: Some(msg) }.prediction().unwrap();
-        assert!(p.holds(&got(msg, None)));
+        let p = Control::Receive { from: to, predicted: Some(msg.clone()) }.prediction().unwrap();
+        assert!(p.holds(&got(msg.clone(), None)));
         assert!(!p.holds(&got(msg, Some(Amount(1)))), "a recording was not predicted");
         assert!(!p.holds(&got(ChannelMsg::Transfer { amount: Amount(6) }, None)));
         assert!(!p.holds(&Report::Sent));
@@ -166,28 +167,25 @@ mod tests {
     // The vocabulary's helpers: which message is about which transfer and carries what.
     #[test]
     fn messages_say_their_transfer_and_their_money() {
-        let spec = TxSpec {
-            tx: TxnId(4),
-            from: NodeId(1),
-            to: NodeId(2),
-            amount: Amount(30),
-            coord: NodeId(3),
-        };
-        assert_eq!(spec.credit(), TxMsg::Credit { tx: TxnId(4), amount: Amount(30) });
-        assert_eq!(spec.participants(), [NodeId(1), NodeId(2)]);
+        let spec = TxSpec::transfer(TxnId(4), NodeId(1), NodeId(2), Amount(30), NodeId(3));
+        let pay = Payment { from: NodeId(1), to: NodeId(2), amount: Amount(30) };
+        assert_eq!(spec.payments(), vec![pay]);
+        assert_eq!(spec.participants().collect::<Vec<_>>(), [NodeId(1), NodeId(2)]);
+        assert_eq!(spec.members(), [NodeId(1), NodeId(2), NodeId(3)]);
+        assert!(spec.is_valid());
         let all = [
-            TxMsg::Prepare { spec },
-            TxMsg::Vote { tx: TxnId(4), no: None },
-            TxMsg::Decide { tx: TxnId(4), commit: true },
-            TxMsg::Credit { tx: TxnId(4), amount: Amount(30) },
-            TxMsg::Ack { tx: TxnId(4) },
-            TxMsg::DecisionReq { tx: TxnId(4) },
+            CommitMsg::TwoPc(TwoPcMsg::Prepare { spec: spec.clone() }),
+            CommitMsg::TwoPc(TwoPcMsg::Vote { tx: TxnId(4), no: None }),
+            CommitMsg::ThreePc(ThreeMsg::Decide { tx: TxnId(4), commit: true }),
+            CommitMsg::Credit { tx: TxnId(4), amount: Amount(30) },
+            CommitMsg::Paxos(PaxosMsg::Ack { tx: TxnId(4) }),
+            CommitMsg::TwoPc(TwoPcMsg::DecisionReq { tx: TxnId(4) }),
         ];
         for m in all {
             assert_eq!(m.tx(), TxnId(4), "{m:?}");
-            let money = matches!(m, TxMsg::Credit { .. }).then_some((TxnId(4), Amount(30)));
+            let money = matches!(m, CommitMsg::Credit { .. }).then_some((TxnId(4), Amount(30)));
             assert_eq!(m.money(), money, "{m:?}");
-            assert_eq!(ChannelMsg::Tx(m).money(), money.map(|m| m.1));
+            assert_eq!(ChannelMsg::Commit(m).money(), money.map(|m| m.1));
         }
         assert_eq!(ChannelMsg::Transfer { amount: Amount(9) }.money(), Some(Amount(9)));
         assert_eq!(ChannelMsg::Marker { snapshot: SnapshotId(1) }.money(), None);

@@ -209,10 +209,10 @@ impl Master {
                     outs.push(Out::Line(output::received(from, &msg)));
                 }
                 if tracing {
-                    outs.push(Out::Trace(TraceEvent::Deliver { from, to, msg }));
-                    if let (Some(balance), ChannelMsg::Marker { snapshot }) = (recorded, msg) {
+                    outs.push(Out::Trace(TraceEvent::Deliver { from, to, msg: msg.clone() }));
+                    if let (Some(balance), ChannelMsg::Marker { snapshot }) = (recorded, &msg) {
                         outs.extend(
-                            record_events(to, snapshot, balance, &peers)
+                            record_events(to, *snapshot, balance, &peers)
                                 .into_iter()
                                 .map(Out::Trace),
                         );
@@ -238,14 +238,14 @@ impl Master {
                     return Err(Fatal(format!("bug: node {node} answered {} undecided", spec.tx)));
                 };
                 // The nodes finish it before their next command; a kill must wait for that.
-                self.unsettled.extend([spec.from, spec.to]);
+                self.unsettled.extend(spec.participants());
                 let ledger = &mut self.sys().ledger;
                 if outcome == TxOutcome::Committed {
-                    ledger.commit_driven(spec);
+                    ledger.commit_driven(&spec);
                 }
-                // At its decision the coordinator's own leg is final, unless it is the
-                // credit side of a commit (its money is on the way).
-                let final_here = outcome != TxOutcome::Committed || node == spec.from;
+                // At its decision the coordinator's own part is final, unless it is paid
+                // by a commit (its money is on the way).
+                let final_here = outcome != TxOutcome::Committed || spec.delta(node) <= 0;
                 if final_here && (ledger.balance(node), ledger.held(node)) != (r.balance, r.held) {
                     return Err(Fatal(format!(
                         "bug: after {tx} node {node} holds {} ({} held), the ledger says {} ({} held)",

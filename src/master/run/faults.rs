@@ -6,7 +6,7 @@
 //! A child of `run`: the same `Master`, its other concern.
 
 use super::*;
-use crate::wire::Protocol;
+use crate::wire::{Protocol, TxState};
 
 impl Master {
     /// `Lose`: the head of the channel is lost on the way. Channels never lose money or
@@ -18,8 +18,8 @@ impl Master {
         from: NodeId,
         to: NodeId,
     ) -> Result<(), Fatal> {
-        let head = self.sys().ledger.head((from, to));
-        let lossy = matches!(head, Some(ChannelMsg::Tx(m)) if m.money().is_none());
+        let head = self.sys().ledger.head((from, to)).cloned();
+        let lossy = matches!(&head, Some(ChannelMsg::Commit(m)) if m.money().is_none());
         if !lossy {
             let why = match head {
                 None => format!("channel {from} -> {to} is empty"),
@@ -131,7 +131,7 @@ impl Master {
             .collect();
         for tx in undecided {
             let state = self.query(&[node], Some(tx))?.pop().and_then(|q| q.3);
-            if matches!(state.as_deref(), Some("NONE" | "ABORTED")) {
+            if matches!(state, Some(TxState::None | TxState::Voting | TxState::Aborted)) {
                 self.record_outcome(tx, TxOutcome::Aborted(AbortReason::NodeDown));
             }
         }
@@ -156,7 +156,9 @@ impl Master {
             }
             let states = self.query(&nodes, Some(tx))?;
             let waits = std::mem::take(&mut self.waiting).iter().any(|&(t, _)| t == tx);
-            let over = states.iter().all(|q| matches!(q.3.as_deref(), Some("NONE" | "ABORTED")));
+            let over = states
+                .iter()
+                .all(|q| matches!(q.3, Some(TxState::None | TxState::Voting | TxState::Aborted)));
             if over && !waits {
                 self.record_outcome(tx, TxOutcome::Aborted(AbortReason::NodeDown));
             }

@@ -237,18 +237,18 @@ impl Master {
         spec: TxSpec,
         nowait: bool,
         protocol: Protocol,
-        acceptors: [NodeId; 3],
     ) -> Result<(), Fatal> {
         let tx = spec.tx;
-        if [spec.from, spec.to, spec.coord].iter().any(|&n| self.is_down(n)) {
+        if spec.members().iter().any(|&n| self.is_down(n)) {
             let outcome = TxOutcome::Aborted(AbortReason::NodeDown);
             self.record_outcome(tx, outcome);
             self.push_done(vec![Out::Line(output::transfer(tx, Some(outcome)))], false);
             return Ok(());
         }
+        let coord = spec.coord;
+        let start = Control::Transfer { spec: spec.clone(), drive: !nowait, protocol };
         let slot = self.push_await(Expect::LiveTx { spec, nowait });
-        let start = Control::Transfer { spec, drive: !nowait, protocol, acceptors };
-        self.sys().command(spec.coord, start, slot)?;
+        self.sys().command(coord, start, slot)?;
         if !nowait {
             self.wait_slot(slot)?;
         }

@@ -214,7 +214,7 @@ impl Master {
                 }
                 self.push_done(outs, false);
             }
-            Command::TxStatus { tx } => match self.txns.specs.get(&tx).copied() {
+            Command::TxStatus { tx } => match self.txns.specs.get(&tx).cloned() {
                 None => self.reject(line, text, format!("unknown transaction {tx}")),
                 Some(spec) => self.tx_status(spec)?,
             },
@@ -330,17 +330,17 @@ impl Master {
         let sys = self.sys();
         let predicted = sys.ledger.deliver(c);
         let (from, to) = c;
-        let tx = matches!(predicted.msg, ChannelMsg::Tx(_));
+        let tx = matches!(predicted.msg, ChannelMsg::Commit(_));
         if !tx && !predicted.records {
             let mut outs = Vec::new();
             if print {
                 outs.push(Out::Line(output::received(from, &predicted.msg)));
             }
             if tracing {
-                outs.push(Out::Trace(TraceEvent::Deliver { from, to, msg: predicted.msg }));
+                outs.push(Out::Trace(TraceEvent::Deliver { from, to, msg: predicted.msg.clone() }));
             }
             self.push_done(outs, false);
-            let receive = Control::Receive { from, predicted: Some(predicted.msg) };
+            let receive = Control::Receive { from, predicted: Some(predicted.msg.clone()) };
             self.sys().tell(to, receive)?;
             return Ok(predicted);
         }
@@ -349,7 +349,13 @@ impl Master {
         } else {
             Vec::new()
         };
-        let slot = self.push_await(Expect::Deliver { from, to, predicted, print, peers });
+        let slot = self.push_await(Expect::Deliver {
+            from,
+            to,
+            predicted: predicted.clone(),
+            print,
+            peers,
+        });
         self.sys().command(to, Control::Receive { from, predicted: None }, slot)?;
         if tx {
             self.wait_slot(slot)?;
@@ -388,7 +394,7 @@ impl Master {
             let i = self.rng.below(open.len());
             let c = open[i];
             let d = self.deliver(c, false)?;
-            if matches!(d.msg, ChannelMsg::Tx(_)) {
+            if matches!(d.msg, ChannelMsg::Commit(_)) {
                 // The step may have sent anything anywhere: take the channels afresh.
                 open = self.sys().ledger.nonempty();
                 pos = open.iter().enumerate().map(|(i, &c)| (c, i)).collect();

@@ -64,18 +64,17 @@ impl Master {
         protocol: Protocol,
     ) -> Result<(), Fatal> {
         self.txns.next += 1;
-        let spec =
-            TxSpec { tx: TxnId(self.txns.next), from, to, amount, coord: via.unwrap_or(from) };
-        self.txns.specs.insert(spec.tx, spec);
+        let spec = TxSpec::transfer(TxnId(self.txns.next), from, to, amount, via.unwrap_or(from));
+        self.txns.specs.insert(spec.tx, spec.clone());
         let acceptors = self.acceptors(&spec);
         self.txns.three_pc_ran |= protocol == Protocol::ThreePc;
         if protocol != Protocol::TwoPc {
             self.txns.runs_by.insert(spec.tx, (protocol, acceptors));
         }
         if self.is_live() {
-            return self.transfer_live(spec, nowait, protocol, acceptors);
+            return self.transfer_live(spec, nowait, protocol);
         }
-        let start = Control::Transfer { spec, drive: false, protocol, acceptors };
+        let start = Control::Transfer { spec: spec.clone(), drive: false, protocol };
         let tx = spec.tx;
         if !self.runs(spec.coord) {
             // Nobody can coordinate it: it aborts before it starts.
@@ -84,13 +83,14 @@ impl Master {
             // Nothing earlier may still wait to run at the other participant: it would
             // run after the transaction's messages, not before as in stepwise delivery.
             self.barrier()?;
-            let slot = self.push_await(Expect::TxRun { spec });
-            let run = Control::Transfer { spec, drive: true, protocol, acceptors };
+            let slot = self.push_await(Expect::TxRun { spec: spec.clone() });
+            let run = Control::Transfer { spec: spec.clone(), drive: true, protocol };
             self.sys().command(spec.coord, run, slot)?;
             self.wait_slot(slot)?;
         } else {
+            let coord = spec.coord;
             let slot = self.push_await(Expect::TxStep { spec, nowait });
-            self.sys().command(spec.coord, start, slot)?;
+            self.sys().command(coord, start, slot)?;
             self.wait_slot(slot)?;
             if nowait {
                 return Ok(());
@@ -105,18 +105,11 @@ impl Master {
         Ok(())
     }
 
-    /// Paxos Commit's acceptors for `spec` (SPEC chapter 8): the coordinator and both
-    /// participants when a third node coordinates; otherwise both participants and the
-    /// lowest-id node outside the transfer (the coordinator again on two nodes, where
-    /// Paxos Commit is refused).
+    /// Paxos Commit's acceptors for `spec` (the rule is `paxos_commit::acceptors`).
     pub(super) fn acceptors(&self, spec: &TxSpec) -> [NodeId; 3] {
-        let (from, to) = (spec.from, spec.to);
-        if spec.coord != from && spec.coord != to {
-            return [from, to, spec.coord];
-        }
         let ledger = &self.system.as_ref().expect("a Transfer runs in a system").ledger;
-        let witness = ledger.nodes().find(|&n| n != from && n != to).unwrap_or(spec.coord);
-        [from, to, witness]
+        let nodes: Vec<NodeId> = ledger.nodes().collect();
+        crate::protocol::paxos_commit::acceptors(spec, &nodes)
     }
 
     /// The protocol `tx` runs by.
@@ -132,7 +125,8 @@ impl Master {
     /// loss or hold) and no trace asks for each delivery.
     fn can_drive(&self, spec: &TxSpec) -> bool {
         let ledger = &self.system.as_ref().expect("a Transfer runs in a system").ledger;
-        let (a, b) = (spec.from, spec.to);
+        let parts: Vec<NodeId> = spec.participants().collect();
+        let &[a, b] = parts.as_slice() else { return false };
         !self.txns.faults
             && !self.tracing()
             && [a, b].contains(&spec.coord)
@@ -158,7 +152,7 @@ impl Master {
     /// acceptor), by id.
     pub(super) fn tx_nodes(&self, tx: TxnId) -> Vec<NodeId> {
         let spec = &self.txns.specs[&tx];
-        let mut nodes = vec![spec.from, spec.to, spec.coord];
+        let mut nodes = spec.members();
         if let Some((Protocol::Paxos, acceptors)) = self.txns.runs_by.get(&tx) {
             nodes.extend(acceptors);
         }
@@ -227,14 +221,14 @@ impl Master {
             let Some(&(_, tx, node)) = next.first() else {
                 return Ok(()); // nothing waits, or only on nodes that are down
             };
-            let spec = self.txns.specs[&tx];
+            let spec = self.txns.specs[&tx].clone();
             *timed_out.entry((tx, node)).or_default() += 1;
             let slot = self.push_await(Expect::TxStep { spec, nowait: false });
             let reach = self.sys().ledger.reach(node);
             // Waiting on a node it cannot reach, or on a channel that holds its messages.
             let lost = self.tx_nodes(tx).iter().any(|&n| n != node && !reach.contains(&n));
             let reason = if lost { AbortReason::NodeDown } else { AbortReason::Timeout };
-            let timeout = Control::Timeout { tx: spec.tx, reason, reach };
+            let timeout = Control::Timeout { tx, reason, reach };
             self.sys().command(node, timeout, slot)?;
             self.wait_slot(slot)?;
         }
@@ -301,7 +295,7 @@ impl Master {
         &mut self,
         nodes: &[NodeId],
         tx: Option<TxnId>,
-    ) -> Result<Vec<(NodeId, Amount, Amount, Option<String>)>, Fatal> {
+    ) -> Result<Vec<(NodeId, Amount, Amount, Option<TxState>)>, Fatal> {
         self.queried.clear();
         self.waiting.clear();
         for &n in nodes {
@@ -320,9 +314,9 @@ impl Master {
         let states = self.query(&up, Some(spec.tx))?;
         let mut line = format!("{} {}", spec.tx, self.tx_overall(&spec));
         for n in nodes {
-            let st = states.iter().find(|q| q.0 == n).and_then(|q| q.3.clone());
+            let st = states.iter().find(|q| q.0 == n).and_then(|q| q.3);
             let absent = if self.is_paused(n) { "PAUSED" } else { "DOWN" };
-            line.push_str(&format!(" node {n}={}", st.as_deref().unwrap_or(absent)));
+            line.push_str(&format!(" node {n}={}", st.map_or(absent, |s| s.word())));
         }
         self.push_done(vec![Out::Line(line)], false);
         Ok(())
@@ -484,8 +478,9 @@ impl Master {
                     outs.push(Out::Trace(TraceEvent::Drop { node, tx, amount }));
                 }
             }
-            for &(to, m) in &r.sent {
-                outs.push(Out::Trace(TraceEvent::Send { from: node, to, msg: ChannelMsg::Tx(m) }));
+            for (to, m) in &r.sent {
+                let msg = ChannelMsg::Commit(m.clone());
+                outs.push(Out::Trace(TraceEvent::Send { from: node, to: *to, msg }));
             }
         }
         for &(tx, outcome) in &r.decided {

@@ -119,7 +119,7 @@ impl Master {
             })
             .collect();
         s.insert("channels".into(), channels.into());
-        let mut specs: Vec<_> = self.txns.specs.values().copied().collect();
+        let mut specs: Vec<_> = self.txns.specs.values().cloned().collect();
         specs.sort_by_key(|t| t.tx);
         let txs: Vec<Value> = specs
             .iter()
@@ -129,9 +129,14 @@ impl Master {
                     _ => self.tx_overall(t).to_string(),
                 };
                 let protocol = self.txns.runs_by.get(&t.tx).map_or("2pc", |p| p.0.word());
+                // A transfer's two sides; for more parts, the first of each.
+                let payer = t.parts.iter().find(|p| p.delta < 0).map_or(t.coord, |p| p.node);
+                let payee = t.parts.iter().find(|p| p.delta > 0).map_or(t.coord, |p| p.node);
+                let amount: i64 = t.parts.iter().map(|p| p.delta.max(0)).sum();
                 json!({
-                    "tx": t.tx.to_string(), "from": t.from.0, "to": t.to.0,
-                    "amount": t.amount.0, "protocol": protocol, "state": state,
+                    "tx": t.tx.to_string(), "from": payer.0, "to": payee.0,
+                    "amount": amount, "protocol": protocol, "state": state,
+                    "parts": t.parts.iter().map(|p| json!([p.node.0, p.delta])).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -170,6 +175,6 @@ fn label(m: &ChannelMsg) -> String {
     match m {
         ChannelMsg::Transfer { amount } => format!("${amount}"),
         ChannelMsg::Marker { snapshot } => format!("marker S{snapshot}"),
-        ChannelMsg::Tx(t) => format!("{} {}", t.kind(), t.tx()),
+        ChannelMsg::Commit(t) => format!("{} {}", t.kind(), t.tx()),
     }
 }
