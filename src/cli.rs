@@ -61,9 +61,9 @@ pub struct Cli {
     #[arg(long)]
     pub step: bool,
 
-    /// Run the nodes on the hosts listed in FILE (SPEC chapter 10): `<name>
-    /// <address>:<port>` for a running `bank-master host`, or `<name> ssh [user@]host
-    /// [<address>:<port>]` to start one over ssh. Needs --key.
+    /// Run the nodes on the hosts listed in FILE (SPEC chapter 10), one a line:
+    /// `<name> <address>:<port>` for a running `bank-master host`, or
+    /// `<name> ssh [user@]host [<address>:<port>]` to start one over ssh. Needs --key.
     #[arg(long, value_name = "FILE")]
     pub hosts: Option<PathBuf>,
 
