@@ -1,15 +1,29 @@
-//! The command line: `bank-master [OPTIONS] [FILE]`, and how a child process learns its role.
+//! The command line: `bank-master [OPTIONS] [FILE]`, the tools beside a run (`draw`,
+//! `keygen`, `host`: SPEC chapters 9–10), and how a child process learns its role.
 //!
-//! A user's argument is always a command file: a child role (a node, the observer) is
-//! never named on the command line, so no file name can run one. The master passes a
-//! child its role in the environment ([`ChildRole::ENV`]) and gives it a short argument
-//! list for `ps` only (`bank-master node 3`, `bank-master observer`). The subcommand
-//! words of later chapters (`draw`, `host`, `keygen`) are taken only when no file of
-//! that name exists: a path that exists is always a file.
+//! The parsing is clap's derive; [`config`] checks a run's options further and starts
+//! what the run needs. A user's argument is always a command file: a child role (a
+//! node, the observer) is never named on the command line, so no file name can run
+//! one. The master passes a child its role in the environment ([`ChildRole::ENV`])
+//! and gives it a short argument list for `ps` only (`bank-master node 3`, `bank-master
+//! observer`). A tool's word is taken only when no file of that name exists
+//! ([`Cli::parse_args`]): a path that exists is always a file.
+
+pub mod config;
 
 use crate::output::Arrow;
-use clap::Parser;
-use std::path::PathBuf;
+use clap::{Args, Parser, Subcommand};
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// What `--help` says of the tools, after the options (clap's list of subcommands would
+/// show a second usage line).
+const TOOLS: &str = "\
+Tools, each with its own --help (a file of the same name still runs as commands):
+  bank-master draw TRACE [-o OUT]            a picture of a --trace file (SVG, HTML, ShiViz)
+  bank-master keygen FILE                    a new cluster key, for --hosts
+  bank-master host --listen ADDR --key FILE  an agent that runs nodes for a master";
 
 /// A multi-process bank: Chandy–Lamport snapshots and atomic transfers between node
 /// processes.
@@ -21,10 +35,18 @@ use std::path::PathBuf;
 #[command(
     name = "bank-master",
     version,
-    after_help = "Pictures of a run: bank-master draw TRACE [-o OUT.svg|OUT.html|OUT.shiviz] \
-                  (see bank-master draw --help)."
+    // A tool's word only counts first: `bank-master --seed 1 draw` runs a file `draw`.
+    args_conflicts_with_subcommands = true,
+    // `help` is a file name first; `config` shows the help when no such file exists.
+    disable_help_subcommand = true,
+    after_help = TOOLS
 )]
 pub struct Cli {
+    /// A tool instead of a run. The tools are hidden from clap's own list (the help
+    /// lists them) so that the help shows one usage: a run's.
+    #[command(subcommand)]
+    pub tool: Option<Tool>,
+
     /// The command file; standard input when absent or '-'.
     #[arg(value_name = "FILE")]
     pub file: Option<PathBuf>,
@@ -61,9 +83,9 @@ pub struct Cli {
     #[arg(long)]
     pub step: bool,
 
-    /// Run the nodes on the hosts listed in FILE (SPEC chapter 10): `<name>
-    /// <address>:<port>` for a running `bank-master host`, or `<name> ssh [user@]host
-    /// [<address>:<port>]` to start one over ssh. Needs --key.
+    /// Run the nodes on the hosts listed in FILE (SPEC chapter 10), one a line:
+    /// `<name> <address>:<port>` for a running `bank-master host`, or
+    /// `<name> ssh [user@]host [<address>:<port>]` to start one over ssh. Needs --key.
     #[arg(long, value_name = "FILE")]
     pub hosts: Option<PathBuf>,
 
@@ -76,6 +98,127 @@ pub struct Cli {
     /// seconds: a bug, never a wait of the protocols (their timeouts are logical).
     #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub watchdog: u64,
+}
+
+impl Cli {
+    /// Parses a command line, the program's name first. A first word that names a tool
+    /// is the tool, unless a file or directory of that name exists: a path that exists
+    /// is always the command file, whatever its name.
+    ///
+    /// # Errors
+    /// clap's: a bad option, or `--help` and `--version` (which print and end with 0).
+    pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Cli, clap::Error> {
+        let mut args: Vec<OsString> = args.into_iter().collect();
+        let is_tool = |a: &OsString| a.to_str().is_some_and(Tool::has_subcommand);
+        let shadowed = args.get(1).filter(|a| is_tool(a) && Path::new(a).exists()).cloned();
+        if let Some(name) = &shadowed {
+            // clap takes a tool's name before a file's, but `./draw` is no tool's name;
+            // the user's spelling comes back for the messages that name the file.
+            args[1] = Path::new(".").join(name).into_os_string();
+        }
+        let mut cli = Cli::try_parse_from(args)?;
+        if let Some(name) = shadowed {
+            cli.file = Some(name.into());
+        }
+        Ok(cli)
+    }
+
+    /// The name this process's logs go by: `host` for an agent, else `master`.
+    pub fn log_name(&self) -> &'static str {
+        match self.tool {
+            Some(Tool::Host(_)) => "host",
+            _ => "master",
+        }
+    }
+}
+
+/// The tools beside a run.
+#[derive(Debug, Subcommand)]
+pub enum Tool {
+    /// Draw a --trace file as a picture of the run (SPEC chapter 9).
+    #[command(hide = true, disable_help_flag = true)]
+    Draw {
+        /// The words after `draw`, untouched: [`crate::draw::run`] parses its own
+        /// options (and answers `--help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Writes a new cluster key to FILE, mode 0600; a file that exists is never
+    /// replaced.
+    // FILE is optional to clap only so that keygen can show its own usage line.
+    #[command(hide = true, override_usage = "bank-master keygen FILE")]
+    Keygen(KeygenArgs),
+    /// Runs a host agent: starts and stops node processes on this host for a master
+    /// holding the same cluster key (SPEC chapter 10).
+    #[command(hide = true)]
+    Host(HostArgs),
+}
+
+/// The arguments of `bank-master keygen` (its help text is [`Tool::Keygen`]'s).
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the key.
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+
+    /// More names, only to show the usage: one key is written at a time.
+    #[arg(hide = true)]
+    pub more: Vec<PathBuf>,
+}
+
+impl KeygenArgs {
+    /// What a `keygen` without exactly one FILE is told.
+    pub const USAGE: &'static str = "bank-master keygen FILE (writes a new cluster key, mode 0600)";
+}
+
+/// The options of `bank-master host` (its help text is [`Tool::Host`]'s).
+#[derive(Debug, Args)]
+pub struct HostArgs {
+    /// Where to listen for masters, e.g. 0.0.0.0:7070.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: String,
+
+    /// The address others dial to reach this host, when --listen is a wildcard.
+    #[arg(long, value_name = "ADDR")]
+    pub advertise: Option<String>,
+
+    /// The cluster key file (mode 0600), or '-' to read it from standard input (then
+    /// the agent ends when its input does: how the master runs it over ssh). Without
+    /// it, the BANK_KEY environment variable holds the key.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+
+    /// Keep node logs as `DIR/run-<nonce>/node-<id>.wal` (default: unnamed temporary
+    /// files).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Why a command line cannot start what it asks for: `main` prints it on stderr and
+/// ends with exit status 2 (SPEC chapter 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CannotStart {
+    /// The arguments do not fit this usage line.
+    Usage(&'static str),
+    /// Anything else, said in a sentence.
+    Error(String),
+}
+
+impl fmt::Display for CannotStart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CannotStart::Usage(usage) => write!(f, "usage: {usage}"),
+            CannotStart::Error(why) => write!(f, "error: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for CannotStart {}
+
+impl From<String> for CannotStart {
+    fn from(why: String) -> CannotStart {
+        CannotStart::Error(why)
+    }
 }
 
 /// What a child process is: the master starts each with one, in the environment.

@@ -5,133 +5,98 @@
 //! logged; the agent goes on serving.
 //!
 //! Each session is a thread; a node is forked from its session's thread, so its
-//! parent-death signal fires when the session ends or the agent dies, however.
+//! parent-death signal fires when the session ends or the agent dies, however. The
+//! options are [`HostArgs`] (clap's, in `cli`); `main` prints what keeps the agent from
+//! starting.
 
-use crate::cli::ChildRole;
+use crate::cli::{CannotStart, ChildRole, HostArgs};
 use crate::ids::NodeId;
 use crate::process::{kill_and_reap, spawn_self};
 use crate::transport::noise::{self, Key};
 use crate::transport::tcp::{self, Channel};
 use crate::wire::agent::{FromAgent, ToAgent};
-use clap::Parser;
 use std::collections::HashMap;
 use std::io::{self, Read};
-use std::net::{IpAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::Child;
 use std::sync::Arc;
 
-/// Runs a host agent: starts and stops node processes on this host for a master
-/// holding the same cluster key (SPEC chapter 10).
-#[derive(Debug, Parser)]
-#[command(name = "bank-master host")]
-struct HostCli {
-    /// Where to listen for masters, e.g. 0.0.0.0:7070.
-    #[arg(long, value_name = "ADDR")]
-    listen: String,
-
-    /// The address others dial to reach this host, when --listen is a wildcard.
-    #[arg(long, value_name = "ADDR")]
-    advertise: Option<String>,
-
-    /// The cluster key file (mode 0600), or '-' to read it from standard input (then
-    /// the agent ends when its input does: how the master runs it over ssh). Without
-    /// it, the BANK_KEY environment variable holds the key.
-    #[arg(long, value_name = "FILE")]
-    key: Option<PathBuf>,
-
-    /// Keep node logs as DIR/run-<nonce>/node-<id>.wal (default: unnamed temporary files).
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-}
-
+/// What every session of this agent shares.
 struct Setup {
     key: Key,
+    /// The address the nodes listen on (what masters and other nodes dial).
     ip: IpAddr,
     data_dir: Option<PathBuf>,
 }
 
-/// `bank-master host …`: returns the exit status.
-pub fn main(args: &[std::ffi::OsString]) -> i32 {
-    let cli = match HostCli::try_parse_from(
-        std::iter::once(std::ffi::OsString::from("bank-master host")).chain(args.iter().cloned()),
-    ) {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() { 2 } else { 0 };
-        }
-    };
-    let from_stdin = cli.key.as_deref().is_some_and(|k| k.as_os_str() == "-");
-    let key = if from_stdin {
-        let mut line = String::new();
-        match io::stdin().read_line(&mut line) {
-            Ok(_) => Key::from_hex(&line).map_err(|e| format!("standard input: {e}")),
-            Err(e) => Err(format!("cannot read the key from standard input: {e}")),
-        }
-    } else {
-        super::load_key(cli.key.as_deref())
-    };
-    let key = match key {
-        Ok(k) => k,
-        Err(why) => {
-            eprintln!("error: {why}");
-            return 2;
-        }
-    };
-    let listener = match TcpListener::bind(&cli.listen) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: cannot listen on {}: {e}", cli.listen);
-            return 2;
-        }
-    };
-    let local = match listener.local_addr() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
-    };
-    let ip = match cli.advertise.as_deref() {
-        Some(a) => {
-            match a.parse::<std::net::SocketAddr>().map(|s| s.ip()).or(a.parse::<IpAddr>()) {
-                Ok(ip) => ip,
-                Err(_) => {
-                    eprintln!(
-                        "error: --advertise {a} is not an address (10.0.0.5 or 10.0.0.5:7070)"
-                    );
-                    return 2;
-                }
-            }
-        }
-        None if local.ip().is_unspecified() => {
-            eprintln!(
-                "error: --listen {} is a wildcard: give --advertise with the address others dial",
-                cli.listen
-            );
-            return 2;
-        }
-        None => local.ip(),
-    };
-    if let Some(dir) = &cli.data_dir {
-        if let Err(e) = std::fs::create_dir_all(dir) {
-            eprintln!("error: cannot create the data directory {}: {e}", dir.display());
-            return 2;
-        }
+/// `bank-master host …`: serves masters until the agent is killed, or, with the key
+/// read from standard input, until that input ends.
+///
+/// # Errors
+/// What keeps the agent from starting: no usable key, an address it cannot listen on
+/// or does not know how to advertise, a data directory it cannot create.
+pub fn run(args: HostArgs) -> Result<(), CannotStart> {
+    let from_stdin = args.key.as_deref().is_some_and(|k| k.as_os_str() == "-");
+    let key = if from_stdin { key_from_stdin()? } else { super::load_key(args.key.as_deref())? };
+    let listener = TcpListener::bind(&args.listen)
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let ip = advertised_ip(&args, local)?;
+    if let Some(dir) = &args.data_dir {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create the data directory {}: {e}", dir.display()))?;
     }
     if from_stdin {
-        // Started over ssh: the session that started it ends, so does the agent (and,
-        // by their death signal, its nodes).
-        std::thread::spawn(|| {
-            let mut sink = [0u8; 64];
-            while matches!(io::stdin().read(&mut sink), Ok(n) if n > 0) {}
-            log::info!("host: standard input closed; stopping");
-            std::process::exit(0);
-        });
+        end_with_stdin();
     }
     eprintln!("bank-master host: listening on {local}, nodes on {ip}");
-    let setup = Arc::new(Setup { key, ip, data_dir: cli.data_dir });
+    serve(listener, Setup { key, ip, data_dir: args.data_dir });
+    Ok(())
+}
+
+/// The key as one line of standard input (how the master passes it over ssh: never
+/// on a command line, which the remote `ps` would show).
+fn key_from_stdin() -> Result<Key, String> {
+    let mut line = String::new();
+    match io::stdin().read_line(&mut line) {
+        Ok(_) => Key::from_hex(&line).map_err(|e| format!("standard input: {e}")),
+        Err(e) => Err(format!("cannot read the key from standard input: {e}")),
+    }
+}
+
+/// The address nodes listen on: `--advertise` (an address, or an address and port
+/// whose port is ignored), else the one listened on, which must not be a wildcard
+/// (others could not dial it).
+fn advertised_ip(args: &HostArgs, local: SocketAddr) -> Result<IpAddr, String> {
+    match args.advertise.as_deref() {
+        Some(a) => {
+            a.parse::<SocketAddr>().map(|s| s.ip()).or(a.parse::<IpAddr>()).map_err(|_| {
+                format!("--advertise {a} is not an address (10.0.0.5 or 10.0.0.5:7070)")
+            })
+        }
+        None if local.ip().is_unspecified() => Err(format!(
+            "--listen {} is a wildcard: give --advertise with the address others dial",
+            args.listen
+        )),
+        None => Ok(local.ip()),
+    }
+}
+
+/// Started over ssh, the agent ends when the session that started it does (and, by
+/// their death signal, so do its nodes): a thread waits for standard input to close.
+fn end_with_stdin() {
+    std::thread::spawn(|| {
+        let mut sink = [0u8; 64];
+        while matches!(io::stdin().read(&mut sink), Ok(n) if n > 0) {}
+        log::info!("host: standard input closed; stopping");
+        std::process::exit(0);
+    });
+}
+
+/// Accepts masters for ever, each session on a thread of its own.
+fn serve(listener: TcpListener, setup: Setup) {
+    let setup = Arc::new(setup);
     for sock in listener.incoming() {
         match sock {
             Ok(sock) => {
@@ -146,7 +111,6 @@ pub fn main(args: &[std::ffi::OsString]) -> i32 {
             Err(e) => log::warn!("host: accept failed: {e}"),
         }
     }
-    0
 }
 
 /// Runs the responder's handshake on a fresh connection; a channel to a master that

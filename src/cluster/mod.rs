@@ -11,6 +11,7 @@
 pub mod agent;
 pub mod ssh;
 
+use crate::cli::{CannotStart, KeygenArgs};
 use crate::ids::{Amount, NodeId};
 use crate::transport::noise::Key;
 use crate::transport::tcp::{self, Channel};
@@ -53,22 +54,17 @@ pub fn load_key(file: Option<&Path>) -> Result<Key, String> {
 }
 
 /// `bank-master keygen FILE`: writes a new key, mode 0600, refusing to replace a file.
-/// Returns the exit status.
-pub fn keygen_main(args: &[std::ffi::OsString]) -> i32 {
+///
+/// # Errors
+/// Not one FILE (the usage), no random key to be had, or a file that exists or cannot
+/// be written.
+pub fn keygen(args: &KeygenArgs) -> Result<(), CannotStart> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let [file] = args else {
-        eprintln!("usage: bank-master keygen FILE (writes a new cluster key, mode 0600)");
-        return 2;
+    let (Some(path), []) = (&args.file, args.more.as_slice()) else {
+        return Err(CannotStart::Usage(KeygenArgs::USAGE));
     };
-    let path = Path::new(file);
-    let key = match Key::generate() {
-        Ok(k) => k,
-        Err(e) => {
-            eprintln!("error: cannot draw a random key: {e}");
-            return 2;
-        }
-    };
+    let key = Key::generate().map_err(|e| format!("cannot draw a random key: {e}"))?;
     let made = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -81,19 +77,13 @@ pub fn keygen_main(args: &[std::ffi::OsString]) -> i32 {
                 "bank-master: wrote a new cluster key to {} (mode 0600); copy it to every host",
                 path.display()
             );
-            0
+            Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            eprintln!(
-                "error: {} exists; keygen never replaces a key (remove it first)",
-                path.display()
-            );
-            2
+            Err(format!("{} exists; keygen never replaces a key (remove it first)", path.display())
+                .into())
         }
-        Err(e) => {
-            eprintln!("error: cannot write {}: {e}", path.display());
-            2
-        }
+        Err(e) => Err(format!("cannot write {}: {e}", path.display()).into()),
     }
 }
 

@@ -1,4 +1,10 @@
 //! Text to [`Command`], with the line number and a reason for every rejected line.
+//!
+//! A table, `PARSERS`, maps each command's name to the small function that reads its
+//! arguments; the checks they share (how many, ids, amounts, channels) are methods of
+//! `Args`. Whether a well-formed command makes sense now is the master's business.
+//! Every line a run reads comes here: the master's file and terminal, the live page,
+//! the one-process replay.
 
 use super::Command;
 use crate::ids::{Amount, NodeId, TxnId};
@@ -142,190 +148,262 @@ pub fn parse_line(line: usize, raw: &str) -> Result<Option<Command>, ParseError>
     if text.is_empty() || text.starts_with('#') {
         return Ok(None);
     }
-    let err = |kind| ParseError { line, text: text.to_string(), kind };
     let mut words = text.split_whitespace();
     let name = words.next().expect("a non-blank line has a first word");
-    let args: Vec<&str> = words.collect();
-    let arity = |expected: &'static str, ok: bool| {
+    let args = Args { name, words: words.collect() };
+    let parsed = match PARSERS.iter().find(|(known, _)| *known == name) {
+        Some((_, parse)) => parse(&args),
+        None => Err(ParseErrorKind::UnknownCommand(name.to_string())),
+    };
+    parsed.map(Some).map_err(|kind| ParseError { line, text: text.to_string(), kind })
+}
+
+/// One command's parser: the words after its name to the command, or why not.
+type Parse = fn(&Args) -> Result<Command, ParseErrorKind>;
+
+/// Every command the parser knows, with the function that reads its arguments. A new
+/// command is one function below and one line here, plus its usage and help line in
+/// [`super::COMMANDS`] (a test checks that the two tables name the same commands).
+const PARSERS: &[(&str, Parse)] = &[
+    ("StartMaster", |a| a.bare(Command::StartMaster)),
+    ("CreateNode", create_node),
+    ("Send", send),
+    ("Receive", receive),
+    ("ReceiveAll", |a| a.bare(Command::ReceiveAll)),
+    ("BeginSnapshot", |a| a.node().map(|node| Command::BeginSnapshot { node })),
+    ("CollectState", |a| a.bare(Command::CollectState)),
+    ("PrintSnapshot", |a| a.bare(Command::PrintSnapshot)),
+    ("KillAll", |a| a.bare(Command::KillAll)),
+    ("help", |a| a.bare(Command::Help)),
+    ("Transfer", transfer),
+    ("Protocol", protocol),
+    ("Partition", partition),
+    ("Heal", |a| a.bare(Command::Heal)),
+    ("Pause", |a| a.node().map(|node| Command::Pause { node })),
+    ("Resume", |a| a.node().map(|node| Command::Resume { node })),
+    ("Balances", |a| a.bare(Command::Balances)),
+    ("Hold", |a| a.channel().map(|(from, to)| Command::Hold { from, to })),
+    ("Release", |a| a.channel().map(|(from, to)| Command::Release { from, to })),
+    ("Lose", |a| a.channel().map(|(from, to)| Command::Lose { from, to })),
+    ("Crash", |a| a.node().map(|node| Command::Crash { node })),
+    ("Restart", |a| a.node().map(|node| Command::Restart { node })),
+    ("CrashAt", crash_at),
+    ("Check", |a| a.bare(Command::Check)),
+    ("Wait", |a| a.bare(Command::Wait)),
+    ("Live", live),
+    ("Load", load),
+    ("Stats", |a| a.bare(Command::Stats)),
+    ("TxStatus", tx_status),
+];
+
+/// The words after a command's name, and the checks many commands make of them. Each
+/// check fails with the kind of error the line gets, so a parser is a chain of `?`s in
+/// the order its errors should be found.
+struct Args<'a> {
+    /// The command's name: a wrong argument count shows its usage.
+    name: &'a str,
+    words: Vec<&'a str>,
+}
+
+impl Args<'_> {
+    /// Fails with the command's usage unless `ok`; `expected` says what it takes ("no",
+    /// "1", "2 or 4", …).
+    fn arity(&self, expected: &'static str, ok: bool) -> Result<(), ParseErrorKind> {
         if ok {
-            Ok(())
-        } else {
-            let usage = super::usage(name);
-            Err(err(ParseErrorKind::WrongArgCount { expected, got: args.len(), usage }))
+            return Ok(());
         }
+        let usage = super::usage(self.name);
+        Err(ParseErrorKind::WrongArgCount { expected, got: self.words.len(), usage })
+    }
+
+    /// Argument `i` as a node id.
+    fn id(&self, i: usize) -> Result<NodeId, ParseErrorKind> {
+        parse_int(self.words[i], "id", u32::MAX as u64).map(|v| NodeId(v as u32))
+    }
+
+    /// Argument `i` as an amount of money.
+    fn amount(&self, i: usize) -> Result<Amount, ParseErrorKind> {
+        parse_int(self.words[i], "amount", Amount::MAX.0).map(Amount)
+    }
+
+    /// A command of no arguments.
+    fn bare(&self, cmd: Command) -> Result<Command, ParseErrorKind> {
+        self.arity("no", self.words.is_empty()).map(|()| cmd)
+    }
+
+    /// A command of one argument, a node.
+    fn node(&self) -> Result<NodeId, ParseErrorKind> {
+        self.arity("1", self.words.len() == 1)?;
+        self.id(0)
+    }
+
+    /// A command of two arguments, the ends of a channel: `<from> <to>`.
+    fn channel(&self) -> Result<(NodeId, NodeId), ParseErrorKind> {
+        self.arity("2", self.words.len() == 2)?;
+        let (from, to) = (self.id(0)?, self.id(1)?);
+        not_a_loop(from, to)?;
+        Ok((from, to))
+    }
+
+    /// The first three arguments as `<from> <to> <amount>`: money moving between two
+    /// nodes (`Send`, `Transfer`; the caller has checked the count).
+    fn movement(&self) -> Result<(NodeId, NodeId, Amount), ParseErrorKind> {
+        let (from, to, amount) = (self.id(0)?, self.id(1)?, self.amount(2)?);
+        not_a_loop(from, to)?;
+        Ok((from, to, amount))
+    }
+
+    /// `word` is not what the command takes at this place; `expected` lists what it does.
+    fn unexpected(word: &str, expected: &'static str) -> ParseErrorKind {
+        ParseErrorKind::UnexpectedWord { word: word.to_string(), expected }
+    }
+}
+
+/// A node has no channel to itself.
+fn not_a_loop(from: NodeId, to: NodeId) -> Result<(), ParseErrorKind> {
+    if from == to {
+        return Err(ParseErrorKind::SelfChannel(from));
+    }
+    Ok(())
+}
+fn create_node(a: &Args) -> Result<Command, ParseErrorKind> {
+    a.arity("2 or 4", a.words.len() == 2 || a.words.len() == 4)?;
+    let on = match a.words.get(2..) {
+        Some([on, host]) if *on == "on" => Some(host.to_string()),
+        Some([word, _]) => return Err(Args::unexpected(word, "on <host>")),
+        _ => None,
     };
-    let id =
-        |i: usize| parse_int(args[i], "id", u32::MAX as u64).map(|v| NodeId(v as u32)).map_err(err);
-    let amount = |i: usize| parse_int(args[i], "amount", Amount::MAX.0).map(Amount).map_err(err);
-    let unexpected = |word: &str, expected: &'static str| {
-        err(ParseErrorKind::UnexpectedWord { word: word.to_string(), expected })
-    };
-    let cmd = match name {
-        "StartMaster" => arity("no", args.is_empty()).map(|_| Command::StartMaster)?,
-        "CreateNode" => {
-            arity("2 or 4", args.len() == 2 || args.len() == 4)?;
-            let on = match args.get(2..) {
-                Some([on, host]) if *on == "on" => Some(host.to_string()),
-                Some([word, _]) => return Err(unexpected(word, "on <host>")),
-                _ => None,
-            };
-            Command::CreateNode { id: id(0)?, amount: amount(1)?, on }
-        }
-        "Send" => {
-            arity("3", args.len() == 3)?;
-            let (from, to, amount) = (id(0)?, id(1)?, amount(2)?);
-            if from == to {
-                return Err(err(ParseErrorKind::SelfChannel(from)));
+    Ok(Command::CreateNode { id: a.id(0)?, amount: a.amount(1)?, on })
+}
+
+fn send(a: &Args) -> Result<Command, ParseErrorKind> {
+    a.arity("3", a.words.len() == 3)?;
+    let (from, to, amount) = a.movement()?;
+    Ok(Command::Send { from, to, amount })
+}
+
+fn receive(a: &Args) -> Result<Command, ParseErrorKind> {
+    a.arity("1 or 2", a.words.len() == 1 || a.words.len() == 2)?;
+    let to = a.id(0)?;
+    let from = if a.words.len() == 2 { Some(a.id(1)?) } else { None };
+    if let Some(from) = from {
+        not_a_loop(to, from)?;
+    }
+    Ok(Command::Receive { to, from })
+}
+
+fn transfer(a: &Args) -> Result<Command, ParseErrorKind> {
+    a.arity("3 to 8", (3..=8).contains(&a.words.len()))?;
+    let (from, to, amount) = a.movement()?;
+    let CommitOptions { via, nowait, protocol } = commit_options(a, 3)?;
+    Ok(Command::Transfer { from, to, amount, via, nowait, protocol })
+}
+
+/// The words after what a transaction moves: `[via <node>] [nowait] [protocol <name>]`,
+/// in any order, each at most once.
+struct CommitOptions {
+    via: Option<NodeId>,
+    nowait: bool,
+    protocol: Option<Protocol>,
+}
+
+/// Reads [`CommitOptions`] from argument `first` to the end.
+fn commit_options(a: &Args, first: usize) -> Result<CommitOptions, ParseErrorKind> {
+    let mut opts = CommitOptions { via: None, nowait: false, protocol: None };
+    let mut i = first;
+    while i < a.words.len() {
+        // A word that takes a value is only itself when the value is there: a bare
+        // `via` at the end is an unexpected word, not a read past the line.
+        let valued = i + 1 < a.words.len();
+        match a.words[i] {
+            "via" if opts.via.is_none() && valued => {
+                opts.via = Some(a.id(i + 1)?);
+                i += 2;
             }
-            Command::Send { from, to, amount }
-        }
-        "Receive" => {
-            arity("1 or 2", args.len() == 1 || args.len() == 2)?;
-            let to = id(0)?;
-            let from = if args.len() == 2 { Some(id(1)?) } else { None };
-            if from == Some(to) {
-                return Err(err(ParseErrorKind::SelfChannel(to)));
+            "nowait" if !opts.nowait => {
+                opts.nowait = true;
+                i += 1;
             }
-            Command::Receive { to, from }
-        }
-        "ReceiveAll" => arity("no", args.is_empty()).map(|_| Command::ReceiveAll)?,
-        "BeginSnapshot" => {
-            arity("1", args.len() == 1)?;
-            Command::BeginSnapshot { node: id(0)? }
-        }
-        "CollectState" => arity("no", args.is_empty()).map(|_| Command::CollectState)?,
-        "PrintSnapshot" => arity("no", args.is_empty()).map(|_| Command::PrintSnapshot)?,
-        "KillAll" => arity("no", args.is_empty()).map(|_| Command::KillAll)?,
-        "help" => arity("no", args.is_empty()).map(|_| Command::Help)?,
-        "Transfer" => {
-            arity("3 to 8", (3..=8).contains(&args.len()))?;
-            let (from, to, amount) = (id(0)?, id(1)?, amount(2)?);
-            if from == to {
-                return Err(err(ParseErrorKind::SelfChannel(from)));
+            "protocol" if opts.protocol.is_none() && valued => {
+                opts.protocol = Some(protocol_word(a.words[i + 1])?);
+                i += 2;
             }
-            let (mut via, mut nowait, mut protocol, mut i) = (None, false, None, 3);
-            while i < args.len() {
-                match args[i] {
-                    "via" if via.is_none() && i + 1 < args.len() => {
-                        via = Some(id(i + 1)?);
-                        i += 2;
-                    }
-                    "nowait" if !nowait => {
-                        nowait = true;
-                        i += 1;
-                    }
-                    "protocol" if protocol.is_none() && i + 1 < args.len() => {
-                        protocol = Some(protocol_word(args[i + 1]).map_err(err)?);
-                        i += 2;
-                    }
-                    other => return Err(unexpected(other, "via <node>, nowait, protocol <name>")),
-                }
+            other => return Err(Args::unexpected(other, "via <node>, nowait, protocol <name>")),
+        }
+    }
+    Ok(opts)
+}
+
+fn protocol(a: &Args) -> Result<Command, ParseErrorKind> {
+    a.arity("1", a.words.len() == 1)?;
+    Ok(Command::Protocol { protocol: protocol_word(a.words[0])? })
+}
+
+fn partition(a: &Args) -> Result<Command, ParseErrorKind> {
+    a.arity("1 or more", !a.words.is_empty())?;
+    let mut nodes = Vec::with_capacity(a.words.len());
+    for i in 0..a.words.len() {
+        let n = a.id(i)?;
+        if nodes.contains(&n) {
+            return Err(ParseErrorKind::Duplicate(n));
+        }
+        nodes.push(n);
+    }
+    Ok(Command::Partition { nodes })
+}
+
+fn crash_at(a: &Args) -> Result<Command, ParseErrorKind> {
+    a.arity("2", a.words.len() == 2)?;
+    let point = CrashPoint::EVERY
+        .into_iter()
+        .find(|p| p.name() == a.words[1])
+        .ok_or_else(|| ParseErrorKind::UnknownCrashPoint(a.words[1].to_string()))?;
+    Ok(Command::CrashAt { node: a.id(0)?, point })
+}
+
+fn live(a: &Args) -> Result<Command, ParseErrorKind> {
+    a.arity("1", a.words.len() == 1)?;
+    match a.words[0] {
+        "on" => Ok(Command::Live { on: true }),
+        "off" => Ok(Command::Live { on: false }),
+        other => Err(Args::unexpected(other, "on, off")),
+    }
+}
+
+fn load(a: &Args) -> Result<Command, ParseErrorKind> {
+    a.arity("1 to 5", (1..=5).contains(&a.words.len()))?;
+    let count = parse_int(a.words[0], "count", u64::MAX)?;
+    let (mut kind, mut seed, mut background, mut i) = (None, None, false, 1);
+    while i < a.words.len() {
+        match a.words[i] {
+            word if kind.is_none() && LoadKind::from_word(word).is_some() => {
+                kind = LoadKind::from_word(word);
+                i += 1;
             }
-            Command::Transfer { from, to, amount, via, nowait, protocol }
-        }
-        "Protocol" => {
-            arity("1", args.len() == 1)?;
-            Command::Protocol { protocol: protocol_word(args[0]).map_err(err)? }
-        }
-        "Partition" => {
-            arity("1 or more", !args.is_empty())?;
-            let mut nodes = Vec::with_capacity(args.len());
-            for i in 0..args.len() {
-                let n = id(i)?;
-                if nodes.contains(&n) {
-                    return Err(err(ParseErrorKind::Duplicate(n)));
-                }
-                nodes.push(n);
+            "seed" if seed.is_none() && i + 1 < a.words.len() => {
+                seed = Some(parse_int(a.words[i + 1], "seed", u64::MAX)?);
+                i += 2;
             }
-            Command::Partition { nodes }
-        }
-        "Heal" => arity("no", args.is_empty()).map(|_| Command::Heal)?,
-        "Pause" | "Resume" => {
-            arity("1", args.len() == 1)?;
-            let node = id(0)?;
-            if name == "Pause" {
-                Command::Pause { node }
-            } else {
-                Command::Resume { node }
+            "async" if !background => {
+                background = true;
+                i += 1;
             }
-        }
-        "Balances" => arity("no", args.is_empty()).map(|_| Command::Balances)?,
-        "Hold" | "Release" | "Lose" => {
-            arity("2", args.len() == 2)?;
-            let (from, to) = (id(0)?, id(1)?);
-            if from == to {
-                return Err(err(ParseErrorKind::SelfChannel(from)));
-            }
-            match name {
-                "Hold" => Command::Hold { from, to },
-                "Release" => Command::Release { from, to },
-                _ => Command::Lose { from, to },
-            }
-        }
-        "Crash" => {
-            arity("1", args.len() == 1)?;
-            Command::Crash { node: id(0)? }
-        }
-        "Restart" => {
-            arity("1", args.len() == 1)?;
-            Command::Restart { node: id(0)? }
-        }
-        "CrashAt" => {
-            arity("2", args.len() == 2)?;
-            let point = CrashPoint::EVERY
-                .into_iter()
-                .find(|p| p.name() == args[1])
-                .ok_or_else(|| err(ParseErrorKind::UnknownCrashPoint(args[1].to_string())))?;
-            Command::CrashAt { node: id(0)?, point }
-        }
-        "Check" => arity("no", args.is_empty()).map(|_| Command::Check)?,
-        "Wait" => arity("no", args.is_empty()).map(|_| Command::Wait)?,
-        "Live" => {
-            arity("1", args.len() == 1)?;
-            match args[0] {
-                "on" => Command::Live { on: true },
-                "off" => Command::Live { on: false },
-                other => return Err(unexpected(other, "on, off")),
+            other => {
+                return Err(Args::unexpected(other, "sends, transfers, mixed, seed <n>, async"))
             }
         }
-        "Load" => {
-            arity("1 to 5", (1..=5).contains(&args.len()))?;
-            let count = parse_int(args[0], "count", u64::MAX).map_err(err)?;
-            let (mut kind, mut seed, mut background, mut i) = (None, None, false, 1);
-            while i < args.len() {
-                match args[i] {
-                    word if kind.is_none() && LoadKind::from_word(word).is_some() => {
-                        kind = LoadKind::from_word(word);
-                        i += 1;
-                    }
-                    "seed" if seed.is_none() && i + 1 < args.len() => {
-                        seed = Some(parse_int(args[i + 1], "seed", u64::MAX).map_err(err)?);
-                        i += 2;
-                    }
-                    "async" if !background => {
-                        background = true;
-                        i += 1;
-                    }
-                    other => {
-                        return Err(unexpected(other, "sends, transfers, mixed, seed <n>, async"))
-                    }
-                }
-            }
-            let kind = kind.unwrap_or(LoadKind::Mixed);
-            Command::Load { count, kind, seed, background }
-        }
-        "Stats" => arity("no", args.is_empty()).map(|_| Command::Stats)?,
-        "TxStatus" => {
-            arity("1", args.len() == 1)?;
-            let n = args[0]
-                .strip_prefix('T')
-                .ok_or_else(|| err(ParseErrorKind::MissingT(args[0].to_string())))?;
-            let tx = parse_int(n, "transaction", u64::MAX).map_err(err)?;
-            Command::TxStatus { tx: TxnId(tx) }
-        }
-        other => return Err(err(ParseErrorKind::UnknownCommand(other.to_string()))),
-    };
-    Ok(Some(cmd))
+    }
+    let kind = kind.unwrap_or(LoadKind::Mixed);
+    Ok(Command::Load { count, kind, seed, background })
+}
+
+fn tx_status(a: &Args) -> Result<Command, ParseErrorKind> {
+    a.arity("1", a.words.len() == 1)?;
+    let n = a.words[0]
+        .strip_prefix('T')
+        .ok_or_else(|| ParseErrorKind::MissingT(a.words[0].to_string()))?;
+    let tx = parse_int(n, "transaction", u64::MAX)?;
+    Ok(Command::TxStatus { tx: TxnId(tx) })
 }
 
 fn protocol_word(word: &str) -> Result<Protocol, ParseErrorKind> {

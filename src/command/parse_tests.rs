@@ -288,3 +288,14 @@ fn transfer_protocol_needs_a_name_and_comes_once() {
         assert!(parse_line(1, bad).is_err(), "{bad}");
     }
 }
+
+// The parser and `help` know the same commands: a new command needs a line in both
+// tables, and a name in one only is caught here.
+#[test]
+fn every_command_has_a_parser_and_a_usage_line() {
+    let mut parsed: Vec<&str> = PARSERS.iter().map(|(name, _)| *name).collect();
+    let mut listed: Vec<&str> = crate::command::COMMANDS.iter().map(|c| c.0).collect();
+    parsed.sort_unstable();
+    listed.sort_unstable();
+    assert_eq!(parsed, listed);
+}

@@ -1,5 +1,7 @@
-//! The reader thread: wait on every link and the listener with epoll, decode frames,
-//! forward events. epoll, not poll(2): its cost follows the ready links, not all links.
+//! The reader thread: wait on every link and the listener with epoll, answer the
+//! handshakes of accepted TCP connections, open their records, decode frames, and
+//! forward events to the owner's inbox. It writes nothing but handshake replies: messages
+//! go out through each link's owner. epoll, not poll(2): its cost follows the ready links.
 
 use super::noise::{self, Answer, Opener};
 use super::{Conn, Link, Listener, Shared};
@@ -150,6 +152,72 @@ struct Watched {
 enum Secure {
     Handshake(Vec<u8>),
     Open { opener: Opener, claimed: String, plain: Vec<u8> },
+}
+
+impl Watched {
+    /// Takes bytes just read: into the decoder as they are on a local link, opened on a
+    /// TCP link, or into the handshake until it is done. `Err` when the link must close
+    /// (`why`, `None` for a refused connection, which is logged here).
+    fn take_bytes(&mut self, bytes: &[u8]) -> Result<(), Option<String>> {
+        match &mut self.secure {
+            None => self.decoder.extend(bytes),
+            Some(Secure::Open { opener, plain, .. }) => {
+                let Some(keys) = self.stream.keys() else {
+                    return Err(Some("a link without keys".into()));
+                };
+                plain.clear();
+                if let Err(e) = opener.open(keys, bytes, plain) {
+                    let who = self.peer.map_or("an unidentified peer".into(), |p| p.to_string());
+                    log::error!("hub: {who} ({}) sent {e}; closing the link", self.stream.remote());
+                    return Err(Some(e));
+                }
+                self.decoder.extend(plain);
+            }
+            Some(Secure::Handshake(got)) => {
+                got.extend_from_slice(bytes);
+                if let Some(open) = answer_handshake(&self.stream, got)? {
+                    if let Secure::Open { plain, .. } = &open {
+                        self.decoder.extend(plain);
+                    }
+                    self.secure = Some(open);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Answers the handshake of a TCP connection this process accepted on `stream`, `got`
+/// being its bytes so far: `None` until they are a whole handshake; then, once the
+/// reply is sent, the open link, its `plain` the records that came behind the handshake.
+/// `Err(None)` when the connection is refused (logged here).
+fn answer_handshake(stream: &Shared, got: &[u8]) -> Result<Option<Secure>, Option<String>> {
+    let Some(id) = noise::identity() else {
+        return Err(Some("no key to answer a handshake".into()));
+    };
+    let remote = stream.remote().to_string();
+    let refuse = |why: &dyn std::fmt::Display| {
+        log::warn!("hub: refused a connection from {remote}: {why}");
+        Err(None)
+    };
+    let (claimed, reply, used, state) = match noise::respond(got, &id.key, id.nonce, &id.me) {
+        Ok(Answer::More) if got.len() <= noise::MAX_HANDSHAKE => return Ok(None),
+        Ok(Answer::More) => return refuse(&"not a bank handshake"),
+        Err(why) => return refuse(&why),
+        Ok(Answer::Accepted { claimed, reply, used, state }) => (claimed, reply, used, state),
+    };
+    if let Err(e) = (&**stream).write_all(&reply) {
+        log::warn!("hub: a handshake with {remote} failed: {e}");
+        return Err(None);
+    }
+    stream.set_keys(state);
+    let mut opener = Opener::default();
+    let mut plain = Vec::new();
+    let keys = stream.keys().expect("just set");
+    if let Err(e) = opener.open(keys, &got[used..], &mut plain) {
+        return refuse(&format!("it sent {e}"));
+    }
+    Ok(Some(Secure::Open { opener, claimed, plain }))
 }
 
 /// epoll tokens: the wake pipe, the listener, then one per link.
@@ -360,72 +428,27 @@ impl PollLoop {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Outcome::Open),
             Err(e) => return Ok(Outcome::Drop(Some(e.to_string()))),
         };
-        match &mut w.secure {
-            None => w.decoder.extend(&buf[..n]),
-            Some(Secure::Open { opener, plain, .. }) => {
-                let Some(keys) = w.stream.keys() else {
-                    return Ok(Outcome::Drop(Some("a link without keys".into())));
-                };
-                plain.clear();
-                if let Err(e) = opener.open(keys, &buf[..n], plain) {
-                    let who = w.peer.map_or("an unidentified peer".to_string(), |p| p.to_string());
-                    log::error!("hub: {who} ({}) sent {e}; closing the link", w.stream.remote());
-                    return Ok(Outcome::Drop(Some(e)));
-                }
-                w.decoder.extend(plain);
-            }
-            Some(Secure::Handshake(got)) => {
-                got.extend_from_slice(&buf[..n]);
-                let Some(id) = noise::identity() else {
-                    return Ok(Outcome::Drop(Some("no key to answer a handshake".into())));
-                };
-                let remote = w.stream.remote().to_string();
-                match noise::respond(got, &id.key, id.nonce, &id.me) {
-                    Ok(Answer::More) if got.len() <= noise::MAX_HANDSHAKE => {
-                        return Ok(Outcome::Open)
-                    }
-                    Ok(Answer::More) => {
-                        log::warn!("hub: refused a connection from {remote}: not a bank handshake");
-                        return Ok(Outcome::Drop(None));
-                    }
-                    Err(why) => {
-                        log::warn!("hub: refused a connection from {remote}: {why}");
-                        return Ok(Outcome::Drop(None));
-                    }
-                    Ok(Answer::Accepted { claimed, reply, used, state }) => {
-                        let rest = got[used..].to_vec();
-                        if let Err(e) = (&*w.stream).write_all(&reply) {
-                            log::warn!("hub: a handshake with {remote} failed: {e}");
-                            return Ok(Outcome::Drop(None));
-                        }
-                        w.stream.set_keys(state);
-                        let mut opener = Opener::default();
-                        let mut plain = Vec::new();
-                        let keys = w.stream.keys().expect("just set");
-                        if let Err(e) = opener.open(keys, &rest, &mut plain) {
-                            log::warn!("hub: refused a connection from {remote}: it sent {e}");
-                            return Ok(Outcome::Drop(None));
-                        }
-                        w.decoder.extend(&plain);
-                        w.secure = Some(Secure::Open { opener, claimed, plain });
-                    }
-                }
-            }
+        if let Err(why) = w.take_bytes(&buf[..n]) {
+            return Ok(Outcome::Drop(why));
         }
+        // A handshake still under way has given the decoder nothing: it finds no frame.
+        self.decode(token)
+    }
+
+    /// Passes on every whole message link `token`'s decoder holds: the hello of an
+    /// accepted connection as [`Event::Connected`], the rest as one [`Event::Frames`].
+    /// `Err(())` when the main thread is gone.
+    fn decode(&mut self, token: u64) -> Result<Outcome, ()> {
         let mut msgs = Vec::new();
         loop {
             let w = self.links.get_mut(&token).expect("still here");
             let known = w.peer.is_some();
             match w.decoder.next_message() {
                 Ok(Some(Message::Hello(hello))) if !known => {
-                    match self.accept_hello(token, hello) {
-                        Some(link) => {
-                            if self.inbox.send(Event::Connected(link)).is_err() {
-                                return Err(());
-                            }
-                        }
-                        None => return Ok(Outcome::Drop(None)),
-                    }
+                    let Some(link) = self.accept_hello(token, hello) else {
+                        return Ok(Outcome::Drop(None));
+                    };
+                    self.inbox.send(Event::Connected(link)).map_err(|_| ())?;
                 }
                 Ok(Some(_)) if !known => {
                     log::warn!("hub: a connection spoke before its hello; dropped");
@@ -438,9 +461,7 @@ impl PollLoop {
         }
         if !msgs.is_empty() {
             let peer = self.links[&token].peer.expect("frames come after the hello");
-            if self.inbox.send(Event::Frames { peer, msgs }).is_err() {
-                return Err(());
-            }
+            self.inbox.send(Event::Frames { peer, msgs }).map_err(|_| ())?;
         }
         Ok(Outcome::Open)
     }
