@@ -1,10 +1,11 @@
 //! The master on a real terminal (a pseudo-terminal this test makes): line editing and
-//! history at the `bank> ` prompt, and a load's progress bar on stderr that never reaches
-//! stdout.
+//! history at the `bank> ` prompt, a load's progress bar on stderr that never reaches
+//! stdout, and lines typed ahead while a command runs.
 
 mod util;
 
-use std::io::{Read, Write};
+use crossbeam_channel::Receiver;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -72,6 +73,8 @@ struct OnTerminal {
     screen: Arc<Screen>,
     /// How much the terminal had shown when the last keys were typed.
     typed: usize,
+    /// stdout's lines as they come; the channel ends with stdout.
+    out: Receiver<String>,
 }
 
 fn start(args: &[&str], history: &std::path::Path) -> OnTerminal {
@@ -95,8 +98,16 @@ fn start(args: &[&str], history: &std::path::Path) -> OnTerminal {
             Ok(())
         });
     }
-    let child = cmd.spawn().expect("start bank-master");
+    let mut child = cmd.spawn().expect("start bank-master");
     drop(slave);
+    let (line_tx, out) = crossbeam_channel::unbounded();
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while stdout.read_line(&mut line).is_ok_and(|n| n > 0) {
+            let _ = line_tx.send(std::mem::take(&mut line));
+        }
+    });
     let screen = Arc::new(Screen::default());
     let mut reader = std::fs::File::from(master.try_clone().unwrap());
     let s = screen.clone();
@@ -110,7 +121,7 @@ fn start(args: &[&str], history: &std::path::Path) -> OnTerminal {
             s.grew.notify_all();
         }
     });
-    OnTerminal { child, keys: std::fs::File::from(master), screen, typed: 0 }
+    OnTerminal { child, keys: std::fs::File::from(master), screen, typed: 0, out }
 }
 
 impl OnTerminal {
@@ -123,12 +134,30 @@ impl OnTerminal {
         self.keys.write_all(keys.as_bytes()).unwrap();
     }
 
+    /// Types `keys` at once, without waiting for a prompt.
+    fn type_ahead(&mut self, keys: &str) {
+        self.typed = self.screen.len();
+        self.keys.write_all(keys.as_bytes()).unwrap();
+    }
+
     /// Ctrl-D at the next prompt, then what the master printed on stdout and what the
     /// terminal showed.
     fn finish(mut self) -> (String, String, i32) {
         self.type_keys("\x04");
+        self.wait_end()
+    }
+
+    /// Waits (30 s at most) for the master to end; what it printed on stdout (the lines
+    /// not yet taken), what the terminal showed, and its exit status.
+    fn wait_end(&mut self) -> (String, String, i32) {
         let mut out = String::new();
-        self.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        loop {
+            match self.out.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) => out.push_str(&line),
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                Err(e) => panic!("the master did not end: {e}; stdout so far:\n{out}"),
+            }
+        }
         let status = self.child.wait().unwrap().code().unwrap_or(-1);
         let screen = self.screen.text.lock().unwrap().clone();
         (out, screen, status)
@@ -188,4 +217,47 @@ fn a_load_shows_progress_on_the_terminal_only() {
     assert_eq!(status, 0, "{screen}");
     assert!(drawn, "no progress bar on the terminal:\n{screen}");
     assert!(out.starts_with("LOAD 1500000 committed=") && out.lines().count() == 1, "{out}");
+}
+
+// Lines typed while a long load runs are all kept and run in order once it is done, each
+// shown after a prompt as if typed there; none is echoed into the load's progress bar.
+#[test]
+fn lines_typed_during_a_load_all_run_in_order() {
+    let tmp = TempDir::new("terminal-ahead");
+    let mut t = start(&["--seed", "1"], &tmp.0.join("history"));
+    for line in ["StartMaster", "CreateNode 1 1000000", "CreateNode 2 1000000", "Live on"] {
+        t.type_keys(&format!("{line}\r"));
+    }
+    t.type_keys("Load 1500000 sends seed 3\r");
+    let mark = t.typed;
+    let drawn = t.screen.wait(mark, Duration::from_secs(60), |s| s.contains("operations"));
+    assert!(drawn, "no progress bar on the terminal");
+    let ahead = [
+        "Check",
+        "Stats",
+        "Live off",
+        "BeginSnapshot 1",
+        "ReceiveAll",
+        "CollectState",
+        "PrintSnapshot",
+    ];
+    t.type_ahead(&ahead.map(|l| format!("{l}\r")).concat());
+    let typed = t.typed;
+    let (out, screen, status) = t.finish();
+    assert_eq!(status, 0, "{screen}");
+    // The keys came while the load ran: its bar was drawn again after them.
+    assert!(screen[typed..].contains("operations"), "the load ended before the keys came");
+    for line in ahead {
+        let shown: Vec<_> = screen.match_indices(line).map(|(at, _)| at).collect();
+        assert!(!shown.is_empty(), "{line:?} never shown:\n{screen}");
+        for at in shown {
+            assert!(
+                screen[..at].ends_with("bank> "),
+                "{line:?} echoed outside a prompt:\n{screen}"
+            );
+        }
+    }
+    assert!(out.starts_with("LOAD 1500000 committed="), "{out}");
+    assert!(out.contains("\nStarted by Node 1\n"), "BeginSnapshot did not run:\n{out}");
+    assert!(out.contains("\n---Node states\nnode 1 = "), "PrintSnapshot did not run:\n{out}");
 }

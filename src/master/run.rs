@@ -347,7 +347,7 @@ impl Master {
             // What was asked so far is finished and shown before the next prompt.
             self.barrier()?;
             self.stdout.flush().map_err(stdout_gone)?;
-            let Some(line) = prompt.read() else { return Ok(()) };
+            let super::prompt::Typed::Line(line) = prompt.read() else { return Ok(()) };
             n += 1;
             self.line(n, &line)?;
         }
