@@ -114,11 +114,12 @@ fn run_master() -> ExitCode {
         }
     };
     let mut cli = cli;
-    // `--web FILE`: the optional address is a file that exists, not an address.
+    // `--web FILE` (or `--web -`): the optional address is a file that exists (or standard
+    // input), not an address.
     if let Some(addr) = cli.web.clone() {
         let not_addr = addr.parse::<std::net::SocketAddr>().is_err()
             && addr.parse::<std::net::IpAddr>().is_err();
-        if !addr.is_empty() && not_addr && Path::new(&addr).exists() {
+        if !addr.is_empty() && not_addr && (addr == "-" || Path::new(&addr).exists()) {
             if let Some(f) = cli.file.take() {
                 cli.more.insert(0, f);
             }
@@ -126,7 +127,7 @@ fn run_master() -> ExitCode {
             cli.web = Some(String::new());
         }
     }
-    if cli.step && (cli.web.is_none() || cli.file.is_none()) {
+    if cli.step && (cli.web.is_none() || cli.file.as_ref().is_none_or(|f| f.as_os_str() == "-")) {
         eprintln!(
             "error: --step runs a FILE one line per click of the live page: give --web and a FILE"
         );
@@ -178,8 +179,14 @@ fn run_master() -> ExitCode {
             let interactive = std::io::stdin().is_terminal();
             if interactive && cli.web.is_none() {
                 eprintln!("bank-master: type commands, 'help' for the list, Ctrl-D to end");
+            } else if interactive {
+                eprintln!(
+                    "bank-master: type commands here or on the live page, 'help' for the list; \
+                     Ctrl-D ends the typing, Ctrl-C the run"
+                );
             }
-            // Read on the master's own thread (a reader thread would cost a hand-off per line).
+            // Read on the master's own thread (a reader thread would cost a hand-off per line);
+            // with --web, on a thread of its own, as the master waits for the page too.
             Input::Stdin { interactive }
         }
     };
@@ -208,9 +215,11 @@ fn run_master() -> ExitCode {
         },
     };
     let input = match (web.is_some(), input) {
-        (true, Input::Text(text)) => Input::Web { file: Some(text), step: cli.step },
-        (true, _) => Input::Web { file: None, step: false },
-        (false, input) => input,
+        (true, Input::Text(text)) => {
+            Input::Web { file: Some(text), step: cli.step, interactive: false }
+        }
+        (true, Input::Stdin { interactive }) => Input::Web { file: None, step: false, interactive },
+        (_, input) => input,
     };
     let hosts = match &cli.hosts {
         None if cli.key.is_some() => {

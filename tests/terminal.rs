@@ -1,6 +1,6 @@
 //! The master on a real terminal (a pseudo-terminal this test makes): line editing and
 //! history at the `bank> ` prompt, a load's progress bar on stderr that never reaches
-//! stdout, and lines typed ahead while a command runs.
+//! stdout, lines typed ahead while a command runs, and the prompt with `--web`.
 
 mod util;
 
@@ -134,10 +134,35 @@ impl OnTerminal {
         self.keys.write_all(keys.as_bytes()).unwrap();
     }
 
+    /// Waits for a fresh prompt after everything typed so far: the last line has run.
+    fn wait_prompt(&self) {
+        let ready = self.screen.wait(self.typed, Duration::from_secs(30), at_fresh_prompt);
+        let text = self.screen.text.lock().unwrap().clone();
+        assert!(ready, "no prompt came; the terminal shows:\n{text}");
+    }
+
     /// Types `keys` at once, without waiting for a prompt.
     fn type_ahead(&mut self, keys: &str) {
         self.typed = self.screen.len();
         self.keys.write_all(keys.as_bytes()).unwrap();
+    }
+
+    /// Waits (30 s at most for each) for stdout's next lines, which must be `want`.
+    fn expect(&self, want: &[&str]) {
+        for w in want {
+            let got = self.out.recv_timeout(Duration::from_secs(30));
+            assert_eq!(got.as_deref().map(str::trim_end), Ok(*w), "stdout's next line");
+        }
+    }
+
+    /// The live page's address, once the master has shown it.
+    fn url(&self) -> String {
+        let shown =
+            |s: &str| s.contains("/?token=") && s[s.find("/?token=").unwrap()..].contains('\n');
+        assert!(self.screen.wait(0, Duration::from_secs(30), shown), "no live page address");
+        let text = self.screen.text.lock().unwrap().clone();
+        let at = text.find("http://").expect("an address");
+        text[at..].split_whitespace().next().unwrap().to_string()
     }
 
     /// Ctrl-D at the next prompt, then what the master printed on stdout and what the
@@ -260,4 +285,58 @@ fn lines_typed_during_a_load_all_run_in_order() {
     assert!(out.starts_with("LOAD 1500000 committed="), "{out}");
     assert!(out.contains("\nStarted by Node 1\n"), "BeginSnapshot did not run:\n{out}");
     assert!(out.contains("\n---Node states\nnode 1 = "), "PrintSnapshot did not run:\n{out}");
+}
+
+/// Sends `lines` to the live page at `url` as its command box does; the status code.
+fn post(url: &str, lines: &str) -> u16 {
+    let host = url.trim_start_matches("http://").split('/').next().unwrap();
+    let token = url.split("token=").nth(1).unwrap();
+    let mut s = std::net::TcpStream::connect(host).expect("connect to the page");
+    let request = format!(
+        "POST /api/command HTTP/1.1\r\nHost: {host}\r\nx-bank-token: {token}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{lines}",
+        lines.len()
+    );
+    s.write_all(request.as_bytes()).unwrap();
+    let mut reply = String::new();
+    let _ = BufReader::new(s).read_line(&mut reply);
+    reply.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+// `--web` at a terminal: the prompt and the page drive one run, their lines in the order
+// they come. The page's KillAll ends it while the prompt waits, and the terminal is given
+// back as it was; Ctrl-D ends the typing only, and the page goes on.
+#[test]
+fn the_prompt_and_the_live_page_drive_one_run() {
+    let tmp = TempDir::new("terminal-web");
+    let history = tmp.0.join("history");
+    let mut t = start(&["--seed", "1", "--web"], &history);
+    let url = t.url();
+    t.type_keys("StartMaster\r");
+    t.type_keys("CreateNode 1 5\r");
+    t.wait_prompt();
+    assert_eq!(post(&url, "CreateNode 2 7\nSend 1 2 3\nBalances"), 202);
+    t.expect(&["node 1 = 2", "node 2 = 7"]);
+    t.type_keys("Receive 2\r");
+    t.expect(&["1 Transfer 3"]);
+    t.type_keys("Balances\r");
+    t.expect(&["node 1 = 2", "node 2 = 10"]);
+    t.wait_prompt(); // the prompt waits for a line when the page ends the run
+    assert_eq!(post(&url, "KillAll"), 202);
+    let (out, screen, status) = t.wait_end();
+    assert_eq!((out.as_str(), status), ("", 0), "{screen}");
+    use nix::sys::termios::{tcgetattr, LocalFlags};
+    let flags = tcgetattr(&t.keys).expect("the terminal's settings").local_flags;
+    assert!(flags.contains(LocalFlags::ECHO | LocalFlags::ICANON), "not given back: {flags:?}");
+
+    let mut t = start(&["--seed", "1", "--web"], &history);
+    let url = t.url();
+    t.type_keys("StartMaster\r");
+    t.type_keys("CreateNode 1 5\r");
+    t.type_keys("\x04");
+    assert_eq!(post(&url, "Balances"), 202);
+    t.expect(&["node 1 = 5"]);
+    assert_eq!(post(&url, "KillAll"), 202);
+    let (out, screen, status) = t.wait_end();
+    assert_eq!((out.as_str(), status), ("", 0), "{screen}");
 }

@@ -121,6 +121,11 @@ impl Prompt {
         Some(Prompt { editor, history, terminal, queued, partial, tty })
     }
 
+    /// The terminal's settings, to give back if the run ends while this prompt waits.
+    pub fn terminal(&self) -> Option<Terminal> {
+        self.terminal.clone()
+    }
+
     /// The next line: typed ahead while the last one ran, or typed at the prompt.
     pub fn read(&mut self) -> Typed {
         if let Some(line) = self.queued.pop_front() {
