@@ -1,10 +1,11 @@
 //! The master on a real terminal (a pseudo-terminal this test makes): line editing and
-//! history at the `bank> ` prompt, and a load's progress bar on stderr that never reaches
-//! stdout.
+//! history at the `bank> ` prompt, a load's progress bar on stderr that never reaches
+//! stdout, lines typed ahead while a command runs, and the prompt with `--web`.
 
 mod util;
 
-use std::io::{Read, Write};
+use crossbeam_channel::Receiver;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -72,6 +73,8 @@ struct OnTerminal {
     screen: Arc<Screen>,
     /// How much the terminal had shown when the last keys were typed.
     typed: usize,
+    /// stdout's lines as they come; the channel ends with stdout.
+    out: Receiver<String>,
 }
 
 fn start(args: &[&str], history: &std::path::Path) -> OnTerminal {
@@ -95,8 +98,16 @@ fn start(args: &[&str], history: &std::path::Path) -> OnTerminal {
             Ok(())
         });
     }
-    let child = cmd.spawn().expect("start bank-master");
+    let mut child = cmd.spawn().expect("start bank-master");
     drop(slave);
+    let (line_tx, out) = crossbeam_channel::unbounded();
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while stdout.read_line(&mut line).is_ok_and(|n| n > 0) {
+            let _ = line_tx.send(std::mem::take(&mut line));
+        }
+    });
     let screen = Arc::new(Screen::default());
     let mut reader = std::fs::File::from(master.try_clone().unwrap());
     let s = screen.clone();
@@ -110,7 +121,7 @@ fn start(args: &[&str], history: &std::path::Path) -> OnTerminal {
             s.grew.notify_all();
         }
     });
-    OnTerminal { child, keys: std::fs::File::from(master), screen, typed: 0 }
+    OnTerminal { child, keys: std::fs::File::from(master), screen, typed: 0, out }
 }
 
 impl OnTerminal {
@@ -123,12 +134,55 @@ impl OnTerminal {
         self.keys.write_all(keys.as_bytes()).unwrap();
     }
 
+    /// Waits for a fresh prompt after everything typed so far: the last line has run.
+    fn wait_prompt(&self) {
+        let ready = self.screen.wait(self.typed, Duration::from_secs(30), at_fresh_prompt);
+        let text = self.screen.text.lock().unwrap().clone();
+        assert!(ready, "no prompt came; the terminal shows:\n{text}");
+    }
+
+    /// Types `keys` at once, without waiting for a prompt.
+    fn type_ahead(&mut self, keys: &str) {
+        self.typed = self.screen.len();
+        self.keys.write_all(keys.as_bytes()).unwrap();
+    }
+
+    /// Waits (30 s at most for each) for stdout's next lines, which must be `want`.
+    fn expect(&self, want: &[&str]) {
+        for w in want {
+            let got = self.out.recv_timeout(Duration::from_secs(30));
+            assert_eq!(got.as_deref().map(str::trim_end), Ok(*w), "stdout's next line");
+        }
+    }
+
+    /// The live page's address, once the master has shown it.
+    fn url(&self) -> String {
+        let shown =
+            |s: &str| s.contains("/?token=") && s[s.find("/?token=").unwrap()..].contains('\n');
+        assert!(self.screen.wait(0, Duration::from_secs(30), shown), "no live page address");
+        let text = self.screen.text.lock().unwrap().clone();
+        let at = text.find("http://").expect("an address");
+        text[at..].split_whitespace().next().unwrap().to_string()
+    }
+
     /// Ctrl-D at the next prompt, then what the master printed on stdout and what the
     /// terminal showed.
     fn finish(mut self) -> (String, String, i32) {
         self.type_keys("\x04");
+        self.wait_end()
+    }
+
+    /// Waits (30 s at most) for the master to end; what it printed on stdout (the lines
+    /// not yet taken), what the terminal showed, and its exit status.
+    fn wait_end(&mut self) -> (String, String, i32) {
         let mut out = String::new();
-        self.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        loop {
+            match self.out.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) => out.push_str(&line),
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                Err(e) => panic!("the master did not end: {e}; stdout so far:\n{out}"),
+            }
+        }
         let status = self.child.wait().unwrap().code().unwrap_or(-1);
         let screen = self.screen.text.lock().unwrap().clone();
         (out, screen, status)
@@ -188,4 +242,101 @@ fn a_load_shows_progress_on_the_terminal_only() {
     assert_eq!(status, 0, "{screen}");
     assert!(drawn, "no progress bar on the terminal:\n{screen}");
     assert!(out.starts_with("LOAD 1500000 committed=") && out.lines().count() == 1, "{out}");
+}
+
+// Lines typed while a long load runs are all kept and run in order once it is done, each
+// shown after a prompt as if typed there; none is echoed into the load's progress bar.
+#[test]
+fn lines_typed_during_a_load_all_run_in_order() {
+    let tmp = TempDir::new("terminal-ahead");
+    let mut t = start(&["--seed", "1"], &tmp.0.join("history"));
+    for line in ["StartMaster", "CreateNode 1 1000000", "CreateNode 2 1000000", "Live on"] {
+        t.type_keys(&format!("{line}\r"));
+    }
+    t.type_keys("Load 1500000 sends seed 3\r");
+    let mark = t.typed;
+    let drawn = t.screen.wait(mark, Duration::from_secs(60), |s| s.contains("operations"));
+    assert!(drawn, "no progress bar on the terminal");
+    let ahead = [
+        "Check",
+        "Stats",
+        "Live off",
+        "BeginSnapshot 1",
+        "ReceiveAll",
+        "CollectState",
+        "PrintSnapshot",
+    ];
+    t.type_ahead(&ahead.map(|l| format!("{l}\r")).concat());
+    let typed = t.typed;
+    let (out, screen, status) = t.finish();
+    assert_eq!(status, 0, "{screen}");
+    // The keys came while the load ran: its bar was drawn again after them.
+    assert!(screen[typed..].contains("operations"), "the load ended before the keys came");
+    for line in ahead {
+        let shown: Vec<_> = screen.match_indices(line).map(|(at, _)| at).collect();
+        assert!(!shown.is_empty(), "{line:?} never shown:\n{screen}");
+        for at in shown {
+            assert!(
+                screen[..at].ends_with("bank> "),
+                "{line:?} echoed outside a prompt:\n{screen}"
+            );
+        }
+    }
+    assert!(out.starts_with("LOAD 1500000 committed="), "{out}");
+    assert!(out.contains("\nStarted by Node 1\n"), "BeginSnapshot did not run:\n{out}");
+    assert!(out.contains("\n---Node states\nnode 1 = "), "PrintSnapshot did not run:\n{out}");
+}
+
+/// Sends `lines` to the live page at `url` as its command box does; the status code.
+fn post(url: &str, lines: &str) -> u16 {
+    let host = url.trim_start_matches("http://").split('/').next().unwrap();
+    let token = url.split("token=").nth(1).unwrap();
+    let mut s = std::net::TcpStream::connect(host).expect("connect to the page");
+    let request = format!(
+        "POST /api/command HTTP/1.1\r\nHost: {host}\r\nx-bank-token: {token}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{lines}",
+        lines.len()
+    );
+    s.write_all(request.as_bytes()).unwrap();
+    let mut reply = String::new();
+    let _ = BufReader::new(s).read_line(&mut reply);
+    reply.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+// `--web` at a terminal: the prompt and the page drive one run, their lines in the order
+// they come. The page's KillAll ends it while the prompt waits, and the terminal is given
+// back as it was; Ctrl-D ends the typing only, and the page goes on.
+#[test]
+fn the_prompt_and_the_live_page_drive_one_run() {
+    let tmp = TempDir::new("terminal-web");
+    let history = tmp.0.join("history");
+    let mut t = start(&["--seed", "1", "--web"], &history);
+    let url = t.url();
+    t.type_keys("StartMaster\r");
+    t.type_keys("CreateNode 1 5\r");
+    t.wait_prompt();
+    assert_eq!(post(&url, "CreateNode 2 7\nSend 1 2 3\nBalances"), 202);
+    t.expect(&["node 1 = 2", "node 2 = 7"]);
+    t.type_keys("Receive 2\r");
+    t.expect(&["1 Transfer 3"]);
+    t.type_keys("Balances\r");
+    t.expect(&["node 1 = 2", "node 2 = 10"]);
+    t.wait_prompt(); // the prompt waits for a line when the page ends the run
+    assert_eq!(post(&url, "KillAll"), 202);
+    let (out, screen, status) = t.wait_end();
+    assert_eq!((out.as_str(), status), ("", 0), "{screen}");
+    use nix::sys::termios::{tcgetattr, LocalFlags};
+    let flags = tcgetattr(&t.keys).expect("the terminal's settings").local_flags;
+    assert!(flags.contains(LocalFlags::ECHO | LocalFlags::ICANON), "not given back: {flags:?}");
+
+    let mut t = start(&["--seed", "1", "--web"], &history);
+    let url = t.url();
+    t.type_keys("StartMaster\r");
+    t.type_keys("CreateNode 1 5\r");
+    t.type_keys("\x04");
+    assert_eq!(post(&url, "Balances"), 202);
+    t.expect(&["node 1 = 5"]);
+    assert_eq!(post(&url, "KillAll"), 202);
+    let (out, screen, status) = t.wait_end();
+    assert_eq!((out.as_str(), status), ("", 0), "{screen}");
 }

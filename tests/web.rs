@@ -1,7 +1,8 @@
 //! `--web` (SPEC chapter 9) in a real headless Chromium: the live page is loaded, its
 //! buttons and command line are clicked and typed into, and what it shows is asserted;
 //! stdout must equal the session's own command file run without the page. The step mode
-//! and the refusal of requests without the token or from a foreign host are tested too.
+//! and the refusal of requests without the token or from a foreign host are tested too,
+//! and so are standard input's lines (a pipe here) running with the page's in one run.
 //!
 //! Chromium comes from Debian's `chromium` package (`.ci/run` installs it). Without it
 //! these tests fail under `CI=true` and skip with a message elsewhere. Waiting is
@@ -19,7 +20,7 @@ use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 use util::{assert_same, run_file, TempDir};
@@ -41,33 +42,51 @@ fn chromium() -> Option<PathBuf> {
 }
 
 /// A `bank-master --web` process, killed when dropped. Threads read its pipes, so
-/// nothing here waits on it without a bound: stdout's end (the process exited) and the
-/// first stderr line (the page's address) arrive on channels.
+/// nothing here waits on it without a bound: stdout's lines as they come, its whole text
+/// at its end (the process exited) and the first stderr line (the page's address) arrive
+/// on channels.
 struct Server {
     child: Child,
     url: String,
     stdout: Receiver<String>,
+    lines: Receiver<String>,
+    /// The master's standard input, when the test writes it (else it is empty).
+    stdin: Option<ChildStdin>,
 }
 
 /// How long a test waits for the master before it fails.
 const BOUND: Duration = Duration::from_secs(20);
 
 impl Server {
+    /// With an empty standard input.
     fn start(args: &[&str]) -> Server {
+        Server::launch(args, false)
+    }
+
+    /// With standard input a pipe the test writes ([`Server::input`]).
+    fn start_with_input(args: &[&str]) -> Server {
+        Server::launch(args, true)
+    }
+
+    fn launch(args: &[&str], input: bool) -> Server {
         let mut child = Command::new(util::bin())
             .args(["--seed", "1", "--watchdog", "20"])
             .args(args)
-            .stdin(Stdio::null())
+            .stdin(if input { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start bank-master --web");
         let (out_tx, stdout) = crossbeam_channel::bounded(1);
-        let mut out = child.stdout.take().expect("piped stdout");
+        let (line_tx, lines) = crossbeam_channel::unbounded();
+        let mut out = BufReader::new(child.stdout.take().expect("piped stdout"));
         std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = out.read_to_string(&mut s);
-            let _ = out_tx.send(s);
+            let (mut all, mut line) = (String::new(), String::new());
+            while out.read_line(&mut line).is_ok_and(|n| n > 0) {
+                all.push_str(&line);
+                let _ = line_tx.send(std::mem::take(&mut line));
+            }
+            let _ = out_tx.send(all);
         });
         // The first stderr line names the page; the rest is drained so the child never
         // blocks on a full pipe.
@@ -86,7 +105,53 @@ impl Server {
             .strip_prefix("bank-master: live page at ")
             .unwrap_or_else(|| panic!("no URL on stderr: {first:?}"))
             .to_string();
-        Server { child, url, stdout }
+        let stdin = child.stdin.take();
+        Server { child, url, stdout, lines, stdin }
+    }
+
+    /// Writes `text` to the master's standard input.
+    fn input(&mut self, text: &str) {
+        let stdin = self.stdin.as_mut().expect("started with input");
+        stdin.write_all(text.as_bytes()).expect("write the master's standard input");
+    }
+
+    /// Closes the master's standard input: it reads its end.
+    fn end_input(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits (20 s at most for each) for stdout's next lines, which must be `want`.
+    fn expect(&self, want: &[&str]) {
+        for w in want {
+            let got = self.lines.recv_timeout(BOUND);
+            assert_eq!(got.as_deref().map(str::trim_end), Ok(*w), "stdout's next line");
+        }
+    }
+
+    /// Sends `lines` as the page's command box does; returns the status code.
+    fn post(&self, lines: &str) -> u16 {
+        let (host, token) = (self.host(), self.token());
+        let request = format!(
+            "POST /api/command HTTP/1.1\r\nHost: {host}\r\nx-bank-token: {token}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{lines}",
+            lines.len()
+        );
+        status(host, &request)
+    }
+
+    /// The session's command file, as the page offers it.
+    fn session_log(&self) -> String {
+        let (host, token) = (self.host(), self.token());
+        let mut s = TcpStream::connect(host).expect("connect");
+        let request = format!(
+            "GET /api/log?token={token} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(request.as_bytes()).unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).expect("read the session log");
+        let (head, body) = reply.split_once("\r\n\r\n").expect("an HTTP reply");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        body.to_string()
     }
 
     fn host(&self) -> &str {
@@ -309,6 +374,57 @@ fn step_mode_runs_a_file_one_line_per_click() {
     command(&tab, "KillAll");
     let want = std::fs::read_to_string(util::root().join("testcases/arg.expected")).unwrap();
     assert_same("arg.txt stepped", &want, &server.finish());
+}
+
+// `--web -` with standard input a pipe: its lines and the page's drive one run, each in
+// the order it comes; when standard input ends the page stays up until its KillAll.
+// stdout equals the session's command file run without the page. No browser needed.
+#[test]
+fn piped_standard_input_and_the_page_drive_one_run() {
+    let mut server = Server::start_with_input(&["--web", "-"]);
+    server.input("StartMaster\nCreateNode 1 1000\nCreateNode 2 500\nBalances\n");
+    server.expect(&["node 1 = 1000", "node 2 = 500"]);
+    assert_eq!(server.post("Send 1 2 300\nBalances"), 202);
+    server.expect(&["node 1 = 700", "node 2 = 500"]);
+    server.input("Receive 2 1\nBalances\n");
+    server.expect(&["1 Transfer 300", "node 1 = 700", "node 2 = 800"]);
+    server.end_input();
+    // Standard input has ended; the page still runs lines.
+    assert_eq!(server.post("Send 2 1 50\nBalances"), 202);
+    server.expect(&["node 1 = 700", "node 2 = 750"]);
+    let log = server.session_log();
+    assert!(log.starts_with("StartMaster\nCreateNode 1 1000\n"), "{log}");
+    assert_eq!(server.post("KillAll"), 202);
+    let stdout = server.finish();
+    let tmp = TempDir::new("web-stdin");
+    let file = tmp.0.join("session.txt");
+    std::fs::write(&file, format!("{log}KillAll\n")).unwrap();
+    assert_same("the session run from its file", &run_file(&file, 1, &[]).stdout, &stdout);
+}
+
+// `--web` with commands piped in: the page shows each line of standard input as it runs,
+// its command box runs lines between them, and it goes on after standard input ends.
+#[test]
+fn the_live_page_shows_lines_from_standard_input() {
+    let Some(chrome) = chromium() else { return };
+    let mut server = Server::start_with_input(&["--web"]);
+    let data = TempDir::new("chromium-stdin");
+    let browser = browser(chrome, &data);
+    let tab = browser.new_tab().unwrap();
+    tab.navigate_to(&server.url).unwrap().wait_until_navigated().unwrap();
+    wait(&tab, "document.getElementById('conn').textContent==='live'");
+    server.input("StartMaster\nCreateNode 1 1000\nCreateNode 2 500\n");
+    wait(&tab, "document.querySelectorAll('#nodes .node').length===2");
+    command(&tab, "Send 1 2 300");
+    wait(&tab, "document.querySelector('[data-channel=\"1-2\"]').textContent.indexOf('$300')>=0");
+    server.input("Receive 2 1\n");
+    wait(&tab, "document.getElementById('channels').textContent==='every channel is empty'");
+    assert!(text(&tab, "#nodes [data-node=\"2\"] .bal").contains("$800"), "node 2 took the $300");
+    server.end_input();
+    command(&tab, "Balances");
+    wait(&tab, "document.getElementById('out').textContent.indexOf('node 2 = 800')>=0");
+    command(&tab, "KillAll");
+    assert_eq!(server.finish(), "1 Transfer 300\nnode 1 = 700\nnode 2 = 800\n");
 }
 
 /// One raw HTTP request; returns the status code.

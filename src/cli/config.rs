@@ -38,7 +38,7 @@ pub enum Start {
 /// The first thing that keeps the run from starting, in the order the steps run.
 pub fn master(mut cli: Cli) -> Result<Start, CannotStart> {
     take_web_file(&mut cli);
-    if cli.step && (cli.web.is_none() || cli.file.is_none()) {
+    if cli.step && (cli.web.is_none() || cli.file.as_ref().is_none_or(|f| f.as_os_str() == "-")) {
         let why = "--step runs a FILE one line per click of the live page: give --web and a FILE";
         return Err(CannotStart::Error(why.into()));
     }
@@ -58,9 +58,11 @@ pub fn master(mut cli: Cli) -> Result<Start, CannotStart> {
     }
     let web = start_web(cli.web.as_deref())?;
     let input = match (web.is_some(), input) {
-        (true, Input::Text(text)) => Input::Web { file: Some(text), step: cli.step },
-        (true, _) => Input::Web { file: None, step: false },
-        (false, input) => input,
+        (true, Input::Text(text)) => {
+            Input::Web { file: Some(text), step: cli.step, interactive: false }
+        }
+        (true, Input::Stdin { interactive }) => Input::Web { file: None, step: false, interactive },
+        (_, input) => input,
     };
     let hosts = load_hosts(cli.hosts.as_deref(), cli.key.as_deref())?;
     let agents = hosts.as_ref().map(ssh::launch_all).transpose()?;
@@ -77,14 +79,14 @@ pub fn master(mut cli: Cli) -> Result<Start, CannotStart> {
     Ok(Start::Run { config: Box::new(config), agents })
 }
 
-/// `--web FILE`: clap gives the optional address the file's name. A value that is no
-/// address but names a file that exists is the command file, and the page takes the
-/// default address.
+/// `--web FILE` (or `--web -`): clap gives the optional address the file's name. A value
+/// that is no address but names a file that exists (or standard input) is the command
+/// file, and the page takes the default address.
 fn take_web_file(cli: &mut Cli) {
     let Some(addr) = cli.web.clone() else { return };
     let not_addr =
         addr.parse::<std::net::SocketAddr>().is_err() && addr.parse::<std::net::IpAddr>().is_err();
-    if !addr.is_empty() && not_addr && Path::new(&addr).exists() {
+    if !addr.is_empty() && not_addr && (addr == "-" || Path::new(&addr).exists()) {
         if let Some(f) = cli.file.take() {
             cli.more.insert(0, f);
         }
@@ -110,14 +112,20 @@ fn one_file(cli: &Cli) -> Result<Option<PathBuf>, CannotStart> {
 }
 
 /// The command lines: the whole file read now, or standard input (`None` or `-`) read
-/// as it comes. `web`: the live page takes commands too, so a terminal gets no prompt.
+/// as it comes. `web`: the live page takes commands too (the prompt says so).
 fn read_input(file: Option<&Path>, web: bool) -> Result<Input, CannotStart> {
     let Some(path) = file.filter(|p| p.as_os_str() != "-") else {
         let interactive = std::io::stdin().is_terminal();
         if interactive && !web {
             eprintln!("bank-master: type commands, 'help' for the list, Ctrl-D to end");
+        } else if interactive {
+            eprintln!(
+                "bank-master: type commands here or on the live page, 'help' for the list; \
+                 Ctrl-D ends the typing, Ctrl-C the run"
+            );
         }
-        // Read on the master's own thread (a reader thread would cost a hand-off per line).
+        // Read on the master's own thread (a reader thread would cost a hand-off per line);
+        // with --web, on a thread of its own, as the master waits for the page too.
         return Ok(Input::Stdin { interactive });
     };
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;

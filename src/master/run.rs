@@ -57,12 +57,15 @@ pub enum Input {
         interactive: bool,
     },
     /// The live page (`--web`): a file's lines first (or one per click with `step`),
-    /// then what the page sends, until the page's `KillAll` or Ctrl-C.
+    /// then what the page sends; without a file, standard input's lines and the page's
+    /// together, in the order they come. Until the page's `KillAll` or Ctrl-C.
     Web {
-        /// The command file, if any.
+        /// The command file; `None` for standard input.
         file: Option<String>,
         /// Run the file one line per click.
         step: bool,
+        /// Standard input is a terminal: its lines are typed at a prompt.
+        interactive: bool,
     },
 }
 
@@ -264,6 +267,20 @@ struct Master {
     max_nodes: u64,
 }
 
+/// A line of standard input as it runs: without its end, the first line without a
+/// byte-order mark; as for a file, a stray non-UTF-8 byte spoils its line only.
+fn stdin_line(bytes: &mut Vec<u8>, first: bool) -> std::borrow::Cow<'_, str> {
+    for end in [b'\n', b'\r'] {
+        if bytes.last() == Some(&end) {
+            bytes.pop();
+        }
+    }
+    if first && bytes.starts_with("\u{feff}".as_bytes()) {
+        bytes.drain(..3);
+    }
+    String::from_utf8_lossy(bytes)
+}
+
 fn record_events(
     node: NodeId,
     snapshot: SnapshotId,
@@ -290,7 +307,9 @@ impl Master {
                     }
                 }
             }
-            Input::Web { file, step } => return self.walk_web(file, step),
+            Input::Web { file, step, interactive } => {
+                return self.walk_web(file, step, interactive)
+            }
             Input::Stdin { interactive } => {
                 if interactive {
                     if let Some(prompt) = super::prompt::Prompt::new() {
@@ -320,17 +339,8 @@ impl Master {
                             break;
                         }
                     }
-                    for end in [b'\n', b'\r'] {
-                        if bytes.last() == Some(&end) {
-                            bytes.pop();
-                        }
-                    }
                     n += 1;
-                    if n == 1 && bytes.starts_with("\u{feff}".as_bytes()) {
-                        bytes.drain(..3); // a byte-order mark is not part of the line
-                    }
-                    // As for a file: a stray non-UTF-8 byte spoils its line only.
-                    self.line(n, &String::from_utf8_lossy(&bytes))?;
+                    self.line(n, &stdin_line(&mut bytes, n == 1))?;
                 }
                 if interactive {
                     eprintln!();
@@ -347,7 +357,7 @@ impl Master {
             // What was asked so far is finished and shown before the next prompt.
             self.barrier()?;
             self.stdout.flush().map_err(stdout_gone)?;
-            let Some(line) = prompt.read() else { return Ok(()) };
+            let super::prompt::Typed::Line(line) = prompt.read() else { return Ok(()) };
             n += 1;
             self.line(n, &line)?;
         }

@@ -8,7 +8,9 @@
 //! Server-Sent Events: one `state` event per change, coalesced (a `watch` channel keeps
 //! only the newest), so a busy run sends the page the latest state, not a backlog. What
 //! the page asks for (a command line, a step) comes back to the master as a [`Request`]
-//! and goes through the same parser as a file's lines.
+//! and goes through the same parser as a file's lines. Standard input's lines come to the
+//! master on the same channel ([`Web::sender`]), so that one blocking wait takes lines
+//! from both in the order they come.
 //!
 //! Every request must carry the run's token (`?token=` or an `x-bank-token` header) and a
 //! `Host` that names this server (an IP literal or `localhost` with its port; a browser
@@ -36,6 +38,12 @@ pub enum Request {
     Line(String),
     /// Run the next line of the file (`--step`).
     Step,
+    /// Run a line of standard input (typed at the prompt, or piped); not from the page.
+    Stdin(String),
+    /// Standard input has ended (Ctrl-D, or a piped file's end): the page goes on.
+    StdinEnded,
+    /// Ctrl-C at the prompt: the session ends.
+    Interrupted,
 }
 
 /// Lines of output kept for the page (older ones are dropped from the page, not from
@@ -156,7 +164,13 @@ impl Web {
         &self.url
     }
 
-    /// Waits for the page's next request; `None` if the server is gone.
+    /// A sender of requests that do not come from the page (standard input's lines): they
+    /// wake [`Web::next_request`] as the page's do, in the order they are sent.
+    pub fn sender(&self) -> Sender<Request> {
+        self.shared.requests.clone()
+    }
+
+    /// Waits for the next request; `None` if the server is gone.
     pub fn next_request(&mut self) -> Option<Request> {
         self.announce();
         self.requests.recv().ok()

@@ -1,24 +1,41 @@
-//! The master's side of `--web`: the loop that takes lines from a file and from the page,
-//! and the state object the page shows after each one (built from the ledger, the
-//! transactions and the last gathering, all as the master knows them once the line has
-//! finished).
+//! The master's side of `--web`: the loop that takes lines from a file, or from standard
+//! input, and from the page, and the state object the page shows after each one (built
+//! from the ledger, the transactions and the last gathering, all as the master knows them
+//! once the line has finished).
+//!
+//! Without a FILE, standard input is read on a thread of its own ([`Stdin`]) that sends
+//! its lines on the page's request channel: the master's loop blocks on that one channel
+//! and runs lines from both in the order they come. A `KillAll` from standard input ends
+//! the system, as a file's does; the session ends at the page's `KillAll` or Ctrl-C.
 
 use super::{Fatal, Master};
 use crate::command::{parse_line, Command};
+use crate::master::prompt::{Prompt, Terminal, Typed};
 use crate::web::Request;
 use crate::wire::{ChannelMsg, TxOutcome};
+use crossbeam_channel::Sender;
 use serde_json::{json, Map, Value};
-use std::io::Write;
+use std::io::{BufRead, Write};
 
 /// Where a `--step` run is in its file: the next line (from 1), the file's length, and
 /// the next line's text (`None` at the end).
 type Step = (usize, usize, Option<String>);
 
 impl Master {
-    /// Runs a file's lines (all at once, or one per `Step` click), then the page's lines,
-    /// publishing the state after each; ends on a `KillAll` from the page, or when the
-    /// page's server is gone.
-    pub(super) fn walk_web(&mut self, file: Option<String>, step: bool) -> Result<(), Fatal> {
+    /// Runs a file's lines (all at once, or one per `Step` click), then the page's lines;
+    /// or, without a file, standard input's lines and the page's as they come; publishing
+    /// the state after each. Ends on a `KillAll` from the page, Ctrl-C at the prompt, or
+    /// when the page's server is gone.
+    pub(super) fn walk_web(
+        &mut self,
+        file: Option<String>,
+        step: bool,
+        interactive: bool,
+    ) -> Result<(), Fatal> {
+        let mut stdin = match (&file, &self.web) {
+            (None, Some(w)) => Some(Stdin::start(w.sender(), interactive)),
+            _ => None,
+        };
         let text = file.unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         let mut next = 0;
@@ -34,6 +51,11 @@ impl Master {
             }
             self.publish_web(at(next), n);
             let Some(req) = self.web.as_mut().and_then(|w| w.next_request()) else { break };
+            if let (Some(s), Request::Stdin(_) | Request::StdinEnded | Request::Interrupted) =
+                (stdin.as_mut(), &req)
+            {
+                s.waiting = false;
+            }
             match req {
                 Request::Step => {
                     if let Some(line) = lines.get(next) {
@@ -48,8 +70,17 @@ impl Master {
                         break;
                     }
                 }
+                Request::Stdin(line) => {
+                    self.web_line(&mut n, &line)?;
+                    if let Some(s) = stdin.as_mut() {
+                        s.ask();
+                    }
+                }
+                Request::StdinEnded => {}
+                Request::Interrupted => break,
             }
         }
+        drop(stdin);
         self.publish_web(at(next), n);
         if let Some(w) = self.web.as_mut() {
             w.end();
@@ -162,6 +193,85 @@ impl Master {
         s.insert("snapshots".into(), snaps.into());
         s
     }
+}
+
+/// Standard input's lines for `--web` without a FILE, read on a thread of their own and
+/// sent to the master's loop as [`Request::Stdin`]. A line is read (and the prompt shown)
+/// only when the master asks, once the last one has run: what is typed meanwhile is kept
+/// as type-ahead, and a piped file waits while the page's lines run.
+struct Stdin {
+    /// Asks the reader for the next line.
+    next: Sender<()>,
+    /// The terminal, given back when the session ends while the prompt waits.
+    terminal: Option<Terminal>,
+    /// A line was asked for and has not come yet.
+    waiting: bool,
+}
+
+impl Stdin {
+    fn start(to: Sender<Request>, interactive: bool) -> Stdin {
+        let mut prompt = if interactive { Prompt::new() } else { None };
+        let terminal = prompt.as_ref().and_then(Prompt::terminal);
+        let (next, asked) = crossbeam_channel::bounded::<()>(1);
+        let read = move || {
+            let mut n = 0;
+            while asked.recv().is_ok() {
+                let req = match prompt.as_mut().map(Prompt::read) {
+                    Some(Typed::Line(line)) => Request::Stdin(line),
+                    Some(Typed::End) => Request::StdinEnded,
+                    Some(Typed::Interrupt) => Request::Interrupted,
+                    // Locked for a line only: the editor locks it on a terminal it cannot
+                    // drive (TERM=dumb).
+                    None => read_piped(&mut std::io::stdin().lock(), &mut n),
+                };
+                let more = matches!(req, Request::Stdin(_));
+                if to.send(req).is_err() || !more {
+                    break;
+                }
+            }
+        };
+        if let Err(e) = std::thread::Builder::new().name("stdin".into()).spawn(read) {
+            log::error!("master: cannot read standard input (no thread: {e}); the page goes on");
+        }
+        let mut stdin = Stdin { next, terminal, waiting: false };
+        stdin.ask();
+        stdin
+    }
+
+    /// Asks for the next line.
+    fn ask(&mut self) {
+        self.waiting = self.next.send(()).is_ok();
+    }
+}
+
+impl Drop for Stdin {
+    fn drop(&mut self) {
+        let Some(terminal) = self.terminal.take() else { return };
+        terminal.give_back();
+        if self.waiting {
+            // The prompt is still shown: end its line, and the editor's bracketed paste.
+            let tty = std::fs::OpenOptions::new().write(true).open("/dev/tty");
+            let _ = tty.and_then(|mut t| t.write_all(b"\x1b[?2004l\n"));
+        }
+    }
+}
+
+/// The next line of standard input that is not a terminal.
+fn read_piped(stdin: &mut impl BufRead, n: &mut usize) -> Request {
+    let mut bytes = Vec::new();
+    loop {
+        match stdin.read_until(b'\n', &mut bytes) {
+            Ok(0) => return Request::StdinEnded,
+            Ok(_) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                log::error!("master: cannot read standard input: {e}");
+                return Request::StdinEnded;
+            }
+        }
+    }
+    *n += 1;
+    Request::Stdin(super::stdin_line(&mut bytes, *n == 1).into_owned())
 }
 
 /// A line with no command: blank or a comment.
