@@ -12,6 +12,9 @@
 //!
 //! Needs root with `ip netns` and nftables, and `../shared` for large8; otherwise it
 //! says what it skipped.
+//!
+//! No `BENCH_BASELINE` comparison here: the lab's agents start this build's binary, so a
+//! baseline master would drive new nodes. The other benches compare.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -57,6 +60,9 @@ fn alternate<T>(runs: usize, a: impl Fn() -> T, b: impl Fn() -> T) -> (Vec<T>, V
 }
 
 fn main() {
+    if std::env::var("BENCH_BASELINE").is_ok_and(|v| !v.trim().is_empty()) {
+        println!("BENCH_BASELINE: not compared here (the lab's agents run this build)");
+    }
     let bin = util::bin();
     let shared = util::root().join("../shared");
     if !shared.is_dir() {

@@ -10,19 +10,30 @@
 //! with 8 nodes, fsync on (at least 100,000, with no abort); time from `BeginSnapshot` to
 //! a complete `CollectState` during a load, 8 nodes (at most 5 ms) and 64 nodes (at most
 //! 50 ms).
+//!
+//! `BENCH_BASELINE=<commit> cargo bench --bench live` times that commit's release build
+//! too (built once, see `common::Baseline`), run by run in turn with this one, and prints
+//! every live figure beside its baseline with a verdict against 5% worse: the four load
+//! figures (each run a fresh master) and both snapshot figures (each run a fresh master
+//! under load: two runs of each binary, their samples pooled). Not compared: the socket
+//! and fsync baselines (the machine, not the binary).
 
 use std::io::{BufRead, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{committed_per_s, figure, fsync_costs, median, median_f, ms, per_s, piped_master};
+use common::{
+    committed_per_s, figure, fsync_costs, median, median_f, ms, per_s, piped_master, Better, Bins,
+    Comparison,
+};
 
 const RUNS: usize = 5;
 
 fn main() {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_bank-master"));
+    let bins = Bins::from_env();
+    let mut cmp = Comparison::default();
     let tmp = std::env::temp_dir().join(format!("bank-bench-live-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).expect("temp dir");
 
@@ -36,16 +47,25 @@ fn main() {
     // The 8-node figures first, while the host is quietest: 64 processes (and the page
     // cache their logs leave to write back) load it for a while afterwards.
     println!("live mode, median of {RUNS} runs [min - max]");
-    let snap8 = snapshot_under_load(&bin, 8);
+    // Each snapshot run is a master of its own under load: one run as before, two of
+    // each binary in turn against a baseline.
+    let snap_runs = if bins.base.is_some() { 2 } else { 1 };
+    let (snap8, base) = pooled(bins.paired(snap_runs, |bin| snapshot_under_load(bin, 8)));
     report("BeginSnapshot -> CollectState, 8 nodes", &snap8, "ms");
-    let tx8 = figure(&bin, &tmp, 8, "", "Load 40000 transfers seed 1", RUNS, committed_per_s);
+    cmp.add("BeginSnapshot -> CollectState, 8 nodes", "ms", Better::Lower, &snap8, &base);
+    let (tx8, base) =
+        figure(&bins, &tmp, 8, "", "Load 40000 transfers seed 1", RUNS, committed_per_s);
     report("committed transfers/s, 8 nodes, fsync on", &tx8, "/s");
-    let sends8 = figure(&bin, &tmp, 8, "", "Load 400000 sends seed 1", RUNS, per_s);
+    cmp.add("committed transfers/s, 8 nodes, fsync on", "/s", Better::Higher, &tx8, &base);
+    let (sends8, base) = figure(&bins, &tmp, 8, "", "Load 400000 sends seed 1", RUNS, per_s);
     report("async Sends/s, 8 nodes", &sends8, "/s");
-    let sends64 = figure(&bin, &tmp, 64, "", "Load 400000 sends seed 1", 3, per_s);
+    cmp.add("async Sends/s, 8 nodes", "/s", Better::Higher, &sends8, &base);
+    let (sends64, base) = figure(&bins, &tmp, 64, "", "Load 400000 sends seed 1", 3, per_s);
     report("async Sends/s, 64 nodes", &sends64, "/s");
-    let snap64 = snapshot_under_load(&bin, 64);
+    cmp.add("async Sends/s, 64 nodes", "/s", Better::Higher, &sends64, &base);
+    let (snap64, base) = pooled(bins.paired(snap_runs, |bin| snapshot_under_load(bin, 64)));
     report("BeginSnapshot -> CollectState, 64 nodes", &snap64, "ms");
+    cmp.add("BeginSnapshot -> CollectState, 64 nodes", "ms", Better::Lower, &snap64, &base);
 
     let m = |v: &[f64]| median_f(v.to_vec());
     println!("targets");
@@ -73,7 +93,13 @@ fn main() {
         m(&snap64) / ms(rtt),
         "x socket round trip",
     );
+    cmp.print(&bins);
     let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// Every run's samples together, for this build and the baseline.
+fn pooled((new, base): (Vec<Vec<f64>>, Vec<Vec<f64>>)) -> (Vec<f64>, Vec<f64>) {
+    (new.concat(), base.concat())
 }
 
 fn report(name: &str, v: &[f64], unit: &str) {
