@@ -7,6 +7,24 @@ use super::observer::LocalReport;
 use crate::ids::{Amount, NodeId, SnapshotId, TxnId};
 use serde::{Deserialize, Serialize};
 
+/// A load transaction's id: this bit set, then the load's number, the node, a counter.
+const LOAD_TX: u64 = 1 << 63;
+
+/// Operations one node may run in one load (the width of its counter in a load
+/// transaction's id).
+pub const MAX_OPS_PER_NODE: u64 = 1 << 24;
+
+/// The id of operation `n` of load `load` at node `node`: apart from every command's
+/// `T<n>` and from every other load's and node's.
+pub fn load_tx(load: u32, node: NodeId, n: u64) -> TxnId {
+    TxnId(LOAD_TX | (u64::from(load & 0x7fff) << 48) | (u64::from(node.0 & 0xff_ffff) << 24) | n)
+}
+
+/// Whether `tx` is a load's transaction.
+pub fn is_load_tx(tx: TxnId) -> bool {
+    tx.0 & LOAD_TX != 0
+}
+
 /// What a `Load` runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LoadKind {
@@ -351,4 +369,25 @@ pub enum Report {
         /// resynchronised.
         busy: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_transaction_ids_are_apart_from_command_ones_and_each_other() {
+        let a = load_tx(1, NodeId(2), 0);
+        let b = load_tx(1, NodeId(3), 0);
+        let c = load_tx(2, NodeId(2), 0);
+        let d = load_tx(1, NodeId(2), MAX_OPS_PER_NODE - 1);
+        assert!(is_load_tx(a) && !is_load_tx(TxnId(12345)));
+        let all = [a, b, c, d];
+        for (i, x) in all.iter().enumerate() {
+            for y in &all[i + 1..] {
+                assert_ne!(x, y);
+            }
+        }
+        assert!(d.0 < b.0, "the counter stays inside its node's range");
+    }
 }

@@ -9,8 +9,7 @@
 //! A child of `run`: the same `Master`, its other concern.
 
 use super::*;
-use crate::node::MAX_OPS_PER_NODE;
-use crate::wire::{LoadKind, LoadStats, Protocol};
+use crate::wire::{LoadKind, LoadStats, Protocol, MAX_OPS_PER_NODE};
 use std::io::IsTerminal;
 use std::time::Instant;
 
