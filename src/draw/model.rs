@@ -266,8 +266,26 @@ fn protocols(lines: &[(usize, serde_json::Value)]) -> BTreeMap<u64, Class> {
     by_tx
 }
 
+/// Builds one run from its lines (its `start` to the next): the node ids first, since
+/// they fix the columns, then one step per line.
 fn build_run(lines: &[(usize, serde_json::Value)]) -> Result<Run, String> {
-    let protocol = protocols(lines);
+    let nodes = node_ids(lines)?;
+    let mut builder = Builder {
+        rows: Rows { last: vec![None; nodes.len()], floor: 0 },
+        run: Run { start_line: 0, nodes, ..Run::default() },
+        protocol: protocols(lines),
+        channels: BTreeMap::new(),
+        creating: false,
+        snapshots: BTreeMap::new(),
+    };
+    for (line, v) in lines {
+        builder.on_line(*line, v)?;
+    }
+    Ok(builder.finish())
+}
+
+/// Every node id the run's lines name, ascending.
+fn node_ids(lines: &[(usize, serde_json::Value)]) -> Result<Vec<u32>, String> {
     let mut ids = BTreeSet::new();
     for (line, v) in lines {
         for key in ["node", "from", "to"] {
@@ -278,151 +296,228 @@ fn build_run(lines: &[(usize, serde_json::Value)]) -> Result<Run, String> {
             }
         }
     }
-    let nodes: Vec<u32> = ids.into_iter().collect();
-    let index = |id: u64| nodes.binary_search(&(id as u32)).unwrap_or(0);
-    let mut run = Run { start_line: 0, nodes: nodes.clone(), ..Run::default() };
-    let mut channels: BTreeMap<(usize, usize), (u64, VecDeque<usize>)> = BTreeMap::new();
-    let mut rows = Rows { last: vec![None; nodes.len()], floor: 0 };
-    let mut creating = false;
-    let mut snapshots: BTreeMap<u64, Snapshot> = BTreeMap::new();
-    for (line, v) in lines {
-        let line = *line;
+    Ok(ids.into_iter().collect())
+}
+
+/// One channel `from → to` as the pairing reads it.
+#[derive(Default)]
+struct Channel {
+    /// Messages sent on it so far: the next one's `seq`.
+    sent: u64,
+    /// Messages sent and not yet delivered or lost, oldest first (FIFO: the next
+    /// `deliver` or `lose` takes the front).
+    queue: VecDeque<usize>,
+}
+
+/// A run being built, one trace line at a time.
+struct Builder {
+    /// What is built so far.
+    run: Run,
+    /// Each transaction's commit protocol, which colours its messages.
+    protocol: BTreeMap<u64, Class>,
+    /// Every channel a message was sent on.
+    channels: BTreeMap<(usize, usize), Channel>,
+    /// Where each node's next event goes.
+    rows: Rows,
+    /// Whether the previous line was a `create` too: a batch of creates starts at one floor.
+    creating: bool,
+    /// Snapshots by id, as their records arrive.
+    snapshots: BTreeMap<u64, Snapshot>,
+}
+
+impl Builder {
+    /// The column of node `id`. Every `node`, `from` and `to` is a column (`node_ids`);
+    /// an id only a partition's list names has none and takes the first.
+    fn index(&self, id: u64) -> usize {
+        self.run.nodes.binary_search(&(id as u32)).unwrap_or(0)
+    }
+
+    /// The column of the node in field `key`.
+    fn node(&self, v: &serde_json::Value, line: usize, key: &str) -> Result<usize, String> {
+        field(v, line, key).map(|id| self.index(id))
+    }
+
+    /// Puts an event on a node below its previous one.
+    fn local(&mut self, node: usize, what: What, line: usize) -> usize {
+        self.rows.place(&mut self.run, node, what, line, None)
+    }
+
+    /// Takes one trace line.
+    fn on_line(&mut self, line: usize, v: &serde_json::Value) -> Result<(), String> {
         let ev = v["ev"].as_str().unwrap_or("");
-        let node = |key: &str| field(v, line, key).map(index);
         if ev != "create" {
-            creating = false;
+            self.creating = false;
         }
         match ev {
-            "start" => run.start_line = line,
-            "create" => {
-                let n = node("node")?;
-                let balance = field(v, line, "balance")?;
-                if !creating {
-                    // A batch of CreateNode lines starts below everything drawn so far.
-                    rows.floor = run.rows;
-                    creating = true;
-                }
-                rows.last[n] = None;
-                rows.place(&mut run, n, What::Create { balance }, line, None);
-            }
-            "send" => {
-                let (from, to) = (node("from")?, node("to")?);
-                let kind = v["kind"].as_str().unwrap_or("?").to_string();
-                let tx = v["tx"].as_u64();
-                let class = match kind.as_str() {
-                    "Transfer" => Class::Transfer,
-                    "Marker" => Class::Marker,
-                    "Credit" => Class::Credit,
-                    _ => tx.and_then(|t| protocol.get(&t).copied()).unwrap_or(Class::TwoPc),
-                };
-                let msg = run.messages.len();
-                let chan = channels.entry((from, to)).or_default();
-                let seq = chan.0;
-                chan.0 += 1;
-                chan.1.push_back(msg);
-                let send = rows.place(&mut run, from, What::Send(msg), line, None);
-                run.messages.push(Message {
-                    from,
-                    to,
-                    seq,
-                    kind,
-                    tx,
-                    amount: v["amount"].as_u64(),
-                    snapshot: v["snapshot"].as_u64(),
-                    class,
-                    send,
-                    end: End::InFlight,
-                });
-            }
-            "deliver" | "lose" => {
-                let (from, to) = (node("from")?, node("to")?);
-                let head = channels.get_mut(&(from, to)).and_then(|c| c.1.pop_front());
-                let Some(msg) = head else {
-                    return Err(format!(
-                        "trace line {line}: {ev} on channel {} -> {} with nothing sent on it",
-                        nodes[from], nodes[to]
-                    ));
-                };
-                let kind = v["kind"].as_str().unwrap_or("?");
-                if run.messages[msg].kind != kind {
-                    return Err(format!(
-                        "trace line {line}: {ev} of a {kind} on channel {} -> {}, whose head \
-                         is a {} (trace line {})",
-                        nodes[from],
-                        nodes[to],
-                        run.messages[msg].kind,
-                        run.events[run.messages[msg].send].line
-                    ));
-                }
-                let after = Some(run.events[run.messages[msg].send].row);
-                if ev == "deliver" {
-                    let e = rows.place(&mut run, to, What::Deliver(msg), line, after);
-                    run.messages[msg].end = End::Delivered(e);
-                } else {
-                    let e = rows.place(&mut run, to, What::Lose(msg), line, after);
-                    run.messages[msg].end = End::Lost(e);
-                }
-            }
+            "start" => self.run.start_line = line,
+            "create" => self.on_create(line, v)?,
+            "send" => self.on_send(line, v)?,
+            "deliver" | "lose" => self.on_end(line, v, ev)?,
             "err_send" => {
-                let (from, to) = (node("from")?, node("to")?);
+                let (from, to) = (self.node(v, line, "from")?, self.node(v, line, "to")?);
                 let amount = field(v, line, "amount")?;
-                rows.place(&mut run, from, What::ErrSend { to, amount }, line, None);
+                self.local(from, What::ErrSend { to, amount }, line);
             }
-            "crash" => _ = rows.place(&mut run, node("node")?, What::Crash, line, None),
-            "restart" => _ = rows.place(&mut run, node("node")?, What::Restart, line, None),
-            "pause" => _ = rows.place(&mut run, node("node")?, What::Pause, line, None),
-            "resume" => _ = rows.place(&mut run, node("node")?, What::Resume, line, None),
+            "crash" => _ = self.local(self.node(v, line, "node")?, What::Crash, line),
+            "restart" => _ = self.local(self.node(v, line, "node")?, What::Restart, line),
+            "pause" => _ = self.local(self.node(v, line, "node")?, What::Pause, line),
+            "resume" => _ = self.local(self.node(v, line, "node")?, What::Resume, line),
             "held" => {
                 let amount = field(v, line, "amount")?;
-                rows.place(&mut run, node("node")?, What::Held { amount }, line, None);
+                self.local(self.node(v, line, "node")?, What::Held { amount }, line);
             }
             "drop" => {
                 let (tx, amount) = (field(v, line, "tx")?, field(v, line, "amount")?);
-                rows.place(&mut run, node("node")?, What::Drop { tx, amount }, line, None);
+                self.local(self.node(v, line, "node")?, What::Drop { tx, amount }, line);
             }
-            "record" => {
-                let snapshot = field(v, line, "snapshot")?;
-                let balance = field(v, line, "balance")?;
-                let n = node("node")?;
-                let e = rows.place(&mut run, n, What::Record { snapshot, balance }, line, None);
-                let s = snapshots.entry(snapshot).or_insert_with(|| Snapshot {
-                    id: snapshot,
-                    records: BTreeMap::new(),
-                    recorded: Vec::new(),
-                    collected: false,
-                });
-                s.records.insert(n, e);
-            }
+            "record" => self.on_record(line, v)?,
             "collect" => {
                 let id = field(v, line, "snapshot")?;
-                if let Some(s) = snapshots.get_mut(&id) {
+                if let Some(s) = self.snapshots.get_mut(&id) {
                     s.collected = true;
                 }
             }
-            "partition" | "heal" => {
-                let cut = match v["nodes"].as_array() {
-                    Some(list) => list
-                        .iter()
-                        .map(|n| n.as_u64().map(index))
-                        .collect::<Option<Vec<usize>>>()
-                        .ok_or_else(|| format!("trace line {line}: \"nodes\" are not ids"))?,
-                    None => Vec::new(),
-                };
-                // Every node's line crosses it: it happens below everything before it.
-                let row = run.rows;
-                rows.floor = row + 1;
-                run.rows = row + 1;
-                let what = if ev == "heal" { What::Heal } else { What::Partition { cut } };
-                run.events.push(Event { node: None, what, line, row });
-            }
+            "partition" | "heal" => self.on_partition(line, v, ev)?,
             other => return Err(format!("trace line {line}: unknown event {other:?}")),
         }
+        Ok(())
     }
-    for mut s in snapshots.into_values() {
-        s.recorded = recorded(&run, &s);
-        run.snapshots.push(s);
+
+    /// A node's creation, at the top of its line.
+    fn on_create(&mut self, line: usize, v: &serde_json::Value) -> Result<(), String> {
+        let n = self.node(v, line, "node")?;
+        let balance = field(v, line, "balance")?;
+        if !self.creating {
+            // A batch of CreateNode lines starts below everything drawn so far.
+            self.rows.floor = self.run.rows;
+            self.creating = true;
+        }
+        // A node created again (a later batch) starts afresh at the floor.
+        self.rows.last[n] = None;
+        self.local(n, What::Create { balance }, line);
+        Ok(())
     }
-    Ok(run)
+
+    /// A send: a new message at the back of its channel, not yet delivered.
+    fn on_send(&mut self, line: usize, v: &serde_json::Value) -> Result<(), String> {
+        let (from, to) = (self.node(v, line, "from")?, self.node(v, line, "to")?);
+        let kind = v["kind"].as_str().unwrap_or("?").to_string();
+        let tx = v["tx"].as_u64();
+        let class = match kind.as_str() {
+            "Transfer" => Class::Transfer,
+            "Marker" => Class::Marker,
+            "Credit" => Class::Credit,
+            _ => tx.and_then(|t| self.protocol.get(&t).copied()).unwrap_or(Class::TwoPc),
+        };
+        let msg = self.run.messages.len();
+        let chan = self.channels.entry((from, to)).or_default();
+        let seq = chan.sent;
+        chan.sent += 1;
+        chan.queue.push_back(msg);
+        let send = self.local(from, What::Send(msg), line);
+        self.run.messages.push(Message {
+            from,
+            to,
+            seq,
+            kind,
+            tx,
+            amount: v["amount"].as_u64(),
+            snapshot: v["snapshot"].as_u64(),
+            class,
+            send,
+            end: End::InFlight,
+        });
+        Ok(())
+    }
+
+    /// A delivery or loss (`ev`): it ends the message at its channel's head, and is drawn
+    /// on the receiver below the send.
+    fn on_end(&mut self, line: usize, v: &serde_json::Value, ev: &str) -> Result<(), String> {
+        let (from, to) = (self.node(v, line, "from")?, self.node(v, line, "to")?);
+        let msg = self.head(line, v, ev, (from, to))?;
+        let after = Some(self.run.events[self.run.messages[msg].send].row);
+        if ev == "deliver" {
+            let e = self.rows.place(&mut self.run, to, What::Deliver(msg), line, after);
+            self.run.messages[msg].end = End::Delivered(e);
+        } else {
+            let e = self.rows.place(&mut self.run, to, What::Lose(msg), line, after);
+            self.run.messages[msg].end = End::Lost(e);
+        }
+        Ok(())
+    }
+
+    /// The message a delivery or loss takes off `chan`: its oldest, which must be of the
+    /// kind the line names, else the trace breaks FIFO and cannot be paired.
+    fn head(
+        &mut self,
+        line: usize,
+        v: &serde_json::Value,
+        ev: &str,
+        chan: (usize, usize),
+    ) -> Result<usize, String> {
+        let (from, to) = (self.run.nodes[chan.0], self.run.nodes[chan.1]);
+        let head = self.channels.get_mut(&chan).and_then(|c| c.queue.pop_front());
+        let Some(msg) = head else {
+            return Err(format!(
+                "trace line {line}: {ev} on channel {from} -> {to} with nothing sent on it"
+            ));
+        };
+        let kind = v["kind"].as_str().unwrap_or("?");
+        let sent = &self.run.messages[msg];
+        if sent.kind != kind {
+            return Err(format!(
+                "trace line {line}: {ev} of a {kind} on channel {from} -> {to}, whose head is \
+                 a {} (trace line {})",
+                sent.kind, self.run.events[sent.send].line
+            ));
+        }
+        Ok(msg)
+    }
+
+    /// A node's record for a snapshot, which joins that snapshot's cut.
+    fn on_record(&mut self, line: usize, v: &serde_json::Value) -> Result<(), String> {
+        let snapshot = field(v, line, "snapshot")?;
+        let balance = field(v, line, "balance")?;
+        let n = self.node(v, line, "node")?;
+        let e = self.local(n, What::Record { snapshot, balance }, line);
+        let s = self.snapshots.entry(snapshot).or_insert_with(|| Snapshot {
+            id: snapshot,
+            records: BTreeMap::new(),
+            recorded: Vec::new(),
+            collected: false,
+        });
+        s.records.insert(n, e);
+        Ok(())
+    }
+
+    /// A partition or heal (`ev`): an event of no one node, on a row of its own.
+    fn on_partition(&mut self, line: usize, v: &serde_json::Value, ev: &str) -> Result<(), String> {
+        let cut = match v["nodes"].as_array() {
+            Some(list) => list
+                .iter()
+                .map(|n| n.as_u64().map(|id| self.index(id)))
+                .collect::<Option<Vec<usize>>>()
+                .ok_or_else(|| format!("trace line {line}: \"nodes\" are not ids"))?,
+            None => Vec::new(),
+        };
+        // Every node's line crosses it: it happens below everything before it.
+        let row = self.run.rows;
+        self.rows.floor = row + 1;
+        self.run.rows = row + 1;
+        let what = if ev == "heal" { What::Heal } else { What::Partition { cut } };
+        self.run.events.push(Event { node: None, what, line, row });
+        Ok(())
+    }
+
+    /// The run, with what each snapshot recorded in channels, now that every message's
+    /// end is known.
+    fn finish(mut self) -> Run {
+        for mut s in self.snapshots.into_values() {
+            s.recorded = recorded(&self.run, &s);
+            self.run.snapshots.push(s);
+        }
+        self.run
+    }
 }
 
 /// Where each node's next event may go.
