@@ -2,24 +2,25 @@
 //! arrow from its send to its delivery, each snapshot's cut through its records with the
 //! past shaded and the money it recorded in channels labelled where the arrow crosses.
 //!
-//! Every coordinate is a whole number or printed with one decimal, and everything is
-//! written in model order, so the same trace gives the same bytes. Every drawn element
-//! carries a `<title>` (the tooltip) and `data-` attributes the tests and the HTML page
-//! read. Past [`MAX_EVENTS`] events the picture stops and says so at the bottom.
+//! `layout` places everything first, in numbers only; this file then writes the page and
+//! each run, with the legend in `legend` and the small shapes both draw in `glyph`.
+//! Everything is written in model order with whole or one-decimal coordinates, so the
+//! same trace gives the same bytes. Every element carries a `<title>` (the tooltip) and
+//! `data-` attributes the tests and the HTML page read. Past [`MAX_EVENTS`] events the
+//! picture stops and says so.
+
+mod glyph;
+mod layout;
+mod legend;
 
 use super::model::{Class, End, Message, Model, Run, What};
+use glyph::{cross, pause_bars, refused, square, triangle};
+use layout::{Frame, Life, LEFT, ROW};
 use std::fmt::Write;
 
 /// The most events one picture draws: beyond it the picture ends with a note (the
 /// ShiViz export keeps every event).
 pub const MAX_EVENTS: usize = 4000;
-
-const ROW: i64 = 28;
-const LEFT: i64 = 30;
-const RIGHT: i64 = 170;
-const LEGEND_H: i64 = 140;
-const RUN_HEAD: i64 = 64;
-const RUN_FOOT: i64 = 34;
 
 /// Stroke colour of a message class.
 pub fn colour(c: Class) -> &'static str {
@@ -33,19 +34,10 @@ pub fn colour(c: Class) -> &'static str {
     }
 }
 
-fn legend_name(c: Class) -> &'static str {
-    match c {
-        Class::Transfer => "Transfer (Send)",
-        Class::Marker => "snapshot marker",
-        Class::Credit => "Credit (committed $)",
-        Class::TwoPc => "2PC message",
-        Class::ThreePc => "3PC message",
-        Class::Paxos => "Paxos Commit message",
-    }
-}
-
+/// Snapshot colours, taken in turn by id.
 const SNAP_COLOURS: [&str; 5] = ["#f59f00", "#15aabf", "#e64980", "#74b816", "#845ef7"];
 
+/// The colour of snapshot `id`'s records, cut and past.
 fn snap_colour(id: u64) -> &'static str {
     SNAP_COLOURS[(id % SNAP_COLOURS.len() as u64) as usize]
 }
@@ -67,62 +59,11 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// Where a run's rows and columns are on the page.
-struct Frame {
-    top: i64,
-    col: i64,
-    rows: u32,
-}
-
-impl Frame {
-    fn x(&self, node: usize) -> i64 {
-        LEFT + self.col * node as i64 + self.col / 2
-    }
-    fn y(&self, row: u32) -> i64 {
-        self.top + RUN_HEAD + i64::from(row) * ROW + ROW / 2
-    }
-    fn bottom(&self) -> i64 {
-        self.top + RUN_HEAD + i64::from(self.rows) * ROW + 6
-    }
-}
-
 /// The whole picture of a model.
 pub fn render(model: &Model) -> String {
-    let widest = model.runs.iter().map(|r| r.nodes.len()).max().unwrap_or(1).max(1);
-    // Columns share a slide's width when there are few nodes, and stay readable when
-    // there are many (the picture then scrolls sideways).
-    let col = ((800 - LEFT - RIGHT) / widest as i64).clamp(84, 200);
-    let width = (LEFT + col * widest as i64 + RIGHT).max(800);
-    let mut body = String::new();
-    let mut top = LEGEND_H;
-    let mut budget = MAX_EVENTS;
-    let mut drawn = 0;
-    for (k, run) in model.runs.iter().enumerate() {
-        if budget == 0 {
-            break;
-        }
-        let shown = run.events.len().min(budget);
-        budget -= shown;
-        drawn += shown;
-        let rows = run.events[..shown].iter().map(|e| e.row + 1).max().unwrap_or(0);
-        let f = Frame { top, col, rows };
-        draw_run(&mut body, run, k, model.runs.len(), &f, shown);
-        top = f.bottom() + RUN_FOOT;
-    }
-    let total: usize = model.runs.iter().map(|r| r.events.len()).sum();
-    if drawn < total {
-        let _ = writeln!(
-            body,
-            "<text class=\"cap\" x=\"{LEFT}\" y=\"{}\" fill=\"#c92a2a\">This picture stops after \
-             {drawn} of the trace's {} events (the limit is {MAX_EVENTS}); `draw -o \
-             run.shiviz` exports them all.</text>",
-            top - 8,
-            total
-        );
-        top += 20;
-    }
-    let height = top;
-    let mut s = String::with_capacity(body.len() + 4096);
+    let page = layout::page(model);
+    let (width, height) = (page.width, page.height);
+    let mut s = String::new();
     let _ = writeln!(
         s,
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" \
@@ -132,12 +73,24 @@ pub fn render(model: &Model) -> String {
     s.push_str(STYLE);
     defs(&mut s);
     let _ = writeln!(s, "<rect width=\"{width}\" height=\"{height}\" fill=\"#ffffff\"/>");
-    legend(&mut s, model, width);
-    s.push_str(&body);
+    legend::draw(&mut s, model, width);
+    for (k, (run, f)) in model.runs.iter().zip(&page.frames).enumerate() {
+        draw_run(&mut s, run, k, model.runs.len(), f);
+    }
+    if let Some(cap) = page.cap {
+        let _ = writeln!(
+            s,
+            "<text class=\"cap\" x=\"{LEFT}\" y=\"{}\" fill=\"#c92a2a\">This picture stops after \
+             {} of the trace's {} events (the limit is {MAX_EVENTS}); `draw -o \
+             run.shiviz` exports them all.</text>",
+            cap.y, cap.drawn, cap.total
+        );
+    }
     s.push_str("</svg>\n");
     s
 }
 
+/// The CSS the picture carries: label halos, dashes by message state, hover glow.
 const STYLE: &str = "<style>\n\
 .lbl{paint-order:stroke;stroke:#fff;stroke-width:3px;stroke-linejoin:round}\n\
 .small{font-size:10px;fill:#495057}\n\
@@ -147,6 +100,8 @@ const STYLE: &str = "<style>\n\
 .msg:hover .m,.ev:hover{filter:drop-shadow(0 0 2px #ffd43b)}\n\
 </style>\n";
 
+/// Arrowheads: one per message class in its colour, and a red one for a message that
+/// crosses a cut backwards.
 fn defs(s: &mut String) {
     s.push_str("<defs>\n");
     for c in Class::ALL {
@@ -166,161 +121,9 @@ fn defs(s: &mut String) {
     );
 }
 
-fn legend(s: &mut String, model: &Model, width: i64) {
-    let runs = model.runs.len();
-    let nodes: usize = model.runs.iter().map(|r| r.nodes.len()).max().unwrap_or(0);
-    let _ = writeln!(
-        s,
-        "<text x=\"{LEFT}\" y=\"22\" font-size=\"15\" font-weight=\"bold\">Space-time \
-         diagram: {nodes} nodes, {} events{}; time flows down</text>",
-        model.events,
-        if runs > 1 { format!(", {runs} runs") } else { String::new() }
-    );
-    let _ = writeln!(
-        s,
-        "<g class=\"legend\"><rect x=\"{}\" y=\"32\" width=\"{}\" height=\"{}\" rx=\"4\" \
-         fill=\"#f8f9fa\" stroke=\"#dee2e6\"/>",
-        LEFT - 8,
-        width - 2 * LEFT + 16,
-        LEGEND_H - 44
-    );
-    let step = 186;
-    for (i, c) in Class::ALL.iter().enumerate() {
-        let (x, y) = (LEFT + (i as i64 % 4) * step, 50 + (i as i64 / 4) * 20);
-        let dash = if *c == Class::Marker { " stroke-dasharray=\"6 3\"" } else { "" };
-        let _ = writeln!(
-            s,
-            "<line x1=\"{x}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"{}\" stroke-width=\"1.6\"\
-             {dash} marker-end=\"url(#ah-{})\"/><text x=\"{}\" y=\"{}\">{}</text>",
-            x + 34,
-            colour(*c),
-            c.word(),
-            x + 42,
-            y + 4,
-            legend_name(*c)
-        );
-    }
-    let y = 110;
-    let items: [(&str, &str); 8] = [
-        ("record", "record (S: balance)"),
-        ("crash", "crash"),
-        ("restart", "restart"),
-        ("pause", "pause / resume"),
-        ("refused", "refused Send"),
-        ("lost", "lost message"),
-        ("inflight", "still in flight"),
-        ("cut", "snapshot cut, past shaded"),
-    ];
-    for (i, (sym, text)) in items.iter().enumerate() {
-        let (x, y) = (LEFT + (i as i64 % 4) * step, y - 20 + (i as i64 / 4) * 20);
-        let sx = x + 10;
-        match *sym {
-            "record" => square(s, sx, y, SNAP_COLOURS[0]),
-            "crash" => cross(s, sx, y, 5, "#e03131"),
-            "restart" => triangle(s, sx, y, "#2f9e44"),
-            "pause" => pause_bars(s, sx, y),
-            "refused" => refused(s, sx, y),
-            "lost" => cross(s, sx, y, 4, "#e03131"),
-            "inflight" => {
-                let _ = write!(
-                    s,
-                    "<circle cx=\"{sx}\" cy=\"{y}\" r=\"4\" fill=\"#fff\" stroke=\"#495057\"/>"
-                );
-            }
-            _ => {
-                let _ = write!(
-                    s,
-                    "<rect x=\"{}\" y=\"{}\" width=\"30\" height=\"12\" fill=\"{}\" \
-                     fill-opacity=\"0.16\"/><line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" \
-                     stroke=\"{}\" stroke-width=\"2\"/>",
-                    x - 2,
-                    y - 10,
-                    SNAP_COLOURS[0],
-                    x - 2,
-                    y + 2,
-                    x + 28,
-                    y - 4,
-                    SNAP_COLOURS[0]
-                );
-            }
-        }
-        let _ = writeln!(s, "<text x=\"{}\" y=\"{}\">{text}</text>", x + 42, y + 4);
-    }
-    s.push_str("</g>\n");
-}
-
-fn square(s: &mut String, x: i64, y: i64, fill: &str) {
-    let _ = write!(
-        s,
-        "<rect x=\"{}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{fill}\" stroke=\"#343a40\" \
-         stroke-width=\"0.8\"/>",
-        x - 5,
-        y - 5
-    );
-}
-
-fn cross(s: &mut String, x: i64, y: i64, r: i64, stroke: &str) {
-    let _ = write!(
-        s,
-        "<path d=\"M{},{} L{},{} M{},{} L{},{}\" stroke=\"{stroke}\" stroke-width=\"2.4\"/>",
-        x - r,
-        y - r,
-        x + r,
-        y + r,
-        x - r,
-        y + r,
-        x + r,
-        y - r
-    );
-}
-
-fn triangle(s: &mut String, x: i64, y: i64, fill: &str) {
-    let _ = write!(
-        s,
-        "<path d=\"M{},{} L{},{} L{},{} z\" fill=\"{fill}\"/>",
-        x,
-        y - 6,
-        x + 6,
-        y + 5,
-        x - 6,
-        y + 5
-    );
-}
-
-fn pause_bars(s: &mut String, x: i64, y: i64) {
-    let _ = write!(
-        s,
-        "<rect x=\"{}\" y=\"{}\" width=\"3\" height=\"10\" fill=\"#f08c00\"/><rect x=\"{}\" \
-         y=\"{}\" width=\"3\" height=\"10\" fill=\"#f08c00\"/>",
-        x - 4,
-        y - 5,
-        x + 1,
-        y - 5
-    );
-}
-
-fn refused(s: &mut String, x: i64, y: i64) {
-    let _ = write!(
-        s,
-        "<circle cx=\"{x}\" cy=\"{y}\" r=\"5\" fill=\"#fff\" stroke=\"#e03131\" \
-         stroke-width=\"1.8\"/><path d=\"M{},{} L{},{}\" stroke=\"#e03131\" \
-         stroke-width=\"1.8\"/>",
-        x - 3,
-        y + 3,
-        x + 3,
-        y - 3
-    );
-}
-
-/// How each node's line looks between two rows.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Life {
-    Up,
-    Down,
-    Paused,
-}
-
-fn draw_run(s: &mut String, run: &Run, k: usize, runs: usize, f: &Frame, shown: usize) {
+/// Run `k` of `runs` in its frame.
+fn draw_run(s: &mut String, run: &Run, k: usize, runs: usize, f: &Frame) {
+    let shown = f.shown;
     let events = &run.events[..shown];
     let _ = writeln!(s, "<g class=\"run\" data-run=\"{k}\">");
     if runs > 1 {
@@ -335,8 +138,8 @@ fn draw_run(s: &mut String, run: &Run, k: usize, runs: usize, f: &Frame, shown: 
     }
     // Each snapshot's cut goes through the records drawn so far.
     let cuts: Vec<Vec<(i64, i64)>> =
-        run.snapshots.iter().map(|snap| cut_points(run, snap, f, shown)).collect();
-    let first_y = f.y(0) - ROW / 2;
+        run.snapshots.iter().map(|snap| layout::cut_points(run, snap, f)).collect();
+    let first_y = f.first_y();
     // The past of each complete snapshot, shaded under everything else.
     for (snap, pts) in run.snapshots.iter().zip(&cuts) {
         if pts.len() == run.nodes.len() && !pts.is_empty() {
@@ -368,27 +171,7 @@ fn draw_run(s: &mut String, run: &Run, k: usize, runs: usize, f: &Frame, shown: 
             f.top + 24,
             f.top + 39
         );
-        let mut segs: Vec<(i64, i64, Life)> = Vec::new();
-        let mut life = Life::Up;
-        let mut from = None;
-        for e in events.iter().filter(|e| e.node == Some(i)) {
-            let y = f.y(e.row);
-            let next = match e.what {
-                What::Create { .. } => {
-                    from = Some(y);
-                    continue;
-                }
-                What::Crash => Life::Down,
-                What::Restart | What::Resume => Life::Up,
-                What::Pause => Life::Paused,
-                _ => continue,
-            };
-            let y0 = *from.get_or_insert(first_y);
-            segs.push((y0, y, life));
-            life = next;
-            from = Some(y);
-        }
-        segs.push((from.unwrap_or(first_y), last_y, life));
+        let segs = layout::life(run, i, f);
         for (y0, y1, life) in segs {
             let style = match life {
                 Life::Up => "stroke=\"#adb5bd\" stroke-width=\"2\"",
@@ -437,7 +220,7 @@ fn draw_run(s: &mut String, run: &Run, k: usize, runs: usize, f: &Frame, shown: 
     // Messages.
     for (i, m) in run.messages.iter().enumerate() {
         if m.send < shown {
-            draw_message(s, run, i, m, f, shown);
+            draw_message(s, run, i, m, f);
         }
     }
     // Events on the lines.
@@ -584,7 +367,7 @@ fn draw_run(s: &mut String, run: &Run, k: usize, runs: usize, f: &Frame, shown: 
             }
             let a = (f.x(m.from) as f64, f.y(run.events[m.send].row) as f64);
             let b = (f.x(m.to) as f64, f.y(run.events[d].row) as f64);
-            let Some((cx, cy)) = crossing(a, b, &line) else { continue };
+            let Some((cx, cy)) = layout::crossing(a, b, &line) else { continue };
             let amount = m.money().unwrap_or(0);
             let (from, to) = (run.nodes[m.from], run.nodes[m.to]);
             // The label goes on the side the arrow heads to, so that two crossings side by
@@ -620,42 +403,8 @@ fn partition_bars(s: &mut String, f: &Frame, cut: &[usize], y0: i64, y1: i64) {
     }
 }
 
-/// The cut's points: each recorded node's record event, in column order.
-fn cut_points(
-    run: &Run,
-    snap: &super::model::Snapshot,
-    f: &Frame,
-    shown: usize,
-) -> Vec<(i64, i64)> {
-    snap.records
-        .iter()
-        .filter(|(_, &e)| e < shown)
-        .map(|(&n, &e)| (f.x(n), f.y(run.events[e].row)))
-        .collect()
-}
-
-/// Where segment a→b first crosses the polyline.
-fn crossing(a: (f64, f64), b: (f64, f64), line: &[(i64, i64)]) -> Option<(f64, f64)> {
-    let mut best: Option<(f64, (f64, f64))> = None;
-    for w in line.windows(2) {
-        let (p, q) = ((w[0].0 as f64, w[0].1 as f64), (w[1].0 as f64, w[1].1 as f64));
-        let r = (b.0 - a.0, b.1 - a.1);
-        let sv = (q.0 - p.0, q.1 - p.1);
-        let den = r.0 * sv.1 - r.1 * sv.0;
-        if den.abs() < 1e-9 {
-            continue;
-        }
-        let t = ((p.0 - a.0) * sv.1 - (p.1 - a.1) * sv.0) / den;
-        let u = ((p.0 - a.0) * r.1 - (p.1 - a.1) * r.0) / den;
-        if (0.0..=1.0).contains(&t) && (0.0..=1.0).contains(&u) && best.is_none_or(|(bt, _)| t < bt)
-        {
-            best = Some((t, (a.0 + t * r.0, a.1 + t * r.1)));
-        }
-    }
-    best.map(|(_, p)| p)
-}
-
-fn draw_message(s: &mut String, run: &Run, i: usize, m: &Message, f: &Frame, shown: usize) {
+fn draw_message(s: &mut String, run: &Run, i: usize, m: &Message, f: &Frame) {
+    let shown = f.shown;
     let send = &run.events[m.send];
     let (from, to) = (run.nodes[m.from], run.nodes[m.to]);
     let (x0, y0) = (f.x(m.from), f.y(send.row));
