@@ -76,6 +76,7 @@ fn arrow(run: &Run, m: &Message, f: &Frame) -> Arrow {
             Arrow { fate: Fate::InFlight, end: stub, what }
         }
         _ => {
+            // Delivered or lost past the events drawn; the tooltip says delivered either way.
             let what = "delivered after the part drawn".to_string();
             Arrow { fate: Fate::InFlight, end: stub, what }
         }
