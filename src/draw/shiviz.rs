@@ -8,7 +8,7 @@
 //! here (its send stays a local event, as ShiViz shows an unanswered send).
 
 use super::model::{End, Model, Run, What};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 /// The regex on line 1.
@@ -110,115 +110,160 @@ fn describe(run: &Run, what: &What, n: usize) -> String {
 /// The first rule broken, with the line.
 pub fn check(log: &str) -> Result<usize, String> {
     let lines: Vec<&str> = log.lines().collect();
+    let delimited = header(&lines)?;
+    let runs = executions(&lines, delimited)?;
+    for run in &runs {
+        clocks_count_their_events(run)?;
+    }
+    Ok(runs.iter().map(Vec::len).sum())
+}
+
+/// One event of a log, as the checker reads it.
+struct Logged {
+    /// The line of its clock (from 1).
+    line: usize,
+    /// The host it happened on.
+    host: String,
+    /// Its vector clock, by node id.
+    clock: Clock,
+}
+
+/// Rule: line 1 is the parse regex and line 2 the delimiter, or empty for one execution.
+/// Returns whether the log is delimited.
+fn header(lines: &[&str]) -> Result<bool, String> {
     if lines.len() < 2 || lines[0] != REGEX {
         return Err("line 1 is not the parse regex".to_string());
     }
-    let delimited = match lines[1] {
-        "" => false,
-        DELIMITER => true,
-        other => return Err(format!("line 2 is not a delimiter regex: {other:?}")),
-    };
-    let mut events = 0;
+    match lines[1] {
+        "" => Ok(false),
+        DELIMITER => Ok(true),
+        other => Err(format!("line 2 is not a delimiter regex: {other:?}")),
+    }
+}
+
+/// The events after the header, split into executions at each `=== name ===` line of a
+/// delimited log. Rules: execution names are unique, and every event is two lines.
+fn executions(lines: &[&str], delimited: bool) -> Result<Vec<Vec<Logged>>, String> {
+    let mut executions = Vec::new();
+    let mut current = Vec::new();
+    let mut names = BTreeSet::new();
     let mut i = 2;
-    let mut runs = Vec::new();
-    let mut current: Vec<(usize, String, Clock)> = Vec::new();
-    let mut names = std::collections::BTreeSet::new();
     while i < lines.len() {
         let line = lines[i];
         if delimited && line.starts_with("=== ") && line.ends_with(" ===") && line.len() > 8 {
             if !names.insert(line) {
                 return Err(format!("line {}: execution names must be unique", i + 1));
             }
-            runs.push(std::mem::take(&mut current));
+            executions.push(std::mem::take(&mut current));
             i += 1;
             continue;
         }
         if i + 1 >= lines.len() {
             return Err(format!("line {}: a clock line with no event line after it", i + 1));
         }
-        let (host, clock) = line
-            .split_once(' ')
-            .filter(|(h, c)| {
-                !h.is_empty()
-                    && !h.contains(char::is_whitespace)
-                    && c.starts_with('{')
-                    && c.ends_with('}')
-            })
-            .ok_or_else(|| format!("line {}: not `host {{clock}}`: {line:?}", i + 1))?;
-        let value: serde_json::Value = serde_json::from_str(clock)
-            .map_err(|e| format!("line {}: the clock is not JSON: {e}", i + 1))?;
-        let obj = value
-            .as_object()
-            .ok_or_else(|| format!("line {}: the clock is not an object", i + 1))?;
-        let mut parsed = Clock::new();
-        for (h, v) in obj {
-            let v = v.as_u64().ok_or_else(|| format!("line {}: {h} is not a count", i + 1))?;
-            if v == 0 {
-                return Err(format!("line {}: {h} has the value 0", i + 1));
-            }
-            let num = h.strip_prefix("node").and_then(|n| n.parse().ok());
-            let num =
-                num.ok_or_else(|| format!("line {}: host name {h:?} is not node<id>", i + 1))?;
-            parsed.insert(num, v);
-        }
-        current.push((i + 1, host.to_string(), parsed));
-        events += 1;
+        current.push(clock_line(i + 1, line)?);
         i += 2;
     }
-    runs.push(current);
-    for run in runs {
-        let mut count: BTreeMap<String, u64> = BTreeMap::new();
-        let mut last: BTreeMap<String, Clock> = BTreeMap::new();
-        for (line, host, clock) in &run {
-            let n = count.entry(host.clone()).or_insert(0);
-            *n += 1;
-            let own = host.strip_prefix("node").and_then(|h| h.parse::<u32>().ok());
-            let Some(own) = own else {
-                return Err(format!("line {line}: host {host:?} is not node<id>"));
-            };
-            match clock.get(&own) {
-                None => {
-                    return Err(format!(
-                        "line {line}: local host {host:?} is missing from its clock"
-                    ))
-                }
-                Some(&v) if v != *n => {
-                    return Err(format!(
-                        "line {line}: the clock of {host} goes to {v} at its event {n}: it must \
-                         count 1, 2, 3, …"
-                    ))
-                }
-                _ => {}
-            }
-            if let Some(prev) = last.get(host) {
-                for (h, v) in prev {
-                    if clock.get(h).copied().unwrap_or(0) < *v {
-                        return Err(format!("line {line}: {host}'s entry for node{h} went back"));
-                    }
-                }
-            }
-            last.insert(host.clone(), clock.clone());
+    executions.push(current);
+    Ok(executions)
+}
+
+/// Rules of one clock line (line `n`): `host {clock}`, the clock a JSON object of
+/// `node<id>` names to counts above 0.
+fn clock_line(n: usize, line: &str) -> Result<Logged, String> {
+    let (host, clock) = line
+        .split_once(' ')
+        .filter(|(h, c)| {
+            !h.is_empty()
+                && !h.contains(char::is_whitespace)
+                && c.starts_with('{')
+                && c.ends_with('}')
+        })
+        .ok_or_else(|| format!("line {n}: not `host {{clock}}`: {line:?}"))?;
+    let value: serde_json::Value =
+        serde_json::from_str(clock).map_err(|e| format!("line {n}: the clock is not JSON: {e}"))?;
+    let obj = value.as_object().ok_or_else(|| format!("line {n}: the clock is not an object"))?;
+    let mut parsed = Clock::new();
+    for (h, v) in obj {
+        let v = v.as_u64().ok_or_else(|| format!("line {n}: {h} is not a count"))?;
+        if v == 0 {
+            return Err(format!("line {n}: {h} has the value 0"));
         }
-        for (line, host, clock) in &run {
-            for (h, v) in clock {
-                let name = format!("node{h}");
-                match count.get(&name) {
-                    None => {
-                        return Err(format!(
-                            "line {line}: {host}'s clock names {name}, which has no events"
-                        ))
-                    }
-                    Some(c) if v > c => {
-                        return Err(format!(
-                            "line {line}: {host}'s clock gives {name} {v}, but it has {c} events"
-                        ))
-                    }
-                    _ => {}
-                }
-            }
+        let num = h.strip_prefix("node").and_then(|n| n.parse().ok());
+        let num = num.ok_or_else(|| format!("line {n}: host name {h:?} is not node<id>"))?;
+        parsed.insert(num, v);
+    }
+    Ok(Logged { line: n, host: host.to_string(), clock: parsed })
+}
+
+/// The rules between the clocks of one execution, each event in log order: its own
+/// entry counts its host's events, and no entry goes back; then, once every host's
+/// events are counted, each entry for another host names one with that many events.
+fn clocks_count_their_events(execution: &[Logged]) -> Result<(), String> {
+    let mut count: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut last: BTreeMap<&str, &Clock> = BTreeMap::new();
+    for e in execution {
+        let n = count.entry(e.host.as_str()).or_insert(0);
+        *n += 1;
+        own_entry_counts(e, *n)?;
+        if let Some(prev) = last.get(e.host.as_str()) {
+            never_goes_back(e, prev)?;
+        }
+        last.insert(e.host.as_str(), &e.clock);
+    }
+    for e in execution {
+        names_hosts_with_events(e, &count)?;
+    }
+    Ok(())
+}
+
+/// Rule: the host's own entry is in its clock and is `n` at its `n`-th event.
+fn own_entry_counts(e: &Logged, n: u64) -> Result<(), String> {
+    let (line, host) = (e.line, &e.host);
+    let own = host.strip_prefix("node").and_then(|h| h.parse::<u32>().ok());
+    let Some(own) = own else {
+        return Err(format!("line {line}: host {host:?} is not node<id>"));
+    };
+    match e.clock.get(&own) {
+        None => Err(format!("line {line}: local host {host:?} is missing from its clock")),
+        Some(&v) if v != n => Err(format!(
+            "line {line}: the clock of {host} goes to {v} at its event {n}: it must count 1, \
+             2, 3, …"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Rule: no entry of a host's clock is below its value at the host's previous event.
+fn never_goes_back(e: &Logged, prev: &Clock) -> Result<(), String> {
+    for (h, v) in prev {
+        if e.clock.get(h).copied().unwrap_or(0) < *v {
+            return Err(format!("line {}: {}'s entry for node{h} went back", e.line, e.host));
         }
     }
-    Ok(events)
+    Ok(())
+}
+
+/// Rule: every host a clock names has events, and at least as many as the clock says.
+fn names_hosts_with_events(e: &Logged, count: &BTreeMap<&str, u64>) -> Result<(), String> {
+    let (line, host) = (e.line, &e.host);
+    for (h, v) in &e.clock {
+        let name = format!("node{h}");
+        match count.get(name.as_str()) {
+            None => {
+                return Err(format!(
+                    "line {line}: {host}'s clock names {name}, which has no events"
+                ))
+            }
+            Some(c) if v > c => {
+                return Err(format!(
+                    "line {line}: {host}'s clock gives {name} {v}, but it has {c} events"
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
