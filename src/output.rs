@@ -4,8 +4,9 @@
 //! exactly *what* it says, byte for byte.
 
 use crate::ids::{Amount, NodeId, TxnId};
-use crate::wire::{ChannelMsg, CommitMsg, GlobalSnapshot, TxOutcome};
-use std::fmt::Write;
+use crate::wire::{AbortReason, ChannelMsg, CommitMsg, Cost, GlobalSnapshot, Protocol, TxOutcome};
+use crate::wire::{LoadStats, TxState};
+use std::fmt::{Display, Write};
 
 /// How channel lines draw their arrow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -84,6 +85,15 @@ pub fn transfer(tx: TxnId, outcome: Option<TxOutcome>) -> String {
     }
 }
 
+/// What `Transfer … nowait` prints: `STARTED`, or its decision when it was decided at
+/// once (the coordinator's own NO).
+pub fn transfer_nowait(tx: TxnId, decided: Option<TxOutcome>) -> String {
+    match decided {
+        Some(outcome) => transfer(tx, Some(outcome)),
+        None => transfer_started(tx),
+    }
+}
+
 /// What `Transfer … nowait` prints.
 pub fn transfer_started(tx: TxnId) -> String {
     format!("Transfer {tx} STARTED")
@@ -105,6 +115,160 @@ pub fn snapshot_block(snap: &GlobalSnapshot, arrow: Arrow) -> String {
         let _ = writeln!(s, "channel ({from} {} {to}) = {amount}", arrow.as_str());
     }
     s
+}
+
+/// A `Balances` line for a node that cannot answer: `down` or `paused`.
+pub fn absent(node: NodeId, paused: bool) -> String {
+    format!("node {node} = {}", if paused { "paused" } else { "down" })
+}
+
+/// How a transaction stands at the master, as `TxStatus` prints it first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overall {
+    /// Decided: its outcome.
+    Decided(TxOutcome),
+    /// Undecided while its coordinator cannot answer.
+    InDoubt,
+    /// Undecided.
+    Pending,
+}
+
+impl Overall {
+    /// The word `TxStatus` prints.
+    pub fn word(self) -> &'static str {
+        match self {
+            Overall::Decided(TxOutcome::Committed) => "COMMITTED",
+            Overall::Decided(TxOutcome::Aborted(_)) => "ABORTED",
+            Overall::InDoubt => "IN-DOUBT",
+            Overall::Pending => "PENDING",
+        }
+    }
+}
+
+/// A node's state in `TxStatus`: what it said, or why it could not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeTx {
+    /// It answered.
+    State(TxState),
+    /// It is down.
+    Down,
+    /// It is paused.
+    Paused,
+}
+
+/// The `TxStatus` line: `T<n> <STATE> node <id>=<STATE> …`.
+pub fn tx_status(tx: TxnId, overall: Overall, nodes: &[(NodeId, NodeTx)]) -> String {
+    let mut line = format!("{tx} {}", overall.word());
+    for (n, st) in nodes {
+        let word = match st {
+            NodeTx::State(s) => s.word(),
+            NodeTx::Down => "DOWN",
+            NodeTx::Paused => "PAUSED",
+        };
+        let _ = write!(line, " node {n}={word}");
+    }
+    line
+}
+
+/// What `Check` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The money adds up.
+    Ok {
+        /// All money counted.
+        total: Amount,
+    },
+    /// No verdict: a node is down or paused.
+    Unavailable {
+        /// The node.
+        node: NodeId,
+        /// Paused, not down.
+        paused: bool,
+    },
+    /// A transaction committed at one node and aborted at another.
+    Split {
+        /// The transaction.
+        tx: TxnId,
+        /// The lowest node that committed it.
+        committed: NodeId,
+        /// The lowest node that aborted it.
+        aborted: NodeId,
+    },
+    /// Money lost or created, or a node's money not what the ledger says: each reason.
+    Failed(Vec<String>),
+}
+
+/// The `CHECK …` line.
+pub fn check(v: &Verdict) -> String {
+    match v {
+        Verdict::Ok { total } => format!("CHECK OK total={total}"),
+        Verdict::Unavailable { node, paused } => {
+            let state = if *paused { "paused" } else { "down" };
+            format!("CHECK UNAVAILABLE node {node} is {state}")
+        }
+        Verdict::Split { tx, committed, aborted } => format!(
+            "CHECK FAILED atomicity {tx} committed at node {committed}, aborted at node {aborted}"
+        ),
+        Verdict::Failed(why) => format!("CHECK FAILED {}", why.join("; ")),
+    }
+}
+
+/// The `Stats` lines: the counters, then per protocol that committed something, the
+/// messages and forced writes per commit (two decimals).
+pub fn stats(
+    counts: &crate::master::Counts,
+    undecided: usize,
+    protocols: &[(Protocol, u64, Cost)],
+) -> Vec<String> {
+    let mut lines = vec![format!("commits {}", counts.commits)];
+    for r in AbortReason::ALL {
+        lines.push(format!("aborts {} {}", r.as_str(), counts.aborts[r.index()]));
+    }
+    lines.push(format!("undecided {undecided}"));
+    lines.push(format!("in-doubt {}", counts.in_doubt));
+    lines.push(format!("retransmissions {}", counts.retransmissions));
+    for &(p, committed, cost) in protocols {
+        let per = |x: u64| x as f64 / committed as f64;
+        lines.push(format!(
+            "protocol {} committed={committed} messages={:.2} forced-writes={:.2}",
+            p.word(),
+            per(cost.messages),
+            per(cost.forced)
+        ));
+    }
+    lines
+}
+
+/// The `LOAD …` line: what a load did, how long it took, how fast.
+pub fn load(count: u64, s: &LoadStats, elapsed: std::time::Duration) -> String {
+    let per_s = (s.done() as f64 / elapsed.as_secs_f64().max(1e-9)).round() as u64;
+    format!(
+        "LOAD {count} committed={} aborted={} err_send={} elapsed_ms={} per_s={per_s}",
+        s.sent + s.committed,
+        s.aborted.iter().sum::<u64>(),
+        s.err_send,
+        elapsed.as_millis()
+    )
+}
+
+/// A rejected line, on stderr: `error: line N: <the line>: <why>`.
+pub fn rejected(line: usize, text: &str, why: impl Display) -> String {
+    format!("error: line {line}: {}: {why}", echo(text))
+}
+
+/// A line that does not parse, on stderr (the parse error names the line).
+pub fn unparsed(e: impl Display) -> String {
+    format!("error: {e}")
+}
+
+/// A node the running line waits on that cannot be reached, on stderr.
+pub fn unreachable(line: usize, node: NodeId) -> String {
+    format!("error: line {line}: node {node} unreachable")
+}
+
+/// The error that ended a run, on stderr.
+pub fn fatal(why: impl Display) -> String {
+    format!("error: {why}")
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 
 use crate::command::{parse_line, Command};
 use crate::ids::{Amount, NodeId, SnapshotId};
-use crate::master::{ChannelId, Ledger};
+use crate::master::{rules, ChannelId, Ledger};
 use crate::output::{self, Arrow};
 use crate::protocol::snapshot::assemble;
 use crate::protocol::{Branch, Effect};
@@ -106,68 +106,26 @@ enum Step {
 }
 
 impl World {
+    /// Runs one command, as the master would (the same rules: `master::rules`).
     fn step(
         &mut self,
         cmd: Command,
         rng: &mut Rng,
         stdout: &mut Vec<String>,
     ) -> Result<Step, Violation> {
-        let known = |w: &World, ids: &[NodeId]| ids.iter().all(|&id| w.ledger.has_node(id));
-        match cmd {
-            Command::CreateNode { id, amount, .. } => {
-                if self.ledger.has_node(id) || self.ledger.created().checked_add(amount).is_none() {
-                    return Ok(Step::Rejected);
-                }
-                let peers: Vec<NodeId> = self.ledger.nodes().collect();
-                let join = self.ledger.add_node(id, amount);
-                let mut b = Branch::new(id, amount);
-                let mut out = Vec::new();
-                b.on_setup(&peers, &join, &mut out);
-                self.branches.insert(id, b);
-                self.enqueue(id, &mut out);
-                for p in peers {
-                    self.branch(p).on_add_peer(id, &join, &mut out);
-                    self.enqueue(p, &mut out);
-                }
-            }
-            Command::Send { from, to, amount } => {
-                if !known(self, &[from, to]) {
-                    return Ok(Step::Rejected);
-                }
-                let predicted = self.ledger.send(from, to, amount);
-                let mut out = Vec::new();
-                let sent = self.branch(from).on_send(to, amount, &mut out).is_ok();
-                if sent != predicted {
-                    return Err(Violation(format!(
-                        "node {from} {} a Send of {amount} the ledger {}",
-                        if sent { "made" } else { "refused" },
-                        if predicted { "predicted" } else { "refused" }
-                    )));
-                }
-                self.enqueue(from, &mut out);
-                if !sent {
-                    stdout.push(output::ERR_SEND.to_string());
-                }
-            }
+        let ran = match cmd {
+            Command::CreateNode { id, amount, .. } => self.create_node(id, amount),
+            Command::Send { from, to, amount } => self.send(from, to, amount, stdout)?,
             Command::Receive { to, from } => {
-                if !known(self, &[to]) || from.is_some_and(|f| !self.ledger.has_node(f)) {
-                    return Ok(Step::Rejected);
-                }
-                let from = match from {
-                    Some(f) => f,
-                    None => {
-                        let sources = self.ledger.incoming(to);
-                        if sources.is_empty() {
-                            return Ok(Step::Rejected);
-                        }
-                        sources[rng.below(sources.len())]
+                let pick = |s: &[NodeId]| s[rng.below(s.len())];
+                match rules::receive(&self.ledger, to, from, pick) {
+                    Ok(c) => {
+                        let msg = self.deliver(c)?;
+                        stdout.push(output::received(c.0, &msg));
+                        true
                     }
-                };
-                if self.ledger.head((from, to)).is_none() {
-                    return Ok(Step::Rejected);
+                    Err(_) => false,
                 }
-                let msg = self.deliver((from, to))?;
-                stdout.push(output::received(from, &msg));
             }
             Command::ReceiveAll => {
                 // As the master: a random non-empty channel at every step.
@@ -178,56 +136,109 @@ impl World {
                     }
                     self.deliver(open[rng.below(open.len())])?;
                 }
+                true
             }
-            Command::BeginSnapshot { node } => {
-                if !known(self, &[node]) {
-                    return Ok(Step::Rejected);
-                }
-                let k = self.ledger.begin(node);
-                self.since_collect.push(k);
-                let mut out = Vec::new();
-                self.branch(node).on_begin_snapshot(k, &mut out);
-                self.enqueue(node, &mut out);
-                stdout.push(output::started(node));
-            }
-            Command::CollectState => {
-                if self.since_collect.is_empty() {
-                    self.gathered.clear();
-                    return Ok(Step::Ran);
-                }
-                let wanted: Vec<(SnapshotId, Vec<NodeId>)> =
-                    self.since_collect.iter().map(|&k| (k, self.ledger.members(k))).collect();
-                let ids: Vec<SnapshotId> = wanted.iter().map(|w| w.0).collect();
-                let reports = self.branches.iter().map(|(&id, b)| (id, b.collect(&ids))).collect();
-                match assemble(&wanted, &reports) {
-                    ObserverReply::Collected(snaps) => {
-                        for s in &snaps {
-                            let members: Vec<NodeId> = s.nodes.iter().map(|n| n.0).collect();
-                            let created = self.ledger.created_by(&members);
-                            if s.total() != Some(created) {
-                                return Err(Violation(format!(
-                                    "snapshot {} holds {:?}, its nodes created {created}",
-                                    s.snapshot,
-                                    s.total()
-                                )));
-                            }
-                        }
-                        self.since_collect.clear();
-                        self.gathered = snaps;
-                    }
-                    _ => return Ok(Step::Rejected),
-                }
-            }
+            Command::BeginSnapshot { node } => self.begin_snapshot(node, stdout),
+            Command::CollectState => self.collect_state()?,
             Command::PrintSnapshot => {
                 for s in &self.gathered {
-                    stdout.extend(
-                        output::snapshot_block(s, Arrow::Ascii).lines().map(str::to_string),
-                    );
+                    let block = output::snapshot_block(s, Arrow::Ascii);
+                    stdout.extend(block.lines().map(str::to_string));
                 }
+                true
             }
             _ => return Ok(Step::Skipped),
+        };
+        Ok(if ran { Step::Ran } else { Step::Rejected })
+    }
+
+    /// `CreateNode`: a new branch linked to every other, joining running snapshots.
+    fn create_node(&mut self, id: NodeId, amount: Amount) -> bool {
+        if rules::create_node(&self.ledger, id, amount, (u64::MAX, 0)).is_err() {
+            return false;
         }
-        Ok(Step::Ran)
+        let peers: Vec<NodeId> = self.ledger.nodes().collect();
+        let join = self.ledger.add_node(id, amount);
+        let mut b = Branch::new(id, amount);
+        let mut out = Vec::new();
+        b.on_setup(&peers, &join, &mut out);
+        self.branches.insert(id, b);
+        self.enqueue(id, &mut out);
+        for p in peers {
+            self.branch(p).on_add_peer(id, &join, &mut out);
+            self.enqueue(p, &mut out);
+        }
+        true
+    }
+
+    /// `Send`: the ledger's prediction held against the machine.
+    fn send(
+        &mut self,
+        from: NodeId,
+        to: NodeId,
+        amount: Amount,
+        stdout: &mut Vec<String>,
+    ) -> Result<bool, Violation> {
+        if rules::acts(&self.ledger, from, &[to]).is_err() {
+            return Ok(false);
+        }
+        let predicted = self.ledger.send(from, to, amount);
+        let mut out = Vec::new();
+        let sent = self.branch(from).on_send(to, amount, &mut out).is_ok();
+        if sent != predicted {
+            return Err(Violation(format!(
+                "node {from} {} a Send of {amount} the ledger {}",
+                if sent { "made" } else { "refused" },
+                if predicted { "predicted" } else { "refused" }
+            )));
+        }
+        self.enqueue(from, &mut out);
+        if !sent {
+            stdout.push(output::ERR_SEND.to_string());
+        }
+        Ok(true)
+    }
+
+    /// `BeginSnapshot`: the initiator records and sends its markers.
+    fn begin_snapshot(&mut self, node: NodeId, stdout: &mut Vec<String>) -> bool {
+        if rules::acts(&self.ledger, node, &[]).is_err() {
+            return false;
+        }
+        let k = self.ledger.begin(node);
+        self.since_collect.push(k);
+        let mut out = Vec::new();
+        self.branch(node).on_begin_snapshot(k, &mut out);
+        self.enqueue(node, &mut out);
+        stdout.push(output::started(node));
+        true
+    }
+
+    /// `CollectState`: every complete snapshot assembled as the observer does, each
+    /// holding all money its nodes created.
+    fn collect_state(&mut self) -> Result<bool, Violation> {
+        if self.since_collect.is_empty() {
+            self.gathered.clear();
+            return Ok(true);
+        }
+        let wanted: Vec<(SnapshotId, Vec<NodeId>)> =
+            self.since_collect.iter().map(|&k| (k, self.ledger.members(k))).collect();
+        let ids: Vec<SnapshotId> = wanted.iter().map(|w| w.0).collect();
+        let reports = self.branches.iter().map(|(&id, b)| (id, b.collect(&ids))).collect();
+        let ObserverReply::Collected(snaps) = assemble(&wanted, &reports) else { return Ok(false) };
+        for s in &snaps {
+            let members: Vec<NodeId> = s.nodes.iter().map(|n| n.0).collect();
+            let created = self.ledger.created_by(&members);
+            if s.total() != Some(created) {
+                return Err(Violation(format!(
+                    "snapshot {} holds {:?}, its nodes created {created}",
+                    s.snapshot,
+                    s.total()
+                )));
+            }
+        }
+        self.since_collect.clear();
+        self.gathered = snaps;
+        Ok(true)
     }
 
     fn branch(&mut self, id: NodeId) -> &mut Branch {

@@ -5,8 +5,8 @@
 //! so no process of the system outlives it; the socket names are abstract and vanish with
 //! their processes.
 
+use super::fatal::Fatal;
 use super::ledger::Ledger;
-use super::Fatal;
 use crate::cli::ChildRole;
 use crate::cluster::Agent;
 use crate::ids::{Amount, NodeId};
@@ -30,6 +30,22 @@ pub(crate) struct System {
     pub(crate) inbox: Receiver<Event>,
     observer: Option<Link>,
     links: HashMap<NodeId, Link>,
+    procs: Procs,
+    pub(crate) ledger: Ledger,
+    /// Who owes which answer.
+    pub(crate) owed: Owed,
+    /// Where node logs are kept (`--data-dir`), or `None` for unnamed temporary files,
+    /// and each node's log, kept open for the node's lifetime.
+    logs: (Option<PathBuf>, HashMap<NodeId, File>),
+    /// On several hosts: the agents, where each node runs, and where all listen.
+    cluster: Option<Cluster>,
+    // Declared last: dropped after the children are killed.
+    hub: Hub,
+}
+
+/// The processes of a run.
+#[derive(Default)]
+struct Procs {
     /// The observer's process, then every live node process.
     children: Vec<Child>,
     /// Each node's current process id (its entry in `children`).
@@ -39,23 +55,89 @@ pub(crate) struct System {
     starts: HashMap<NodeId, u32>,
     /// Nodes killed on purpose whose link has not reported its close yet.
     closing: std::collections::HashSet<NodeId>,
-    pub(crate) ledger: Ledger,
+}
+
+/// Who owes the master which answer: per node, the commands waiting for its answers in
+/// command order; the observer's requests; the nodes given commands they do not answer.
+#[derive(Default)]
+pub(crate) struct Owed {
     next_seq: HashMap<NodeId, u64>,
-    /// Per node, the commands waiting for that node's answers, in command order: (the
-    /// command's sequence number, its slot).
-    pub(crate) awaiting_node: HashMap<NodeId, VecDeque<(u64, u64)>>,
+    /// Per node: (the command's sequence number, its slot), in command order.
+    nodes: HashMap<NodeId, VecDeque<(u64, u64)>>,
     /// Nodes given commands they do not answer since the last barrier.
     unanswered: std::collections::BTreeSet<NodeId>,
     /// The slots waiting for the observer's answers, in request order.
-    pub(crate) awaiting_observer: VecDeque<u64>,
-    /// Where node logs are kept (`--data-dir`), or `None` for unnamed temporary files.
-    data_dir: Option<PathBuf>,
-    /// Each node's log, kept open for the node's lifetime.
-    wals: HashMap<NodeId, File>,
-    /// On several hosts: the agents, where each node runs, and where all listen.
-    cluster: Option<Cluster>,
-    // Declared last: dropped after the children are killed.
-    hub: Hub,
+    observer: VecDeque<u64>,
+}
+
+impl Owed {
+    /// The next sequence number of `node`'s commands.
+    pub(crate) fn alloc_seq(&mut self, node: NodeId) -> u64 {
+        let seq = self.next_seq.entry(node).or_insert(0);
+        *seq += 1;
+        *seq - 1
+    }
+
+    /// The slot `node`'s answer to command `seq` completes, if it is the one owed next.
+    pub(crate) fn answered(&mut self, node: NodeId, seq: u64) -> Option<u64> {
+        let queue = self.nodes.entry(node).or_default();
+        match queue.front() {
+            Some(&(s, slot)) if s == seq => {
+                queue.pop_front();
+                Some(slot)
+            }
+            _ => None,
+        }
+    }
+
+    /// The slot the observer's next answer completes.
+    pub(crate) fn observer_answered(&mut self) -> Option<u64> {
+        self.observer.pop_front()
+    }
+
+    /// Whether any answer is still owed.
+    pub(crate) fn any(&self) -> bool {
+        !self.observer.is_empty() || self.nodes.values().any(|q| !q.is_empty())
+    }
+
+    /// The nodes that owe answers, by id.
+    pub(crate) fn owing(&self) -> Vec<NodeId> {
+        let mut v: Vec<NodeId> =
+            self.nodes.iter().filter(|(_, q)| !q.is_empty()).map(|(n, _)| *n).collect();
+        v.sort();
+        v
+    }
+
+    /// Who owes what, in words (for a hung run's error).
+    pub(crate) fn describe(&self) -> String {
+        let mut owed: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|(_, q)| !q.is_empty())
+            .map(|(n, q)| format!("node {n} owes {}", q.len()))
+            .collect();
+        owed.sort();
+        if !self.observer.is_empty() {
+            owed.push(format!("the observer owes {}", self.observer.len()));
+        }
+        if owed.is_empty() {
+            "a load".to_string()
+        } else {
+            owed.join(", ")
+        }
+    }
+
+    /// The nodes given unanswered commands since this was last asked: a barrier must
+    /// ask each something it answers, to know they have run.
+    pub(crate) fn take_unanswered(&mut self) -> Vec<NodeId> {
+        std::mem::take(&mut self.unanswered).into_iter().collect()
+    }
+
+    /// A new process for `node`: its numbering starts again, and nothing is owed by it.
+    fn restart(&mut self, node: NodeId) {
+        self.next_seq.remove(&node);
+        self.nodes.remove(&node);
+    }
 }
 
 /// A run's nodes on several hosts (SPEC chapter 10).
@@ -87,7 +169,7 @@ impl System {
                     .iter()
                     .map(|h| Agent::open(h, &hosts.key, nonce))
                     .collect::<Result<Vec<_>, String>>()
-                    .map_err(Fatal)?;
+                    .map_err(Fatal::Setup)?;
                 install(Identity { key: hosts.key.clone(), me: "master".into(), nonce });
                 Some(Cluster {
                     hosts: hosts.clone(),
@@ -108,17 +190,10 @@ impl System {
             inbox,
             observer: None,
             links: HashMap::default(),
-            children: Vec::new(),
-            pid_of: HashMap::default(),
-            closing: Default::default(),
-            starts: HashMap::default(),
+            procs: Procs::default(),
             ledger: Ledger::new(),
-            next_seq: HashMap::default(),
-            awaiting_node: HashMap::default(),
-            unanswered: Default::default(),
-            awaiting_observer: VecDeque::new(),
-            data_dir,
-            wals: HashMap::default(),
+            owed: Owed::default(),
+            logs: (data_dir, HashMap::default()),
             cluster,
             hub,
         };
@@ -128,13 +203,15 @@ impl System {
             None => {
                 let name = sys.names.observer();
                 transport::listen(&name)
-                    .map_err(|e| Fatal(format!("cannot listen on {name}: {e}")))?
+                    .map_err(|e| Fatal::Setup(format!("cannot listen on {name}: {e}")))?
             }
             Some(c) => {
                 // Beside the master, on the address the first host reaches it at.
-                let ip = c.agents[0].local_ip().ok_or_else(|| Fatal("no local address".into()))?;
+                let ip = c.agents[0]
+                    .local_ip()
+                    .ok_or_else(|| Fatal::Setup("no local address".into()))?;
                 let l = std::net::TcpListener::bind((ip, 0))
-                    .map_err(|e| Fatal(format!("cannot listen on {ip}: {e}")))?;
+                    .map_err(|e| Fatal::Setup(format!("cannot listen on {ip}: {e}")))?;
                 c.dir.observer = l.local_addr()?.to_string();
                 transport::Listener::Tcp(l)
             }
@@ -158,11 +235,11 @@ impl System {
         let (ours, theirs) = transport::control_pair()?;
         let key = self.cluster.as_ref().map(|c| &c.hosts.key);
         let child = spawn_self(role, Some(theirs), transport::listener_into_fd(listener), wal, key)
-            .map_err(|e| Fatal(format!("cannot start {peer}: {e}")))?;
+            .map_err(|e| Fatal::Setup(format!("cannot start {peer}: {e}")))?;
         if let Peer::Node(id) = peer {
-            self.pid_of.insert(id, child.id());
+            self.procs.pid_of.insert(id, child.id());
         }
-        self.children.push(child);
+        self.procs.children.push(child);
         let ours = transport::Shared::new(transport::Conn::Local(ours));
         self.hub.watch(peer, ours.clone());
         Ok(Link::new(peer, ours))
@@ -205,17 +282,17 @@ impl System {
             return self.start_remote(id, balance, true);
         }
         let wal = self.open_wal(id)?;
-        self.wals.insert(id, wal);
+        self.logs.1.insert(id, wal);
         self.start_node(id, balance)
     }
 
     /// Starts node `id` through its host's agent (a new log if `fresh`), dials it, and
     /// tells it where everyone listens before any command.
     fn start_remote(&mut self, id: NodeId, balance: Amount, fresh: bool) -> Result<(), Fatal> {
-        *self.starts.entry(id).or_default() += 1;
-        let c = self.cluster.as_mut().ok_or_else(|| Fatal("not on several hosts".into()))?;
-        let h = *c.place.get(&id).ok_or_else(|| Fatal(format!("node {id} has no host")))?;
-        let addr = c.agents[h].start(id, balance, fresh, true).map_err(Fatal)?;
+        *self.procs.starts.entry(id).or_default() += 1;
+        let c = self.cluster.as_mut().ok_or_else(|| Fatal::Bug("not on several hosts".into()))?;
+        let h = *c.place.get(&id).ok_or_else(|| Fatal::Bug(format!("node {id} has no host")))?;
+        let addr = c.agents[h].start(id, balance, fresh, true).map_err(Fatal::Setup)?;
         c.dir.nodes.insert(id, addr.clone());
         let dir = Message::Directory {
             observer: c.dir.observer.clone(),
@@ -223,7 +300,7 @@ impl System {
         };
         let hello = crate::wire::Hello { nonce: self.nonce, from: Peer::Master };
         let (mut link, reader) = Link::connect(&format!("tcp:{addr}"), Peer::Node(id), hello)
-            .map_err(|e| Fatal(format!("cannot reach node {id}: {e}")))?;
+            .map_err(|e| Fatal::Gone(format!("cannot reach node {id}: {e}")))?;
         link.push(&dir);
         self.hub.watch(Peer::Node(id), reader);
         self.links.insert(id, link);
@@ -232,23 +309,22 @@ impl System {
 
     /// Node `id`'s process was ended on purpose: its link's close is expected.
     pub(crate) fn expect_close(&mut self, id: NodeId) {
-        self.closing.insert(id);
+        self.procs.closing.insert(id);
     }
 
     /// Whether node `id`'s old link has not reported its close yet.
     pub(crate) fn closing(&self, id: NodeId) -> bool {
-        self.closing.contains(&id)
+        self.procs.closing.contains(&id)
     }
 
     /// A node's link closed: true if that was expected (and is now done with).
     pub(crate) fn closed(&mut self, id: NodeId) -> bool {
-        self.closing.remove(&id)
+        self.procs.closing.remove(&id)
     }
 
     /// Starts a new process for node `id` on its existing log (`Restart`).
     pub(crate) fn restart_node(&mut self, id: NodeId) -> Result<(), Fatal> {
-        self.next_seq.remove(&id);
-        self.awaiting_node.remove(&id);
+        self.owed.restart(id);
         // The opening balance matters only if the log is still empty.
         let balance = self.ledger.created_by(&[id]);
         if self.cluster.is_some() {
@@ -269,9 +345,9 @@ impl System {
             }
             return;
         }
-        let Some(pid) = self.pid_of.remove(&id) else { return };
-        if let Some(i) = self.children.iter().position(|c| c.id() == pid) {
-            let mut gone = vec![self.children.swap_remove(i)];
+        let Some(pid) = self.procs.pid_of.remove(&id) else { return };
+        if let Some(i) = self.procs.children.iter().position(|c| c.id() == pid) {
+            let mut gone = vec![self.procs.children.swap_remove(i)];
             kill_and_reap(&mut gone);
         }
     }
@@ -282,22 +358,27 @@ impl System {
     pub(crate) fn signal(&mut self, id: NodeId, stop: bool) -> Result<(), Fatal> {
         use nix::sys::signal::{kill, Signal};
         if let Some(c) = &mut self.cluster {
-            let h = *c.place.get(&id).ok_or_else(|| Fatal(format!("node {id} has no host")))?;
-            return c.agents[h].signal(id, stop).map_err(Fatal);
+            let h =
+                *c.place.get(&id).ok_or_else(|| Fatal::Bug(format!("node {id} has no host")))?;
+            return c.agents[h].signal(id, stop).map_err(Fatal::Gone);
         }
-        let pid = self.pid_of.get(&id).ok_or_else(|| Fatal(format!("node {id} has no process")))?;
+        let pid = self
+            .procs
+            .pid_of
+            .get(&id)
+            .ok_or_else(|| Fatal::Gone(format!("node {id} has no process")))?;
         let sig = if stop { Signal::SIGSTOP } else { Signal::SIGCONT };
         let pid = nix::unistd::Pid::from_raw(*pid as i32);
-        kill(pid, sig).map_err(|e| Fatal(format!("cannot signal node {id} ({sig}): {e}")))
+        kill(pid, sig).map_err(|e| Fatal::Gone(format!("cannot signal node {id} ({sig}): {e}")))
     }
 
     /// How many processes node `id` has had so far.
     pub(crate) fn starts(&self, id: NodeId) -> u32 {
-        self.starts.get(&id).copied().unwrap_or(0)
+        self.procs.starts.get(&id).copied().unwrap_or(0)
     }
 
     fn start_node(&mut self, id: NodeId, balance: Amount) -> Result<(), Fatal> {
-        *self.starts.entry(id).or_default() += 1;
+        *self.procs.starts.entry(id).or_default() += 1;
         let role = ChildRole::Node {
             id: id.0,
             balance: balance.0,
@@ -305,13 +386,14 @@ impl System {
             nonce: self.nonce,
             master_pid: std::process::id(),
             tcp: false,
-            durable: self.data_dir.is_some(),
+            durable: self.logs.0.is_some(),
         };
-        let wal = self.wals.get(&id).ok_or_else(|| Fatal(format!("node {id} has no log")))?;
-        let wal = wal.try_clone().map_err(|e| Fatal(format!("node {id}'s log: {e}")))?;
+        let wal =
+            self.logs.1.get(&id).ok_or_else(|| Fatal::Setup(format!("node {id} has no log")))?;
+        let wal = wal.try_clone().map_err(|e| Fatal::Setup(format!("node {id}'s log: {e}")))?;
         let name = self.names.node(id);
-        let listener =
-            transport::listen(&name).map_err(|e| Fatal(format!("cannot listen on {name}: {e}")))?;
+        let listener = transport::listen(&name)
+            .map_err(|e| Fatal::Setup(format!("cannot listen on {name}: {e}")))?;
         let link = self.spawn(Peer::Node(id), listener, &role, Some(&wal))?;
         self.links.insert(id, link);
         Ok(())
@@ -322,11 +404,11 @@ impl System {
     /// with the last process holding it, so no run, however it ends, leaves one behind.
     fn open_wal(&self, id: NodeId) -> Result<File, Fatal> {
         crate::wal::create_log(
-            self.data_dir.as_deref(),
+            self.logs.0.as_deref(),
             &format!("node-{id}.wal"),
             self.names.prefix(),
         )
-        .map_err(|e| Fatal(format!("cannot create the log of node {id}: {e}")))
+        .map_err(|e| Fatal::Setup(format!("cannot create the log of node {id}: {e}")))
     }
 
     /// Waits up to `timeout` for one event.
@@ -352,24 +434,13 @@ impl System {
 
     /// Waits up to `timeout` for a link to be readable, and reads what is there.
     fn read_links(&mut self, timeout: Duration) -> Result<(), Fatal> {
-        self.hub.wait(Some(timeout)).map_err(|e| Fatal(format!("cannot read the links: {e}")))
-    }
-
-    /// The next sequence number of `node`'s commands.
-    pub(crate) fn alloc_seq(&mut self, node: NodeId) -> u64 {
-        let seq = self.next_seq.entry(node).or_insert(0);
-        *seq += 1;
-        *seq - 1
+        self.hub.wait(Some(timeout)).map_err(|e| Fatal::Gone(format!("cannot read the links: {e}")))
     }
 
     /// Gives `node` a command; its answer completes `slot`.
     pub(crate) fn command(&mut self, node: NodeId, cmd: Control, slot: u64) -> Result<(), Fatal> {
-        let seq = self.alloc_seq(node);
-        let link =
-            self.links.get_mut(&node).ok_or_else(|| Fatal(format!("no link to node {node}")))?;
-        link.send(&Message::Control { seq, cmd })
-            .map_err(|e| Fatal(format!("node {node} is unreachable: {e}")))?;
-        self.awaiting_node.entry(node).or_default().push_back((seq, slot));
+        let seq = self.send_command(node, cmd)?;
+        self.owed.nodes.entry(node).or_default().push_back((seq, slot));
         Ok(())
     }
 
@@ -377,35 +448,37 @@ impl System {
     /// answers only to disagree with a prediction, which ends the run.
     pub(crate) fn tell(&mut self, node: NodeId, cmd: Control) -> Result<(), Fatal> {
         debug_assert!(!cmd.answered());
-        let seq = self.alloc_seq(node);
-        let link =
-            self.links.get_mut(&node).ok_or_else(|| Fatal(format!("no link to node {node}")))?;
-        link.send(&Message::Control { seq, cmd })
-            .map_err(|e| Fatal(format!("node {node} is unreachable: {e}")))?;
-        self.unanswered.insert(node);
+        self.send_command(node, cmd)?;
+        self.owed.unanswered.insert(node);
         Ok(())
     }
 
-    /// The nodes given unanswered commands since this was last asked: a barrier must
-    /// ask each something it answers, to know they have run.
-    pub(crate) fn take_unanswered(&mut self) -> Vec<NodeId> {
-        std::mem::take(&mut self.unanswered).into_iter().collect()
+    fn send_command(&mut self, node: NodeId, cmd: Control) -> Result<u64, Fatal> {
+        let seq = self.owed.alloc_seq(node);
+        let link = self
+            .links
+            .get_mut(&node)
+            .ok_or_else(|| Fatal::Gone(format!("no link to node {node}")))?;
+        link.send(&Message::Control { seq, cmd })
+            .map_err(|e| Fatal::Gone(format!("node {node} is unreachable: {e}")))?;
+        Ok(seq)
     }
 
     /// Sends `msg` to every node that is up, outside the command order.
     pub(crate) fn notify_nodes(&mut self, msg: &Message) -> Result<(), Fatal> {
         for (id, link) in self.links.iter_mut() {
-            link.send(msg).map_err(|e| Fatal(format!("node {id} is unreachable: {e}")))?;
+            link.send(msg).map_err(|e| Fatal::Gone(format!("node {id} is unreachable: {e}")))?;
         }
         Ok(())
     }
 
     /// Asks the observer; its answer completes `slot`.
     pub(crate) fn observe(&mut self, req: ObserverRequest, slot: u64) -> Result<(), Fatal> {
-        let link = self.observer.as_mut().ok_or_else(|| Fatal("no link to the observer".into()))?;
+        let link =
+            self.observer.as_mut().ok_or_else(|| Fatal::Gone("no link to the observer".into()))?;
         link.send(&Message::ObserverRequest(req))
-            .map_err(|e| Fatal(format!("the observer is unreachable: {e}")))?;
-        self.awaiting_observer.push_back(slot);
+            .map_err(|e| Fatal::Gone(format!("the observer is unreachable: {e}")))?;
+        self.owed.observer.push_back(slot);
         Ok(())
     }
 
@@ -413,18 +486,13 @@ impl System {
     pub(crate) fn flush_all(&mut self) -> Result<(), Fatal> {
         for (id, link) in self.links.iter_mut() {
             if link.is_dirty() {
-                link.flush().map_err(|e| Fatal(format!("node {id} is unreachable: {e}")))?;
+                link.flush().map_err(|e| Fatal::Gone(format!("node {id} is unreachable: {e}")))?;
             }
         }
         if let Some(o) = self.observer.as_mut() {
-            o.flush().map_err(|e| Fatal(format!("the observer is unreachable: {e}")))?;
+            o.flush().map_err(|e| Fatal::Gone(format!("the observer is unreachable: {e}")))?;
         }
         Ok(())
-    }
-
-    /// Whether any answer is still owed.
-    pub(crate) fn owes_answers(&self) -> bool {
-        !self.awaiting_observer.is_empty() || self.awaiting_node.values().any(|q| !q.is_empty())
     }
 }
 
@@ -434,7 +502,7 @@ impl Drop for System {
         self.observer = None;
         // Closing the sessions makes each agent kill the run's nodes.
         self.cluster = None;
-        kill_and_reap(&mut self.children);
+        kill_and_reap(&mut self.procs.children);
         log::info!("master: run {} ended", self.names.prefix());
     }
 }
