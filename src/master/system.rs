@@ -30,6 +30,8 @@ pub(crate) struct System {
     pub(crate) inbox: Receiver<Event>,
     observer: Option<Link>,
     links: HashMap<NodeId, Link>,
+    /// The node links written to since the last flush (a flush looks at these only).
+    dirty: std::collections::BTreeSet<NodeId>,
     procs: Procs,
     pub(crate) ledger: Ledger,
     /// Who owes which answer.
@@ -190,6 +192,7 @@ impl System {
             inbox,
             observer: None,
             links: HashMap::default(),
+            dirty: Default::default(),
             procs: Procs::default(),
             ledger: Ledger::new(),
             owed: Owed::default(),
@@ -304,6 +307,7 @@ impl System {
         link.push(&dir);
         self.hub.watch(Peer::Node(id), reader);
         self.links.insert(id, link);
+        self.dirty.insert(id);
         Ok(())
     }
 
@@ -461,6 +465,7 @@ impl System {
             .ok_or_else(|| Fatal::Gone(format!("no link to node {node}")))?;
         link.send(&Message::Control { seq, cmd })
             .map_err(|e| Fatal::Gone(format!("node {node} is unreachable: {e}")))?;
+        self.dirty.insert(node);
         Ok(seq)
     }
 
@@ -468,6 +473,7 @@ impl System {
     pub(crate) fn notify_nodes(&mut self, msg: &Message) -> Result<(), Fatal> {
         for (id, link) in self.links.iter_mut() {
             link.send(msg).map_err(|e| Fatal::Gone(format!("node {id} is unreachable: {e}")))?;
+            self.dirty.insert(*id);
         }
         Ok(())
     }
@@ -484,8 +490,8 @@ impl System {
 
     /// Writes every buffered frame.
     pub(crate) fn flush_all(&mut self) -> Result<(), Fatal> {
-        for (id, link) in self.links.iter_mut() {
-            if link.is_dirty() {
+        for id in std::mem::take(&mut self.dirty) {
+            if let Some(link) = self.links.get_mut(&id) {
                 link.flush().map_err(|e| Fatal::Gone(format!("node {id} is unreachable: {e}")))?;
             }
         }

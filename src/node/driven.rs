@@ -107,9 +107,8 @@ impl Node {
         for e in out {
             if let Effect::Send { to, msg: ChannelMsg::Commit(CommitMsg::TwoPc(m)) } = e {
                 if matches!(m, TwoPcMsg::Prepare { .. }) {
-                    if let Ok(link) = self.outbox.link(Peer::Node(*to)) {
-                        link.push(&Message::Drive { tx: spec.tx });
-                    }
+                    let _ =
+                        self.outbox.push_plain(Peer::Node(*to), &Message::Drive { tx: spec.tx });
                 }
             }
         }
@@ -159,9 +158,7 @@ impl Node {
     pub(super) fn hurry(&mut self) -> io::Result<()> {
         for &(_, peer) in &self.driven.acking {
             if self.driven.hurried.insert(peer) {
-                if let Ok(link) = self.outbox.link(Peer::Node(peer)) {
-                    link.push(&Message::Hurry);
-                }
+                let _ = self.outbox.push_plain(Peer::Node(peer), &Message::Hurry);
             }
         }
         Ok(())
@@ -175,7 +172,7 @@ impl Node {
             let Some(outcome) = self.branch.decision(p.tx) else { return Ok(()) };
             let (asker, seq) = p.asker;
             let msg = self.decided(seq, p.tx, outcome);
-            self.outbox.link(asker)?.push(&msg);
+            self.outbox.push_plain(asker, &msg)?;
             self.driven.pending = Some(Pending { answered: true, ..p });
         }
         if self.branch.finished(p.tx) {

@@ -91,9 +91,7 @@ impl Node {
         let owed = self.branch.owed_by(p);
         let msg = self.channels.start_resync(p, owed);
         log::debug!("node {}: resync with {p}: {msg:?}", self.branch.id());
-        if let Ok(link) = self.outbox.link(Peer::Node(p)) {
-            link.push(&msg);
-        }
+        let _ = self.outbox.push_plain(Peer::Node(p), &msg);
     }
 
     /// `p` says `got` of this node's Transfers reached it and which payments it lacks:
@@ -202,7 +200,6 @@ impl Node {
     /// them, so it waits for the log's sync.
     pub(super) fn tell_decision(&mut self, to: Peer, msg: &Message) -> io::Result<()> {
         self.outbox.told_decision();
-        self.outbox.link(to)?.push(msg);
-        Ok(())
+        self.outbox.push_plain(to, msg)
     }
 }

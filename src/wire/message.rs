@@ -20,7 +20,7 @@ pub use super::control::*;
 pub use super::observer::*;
 
 /// Who is at the other end of a link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Peer {
     /// The master process.
     Master,
