@@ -295,6 +295,7 @@ impl ThreePc {
             self.learn_elsewhere(part, cx, tx, commit);
             return;
         };
+        self.note_outcome(cx, tx, commit);
         match (part.state(tx), commit) {
             (Some(LegState::Prepared { .. }), true) => {
                 self.learn(part, &spec, true);
@@ -329,12 +330,17 @@ impl ThreePc {
         if self.decided.contains_key(&tx) {
             return;
         }
-        // A coordinator whose PreCommitting is logged must not wake up to it again:
-        // recovery would carry on towards a commit.
-        if matches!(self.coords.get(&tx), Some((_, Coord::PreCommitting(_)))) {
+        self.note_outcome(cx, tx, commit);
+        self.learn(part, &spec, commit);
+    }
+
+    /// A coordinator whose `PreCommitting` is logged learns the outcome from another
+    /// node: it logs it (forced), or it would wake up from a crash to its pre-commit
+    /// again and ask for ever for an outcome the others may have forgotten to resend.
+    fn note_outcome(&mut self, cx: &mut Cx, tx: TxnId, commit: bool) {
+        if let Some((spec, Coord::PreCommitting(_))) = self.coords.get(&tx) {
             cx.out.log(ThreeRecord::Decision { spec: spec.clone(), commit }, Force::Now);
         }
-        self.learn(part, &spec, commit);
     }
 
     /// This node learnt the outcome from another (a leader, or an inquiry's answer). A
@@ -501,6 +507,7 @@ impl CommitProtocol for ThreePc {
         };
         let spec = part.spec(tx).expect("a credited leg").clone();
         if !self.decided.contains_key(&tx) {
+            self.note_outcome(cx, tx, true);
             self.learn(part, &spec, true);
         }
         if ack {
