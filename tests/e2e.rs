@@ -585,7 +585,7 @@ fn random_transfer_scripts_check_out(seeds: &[u64], faults: bool) -> usize {
 // Two nodes each sending the other far more than a socket holds, with nobody receiving:
 // every message arrives once and the snapshot after it balances. (Whether both nodes
 // ever block writing at the same moment is up to timing; what keeps that from
-// deadlocking is Node::wait_writable reading while it waits, not this test.)
+// deadlocking is transport::flush_reading reading while it waits, not this test.)
 #[test]
 fn nodes_flooding_each_other_do_not_deadlock() {
     let tmp = TempDir::new("flood");

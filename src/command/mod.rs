@@ -1,4 +1,4 @@
-//! The command language of SPEC chapters 2–4: one [`Command`] per line.
+//! The command language of SPEC.md: one [`Command`] per line.
 //!
 //! `parse` turns text into commands and reports what is wrong with a line; whether a
 //! well-formed command makes sense now (a system running, a node existing) is the
@@ -139,7 +139,7 @@ pub enum Command {
         /// Destination.
         to: NodeId,
     },
-    /// The head of channel `from` → `to` is lost (two-phase-commit control messages only).
+    /// The head of channel `from` → `to` is lost (commit-protocol control messages only).
     Lose {
         /// Source.
         from: NodeId,

@@ -146,7 +146,7 @@ pub struct Snaps {
 
 impl Snaps {
     /// `node` died (or restarted) while snapshots begun since the last `CollectState`
-    /// were recorded there: `lost` of them can never be gathered (`all`: every one).
+    /// were recorded there: `lost` of them can never be gathered.
     pub fn lose(&mut self, node: NodeId, lost: &[SnapshotId]) {
         let gone: Vec<SnapshotId> =
             self.since_collect.iter().copied().filter(|k| lost.contains(k)).collect();

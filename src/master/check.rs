@@ -2,7 +2,7 @@
 //! money created and against each other (SPEC chapters 5, 8 and 12).
 
 use super::book::verdict;
-use super::expect::Expect;
+use super::expect::{Expect, Queried};
 use super::fatal::Fatal;
 use super::session::Session;
 use super::slots::Out;
@@ -35,7 +35,7 @@ impl Session {
         let ledger = &self.sys().ledger;
         let mut total = ledger.money_in_channels();
         let mut why = Vec::new();
-        for (n, balance, held, _) in states {
+        for Queried { node: n, balance, held, .. } in states {
             total = total.checked_add(balance).unwrap_or(Amount::MAX);
             if (ledger.balance(n), ledger.held(n)) != (balance, held) {
                 why.push(format!(
@@ -139,8 +139,8 @@ impl Session {
         let ledger = &self.sys().ledger;
         let outs = all
             .into_iter()
-            .map(|n| match got.iter().find(|q| q.0 == n) {
-                Some(&(n, balance, held, _)) => Out::Line(output::balance(n, balance, held)),
+            .map(|n| match got.iter().find(|q| q.node == n) {
+                Some(q) => Out::Line(output::balance(n, q.balance, q.held)),
                 None => Out::Line(output::absent(n, ledger.is_paused(n))),
             })
             .collect();

@@ -62,12 +62,25 @@ pub enum Expect {
     Relinked,
 }
 
+/// A node's answer to `Query`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queried {
+    /// The node.
+    pub node: NodeId,
+    /// All its money, held money included.
+    pub balance: Amount,
+    /// What unfinished transactions hold of it.
+    pub held: Amount,
+    /// The state of the transaction asked about, if one was.
+    pub tx: Option<TxState>,
+}
+
 /// Replies that a command gathers (it sends its questions, waits for every answer, then
 /// reads them here).
 #[derive(Default)]
 pub struct Answers {
-    /// `Query`: (node, balance, held, transaction state).
-    pub queried: Vec<(NodeId, Amount, Amount, Option<TxState>)>,
+    /// `Query`: each node's answer.
+    pub queried: Vec<Queried>,
     /// `Query`: (transaction, node waiting on it).
     pub waiting: Vec<(TxnId, NodeId)>,
     /// `Ended`: per node, its ended transactions.
@@ -139,7 +152,7 @@ pub fn on_report(
         }
         (Expect::Quiet, report @ Report::Quiet { .. }) => cx.answers.quiet.push((node, report)),
         (Expect::Query, Report::State { balance, held, tx, waiting }) => {
-            cx.answers.queried.push((node, balance, held, tx));
+            cx.answers.queried.push(Queried { node, balance, held, tx });
             cx.answers.waiting.extend(waiting.into_iter().map(|t| (t, node)));
         }
         (Expect::Ended, Report::Ended(list)) => cx.answers.ended.push((node, list)),

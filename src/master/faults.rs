@@ -175,7 +175,7 @@ impl Session {
             .filter(|&t| txns.protocol_of(t) != Protocol::Paxos)
             .collect();
         for tx in undecided {
-            let state = self.query(&[node], Some(tx))?.pop().and_then(|q| q.3);
+            let state = self.query(&[node], Some(tx))?.pop().and_then(|q| q.tx);
             if matches!(state, Some(TxState::None | TxState::Voting | TxState::Aborted)) {
                 self.book.txns.record_outcome(tx, TxOutcome::Aborted(AbortReason::NodeDown));
             }
@@ -202,7 +202,7 @@ impl Session {
             let waits = std::mem::take(&mut self.answers.waiting).iter().any(|&(t, _)| t == tx);
             let over = states
                 .iter()
-                .all(|q| matches!(q.3, Some(TxState::None | TxState::Voting | TxState::Aborted)));
+                .all(|q| matches!(q.tx, Some(TxState::None | TxState::Voting | TxState::Aborted)));
             if over && !waits {
                 self.book.txns.record_outcome(tx, TxOutcome::Aborted(AbortReason::NodeDown));
             }

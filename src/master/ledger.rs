@@ -54,7 +54,7 @@ pub struct Ledger {
     /// Node ids with their opening balances, by id.
     nodes: std::collections::BTreeMap<NodeId, Amount>,
     balances: HashMap<NodeId, Amount>,
-    /// Money held by two-phase-commit transactions, per node (as last reported).
+    /// Money held by unfinished transactions (every protocol), per node (as last reported).
     held: HashMap<NodeId, Amount>,
     created: Amount,
     /// Each channel's messages with the order in which they were enqueued system-wide.
@@ -372,7 +372,7 @@ impl Ledger {
         self.channels.entry(c).or_default().push_back((self.enqueued, msg));
     }
 
-    /// A node reported a two-phase-commit step: the messages it sent, in order, and its
+    /// A node reported a commit-protocol step: the messages it sent, in order, and its
     /// balance and held money after it.
     pub fn apply_tx(
         &mut self,

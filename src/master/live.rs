@@ -78,7 +78,7 @@ impl Session {
         }
         let states = self.query(&nodes, None)?;
         let states: Vec<(NodeId, Amount, Amount)> =
-            states.into_iter().map(|(n, b, h, _)| (n, b, h)).collect();
+            states.into_iter().map(|q| (q.node, q.balance, q.held)).collect();
         self.sys().ledger.resync(&states);
         self.live = None;
         Ok(Ok(()))

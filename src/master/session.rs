@@ -8,17 +8,16 @@
 //! `check`, `live`), which use this module; it knows nothing of them.
 
 use super::book::Book;
-use super::expect::{self, Answers, Completion, Expect};
+use super::expect::{self, Answers, Completion, Expect, Queried};
 use super::fatal::Fatal;
 use super::load::Live;
 use super::printer::{error_line, Printer};
 use super::slots::{Out, Slots};
 use super::system::System;
-use crate::ids::{Amount, NodeId, TxnId};
+use crate::ids::{NodeId, TxnId};
 use crate::output::{self, Arrow};
 use crate::rng::Rng;
 use crate::transport::Event;
-use crate::wire::TxState;
 use crate::wire::{Control, LoadStats, Message, ObserverReply, ObserverRequest, Peer, Report};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -163,12 +162,7 @@ impl Session {
     /// Asks `nodes` for their balance, held money and (if given) the state of `tx`, after
     /// every earlier command; returns the answers by node (and keeps what they wait on in
     /// `answers.waiting`).
-    #[allow(clippy::type_complexity)]
-    pub fn query(
-        &mut self,
-        nodes: &[NodeId],
-        tx: Option<TxnId>,
-    ) -> Result<Vec<(NodeId, Amount, Amount, Option<TxState>)>, Fatal> {
+    pub fn query(&mut self, nodes: &[NodeId], tx: Option<TxnId>) -> Result<Vec<Queried>, Fatal> {
         self.answers.queried.clear();
         self.answers.waiting.clear();
         for &n in nodes {
@@ -176,7 +170,7 @@ impl Session {
         }
         self.barrier()?;
         let mut got = std::mem::take(&mut self.answers.queried);
-        got.sort_by_key(|q| q.0);
+        got.sort_by_key(|q| q.node);
         Ok(got)
     }
 

@@ -208,7 +208,7 @@ impl Session {
         let ledger = &self.sys().ledger;
         let each: Vec<(NodeId, NodeTx)> = nodes
             .iter()
-            .map(|&n| match states.iter().find(|q| q.0 == n).and_then(|q| q.3) {
+            .map(|&n| match states.iter().find(|q| q.node == n).and_then(|q| q.tx) {
                 Some(st) => (n, NodeTx::State(st)),
                 None if ledger.is_paused(n) => (n, NodeTx::Paused),
                 None => (n, NodeTx::Down),

@@ -14,7 +14,9 @@
 //! between the two are empty, so FIFO order is kept.
 //!
 //! Everything here asks the branch (`decision`, `finished`, `applied`, `done_with`): the
-//! machines own the facts; this module only schedules.
+//! machines own the facts; this module only schedules. One exception: `drive` finds the
+//! peer to tell among the start's effects (the two-phase `Prepare`; a coordinator that
+//! votes NO itself sends none, and then nobody must follow).
 
 use super::{lazy_ack, Node};
 use crate::ids::{NodeId, TxnId};

@@ -1,7 +1,8 @@
 //! The one interface of the atomic-commit family: [`CommitProtocol`], which two-phase
 //! commit (`two_pc`), three-phase commit (`three_pc`) and Paxos Commit (`paxos_commit`)
 //! implement over transactions of any number of parts, and [`Machine`], one node running
-//! one of them, which the simulation (`tests/commit_sim.rs`) and the model checker drive.
+//! one of them, which the simulation (`tests/commit_sim.rs`) drives (and a model checker can: the states
+//! are plain data).
 //! The node's [`crate::protocol::Branch`] runs all three at once over one
 //! [`Participant`], through the same step functions ([`run_step`], [`deliver`]).
 //!

@@ -15,7 +15,7 @@
 //! | [`snapshot`] | Chandy–Lamport snapshots |
 //! | [`bank`] | [`Branch`]: a whole node, routing every input to the machine that owns it |
 //!
-//! The arrows point down the table: a protocol imports the trait, the participant and the
+//! Imports point up the table (towards the leaves): a protocol imports the trait, the participant and the
 //! leaves; `bank` imports every machine; nothing imports `bank` but the drivers.
 
 pub mod account;

@@ -1,4 +1,4 @@
-//! The reader thread: wait on every link and the listener with epoll, answer the
+//! The hub's loop: wait on every link and the listener with epoll, answer the
 //! handshakes of accepted TCP connections, open their records, decode frames, and
 //! forward events to the owner's inbox. It writes nothing but handshake replies: messages
 //! go out through each link's owner. epoll, not poll(2): its cost follows the ready links.

@@ -1,6 +1,8 @@
-//! Local-socket links between the processes of one run; the only module naming `interprocess`.
+//! Links between the processes of one run: local sockets on one machine, TCP with a Noise
+//! handshake across hosts; the only module naming `interprocess`.
 //!
-//! Every process has one [`Hub`]: a reader thread that polls all of the process's links
+//! Every process has one [`Hub`], run on the thread that owns the process's state (the
+//! observer's on a thread of its own), that polls all of the process's links
 //! (and its listener) with epoll, turns bytes into [`Message`](crate::wire::Message)s and hands them to the
 //! process's main thread as [`Event`]s on one crossbeam channel, in arrival order per link.
 //! One reader thread instead of a thread per link keeps a 256-node mesh (65,280 links) cheap.
@@ -49,7 +51,7 @@ impl Names {
         Names { prefix: format!("bank-{pid}-{nonce:016x}") }
     }
 
-    /// Names with an explicit prefix (as passed to a child on its command line).
+    /// Names with an explicit prefix (as passed to a child in its environment).
     pub fn from_prefix(prefix: &str) -> Self {
         Names { prefix: prefix.to_string() }
     }

@@ -188,7 +188,8 @@ pub enum Control {
         /// neither runs another command before it is done with the transaction. The master
         /// asks for this only when both channels between the two are empty and nothing can
         /// interfere (no fault, no trace); otherwise the answer comes after the first step
-        /// and the master delivers the rest.
+        /// and the master delivers the rest. In live mode the master sets it for
+        /// every Transfer that waits: the answer comes at the decision, not at the start.
         drive: bool,
     },
     /// Report the balance, held money, and the state of `tx` here if given.
@@ -291,7 +292,7 @@ pub struct Cost {
     pub forced: u64,
 }
 
-/// What a two-phase-commit step did at a node, for the master's ledger and output.
+/// What a commit-protocol step did at a node, for the master's ledger and output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxReport {
     /// Two-phase-commit messages sent, in order.
@@ -327,10 +328,10 @@ pub enum Report {
         msg: ChannelMsg,
         /// The balance recorded, when this message made the node record (a first marker).
         recorded: Option<Amount>,
-        /// What the step did, when the message was a two-phase-commit message.
+        /// What the step did, when the message was a commit-protocol message.
         tx: Option<TxReport>,
     },
-    /// A two-phase-commit step that was not a delivery: starting a transfer (at its
+    /// A commit-protocol step that was not a delivery: starting a transfer (at its
     /// coordinator) or a timeout.
     TxStep(TxReport),
     /// The answer to `Query`.
@@ -362,7 +363,7 @@ pub enum Report {
         sent: Vec<(NodeId, u64)>,
         /// Per peer: how many Transfers from it have arrived here, ever.
         got: Vec<(NodeId, u64)>,
-        /// Other channel messages (markers, two-phase commit) sent and received here,
+        /// Other channel messages (markers, commit protocols) sent and received here,
         /// ever: (sent, received).
         others: (u64, u64),
         /// A transaction here waits on something, a load runs, or a channel is being

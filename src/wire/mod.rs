@@ -1,4 +1,4 @@
-//! What travels on the local sockets: the message enums and their framing.
+//! What travels on the links (local sockets or TCP): the message enums and their framing.
 //!
 //! `message` holds the top-level [`Message`] and the link's hello; `commit` the
 //! vocabulary of atomic transactions and `commit_msg` their protocols' messages; `channel` what nodes send each other; `control` the
