@@ -1,35 +1,23 @@
-//! The on-disk log: append buffers, `commit` forces everything buffered with one sync.
-//!
-//! Forced records go into space written with zeros ahead of time, a [`PREALLOCATE`]d
-//! chunk at a time, so that a force (`fdatasync`) writes data only, not a new file size:
-//! measured on these machines, ~110-130 µs instead of ~190 µs (notes/platform-limits.md,
-//! "fdatasync on an appended file ≈ fsync"). A zero header is never a record (every
-//! record has a payload), so replay stops cleanly at the zeros and keeps them.
+//! The on-disk log of one file: append buffers, `commit` forces everything buffered with
+//! one sync. The writing itself (zeros written ahead, one `write` per commit) is the
+//! [`Appender`]'s, shared with [`super::CheckpointedWal`]; this file adds the opening:
+//! replay, and cutting a torn tail off. It never tells a torn tail from damage (it cuts
+//! either): [`super::CheckpointedWal`] does.
 
-use super::record::{decode_prefix, encode_record};
+use super::appender::Appender;
+use super::record::decode_prefix;
 use super::WalError;
 use serde::{de::DeserializeOwned, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::marker::PhantomData;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-
-/// How much zeroed space a force writes ahead when the records reach the file's end.
-pub const PREALLOCATE: u64 = 128 * 1024;
 
 /// A write-ahead log file of records of type `R`.
 #[derive(Debug)]
 pub struct WalFile<R> {
-    file: File,
+    tail: Appender,
     path: PathBuf,
-    /// Records appended since the last commit, framed.
-    buf: Vec<u8>,
-    /// Bytes of records written to the file (durable up to the last `commit`): where the
-    /// next record goes.
-    len: u64,
-    /// The file's size: `len` plus the zeros written ahead.
-    cap: u64,
     _records: PhantomData<fn(R) -> R>,
 }
 
@@ -62,25 +50,17 @@ impl<R: Serialize + DeserializeOwned> WalFile<R> {
         file.read_to_end(&mut bytes)?;
         let replay = decode_prefix::<R>(&bytes);
         let zeros_ahead = bytes[replay.valid_len..].iter().all(|&b| b == 0);
-        if replay.torn > 0 && !zeros_ahead {
+        if !zeros_ahead {
             log::warn!(
                 "wal {}: cut {} bytes of torn tail after {} records",
                 path.display(),
                 replay.torn,
                 replay.records.len()
             );
-            file.set_len(replay.valid_len as u64)?;
-            file.sync_data()?;
         }
-        let cap = if zeros_ahead { bytes.len() } else { replay.valid_len } as u64;
-        let wal = WalFile {
-            file,
-            path: path.to_path_buf(),
-            buf: Vec::new(),
-            len: replay.valid_len as u64,
-            cap,
-            _records: PhantomData,
-        };
+        let tail =
+            Appender::resume(file, replay.valid_len as u64, bytes.len() as u64, zeros_ahead)?;
+        let wal = WalFile { tail, path: path.to_path_buf(), _records: PhantomData };
         Ok((wal, replay.records))
     }
 
@@ -89,12 +69,12 @@ impl<R: Serialize + DeserializeOwned> WalFile<R> {
     /// # Errors
     /// The record could not be encoded.
     pub fn append(&mut self, rec: &R) -> Result<(), WalError> {
-        encode_record(rec, &mut self.buf)
+        self.tail.append(rec)
     }
 
     /// Whether records wait for a commit.
     pub fn is_dirty(&self) -> bool {
-        !self.buf.is_empty()
+        self.tail.is_dirty()
     }
 
     /// Writes every buffered record and forces it to disk (one write, one `fdatasync`):
@@ -103,11 +83,7 @@ impl<R: Serialize + DeserializeOwned> WalFile<R> {
     /// # Errors
     /// The write or the sync failed; nothing buffered may be assumed durable.
     pub fn commit(&mut self) -> Result<(), WalError> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        self.write_ahead()?;
-        self.sync()
+        self.tail.commit()
     }
 
     /// Writes every buffered record, with zeros ahead of it as [`WalFile::commit`] does,
@@ -117,21 +93,7 @@ impl<R: Serialize + DeserializeOwned> WalFile<R> {
     /// # Errors
     /// The write failed.
     pub fn write_ahead(&mut self) -> Result<(), WalError> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let end = self.len + self.buf.len() as u64;
-        if end > self.cap {
-            // Zeros ahead, synced with this force; the next forces overwrite them.
-            let cap = end.div_ceil(PREALLOCATE) * PREALLOCATE;
-            let zeros = vec![0u8; (cap - end) as usize];
-            self.file.write_all_at(&zeros, end)?;
-            self.cap = cap;
-        }
-        self.file.write_all_at(&self.buf, self.len)?;
-        self.len = end;
-        self.buf.clear();
-        Ok(())
+        self.tail.write_ahead()
     }
 
     /// Forces every record written so far (one `fdatasync`).
@@ -139,8 +101,7 @@ impl<R: Serialize + DeserializeOwned> WalFile<R> {
     /// # Errors
     /// The sync failed; nothing written since the last sync may be assumed durable.
     pub fn sync(&mut self) -> Result<(), WalError> {
-        self.file.sync_data()?;
-        Ok(())
+        self.tail.sync()
     }
 
     /// Writes every buffered record without forcing it: it survives a killed process
@@ -149,24 +110,17 @@ impl<R: Serialize + DeserializeOwned> WalFile<R> {
     /// # Errors
     /// The write failed.
     pub fn write_buffered(&mut self) -> Result<(), WalError> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        self.file.write_all_at(&self.buf, self.len)?;
-        self.len += self.buf.len() as u64;
-        self.cap = self.cap.max(self.len);
-        self.buf.clear();
-        Ok(())
+        self.tail.write_buffered()
     }
 
     /// Bytes of records written to the file (the zeros written ahead not counted).
     pub fn len(&self) -> u64 {
-        self.len
+        self.tail.len()
     }
 
     /// Whether nothing has been written yet.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.tail.len() == 0
     }
 
     /// The log's path.
@@ -177,6 +131,8 @@ impl<R: Serialize + DeserializeOwned> WalFile<R> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::appender::PREALLOCATE;
+    use super::super::record::encode_record;
     use super::*;
 
     struct Dir(PathBuf);

@@ -13,6 +13,7 @@
 //!
 //! This module knows nothing of transactions; the protocol defines the record type.
 
+mod appender;
 mod file;
 mod memory;
 mod record;
