@@ -7,7 +7,8 @@ use serde::{de::DeserializeOwned, Serialize};
 /// corrupt tail, not a record to wait for.
 pub const MAX_RECORD: usize = 1 << 20;
 
-const HEADER: usize = 8;
+/// A frame's header: the length and the checksum, 4 bytes each.
+pub(super) const HEADER: usize = 8;
 
 /// Appends one framed record to `out`.
 ///
