@@ -63,6 +63,22 @@ impl Appender {
         encode_record(value, &mut self.buf)
     }
 
+    /// The file.
+    pub(super) fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// How many bytes wait in the buffer: a mark for [`Appender::discard_from`].
+    pub(super) fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Forgets what was buffered after `mark` (a header appended with a record that then
+    /// failed to encode).
+    pub(super) fn discard_from(&mut self, mark: usize) {
+        self.buf.truncate(mark);
+    }
+
     /// Whether records wait for a write.
     pub(super) fn is_dirty(&self) -> bool {
         !self.buf.is_empty()
@@ -118,5 +134,10 @@ impl Appender {
     /// Bytes of records written to the file (the zeros written ahead not counted).
     pub(super) fn len(&self) -> u64 {
         self.len
+    }
+
+    /// The file, given up (a checkpointed log's old segment, to be truncated).
+    pub(super) fn into_file(self) -> File {
+        self.file
     }
 }

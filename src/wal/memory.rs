@@ -1,5 +1,5 @@
 //! An in-memory log for the simulation: what is committed survives a crash; what is not
-//! may survive in part, as a torn tail that replay cuts off.
+//! may survive in part, as a torn tail that replay cuts off. A checkpoint starts it over.
 
 use super::record::{decode_prefix, encode_record, Replay};
 use super::WalError;
@@ -45,6 +45,20 @@ impl<R: Serialize + DeserializeOwned> MemoryWal<R> {
         replay
     }
 
+    /// Starts the log over from `first`, a checkpoint: the log then holds `first` alone
+    /// (records still buffered go with the old log, as a file log's do). Atomic here, as the simulation needs; the crash
+    /// windows of a real checkpoint are [`super::CheckpointedWal`]'s, tested there.
+    ///
+    /// # Errors
+    /// `first` could not be encoded (the log is unchanged).
+    pub fn checkpoint(&mut self, first: &R) -> Result<(), WalError> {
+        let mut segment = Vec::new();
+        encode_record(first, &mut segment)?;
+        self.buf.clear();
+        self.durable = segment;
+        Ok(())
+    }
+
     /// Every durable record.
     pub fn records(&self) -> Vec<R> {
         decode_prefix(&self.durable).records
@@ -72,5 +86,20 @@ mod tests {
             w.commit();
             assert_eq!(w.records().last(), Some(&(4, 40)), "appends follow the prefix");
         }
+    }
+
+    // A checkpoint replaces everything before it: a crash after it replays the
+    // checkpoint and what was committed since, and appends follow.
+    #[test]
+    fn a_checkpoint_starts_the_log_over() {
+        let mut w = MemoryWal::<(u8, u32)>::new();
+        w.append(&(1, 10)).unwrap();
+        w.commit();
+        w.append(&(2, 20)).unwrap();
+        w.checkpoint(&(0, 30)).unwrap();
+        w.append(&(3, 40)).unwrap();
+        w.commit();
+        w.append(&(4, 50)).unwrap();
+        assert_eq!(w.crash(0).records, vec![(0, 30), (3, 40)]);
     }
 }

@@ -4,22 +4,34 @@
 //! * `record` frames any serde record type: `[u32 length][u32 CRC-32 of the payload]
 //!   [postcard payload]`, little-endian. Replay reads records until the first short,
 //!   corrupt or undecodable one: a torn tail means the action never happened.
-//! * `file` is the on-disk log: `append` buffers, `commit` writes every buffered record
+//! * `appender` writes one file: `append` buffers, `commit` writes every buffered record
 //!   with one `write` and one `fdatasync`, so concurrent transactions can share a force
 //!   (group commit), into zeros written ahead so that a force does not change the file's
-//!   size. Opening replays the file and cuts a torn tail off (zeros ahead are kept).
+//!   size.
+//! * `file` ([`WalFile`]) is the one-file log over an appender. Opening replays the file
+//!   and cuts a torn tail off (zeros ahead are kept).
+//! * `checkpointed` ([`CheckpointedWal`]) is the log that checkpoints: two files used in
+//!   turn, each a segment that starts with a header and, after the first, the caller's
+//!   checkpoint record, so recovery replays one checkpoint and what followed it. Opening
+//!   cuts a torn tail but refuses a damaged record.
+//! * `torn` is the rule telling a torn tail from damage (etcd's, refined); `segment`
+//!   reads a segment file with it ([`scan_segment`]), for opening and for a dump alike.
 //! * `memory` is the in-memory double for the simulation: it loses what was not
 //!   committed when it "crashes", possibly leaving a torn record.
 //!
 //! This module knows nothing of transactions; the protocol defines the record type.
+//! Nodes are handed their log files open by the master ([`create_log`]); a
+//! [`CheckpointedWal`] never needs a path.
 
 mod appender;
+mod checkpointed;
 mod file;
 mod memory;
 mod record;
 mod segment;
 mod torn;
 
+pub use checkpointed::{CheckpointedWal, Recovered};
 pub use file::WalFile;
 pub use memory::MemoryWal;
 pub use record::{decode_prefix, encode_record, Replay, MAX_RECORD};
@@ -38,6 +50,39 @@ pub enum WalError {
     Io(std::io::Error),
     /// A record could not be encoded (a bug in the record type).
     Encode(String),
+    /// A record that is not a torn tail fails its checksum or does not decode: damage,
+    /// which recovery refuses to cut (it would drop the committed records after it).
+    Corrupt {
+        /// The log file, as its owner names it.
+        label: String,
+        /// Where the damaged frame starts.
+        offset: u64,
+        /// How it fails.
+        fault: Fault,
+    },
+    /// A file that is not a segment of this log: another node's, another format, not a
+    /// log at all, or the same file given twice.
+    Foreign {
+        /// The log file, as its owner names it.
+        label: String,
+        /// What it is instead.
+        why: String,
+    },
+    /// Neither file holds a segment to recover from, yet one of them shows that records
+    /// were written: the live segment is gone (never the result of a crash).
+    Lost {
+        /// The log, as its owner names it.
+        label: String,
+        /// What the files hold.
+        why: String,
+    },
+    /// A checkpoint failed after it began writing the next segment, which a restart
+    /// might take for live: records written to the old one now could be skipped, so the
+    /// log refuses to write until it is reopened.
+    CheckpointFailed {
+        /// The log, as its owner names it.
+        label: String,
+    },
 }
 
 impl fmt::Display for WalError {
@@ -45,6 +90,14 @@ impl fmt::Display for WalError {
         match self {
             WalError::Io(e) => write!(f, "write-ahead log: {e}"),
             WalError::Encode(e) => write!(f, "write-ahead log record: {e}"),
+            WalError::Corrupt { label, offset, fault } => {
+                write!(f, "{label}: corrupt record at byte {offset}: {fault}")
+            }
+            WalError::Foreign { label, why } => write!(f, "{label}: not this log's: {why}"),
+            WalError::Lost { label, why } => write!(f, "{label}: no live segment: {why}"),
+            WalError::CheckpointFailed { label } => {
+                write!(f, "{label}: a checkpoint failed half-way; reopen the log")
+            }
         }
     }
 }
