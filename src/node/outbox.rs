@@ -140,6 +140,9 @@ impl Outbox {
 
     /// A link that came in (`Event::Connected`).
     pub fn add(&mut self, link: Link) {
+        if link.is_dirty() {
+            self.dirty.insert(link.peer());
+        }
         self.links.insert(link.peer(), link);
     }
 
@@ -147,6 +150,8 @@ impl Outbox {
     pub fn connect(&mut self, peer: Peer, name: &str, hello: Hello) -> io::Result<()> {
         let (link, reader) = Link::connect(name, peer, hello)?;
         self.hub.watch(peer, reader);
+        // A TCP link's hello (and its handshake's last message) leave at the next flush.
+        self.dirty.insert(peer);
         self.links.insert(peer, link);
         Ok(())
     }
