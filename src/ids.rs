@@ -72,6 +72,66 @@ impl fmt::Display for Amount {
     }
 }
 
+/// A named account (SPEC chapter 11): a letter, then letters, digits, `_` or `-`, at most
+/// [`AccountName::MAX_LEN`] characters, case-sensitive. A node's own balance is its *node
+/// account*, named by its id, which is never an `AccountName` (a name starts with a letter).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AccountName(String);
+
+/// Why a word is no account name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadName {
+    /// Empty, or longer than [`AccountName::MAX_LEN`].
+    Length,
+    /// It does not start with a letter.
+    FirstChar,
+    /// A character other than a letter, a digit, `_` or `-`.
+    Char(char),
+}
+
+impl fmt::Display for BadName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BadName::Length => write!(f, "a name has 1 to {} characters", AccountName::MAX_LEN),
+            BadName::FirstChar => write!(f, "a name starts with a letter"),
+            BadName::Char(c) => write!(f, "{c:?} is not a letter, a digit, '_' or '-'"),
+        }
+    }
+}
+
+impl AccountName {
+    /// The longest name, in characters.
+    pub const MAX_LEN: usize = 32;
+
+    /// The name `word`, if it is one.
+    ///
+    /// # Errors
+    /// Why it is not.
+    pub fn parse(word: &str) -> Result<AccountName, BadName> {
+        if word.is_empty() || word.chars().count() > Self::MAX_LEN {
+            return Err(BadName::Length);
+        }
+        if !word.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            return Err(BadName::FirstChar);
+        }
+        match word.chars().find(|&c| !(c.is_ascii_alphanumeric() || c == '_' || c == '-')) {
+            Some(c) => Err(BadName::Char(c)),
+            None => Ok(AccountName(word.to_string())),
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AccountName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +148,20 @@ mod tests {
     fn checked_sub_refuses_to_go_negative() {
         assert_eq!(Amount(5).checked_sub(Amount(5)), Some(Amount(0)));
         assert_eq!(Amount(5).checked_sub(Amount(6)), None);
+    }
+
+    #[test]
+    fn account_names_follow_chapter_11() {
+        let x32 = "x".repeat(32);
+        for ok in ["ACC001", "a", "Savings_2-b", x32.as_str()] {
+            assert_eq!(AccountName::parse(ok).map(|n| n.to_string()).as_deref(), Ok(ok));
+        }
+        assert_eq!(AccountName::parse(""), Err(BadName::Length));
+        assert_eq!(AccountName::parse(&"x".repeat(33)), Err(BadName::Length));
+        assert_eq!(AccountName::parse("1abc"), Err(BadName::FirstChar));
+        assert_eq!(AccountName::parse("_a"), Err(BadName::FirstChar));
+        assert_eq!(AccountName::parse("acc.1"), Err(BadName::Char('.')));
+        assert_eq!(AccountName::parse("ACC:1"), Err(BadName::Char(':')));
+        assert_eq!(AccountName::parse("Konto\u{e9}"), Err(BadName::Char('\u{e9}')));
     }
 }

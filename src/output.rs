@@ -3,7 +3,7 @@
 //! The master decides *when* a line is printed (in command order); this module decides
 //! exactly *what* it says, byte for byte.
 
-use crate::ids::{Amount, NodeId, TxnId};
+use crate::ids::{AccountName, Amount, NodeId, TxnId};
 use crate::wire::{AbortReason, ChannelMsg, CommitMsg, Cost, GlobalSnapshot, Protocol, TxOutcome};
 use crate::wire::{LoadStats, TxState};
 use std::fmt::{Display, Write};
@@ -76,27 +76,64 @@ pub fn balance(node: NodeId, balance: Amount, held: Amount) -> String {
     }
 }
 
-/// What `Transfer` prints: its decision, or `IN-DOUBT` when it has none yet.
-pub fn transfer(tx: TxnId, outcome: Option<TxOutcome>) -> String {
+/// `Balances`' line for a named account: its money, and what transactions hold of it.
+pub fn account_balance(name: &AccountName, balance: Amount, held: Amount) -> String {
+    if held == Amount::ZERO {
+        format!("account {name} = {balance}")
+    } else {
+        format!("account {name} = {balance} (held {held})")
+    }
+}
+
+/// `Balances`' line for an account whose node cannot answer.
+pub fn account_absent(name: &AccountName, paused: bool) -> String {
+    format!("account {name} = {}", if paused { "paused" } else { "down" })
+}
+
+/// Which command started a transaction: the word its lines begin with (both share the
+/// `T<n>` numbering, SPEC chapter 11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TxWord {
+    /// `Transfer` (and a transaction of a load).
+    #[default]
+    Transfer,
+    /// `Transaction`.
+    Transaction,
+}
+
+impl TxWord {
+    /// The word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TxWord::Transfer => "Transfer",
+            TxWord::Transaction => "Transaction",
+        }
+    }
+}
+
+/// What `Transfer` (or `Transaction`) prints: its decision, or `IN-DOUBT` when it has
+/// none yet.
+pub fn transfer(word: TxWord, tx: TxnId, outcome: Option<TxOutcome>) -> String {
+    let word = word.as_str();
     match outcome {
-        Some(TxOutcome::Committed) => format!("Transfer {tx} COMMITTED"),
-        Some(TxOutcome::Aborted(r)) => format!("Transfer {tx} ABORTED {}", r.as_str()),
-        None => format!("Transfer {tx} IN-DOUBT"),
+        Some(TxOutcome::Committed) => format!("{word} {tx} COMMITTED"),
+        Some(TxOutcome::Aborted(r)) => format!("{word} {tx} ABORTED {}", r.as_str()),
+        None => format!("{word} {tx} IN-DOUBT"),
     }
 }
 
 /// What `Transfer … nowait` prints: `STARTED`, or its decision when it was decided at
 /// once (the coordinator's own NO).
-pub fn transfer_nowait(tx: TxnId, decided: Option<TxOutcome>) -> String {
+pub fn transfer_nowait(word: TxWord, tx: TxnId, decided: Option<TxOutcome>) -> String {
     match decided {
-        Some(outcome) => transfer(tx, Some(outcome)),
-        None => transfer_started(tx),
+        Some(outcome) => transfer(word, tx, Some(outcome)),
+        None => transfer_started(word, tx),
     }
 }
 
 /// What `Transfer … nowait` prints.
-pub fn transfer_started(tx: TxnId) -> String {
-    format!("Transfer {tx} STARTED")
+pub fn transfer_started(word: TxWord, tx: TxnId) -> String {
+    format!("{} {tx} STARTED", word.as_str())
 }
 
 /// What `BeginSnapshot` prints.
@@ -113,6 +150,12 @@ pub fn snapshot_block(snap: &GlobalSnapshot, arrow: Arrow) -> String {
     s.push_str("---Channel states\n");
     for (from, to, amount) in &snap.channels {
         let _ = writeln!(s, "channel ({from} {} {to}) = {amount}", arrow.as_str());
+    }
+    if !snap.accounts.is_empty() {
+        s.push_str("---Account states\n");
+        for (name, balance) in &snap.accounts {
+            let _ = writeln!(s, "account {name} = {balance}");
+        }
     }
     s
 }
@@ -214,11 +257,13 @@ pub fn check(v: &Verdict) -> String {
 }
 
 /// The `Stats` lines: the counters, then per protocol that committed something, the
-/// messages and forced writes per commit (two decimals).
+/// messages and forced writes per commit (two decimals), and with `parts` (a bank with
+/// accounts or transactions, SPEC chapter 11) the mean participants per commit.
 pub fn stats(
     counts: &crate::master::Counts,
     undecided: usize,
     protocols: &[(Protocol, u64, Cost)],
+    parts: bool,
 ) -> Vec<String> {
     let mut lines = vec![format!("commits {}", counts.commits)];
     for r in AbortReason::ALL {
@@ -229,12 +274,16 @@ pub fn stats(
     lines.push(format!("retransmissions {}", counts.retransmissions));
     for &(p, committed, cost) in protocols {
         let per = |x: u64| x as f64 / committed as f64;
-        lines.push(format!(
+        let mut line = format!(
             "protocol {} committed={committed} messages={:.2} forced-writes={:.2}",
             p.word(),
             per(cost.messages),
             per(cost.forced)
-        ));
+        );
+        if parts {
+            let _ = write!(line, " parts={:.2}", per(counts.parts_by[p.index()]));
+        }
+        lines.push(line);
     }
     lines
 }
@@ -282,6 +331,7 @@ mod tests {
             snapshot: SnapshotId(0),
             nodes: vec![(NodeId(1), Amount(300)), (NodeId(2), Amount(1100))],
             channels: vec![(NodeId(1), NodeId(2), Amount(0)), (NodeId(2), NodeId(1), Amount(100))],
+            accounts: Vec::new(),
         };
         assert_eq!(
             snapshot_block(&snap, Arrow::Ascii),
@@ -296,13 +346,17 @@ mod tests {
     fn transfer_lines_are_exact() {
         use crate::wire::AbortReason;
         let t = TxnId(3);
-        assert_eq!(transfer(t, Some(TxOutcome::Committed)), "Transfer T3 COMMITTED");
+        assert_eq!(
+            transfer(TxWord::Transfer, t, Some(TxOutcome::Committed)),
+            "Transfer T3 COMMITTED"
+        );
         let short = Some(TxOutcome::Aborted(AbortReason::InsufficientFunds));
-        assert_eq!(transfer(t, short), "Transfer T3 ABORTED insufficient-funds");
+        assert_eq!(transfer(TxWord::Transfer, t, short), "Transfer T3 ABORTED insufficient-funds");
         let down = Some(TxOutcome::Aborted(AbortReason::NodeDown));
-        assert_eq!(transfer(t, down), "Transfer T3 ABORTED node-down");
-        assert_eq!(transfer(t, None), "Transfer T3 IN-DOUBT");
-        assert_eq!(transfer_started(t), "Transfer T3 STARTED");
+        assert_eq!(transfer(TxWord::Transfer, t, down), "Transfer T3 ABORTED node-down");
+        assert_eq!(transfer(TxWord::Transfer, t, None), "Transfer T3 IN-DOUBT");
+        assert_eq!(transfer_started(TxWord::Transfer, t), "Transfer T3 STARTED");
+        assert_eq!(transfer_started(TxWord::Transaction, t), "Transaction T3 STARTED");
     }
 
     // What a rejected line echoes: escaped, cut, and unchanged when it is plain.

@@ -226,8 +226,7 @@ impl World {
         let reports = self.branches.iter().map(|(&id, b)| (id, b.collect(&ids))).collect();
         let ObserverReply::Collected(snaps) = assemble(&wanted, &reports) else { return Ok(false) };
         for s in &snaps {
-            let members: Vec<NodeId> = s.nodes.iter().map(|n| n.0).collect();
-            let created = self.ledger.created_by(&members);
+            let created = self.ledger.created_in(s.snapshot);
             if s.total() != Some(created) {
                 return Err(Violation(format!(
                     "snapshot {} holds {:?}, its nodes created {created}",

@@ -3,7 +3,7 @@
 //! The master writes the trace in command order from the nodes' own reports, so a
 //! checker can replay it against the command file (`tests/util` does).
 
-use crate::ids::{Amount, NodeId, SnapshotId, TxnId};
+use crate::ids::{AccountName, Amount, NodeId, SnapshotId, TxnId};
 use crate::wire::{Accept, ChannelMsg, CommitMsg, PaxosMsg, ThreeMsg};
 use std::fmt::Write;
 
@@ -16,6 +16,15 @@ pub enum TraceEvent {
     Create {
         /// The node.
         node: NodeId,
+        /// Its opening balance.
+        balance: Amount,
+    },
+    /// A named account was opened on a node, with new money (SPEC chapter 11).
+    Account {
+        /// The node that holds it.
+        node: NodeId,
+        /// Its name.
+        name: AccountName,
         /// Its opening balance.
         balance: Amount,
     },
@@ -195,6 +204,10 @@ impl TraceEvent {
             TraceEvent::Create { node, balance } => {
                 write!(s, "{{\"ev\":\"create\",\"node\":{node},\"balance\":{balance}")
             }
+            TraceEvent::Account { node, name, balance } => write!(
+                s,
+                "{{\"ev\":\"account\",\"node\":{node},\"name\":\"{name}\",\"balance\":{balance}"
+            ),
             TraceEvent::Send { from, to, msg } => {
                 let _ = write!(s, "{{\"ev\":\"send\",\"from\":{from},\"to\":{to}");
                 msg_fields(&mut s, msg);

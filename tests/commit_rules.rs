@@ -101,11 +101,11 @@ fn status(node: &Node, tx: TxnId) -> &'static str {
 }
 
 fn balance(node: &Node) -> Amount {
-    node.part.account().balance()
+    node.part.accounts().total()
 }
 
 fn held(node: &Node) -> Amount {
-    node.part.account().held()
+    node.part.accounts().held()
 }
 
 /// A node that has voted YES on `s` (as a participant asked by its coordinator).
@@ -248,7 +248,7 @@ fn a_yes_is_forced_before_it_is_sent() {
             Effect::Point(CrashPoint::AfterVote),
         ]
     );
-    assert_eq!((held(&a), a.part.account().available()), (Amount(30), Amount(70)));
+    assert_eq!((held(&a), a.part.accounts().own().available()), (Amount(30), Amount(70)));
     // A duplicated Prepare repeats the vote and logs nothing.
     out.clear();
     a.on_message(n(3), prepare(&s), &mut out);

@@ -1,5 +1,6 @@
 //! One seeded simulation for every commit protocol, driven through the one trait
-//! ([`CommitProtocol`], each node a [`Machine`]): transactions of 2 to 5 parts, deliveries
+//! ([`CommitProtocol`], each node a [`Machine`]): transactions of 1 to 5 parts over node
+//! accounts and named accounts (several of one node's accounts in one part), deliveries
 //! in random order, duplicated and lost control messages, crashes now and at every crash
 //! point (a crash keeps what was forced and a random part of the rest), restarts from the
 //! log alone, partitions, pauses, timeouts, and live mode (relaying on; a crash loses what
@@ -18,7 +19,8 @@
 //! master drives a transaction in a script, messages are delivered and the first waiting
 //! node times out until nothing moves. Then nothing is in doubt and nothing waits, every
 //! transaction is applied at all its parts or none, what was reported committed is
-//! applied, and the money adds up exactly.
+//! applied, the money adds up exactly, and every account holds its opening balance plus
+//! the changes of the transactions applied.
 //!
 //! Timeouts: Paxos Commit and two-phase commit are safe whenever a timeout fires, so they
 //! fire at random. Three-phase commit assumes a perfect failure detector, so its timeouts
@@ -30,7 +32,7 @@
 
 mod util;
 
-use bank::ids::{Amount, NodeId, TxnId};
+use bank::ids::{AccountName, Amount, NodeId, TxnId};
 use bank::protocol::commit::{CommitProtocol, Machine};
 use bank::protocol::participant::LegState;
 use bank::protocol::paxos_commit::PaxosCommit;
@@ -40,7 +42,8 @@ use bank::protocol::{Effect, Record};
 use bank::rng::Rng;
 use bank::wal::MemoryWal;
 use bank::wire::{
-    AbortReason, ChannelMsg, CommitMsg, CrashPoint, Part, Protocol, TxOutcome, TxSpec, TxState,
+    AbortReason, AccountKey, ChannelMsg, CommitMsg, CrashPoint, Protocol, TxOutcome, TxSpec,
+    TxState,
 };
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -73,6 +76,8 @@ struct World<P> {
     /// One side of the partition, if any: channels between it and the rest are cut.
     cut: BTreeSet<NodeId>,
     specs: BTreeMap<TxnId, TxSpec>,
+    /// Every account and its opening balance, by node.
+    opening: BTreeMap<(NodeId, AccountKey), u64>,
     reported: HashMap<TxnId, TxOutcome>,
     /// The node that stays down when the rest heals, if any.
     left_down: Option<NodeId>,
@@ -99,13 +104,23 @@ impl<P: CommitProtocol> World<P> {
         let n = 3 + rng.below(3);
         let mut nodes = Vec::new();
         let mut total = 0;
+        let mut opening = BTreeMap::new();
         for i in 0..n {
-            let balance = Amount(rng.below(100) as u64);
+            let (id, balance) = (NodeId(i as u32), Amount(rng.below(100) as u64));
             total += balance.0;
             let mut wal = MemoryWal::new();
             wal.append(&Record::Opened { balance }).unwrap();
+            let mut machine = Machine::new(id, balance);
+            opening.insert((id, AccountKey::Own), balance.0);
+            for a in 0..rng.below(3) {
+                let name = AccountName::parse(&format!("N{i}x{a}")).unwrap();
+                let amount = Amount(rng.below(100) as u64);
+                total += amount.0;
+                wal.append(&Record::AccountOpened { name: name.clone(), amount }).unwrap();
+                assert!(machine.part.open(name.clone(), amount));
+                opening.insert((id, AccountKey::Named(name)), amount.0);
+            }
             wal.commit();
-            let mut machine = Machine::new(NodeId(i as u32), balance);
             machine.relay = mode == Mode::Live;
             nodes.push(SimNode { machine: Some(machine), wal, armed: None, paused: false });
         }
@@ -116,6 +131,7 @@ impl<P: CommitProtocol> World<P> {
             channels: HashMap::new(),
             cut: BTreeSet::new(),
             specs: BTreeMap::new(),
+            opening,
             reported: HashMap::new(),
             voted_yes: BTreeSet::new(),
             left_down: None,
@@ -255,20 +271,24 @@ impl<P: CommitProtocol> World<P> {
         NodeId(self.rng.below(self.nodes.len()) as u32)
     }
 
-    /// A random transaction of 2 to 5 parts (at most one per node): random changes that
-    /// sum to zero, the coordinator its first payer or, a third of the time, any node.
+    /// A random transaction of 1 to 5 parts (at most one per node): random net changes
+    /// that sum to zero, each node's split over one to three of its accounts (so a part
+    /// may move money between its own accounts too), the coordinator its first payer or,
+    /// a third of the time, any node.
     fn random_spec(&mut self) -> TxSpec {
         let mut ids = self.ids();
-        let k = 2 + self.rng.below(ids.len().min(5) - 1);
+        let k = if self.rng.below(10) == 0 { 1 } else { 2 + self.rng.below(ids.len().min(5) - 1) };
         let mut nodes = Vec::new();
         for _ in 0..k {
             nodes.push(ids.remove(self.rng.below(ids.len())));
         }
-        let payers = 1 + self.rng.below(k - 1);
-        let mut parts: Vec<Part> = Vec::new();
+        let payers = if k == 1 { 1 } else { 1 + self.rng.below(k - 1) };
+        let mut nets: Vec<(NodeId, i64)> = Vec::new();
         let mut due: i64 = 0;
         for (i, &node) in nodes.iter().enumerate() {
-            let delta = if i < payers {
+            let delta = if k == 1 {
+                0
+            } else if i < payers {
                 let d = self.rng.below(40) as i64;
                 due += d;
                 -d
@@ -279,17 +299,30 @@ impl<P: CommitProtocol> World<P> {
                 due -= d;
                 d
             };
-            parts.push(Part { node, delta });
+            nets.push((node, delta));
         }
-        // Shuffle the parts so that payers are not always first.
-        for i in (1..parts.len()).rev() {
-            parts.swap(i, self.rng.below(i + 1));
+        let mut changes: Vec<(NodeId, AccountKey, i64)> = Vec::new();
+        for (node, delta) in nets {
+            let mut keys: Vec<AccountKey> =
+                self.opening.keys().filter(|(n, _)| *n == node).map(|(_, k)| k.clone()).collect();
+            let m = 1 + self.rng.below(keys.len().min(3));
+            let mut left = delta;
+            for j in 0..m {
+                let key = keys.remove(self.rng.below(keys.len()));
+                let d = if j + 1 == m { left } else { self.rng.below(61) as i64 - 30 };
+                left -= d;
+                changes.push((node, key, d));
+            }
         }
-        let first_payer = parts.iter().find(|p| p.delta < 0).map_or(parts[0].node, |p| p.node);
+        // Shuffle so that payers are not always first.
+        for i in (1..changes.len()).rev() {
+            changes.swap(i, self.rng.below(i + 1));
+        }
+        let first_payer = changes.iter().find(|c| c.2 < 0).map_or(changes[0].0, |c| c.0);
         let coord = if self.rng.below(3) == 0 { self.pick() } else { first_payer };
         let tx = TxnId(self.next_tx);
         self.next_tx += 1;
-        TxSpec { tx, coord, parts }
+        TxSpec::of_changes(tx, coord, &changes)
     }
 
     fn start(&mut self) -> Result<(), String> {
@@ -516,11 +549,19 @@ impl<P: CommitProtocol> World<P> {
     fn money(&self, states: &[Cow<'_, Machine<P>>]) -> Result<(), String> {
         let mut counted: u64 = 0;
         for (i, s) in states.iter().enumerate() {
-            let a = s.part.account();
-            if a.held() > a.balance() {
-                return Err(format!("node {i} holds {} of {}", a.held(), a.balance()));
+            let a = s.part.accounts();
+            let each = std::iter::once(("own".to_string(), a.own()))
+                .chain(a.named().map(|(n, acc)| (n.to_string(), acc)));
+            for (name, acc) in each {
+                if acc.held() > acc.balance() {
+                    return Err(format!(
+                        "node {i} {name} holds {} of {}",
+                        acc.held(),
+                        acc.balance()
+                    ));
+                }
             }
-            counted += a.balance().0;
+            counted += a.total().0;
         }
         for (tx, spec) in &self.specs {
             for p in spec.payments() {
@@ -542,7 +583,7 @@ impl<P: CommitProtocol> World<P> {
             }
         }
         if counted != self.total {
-            let balances: Vec<u64> = states.iter().map(|s| s.part.account().balance().0).collect();
+            let balances: Vec<u64> = states.iter().map(|s| s.part.accounts().total().0).collect();
             let owed: Vec<String> = self
                 .specs
                 .iter()
@@ -625,8 +666,8 @@ impl<P: CommitProtocol> World<P> {
             if let Some(tx) = m.waiting().first() {
                 return Err(format!("{tx} never ends at node {i}: it waits after healing"));
             }
-            if m.part.account().held() != Amount::ZERO {
-                return Err(format!("node {i} still holds {}", m.part.account().held()));
+            if m.part.accounts().held() != Amount::ZERO {
+                return Err(format!("node {i} still holds {}", m.part.accounts().held()));
             }
         }
         for (tx, spec) in &self.specs {
@@ -639,9 +680,27 @@ impl<P: CommitProtocol> World<P> {
                 ));
             }
         }
-        let money: u64 = states.iter().map(|s| s.part.account().balance().0).sum();
+        let money: u64 = states.iter().map(|s| s.part.accounts().total().0).sum();
         if money != self.total {
             return Err(format!("after healing: {money} held, {} created", self.total));
+        }
+        let mut want: BTreeMap<(NodeId, AccountKey), i64> =
+            self.opening.iter().map(|(k, &v)| (k.clone(), v as i64)).collect();
+        for (tx, spec) in &self.specs {
+            if !spec.parts.first().is_some_and(|p| states[idx(p.node)].part.applied(*tx)) {
+                continue;
+            }
+            for p in &spec.parts {
+                for (key, d) in p.changes() {
+                    *want.get_mut(&(p.node, key.clone())).expect("an opened account") += d;
+                }
+            }
+        }
+        for ((node, key), v) in want {
+            let got = states[idx(node)].part.accounts().get(&key).map(|a| a.balance().0 as i64);
+            if got != Some(v) {
+                return Err(format!("node {} account {key:?}: {got:?}, want {v}", node.0));
+            }
         }
         Ok(())
     }
@@ -755,7 +814,7 @@ fn assert_safe<P: CommitProtocol>(mode: Mode) {
         for p in points_of(P::PROTOCOL) {
             assert!(found.points.contains(p), "{word}: no run crashed at {p}");
         }
-        for k in 2..=5 {
+        for k in 1..=5 {
             assert!(
                 found.parts.get(&k).is_some_and(|&n| n > 0),
                 "{word}: no transaction of {k} parts"

@@ -274,7 +274,7 @@ fn three_pc_one_pre_committed_commits() {
     net.settle(&[3]);
     assert!(net.effects[&n(2)].iter().any(|e| forces(e, pre_committed)));
     assert_eq!((net.status(1), net.status(2)), ("COMMITTED", "COMMITTED"));
-    assert_eq!(net.node(2).part.account().balance(), Amount(30));
+    assert_eq!(net.node(2).part.accounts().total(), Amount(30));
 }
 
 // TR1 and TR2 through a leader that learnt the outcome: a node that knows it says it.

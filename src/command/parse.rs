@@ -6,8 +6,8 @@
 //! Every line a run reads comes here: the master's file and terminal, the live page,
 //! the one-process replay.
 
-use super::Command;
-use crate::ids::{Amount, NodeId, TxnId};
+use super::{AccountRef, Command, MAX_PARTS};
+use crate::ids::{AccountName, Amount, BadName, NodeId, TxnId};
 use crate::output::echo;
 use crate::wire::CrashPoint;
 use crate::wire::LoadKind;
@@ -73,6 +73,21 @@ pub enum ParseErrorKind {
     UnknownProtocol(String),
     /// A node listed twice (`Partition`).
     Duplicate(NodeId),
+    /// A word that should name an account does not.
+    BadAccountName {
+        /// The word.
+        word: String,
+        /// Why it is no name.
+        why: BadName,
+    },
+    /// An account named twice in one command.
+    DuplicateAccount(String),
+    /// A transaction's part is not `<account>:<change>`.
+    NotAChange(String),
+    /// A transaction with too few or too many parts.
+    PartCount(usize),
+    /// A transaction's changes do not sum to zero.
+    Unbalanced(i128),
 }
 
 /// A rejected line: its number, its text and why.
@@ -110,6 +125,9 @@ impl fmt::Display for ParseErrorKind {
             ParseErrorKind::Negative { what, arg } => {
                 write!(f, "{what} {} is negative", echo_word(arg))
             }
+            ParseErrorKind::TooLarge { what, arg, max } if arg.starts_with('-') => {
+                write!(f, "{what} {} is below -{max}", echo_word(arg))
+            }
             ParseErrorKind::TooLarge { what, arg, max } => {
                 write!(f, "{what} {} is larger than {max}", echo_word(arg))
             }
@@ -124,6 +142,23 @@ impl fmt::Display for ParseErrorKind {
                 write!(f, "no protocol \"{}\" (protocols: 2pc, 3pc, paxos)", echo_word(p))
             }
             ParseErrorKind::Duplicate(id) => write!(f, "node {id} is listed twice"),
+            ParseErrorKind::BadAccountName { word, why } => {
+                write!(f, "\"{}\" is no account name: {why}", echo_word(word))
+            }
+            ParseErrorKind::DuplicateAccount(a) => {
+                write!(f, "account {} is named twice", echo_word(a))
+            }
+            ParseErrorKind::NotAChange(w) => write!(
+                f,
+                "\"{}\" is not <account>:<change> (as in ACC001:-300 or 2:+100)",
+                echo_word(w)
+            ),
+            ParseErrorKind::PartCount(n) => {
+                write!(f, "a transaction has 2 to {MAX_PARTS} parts, this one {n}")
+            }
+            ParseErrorKind::Unbalanced(sum) => {
+                write!(f, "the changes sum to {sum}, not 0: money is moved, never made")
+            }
             ParseErrorKind::UnexpectedWord { word, expected } => {
                 write!(f, "unexpected \"{}\" (expected: {expected})", echo_word(word))
             }
@@ -176,6 +211,8 @@ const PARSERS: &[(&str, Parse)] = &[
     ("KillAll", |a| a.bare(Command::KillAll)),
     ("help", |a| a.bare(Command::Help)),
     ("Transfer", transfer),
+    ("CreateAccount", create_account),
+    ("Transaction", transaction),
     ("Protocol", protocol),
     ("Partition", partition),
     ("Heal", |a| a.bare(Command::Heal)),
@@ -245,8 +282,13 @@ impl Args<'_> {
         Ok((from, to))
     }
 
+    /// Argument `i` as an account: a node's id (a word starting with a digit) or a name.
+    fn account(&self, i: usize) -> Result<AccountRef, ParseErrorKind> {
+        account_word(self.words[i])
+    }
+
     /// The first three arguments as `<from> <to> <amount>`: money moving between two
-    /// nodes (`Send`, `Transfer`; the caller has checked the count).
+    /// nodes (`Send`; the caller has checked the count).
     fn movement(&self) -> Result<(NodeId, NodeId, Amount), ParseErrorKind> {
         let (from, to, amount) = (self.id(0)?, self.id(1)?, self.amount(2)?);
         not_a_loop(from, to)?;
@@ -294,9 +336,77 @@ fn receive(a: &Args) -> Result<Command, ParseErrorKind> {
 
 fn transfer(a: &Args) -> Result<Command, ParseErrorKind> {
     a.arity("3 to 8", (3..=8).contains(&a.words.len()))?;
-    let (from, to, amount) = a.movement()?;
+    let (from, to, amount) = (a.account(0)?, a.account(1)?, a.amount(2)?);
+    match (&from, &to) {
+        (AccountRef::Node(x), AccountRef::Node(y)) => not_a_loop(*x, *y)?,
+        (x, y) if x == y => return Err(ParseErrorKind::DuplicateAccount(x.to_string())),
+        _ => {}
+    }
     let CommitOptions { via, nowait, protocol } = commit_options(a, 3)?;
     Ok(Command::Transfer { from, to, amount, via, nowait, protocol })
+}
+
+fn create_account(a: &Args) -> Result<Command, ParseErrorKind> {
+    a.arity("3", a.words.len() == 3)?;
+    let name = AccountName::parse(a.words[0])
+        .map_err(|why| ParseErrorKind::BadAccountName { word: a.words[0].to_string(), why })?;
+    Ok(Command::CreateAccount { name, node: a.id(1)?, amount: a.amount(2)? })
+}
+
+/// `Transaction <account>:<change> … [options]`: the parts run up to the first option.
+fn transaction(a: &Args) -> Result<Command, ParseErrorKind> {
+    let options = ["via", "nowait", "protocol"];
+    let n = a.words.iter().position(|w| options.contains(w)).unwrap_or(a.words.len());
+    let mut changes: Vec<(AccountRef, i64)> = Vec::with_capacity(n);
+    for word in &a.words[..n] {
+        let (account, change) =
+            word.split_once(':').ok_or_else(|| ParseErrorKind::NotAChange(word.to_string()))?;
+        let account = account_word(account)?;
+        if changes.iter().any(|c| c.0 == account) {
+            return Err(ParseErrorKind::DuplicateAccount(account.to_string()));
+        }
+        changes.push((account, parse_change(change)?));
+    }
+    if !(2..=MAX_PARTS).contains(&changes.len()) {
+        return Err(ParseErrorKind::PartCount(changes.len()));
+    }
+    let sum: i128 = changes.iter().map(|c| i128::from(c.1)).sum();
+    if sum != 0 {
+        return Err(ParseErrorKind::Unbalanced(sum));
+    }
+    let CommitOptions { via, nowait, protocol } = commit_options(a, n)?;
+    Ok(Command::Transaction { changes, via, nowait, protocol })
+}
+
+/// An account word: a node's id when it starts with a digit, else a name.
+fn account_word(word: &str) -> Result<AccountRef, ParseErrorKind> {
+    if word.starts_with(|c: char| c.is_ascii_digit()) {
+        return parse_int(word, "id", u32::MAX as u64).map(|v| AccountRef::Node(NodeId(v as u32)));
+    }
+    AccountName::parse(word)
+        .map(AccountRef::Named)
+        .map_err(|why| ParseErrorKind::BadAccountName { word: word.to_string(), why })
+}
+
+/// A signed change: `+100`, `-300` or `100`, at most [`Amount::MAX`] either way.
+fn parse_change(word: &str) -> Result<i64, ParseErrorKind> {
+    let (negative, digits) = match word.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, word.strip_prefix('+').unwrap_or(word)),
+    };
+    if digits.starts_with(['+', '-']) {
+        return Err(ParseErrorKind::NotAnInteger { what: "change", arg: word.to_string() });
+    }
+    let v = parse_int(digits, "change", Amount::MAX.0).map_err(|e| match e {
+        ParseErrorKind::NotAnInteger { what, .. } => {
+            ParseErrorKind::NotAnInteger { what, arg: word.to_string() }
+        }
+        ParseErrorKind::TooLarge { what, max, .. } => {
+            ParseErrorKind::TooLarge { what, arg: word.to_string(), max }
+        }
+        other => other,
+    })? as i64;
+    Ok(if negative { -v } else { v })
 }
 
 /// The words after what a transaction moves: `[via <node>] [nowait] [protocol <name>]`,
@@ -371,12 +481,24 @@ fn live(a: &Args) -> Result<Command, ParseErrorKind> {
 }
 
 fn load(a: &Args) -> Result<Command, ParseErrorKind> {
-    a.arity("1 to 5", (1..=5).contains(&a.words.len()))?;
+    a.arity("1 to 6", (1..=6).contains(&a.words.len()))?;
     let count = parse_int(a.words[0], "count", u64::MAX)?;
-    let (mut kind, mut seed, mut background, mut i) = (None, None, false, 1);
+    let (mut kind, mut parts, mut seed, mut background, mut i) = (None, 2, None, false, 1);
     while i < a.words.len() {
         match a.words[i] {
-            word if kind.is_none() && LoadKind::from_word(word).is_some() => {
+            "transactions" if kind.is_none() && i + 1 < a.words.len() => {
+                kind = Some(LoadKind::Transactions);
+                let n = parse_int(a.words[i + 1], "parts", u64::MAX)?;
+                if !(2..=MAX_PARTS as u64).contains(&n) {
+                    return Err(ParseErrorKind::PartCount(n as usize));
+                }
+                parts = n as u8;
+                i += 2;
+            }
+            word if kind.is_none()
+                && word != "transactions"
+                && LoadKind::from_word(word).is_some() =>
+            {
                 kind = LoadKind::from_word(word);
                 i += 1;
             }
@@ -389,12 +511,15 @@ fn load(a: &Args) -> Result<Command, ParseErrorKind> {
                 i += 1;
             }
             other => {
-                return Err(Args::unexpected(other, "sends, transfers, mixed, seed <n>, async"))
+                return Err(Args::unexpected(
+                    other,
+                    "sends, transfers, mixed, transactions <parts>, seed <n>, async",
+                ))
             }
         }
     }
     let kind = kind.unwrap_or(LoadKind::Mixed);
-    Ok(Command::Load { count, kind, seed, background })
+    Ok(Command::Load { count, kind, parts, seed, background })
 }
 
 fn tx_status(a: &Args) -> Result<Command, ParseErrorKind> {

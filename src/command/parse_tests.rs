@@ -66,8 +66,8 @@ fn options_are_read_wherever_they_stand() {
     assert_eq!(
         t,
         Command::Transfer {
-            from: NodeId(1),
-            to: NodeId(2),
+            from: AccountRef::Node(NodeId(1)),
+            to: AccountRef::Node(NodeId(2)),
             amount: Amount(30),
             via: Some(NodeId(3)),
             nowait: true,
@@ -80,12 +80,13 @@ fn options_are_read_wherever_they_stand() {
         kind("Transfer 1 2 30 via 3 nowait protocol 3pc x"),
         ParseErrorKind::WrongArgCount { .. }
     ));
-    let load = |count, kind, seed, background| Command::Load { count, kind, seed, background };
+    let load =
+        |count, kind, seed, background| Command::Load { count, kind, parts: 2, seed, background };
     assert_eq!(ok("Load 5 async seed 9 sends"), load(5, LoadKind::Sends, Some(9), true));
     assert_eq!(ok("Load 5 seed 9 async"), load(5, LoadKind::Mixed, Some(9), true));
     assert!(matches!(kind("Load 5 async async"), ParseErrorKind::UnexpectedWord { .. }));
     assert!(matches!(kind("Load 5 seed 1 seed 2"), ParseErrorKind::UnexpectedWord { .. }));
-    assert!(matches!(kind("Load 1 2 3 4 5 6"), ParseErrorKind::WrongArgCount { .. }));
+    assert!(matches!(kind("Load 1 2 3 4 5 6 7"), ParseErrorKind::WrongArgCount { .. }));
 }
 
 // Integers: a sign, digits only; "-" alone and "-x" are not integers.
@@ -183,8 +184,8 @@ fn transfer_takes_via_and_nowait_in_any_order() {
     assert_eq!(
         t("Transfer 1 2 30"),
         Command::Transfer {
-            from: NodeId(1),
-            to: NodeId(2),
+            from: AccountRef::Node(NodeId(1)),
+            to: AccountRef::Node(NodeId(2)),
             amount: Amount(30),
             via: None,
             nowait: false,
@@ -194,8 +195,8 @@ fn transfer_takes_via_and_nowait_in_any_order() {
     assert_eq!(
         t("Transfer 1 2 30 nowait via 3"),
         Command::Transfer {
-            from: NodeId(1),
-            to: NodeId(2),
+            from: AccountRef::Node(NodeId(1)),
+            to: AccountRef::Node(NodeId(2)),
             amount: Amount(30),
             via: Some(NodeId(3)),
             nowait: true,
@@ -229,7 +230,8 @@ fn live_mode_commands_parse() {
     assert_eq!(ok("Live off"), Command::Live { on: false });
     assert!(matches!(kind("Live maybe"), ParseErrorKind::UnexpectedWord { .. }));
     assert_eq!(ok("Wait"), Command::Wait);
-    let load = |count, kind, seed, background| Command::Load { count, kind, seed, background };
+    let load =
+        |count, kind, seed, background| Command::Load { count, kind, parts: 2, seed, background };
     assert_eq!(ok("Load 100"), load(100, LoadKind::Mixed, None, false));
     assert_eq!(ok("Load 5 sends seed 9 async"), load(5, LoadKind::Sends, Some(9), true));
     assert_eq!(ok("Load 5 async transfers"), load(5, LoadKind::Transfers, None, true));
@@ -298,4 +300,71 @@ fn every_command_has_a_parser_and_a_usage_line() {
     parsed.sort_unstable();
     listed.sort_unstable();
     assert_eq!(parsed, listed);
+}
+
+// SPEC chapter 11: accounts where a Transfer takes nodes, CreateAccount, Transaction
+// with its parts up to the first option, and a load of transactions.
+#[test]
+fn account_commands_parse() {
+    let name = |s: &str| AccountName::parse(s).unwrap();
+    assert_eq!(
+        ok("CreateAccount ACC001 1 300"),
+        Command::CreateAccount { name: name("ACC001"), node: NodeId(1), amount: Amount(300) }
+    );
+    assert_eq!(
+        ok("Transfer ACC001 2 30 nowait"),
+        Command::Transfer {
+            from: AccountRef::Named(name("ACC001")),
+            to: AccountRef::Node(NodeId(2)),
+            amount: Amount(30),
+            via: None,
+            nowait: true,
+            protocol: None
+        }
+    );
+    assert_eq!(
+        ok("Transaction ACC001:-300 ACC003:+100 2:200 via 4 protocol paxos"),
+        Command::Transaction {
+            changes: vec![
+                (AccountRef::Named(name("ACC001")), -300),
+                (AccountRef::Named(name("ACC003")), 100),
+                (AccountRef::Node(NodeId(2)), 200),
+            ],
+            via: Some(NodeId(4)),
+            nowait: false,
+            protocol: Some(Protocol::Paxos)
+        }
+    );
+    assert_eq!(
+        ok("Load 9 transactions 5 seed 2"),
+        Command::Load {
+            count: 9,
+            kind: LoadKind::Transactions,
+            parts: 5,
+            seed: Some(2),
+            background: false
+        }
+    );
+    assert_eq!(kind("Transaction A:-1 B:+2"), ParseErrorKind::Unbalanced(1));
+    assert_eq!(kind("Transaction A:-1 A:+1"), ParseErrorKind::DuplicateAccount("A".into()));
+    assert_eq!(kind("Transaction 1:-1 1:+1"), ParseErrorKind::DuplicateAccount("1".into()));
+    assert_eq!(kind("Transaction A:-1"), ParseErrorKind::PartCount(1));
+    assert_eq!(kind("Transaction A-1 B:+1"), ParseErrorKind::NotAChange("A-1".into()));
+    assert!(matches!(kind("Transaction A:-x B:+1"), ParseErrorKind::NotAnInteger { .. }));
+    assert!(matches!(kind("Transaction A:--1 B:+1"), ParseErrorKind::NotAnInteger { .. }));
+    assert!(matches!(kind("Transaction a.b:-1 B:+1"), ParseErrorKind::BadAccountName { .. }));
+    assert!(matches!(kind("Transfer A A 1"), ParseErrorKind::DuplicateAccount(_)));
+    assert!(matches!(kind("CreateAccount 9x 1 1"), ParseErrorKind::BadAccountName { .. }));
+    assert!(matches!(kind("Load 9 transactions"), ParseErrorKind::UnexpectedWord { .. }));
+    assert_eq!(kind("Load 9 transactions 1"), ParseErrorKind::PartCount(1));
+    assert_eq!(kind("Load 9 transactions 65"), ParseErrorKind::PartCount(65));
+    let many: Vec<String> = (0..65).map(|i| format!("A{i}:+0")).collect();
+    assert_eq!(kind(&format!("Transaction {}", many.join(" "))), ParseErrorKind::PartCount(65));
+    let sixty_four = many[..64].join(" ");
+    assert!(matches!(ok(&format!("Transaction {sixty_four}")), Command::Transaction { .. }));
+    assert_eq!(
+        parse_line(2, "Transaction A:-9223372036854775808 B:+1").unwrap_err().to_string(),
+        "line 2: Transaction A:-9223372036854775808 B:+1: change -9223372036854775808 is below \
+         -9223372036854775807"
+    );
 }

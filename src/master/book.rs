@@ -6,7 +6,7 @@
 
 use crate::ids::{Amount, NodeId, SnapshotId, TxnId};
 use crate::master::ChannelId;
-use crate::output::Verdict;
+use crate::output::{TxWord, Verdict};
 use crate::wire::{Cost, GlobalSnapshot, LoadStats, Protocol, TxOutcome, TxSpec};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::collections::BTreeSet;
@@ -18,6 +18,8 @@ pub struct Counts {
     pub commits: u64,
     /// Commits per protocol (`Protocol::ALL` order).
     pub committed_by: [u64; 3],
+    /// The participants of those commits, summed per protocol.
+    pub parts_by: [u64; 3],
     /// Aborts per reason (`AbortReason::ALL` order).
     pub aborts: [u64; 3],
     /// Transactions that ended their command IN-DOUBT.
@@ -50,6 +52,11 @@ pub struct Txns {
     /// Nodes of driven transfers that answered at the decision and may still be
     /// finishing them.
     pub unsettled: BTreeSet<NodeId>,
+    /// The transactions a `Transaction` command started (printed with that word).
+    pub transactions: HashSet<TxnId>,
+    /// A `Transaction` (or a load of transactions) ran: `Stats` says how many parts the
+    /// commits had (SPEC chapter 11).
+    pub many_parts: bool,
 }
 
 impl Txns {
@@ -65,6 +72,15 @@ impl Txns {
         self.three_pc_ran |= protocol == Protocol::ThreePc;
         if protocol != Protocol::TwoPc {
             self.runs_by.insert(spec.tx, (protocol, acceptors));
+        }
+    }
+
+    /// The word `tx`'s lines begin with.
+    pub fn word(&self, tx: TxnId) -> TxWord {
+        if self.transactions.contains(&tx) {
+            TxWord::Transaction
+        } else {
+            TxWord::Transfer
         }
     }
 
@@ -111,8 +127,10 @@ impl Txns {
         self.outcomes.insert(tx, outcome);
         match outcome {
             TxOutcome::Committed => {
+                let p = self.protocol_of(tx).index();
                 self.counts.commits += 1;
-                self.counts.committed_by[self.protocol_of(tx).index()] += 1;
+                self.counts.committed_by[p] += 1;
+                self.counts.parts_by[p] += self.specs[&tx].parts.len() as u64;
             }
             TxOutcome::Aborted(r) => self.counts.aborts[r.index()] += 1,
         }
@@ -122,6 +140,7 @@ impl Txns {
     pub fn count_load(&mut self, s: &LoadStats, protocol: Protocol) {
         self.counts.commits += s.committed;
         self.counts.committed_by[protocol.index()] += s.committed;
+        self.counts.parts_by[protocol.index()] += s.parts;
         for (a, n) in self.counts.aborts.iter_mut().zip(s.aborted) {
             *a += n;
         }

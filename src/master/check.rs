@@ -8,7 +8,7 @@ use super::session::Session;
 use super::slots::Out;
 use crate::ids::{Amount, NodeId, TxnId};
 use crate::output::{self, Verdict};
-use crate::wire::{Control, ObserverRequest, Protocol, TxState};
+use crate::wire::{AccountState, Control, Money, ObserverRequest, Protocol, TxState};
 use std::collections::BTreeMap;
 
 impl Session {
@@ -35,15 +35,16 @@ impl Session {
         let ledger = &self.sys().ledger;
         let mut total = ledger.money_in_channels();
         let mut why = Vec::new();
-        for Queried { node: n, balance, held, .. } in states {
-            total = total.checked_add(balance).unwrap_or(Amount::MAX);
-            if (ledger.balance(n), ledger.held(n)) != (balance, held) {
+        for Queried { node: n, money, accounts, .. } in states {
+            total = total.checked_add(money.balance).unwrap_or(Amount::MAX);
+            let predicted = ledger.holdings().money(n);
+            if predicted != money {
                 why.push(format!(
-                    "node {n} holds {balance} ({held} held), the master's ledger says {} ({} held)",
-                    ledger.balance(n),
-                    ledger.held(n)
+                    "node {n} holds {} ({} held), the master's ledger says {} ({} held)",
+                    money.balance, money.held, predicted.balance, predicted.held
                 ));
             }
+            why.extend(accounts_hold(n, money, &accounts));
         }
         let v = verdict(total, ledger.created(), why);
         self.verdict(v)
@@ -113,8 +114,9 @@ impl Session {
                 protocols.push((p, committed_by[p.index()], self.book.costs[p.index()]));
             }
         }
+        let parts = self.book.txns.many_parts || self.sys().ledger.holdings().has_accounts();
         let txns = &self.book.txns;
-        let lines = output::stats(&txns.counts, txns.undecided(), &protocols);
+        let lines = output::stats(&txns.counts, txns.undecided(), &protocols, parts);
         self.push_done(lines.into_iter().map(Out::Line).collect(), false);
         Ok(())
     }
@@ -137,14 +139,40 @@ impl Session {
         let up: Vec<NodeId> = all.iter().copied().filter(|&n| ledger.runs(n)).collect();
         let got = self.query(&up, None)?;
         let ledger = &self.sys().ledger;
-        let outs = all
+        let mut outs: Vec<Out> = all
             .into_iter()
             .map(|n| match got.iter().find(|q| q.node == n) {
-                Some(q) => Out::Line(output::balance(n, q.balance, q.held)),
+                Some(q) => Out::Line(output::balance(n, q.money.balance, q.money.held)),
                 None => Out::Line(output::absent(n, ledger.is_paused(n))),
             })
             .collect();
+        for (name, n) in ledger.holdings().accounts() {
+            let here = got.iter().find(|q| q.node == n);
+            let line = match here.and_then(|q| q.accounts.iter().find(|a| &a.name == name)) {
+                Some(a) => output::account_balance(name, a.balance, a.held),
+                None if here.is_some() => {
+                    return Err(Fatal::Bug(format!("node {n} does not hold account {name}")))
+                }
+                None => output::account_absent(name, ledger.is_paused(n)),
+            };
+            outs.push(Out::Line(line));
+        }
         self.push_done(outs, false);
         Ok(())
     }
+}
+
+/// What is wrong with a node's named accounts, as it reported them: an account holding
+/// more than it owns, or accounts owning more than the node.
+fn accounts_hold(node: NodeId, money: Money, accounts: &[AccountState]) -> Vec<String> {
+    let mut why: Vec<String> = accounts
+        .iter()
+        .filter(|a| a.held > a.balance)
+        .map(|a| format!("account {} holds {} of its {}", a.name, a.held, a.balance))
+        .collect();
+    let named: u128 = accounts.iter().map(|a| u128::from(a.balance.0)).sum();
+    if named > u128::from(money.balance.0) {
+        why.push(format!("node {node}'s accounts own {named}, more than its {}", money.balance));
+    }
+    why
 }

@@ -6,10 +6,9 @@
 use super::fatal::Fatal;
 use super::rules::{self, Rejection};
 use super::session::Session;
-use super::txn::PAXOS_NEEDS_THREE;
 use crate::command::{help, Command};
 use crate::ids::NodeId;
-use crate::wire::Protocol;
+use crate::output::TxWord;
 
 /// Why a command is refused in live mode: it needs scripted delivery.
 fn scripted_only(what: &str) -> Rejection {
@@ -52,6 +51,7 @@ impl Session {
     ) -> Result<Result<(), Rejection>, Fatal> {
         match cmd {
             Command::CreateNode { .. } => Ok(Err(scripted_only("CreateNode"))),
+            Command::CreateAccount { .. } => Ok(Err(scripted_only("CreateAccount"))),
             Command::Receive { .. } => Ok(Err(scripted_only("Receive"))),
             Command::ReceiveAll => Ok(Err(scripted_only("ReceiveAll"))),
             Command::Hold { .. } | Command::Release { .. } | Command::Lose { .. } => {
@@ -66,8 +66,8 @@ impl Session {
             }
             Command::Live { on: true } => Ok(Err("live mode is already on".into())),
             Command::Live { on: false } => self.live_off(),
-            Command::Load { count, kind, seed, background } => {
-                self.load(count, kind, seed, background)
+            Command::Load { count, kind, parts, seed, background } => {
+                self.load(count, kind, parts, seed, background)
             }
             Command::Wait => self.wait_load().map(Ok),
             Command::Send { from, to, amount } => self.send_live(from, to, amount),
@@ -96,6 +96,9 @@ impl Session {
             Command::Load { .. } => Ok(Err("Load runs in live mode only (Live on first)".into())),
             Command::Wait => Ok(Ok(())), // no load runs outside live mode
             Command::CreateNode { id, amount, on } => self.create_node(id, amount, on.as_deref()),
+            Command::CreateAccount { name, node, amount } => {
+                self.create_account(name, node, amount)
+            }
             Command::Send { from, to, amount } => self.send(from, to, amount),
             Command::Receive { to, from } => self.receive(to, from),
             Command::ReceiveAll => self.receive_all().map(Ok),
@@ -147,9 +150,14 @@ impl Session {
                 Ok(Ok(()))
             }
             Command::Transfer { from, to, amount, via, nowait, protocol } => {
-                let ids: Vec<NodeId> = [from, to].into_iter().chain(via).collect();
                 let protocol = protocol.unwrap_or(self.book.txns.protocol);
-                self.guard(&ids, |s| s.transfer_cmd(from, to, amount, via, nowait, protocol))
+                let delta = amount.0 as i64;
+                let changes = [(from, -delta), (to, delta)];
+                self.transaction_cmd(TxWord::Transfer, &changes, via, nowait, protocol)
+            }
+            Command::Transaction { changes, via, nowait, protocol } => {
+                let protocol = protocol.unwrap_or(self.book.txns.protocol);
+                self.transaction_cmd(TxWord::Transaction, &changes, via, nowait, protocol)
             }
             Command::Protocol { protocol } => {
                 self.book.txns.protocol = protocol;
@@ -184,25 +192,5 @@ impl Session {
             return Ok(Err(why));
         }
         self.begin_snapshot(node).map(Ok)
-    }
-
-    /// `Transfer from to amount [via] [nowait] [protocol]`, numbered `T<n>`.
-    fn transfer_cmd(
-        &mut self,
-        from: NodeId,
-        to: NodeId,
-        amount: crate::ids::Amount,
-        via: Option<NodeId>,
-        nowait: bool,
-        protocol: Protocol,
-    ) -> Result<Result<(), Rejection>, Fatal> {
-        if protocol == Protocol::Paxos && self.sys().ledger.nodes().count() < 3 {
-            return Ok(Err(PAXOS_NEEDS_THREE.into()));
-        }
-        let spec = self.book_tx(from, to, amount, via.unwrap_or(from), protocol);
-        if self.is_live() {
-            return self.transfer_live(spec, nowait, protocol).map(Ok);
-        }
-        self.transfer(spec, nowait, protocol).map(Ok)
     }
 }

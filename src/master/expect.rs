@@ -14,8 +14,8 @@ use super::system::System;
 use crate::ids::{Amount, NodeId, SnapshotId, TxnId};
 use crate::output;
 use crate::trace::TraceEvent;
+use crate::wire::{AccountState, Money, TxReport, TxSpec, TxState};
 use crate::wire::{ChannelMsg, GlobalSnapshot, Incomplete, ObserverReply, Report, TxOutcome};
-use crate::wire::{TxReport, TxSpec, TxState};
 
 /// What completes a waiting slot.
 pub enum Expect {
@@ -67,10 +67,10 @@ pub enum Expect {
 pub struct Queried {
     /// The node.
     pub node: NodeId,
-    /// All its money, held money included.
-    pub balance: Amount,
-    /// What unfinished transactions hold of it.
-    pub held: Amount,
+    /// Its money.
+    pub money: Money,
+    /// Its named accounts, by name.
+    pub accounts: Vec<AccountState>,
     /// The state of the transaction asked about, if one was.
     pub tx: Option<TxState>,
 }
@@ -151,8 +151,8 @@ pub fn on_report(
             outs.push(live_tx(cx, &spec, nowait, &r)?)
         }
         (Expect::Quiet, report @ Report::Quiet { .. }) => cx.answers.quiet.push((node, report)),
-        (Expect::Query, Report::State { balance, held, tx, waiting }) => {
-            cx.answers.queried.push(Queried { node, balance, held, tx });
+        (Expect::Query, Report::State { money, accounts, tx, waiting }) => {
+            cx.answers.queried.push(Queried { node, money, accounts, tx });
             cx.answers.waiting.extend(waiting.into_iter().map(|t| (t, node)));
         }
         (Expect::Ended, Report::Ended(list)) => cx.answers.ended.push((node, list)),
@@ -211,7 +211,7 @@ fn tx_step(
     let decided = r.decided.iter().find(|d| d.0 == spec.tx).map(|d| d.1);
     apply_tx_report(cx, node, r, outs);
     if nowait {
-        outs.push(Out::Line(output::transfer_nowait(spec.tx, decided)));
+        outs.push(Out::Line(output::transfer_nowait(cx.book.txns.word(spec.tx), spec.tx, decided)));
     }
 }
 
@@ -230,13 +230,11 @@ fn tx_run(cx: &mut Completion, node: NodeId, spec: &TxSpec, r: TxReport) -> Resu
     // At its decision the coordinator's own part is final, unless it is paid by a
     // commit (its money is on the way).
     let final_here = outcome != TxOutcome::Committed || spec.delta(node) <= 0;
-    if final_here && (ledger.balance(node), ledger.held(node)) != (r.balance, r.held) {
+    let predicted = ledger.holdings().money(node);
+    if final_here && predicted != r.money {
         return Err(Fatal::Bug(format!(
-            "after {tx} node {node} holds {} ({} held), the ledger says {} ({} held)",
-            r.balance,
-            r.held,
-            ledger.balance(node),
-            ledger.held(node)
+            "after {tx} node {node} holds {:?}, the ledger says {predicted:?}",
+            r.money
         )));
     }
     cx.book.txns.record_outcome(tx, outcome);
@@ -245,14 +243,15 @@ fn tx_run(cx: &mut Completion, node: NodeId, spec: &TxSpec, r: TxReport) -> Resu
 
 /// A live `Transfer`'s answer: its decision, or `STARTED` with `nowait`.
 fn live_tx(cx: &mut Completion, spec: &TxSpec, nowait: bool, r: &TxReport) -> Result<Out, Fatal> {
+    let word = cx.book.txns.word(spec.tx);
     let decided = r.decided.iter().copied().find(|d| d.0 == spec.tx);
     if let Some((tx, outcome)) = decided {
         cx.book.txns.record_outcome(tx, outcome);
     }
     match (nowait, decided) {
         // A nowait transfer decided at once (a local NO) prints its decision.
-        (_, Some((tx, outcome))) => Ok(Out::Line(output::transfer(tx, Some(outcome)))),
-        (true, None) => Ok(Out::Line(output::transfer_started(spec.tx))),
+        (_, Some((tx, outcome))) => Ok(Out::Line(output::transfer(word, tx, Some(outcome)))),
+        (true, None) => Ok(Out::Line(output::transfer_started(word, spec.tx))),
         (false, None) => Err(Fatal::Bug(format!("the coordinator answered {} undecided", spec.tx))),
     }
 }
@@ -262,7 +261,7 @@ pub fn apply_tx_report(cx: &mut Completion, node: NodeId, r: TxReport, outs: &mu
     if !cx.live {
         // In live mode the ledger follows no channel.
         let held_before = cx.sys.ledger.held(node);
-        cx.sys.ledger.apply_tx(node, &r.sent, r.balance, r.held);
+        cx.sys.ledger.apply_tx(node, &r.sent, r.money);
         if cx.tracing {
             trace_tx_report(cx, node, &r, held_before, outs);
         }
@@ -279,8 +278,8 @@ fn trace_tx_report(
     held_before: Amount,
     outs: &mut Vec<Out>,
 ) {
-    if held_before != r.held {
-        outs.push(Out::Trace(TraceEvent::Held { node, amount: r.held }));
+    if held_before != r.money.held {
+        outs.push(Out::Trace(TraceEvent::Held { node, amount: r.money.held }));
     }
     for &(tx, amount) in &r.dropped {
         if cx.book.txns.dropped.insert(tx) {
@@ -338,8 +337,7 @@ fn gathered(
     outs: &mut Vec<Out>,
 ) -> Result<(), Fatal> {
     for s in &snaps {
-        let members: Vec<NodeId> = s.nodes.iter().map(|n| n.0).collect();
-        let created = cx.sys.ledger.created_by(&members);
+        let created = cx.sys.ledger.created_in(s.snapshot);
         match s.total() {
             Some(h) if cx.book.txns.three_pc_ran && h < created => log::warn!(
                 "master: snapshot {} holds {h} of the {created} its nodes created: a \

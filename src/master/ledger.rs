@@ -18,8 +18,9 @@
 //! master checks every report against this ledger (two implementations of the rules
 //! cross-checked on every command); a mismatch is a bug and stops the run. Pure: no I/O.
 
-use crate::ids::{Amount, NodeId, SnapshotId, TxnId};
-use crate::wire::{ChannelMsg, CommitMsg, TxSpec};
+use super::holdings::Holdings;
+use crate::ids::{AccountName, Amount, NodeId, SnapshotId, TxnId};
+use crate::wire::{ChannelMsg, CommitMsg, Money, TxSpec};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::collections::{BTreeSet, VecDeque};
 
@@ -38,7 +39,9 @@ pub struct Delivery {
 #[derive(Debug, Clone, Default)]
 struct SnapshotLedger {
     members: BTreeSet<NodeId>,
-    recorded: HashSet<NodeId>,
+    /// The members that recorded, each with the money created at it by then (money
+    /// created later, by `CreateAccount`, is after the cut).
+    recorded: HashMap<NodeId, Amount>,
     markers_in_flight: usize,
 }
 
@@ -51,12 +54,8 @@ impl SnapshotLedger {
 /// The channels, nodes and snapshots of one system, as the master knows them.
 #[derive(Debug, Clone, Default)]
 pub struct Ledger {
-    /// Node ids with their opening balances, by id.
-    nodes: std::collections::BTreeMap<NodeId, Amount>,
-    balances: HashMap<NodeId, Amount>,
-    /// Money held by unfinished transactions (every protocol), per node (as last reported).
-    held: HashMap<NodeId, Amount>,
-    created: Amount,
+    /// The nodes, their money (as predicted, or as last reported) and their accounts.
+    holdings: Holdings,
     /// Each channel's messages with the order in which they were enqueued system-wide.
     channels: HashMap<ChannelId, VecDeque<(u64, ChannelMsg)>>,
     enqueued: u64,
@@ -90,22 +89,35 @@ impl Ledger {
 
     /// Whether node `id` exists.
     pub fn has_node(&self, id: NodeId) -> bool {
-        self.nodes.contains_key(&id)
+        self.holdings.has_node(id)
     }
 
     /// Every node, by id.
     pub fn nodes(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.nodes.keys().copied()
+        self.holdings.nodes()
     }
 
     /// All money created so far.
     pub fn created(&self) -> Amount {
-        self.created
+        self.holdings.created()
     }
 
-    /// Money created by these nodes.
-    pub fn created_by(&self, nodes: &[NodeId]) -> Amount {
-        nodes.iter().filter_map(|n| self.nodes.get(n)).copied().sum()
+    /// The nodes' money and the accounts.
+    pub fn holdings(&self) -> &Holdings {
+        &self.holdings
+    }
+
+    /// `CreateAccount`: account `name` at `node` with `amount` of new money.
+    pub fn open_account(&mut self, name: AccountName, node: NodeId, amount: Amount) {
+        self.holdings.open_account(name, node, amount);
+    }
+
+    /// The money snapshot `k`'s members had created when each recorded it: what the
+    /// snapshot must hold.
+    pub fn created_in(&self, k: SnapshotId) -> Amount {
+        self.snapshots
+            .get(k.0 as usize)
+            .map_or(Amount::ZERO, |s| s.recorded.values().copied().sum())
     }
 
     /// Adds node `id` with `amount`. It joins every running snapshot: it records at once
@@ -115,24 +127,22 @@ impl Ledger {
     /// # Panics
     /// If `id` exists or the total would pass [`Amount::MAX`]: the master checks both.
     pub fn add_node(&mut self, id: NodeId, amount: Amount) -> Vec<SnapshotId> {
-        assert!(!self.nodes.contains_key(&id), "node {id} exists");
-        self.created = self.created.checked_add(amount).expect("the master checks the total");
-        let others: Vec<NodeId> = self.nodes.keys().copied().collect();
-        self.nodes.insert(id, amount);
-        self.balances.insert(id, amount);
+        assert!(!self.has_node(id), "node {id} exists");
+        let others: Vec<NodeId> = self.nodes().collect();
+        self.holdings.add_node(id, amount);
         self.linked(id);
         let join: Vec<SnapshotId> = self.running.iter().copied().collect();
         for &k in &join {
             let snap = &mut self.snapshots[k.0 as usize];
             snap.members.insert(id);
-            snap.recorded.insert(id);
+            snap.recorded.insert(id, amount);
             for &x in &others {
                 self.push_marker((id, x), k);
             }
         }
         for &x in &others {
             for &k in &join {
-                if self.snapshots[k.0 as usize].recorded.contains(&x) {
+                if self.snapshots[k.0 as usize].recorded.contains_key(&x) {
                     self.push_marker((x, id), k);
                 }
             }
@@ -245,11 +255,7 @@ impl Ledger {
 
     /// The nodes `node` can reach now: running, and not cut off from it, by id.
     pub fn reach(&self, node: NodeId) -> Vec<NodeId> {
-        self.nodes
-            .keys()
-            .copied()
-            .filter(|&m| m != node && self.runs(m) && !self.is_cut(node, m))
-            .collect()
+        self.nodes().filter(|&m| m != node && self.runs(m) && !self.is_cut(node, m)).collect()
     }
 
     /// Whether the messages of channel `c` exist only in this ledger (they died with the
@@ -273,14 +279,15 @@ impl Ledger {
     pub fn crash(&mut self, node: NodeId) -> Vec<SnapshotId> {
         self.down.insert(node);
         self.paused.remove(&node);
-        for &s in self.nodes.keys() {
-            if s != node && !self.is_empty((s, node)) {
+        let senders: Vec<NodeId> = self.nodes().filter(|&s| s != node).collect();
+        for s in senders {
+            if !self.is_empty((s, node)) {
                 self.lost.insert((s, node));
             }
         }
         let mut lost = Vec::new();
         for (k, snap) in self.snapshots.iter_mut().enumerate() {
-            if snap.recorded.remove(&node) {
+            if snap.recorded.remove(&node).is_some() {
                 lost.push(SnapshotId(k as u32));
             }
         }
@@ -295,13 +302,8 @@ impl Ledger {
         self.down.remove(&node);
         self.linked(node);
         let up = |x: &NodeId| !self.down.contains(x);
-        let mut relink: BTreeSet<ChannelId> = self
-            .nodes
-            .keys()
-            .copied()
-            .filter(|&x| x != node && up(&x))
-            .map(|x| (x, node))
-            .collect();
+        let mut relink: BTreeSet<ChannelId> =
+            self.nodes().filter(|&x| x != node && up(&x)).map(|x| (x, node)).collect();
         // Also what died with a peer that restarted while this node was down.
         relink.extend(self.lost.iter().copied().filter(|(a, b)| up(a) && up(b)));
         relink
@@ -321,7 +323,7 @@ impl Ledger {
 
     /// `node`'s process started and linked to every node that is up.
     pub fn linked(&mut self, node: NodeId) {
-        let others: Vec<NodeId> = self.nodes.keys().copied().filter(|&x| x != node).collect();
+        let others: Vec<NodeId> = self.nodes().filter(|&x| x != node).collect();
         for x in others {
             // The new process links to the peers that are up; a down peer links to it
             // when that peer starts again.
@@ -336,32 +338,27 @@ impl Ledger {
 
     /// Whether `node` has recorded snapshot `k`.
     pub fn has_recorded(&self, node: NodeId, k: SnapshotId) -> bool {
-        self.snapshots.get(k.0 as usize).is_some_and(|s| s.recorded.contains(&node))
+        self.snapshots.get(k.0 as usize).is_some_and(|s| s.recorded.contains_key(&node))
     }
 
-    /// The balance of `node`.
+    /// The balance of `node`: all its money.
     pub fn balance(&self, node: NodeId) -> Amount {
-        self.balances.get(&node).copied().unwrap_or(Amount::ZERO)
+        self.holdings.money(node).balance
     }
 
     /// Money held by transactions at `node`.
     pub fn held(&self, node: NodeId) -> Amount {
-        self.held.get(&node).copied().unwrap_or(Amount::ZERO)
+        self.holdings.money(node).held
     }
 
     /// A Send `from` → `to`: debits and enqueues a Transfer, or returns false (ERR_SEND)
-    /// and changes nothing when the available balance (not held) is short.
+    /// and changes nothing when the node account's money not held is short.
     pub fn send(&mut self, from: NodeId, to: NodeId, amount: Amount) -> bool {
-        let held = self.held(from);
-        let balance = self.balances.get_mut(&from).expect("the master checks ids");
-        match balance.checked_sub(held).and_then(|avail| avail.checked_sub(amount)) {
-            Some(_) => {
-                *balance = balance.checked_sub(amount).expect("checked above");
-                self.enqueue((from, to), ChannelMsg::Transfer { amount });
-                true
-            }
-            None => false,
+        if !self.holdings.withdraw(from, amount) {
+            return false;
         }
+        self.enqueue((from, to), ChannelMsg::Transfer { amount });
+        true
     }
 
     fn enqueue(&mut self, c: ChannelId, msg: ChannelMsg) {
@@ -373,19 +370,12 @@ impl Ledger {
     }
 
     /// A node reported a commit-protocol step: the messages it sent, in order, and its
-    /// balance and held money after it.
-    pub fn apply_tx(
-        &mut self,
-        node: NodeId,
-        sent: &[(NodeId, CommitMsg)],
-        balance: Amount,
-        held: Amount,
-    ) {
+    /// money after it.
+    pub fn apply_tx(&mut self, node: NodeId, sent: &[(NodeId, CommitMsg)], money: Money) {
         for (to, m) in sent {
             self.enqueue((node, *to), ChannelMsg::Commit(m.clone()));
         }
-        self.balances.insert(node, balance);
-        self.held.insert(node, held);
+        self.holdings.set(node, money);
     }
 
     /// A driven transaction committed. Its messages are all delivered before any of its
@@ -393,10 +383,8 @@ impl Ledger {
     /// their money, and nothing else changed.
     pub fn commit_driven(&mut self, spec: &TxSpec) {
         for p in spec.payments() {
-            let from = self.balances.get_mut(&p.from).expect("the master checks ids");
-            *from = from.checked_sub(p.amount).expect("the payer had it");
-            let to = self.balances.get_mut(&p.to).expect("the master checks ids");
-            *to = to.checked_add(p.amount).expect("total money is bounded");
+            assert!(self.holdings.withdraw(p.from, p.amount), "a driven payer had it");
+            self.holdings.deposit(p.to, p.amount);
             self.credited.insert((spec.tx, p.from));
         }
     }
@@ -450,9 +438,7 @@ impl Ledger {
 
     /// Sources of the non-empty channels into `node`, by id.
     pub fn incoming(&self, node: NodeId) -> Vec<NodeId> {
-        self.nodes
-            .keys()
-            .copied()
+        self.nodes()
             .filter(|&s| s != node && !self.is_empty((s, node)) && self.deliverable(&(s, node)))
             .collect()
     }
@@ -476,13 +462,12 @@ impl Ledger {
             self.credited.insert((tx, c.0));
         }
         if let ChannelMsg::Transfer { amount } = msg {
-            let balance = self.balances.get_mut(&c.1).expect("a channel's ends exist");
-            *balance = balance.checked_add(amount).expect("total money is bounded");
+            self.holdings.deposit(c.1, amount);
         }
         if let ChannelMsg::Marker { snapshot } = msg {
             let snap = &mut self.snapshots[snapshot.0 as usize];
             snap.markers_in_flight -= 1;
-            if !snap.recorded.contains(&c.1) {
+            if !snap.recorded.contains_key(&c.1) {
                 records = true;
                 self.record(c.1, snapshot);
             }
@@ -494,10 +479,8 @@ impl Ledger {
     /// Snapshot `node` starts: a new id; every node is a member; `node` records now.
     pub fn begin(&mut self, node: NodeId) -> SnapshotId {
         let id = SnapshotId(self.snapshots.len() as u32);
-        self.snapshots.push(SnapshotLedger {
-            members: self.nodes.keys().copied().collect(),
-            ..SnapshotLedger::default()
-        });
+        self.snapshots
+            .push(SnapshotLedger { members: self.nodes().collect(), ..SnapshotLedger::default() });
         self.running.insert(id);
         self.record(node, id);
         self.update_running(id);
@@ -509,25 +492,26 @@ impl Ledger {
     /// complete; the ledger counts it as recorded everywhere from the start.
     pub fn begin_live(&mut self) -> SnapshotId {
         let id = SnapshotId(self.snapshots.len() as u32);
-        let members: BTreeSet<NodeId> = self.nodes.keys().copied().collect();
-        let recorded = members.iter().copied().collect();
+        let members: BTreeSet<NodeId> = self.nodes().collect();
+        let recorded = members.iter().map(|&n| (n, self.holdings.created_at(n))).collect();
         self.snapshots.push(SnapshotLedger { members, recorded, markers_in_flight: 0 });
         id
     }
 
     /// Live mode ended with every channel empty and every transaction ended: the nodes'
-    /// balances and held money as they reported them (`states`: node, balance, held),
-    /// nothing in any channel, and every snapshot complete.
-    pub fn resync(&mut self, states: &[(NodeId, Amount, Amount)]) {
-        for &(n, balance, held) in states {
-            self.balances.insert(n, balance);
-            self.held.insert(n, held);
+    /// money as they reported it, nothing in any channel, and every snapshot complete.
+    pub fn resync(&mut self, states: &[(NodeId, Money)]) {
+        for &(n, money) in states {
+            self.holdings.set(n, money);
         }
         self.channels.clear();
         self.lost.clear();
         self.running.clear();
         for snap in &mut self.snapshots {
-            snap.recorded = snap.members.iter().copied().collect();
+            for &n in &snap.members {
+                let created = self.holdings.created_at(n);
+                snap.recorded.entry(n).or_insert(created);
+            }
             snap.markers_in_flight = 0;
         }
     }
@@ -548,8 +532,9 @@ impl Ledger {
     }
 
     fn record(&mut self, node: NodeId, k: SnapshotId) {
-        self.snapshots[k.0 as usize].recorded.insert(node);
-        let others: Vec<NodeId> = self.nodes.keys().copied().filter(|&x| x != node).collect();
+        let created = self.holdings.created_at(node);
+        self.snapshots[k.0 as usize].recorded.insert(node, created);
+        let others: Vec<NodeId> = self.nodes().filter(|&x| x != node).collect();
         for x in others {
             self.push_marker((node, x), k);
         }

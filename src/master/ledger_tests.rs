@@ -29,7 +29,10 @@ fn leaving_live_mode_takes_the_nodes_word() {
     let live = l.begin_live();
     assert!(l.is_complete(live));
     assert_eq!(l.members(live), vec![n(1), n(2)]);
-    l.resync(&[(n(1), Amount(650)), (n(2), Amount(850))].map(|(x, b)| (x, b, Amount(5))));
+    l.resync(
+        &[(n(1), Amount(650)), (n(2), Amount(850))]
+            .map(|(x, balance)| (x, Money { balance, held: Amount(5), spare: Amount(0) })),
+    );
     assert_eq!((l.balance(n(1)), l.held(n(1))), (Amount(650), Amount(5)));
     assert!(l.nonempty().is_empty() && l.money_in_channels() == Amount::ZERO);
     assert!(l.is_complete(scripted));

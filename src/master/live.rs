@@ -18,7 +18,8 @@ use crate::ids::{Amount, NodeId, SnapshotId};
 use crate::output;
 use crate::rng::Rng;
 use crate::wire::MAX_OPS_PER_NODE;
-use crate::wire::{AbortReason, Control, LoadKind, Message, Protocol, Report, TxOutcome, TxSpec};
+use crate::wire::{AbortReason, Control, LoadKind, Message, Money, Protocol, Report, TxOutcome};
+use crate::wire::{AccountKey, LoadOrder, TxSpec};
 use std::collections::BTreeMap;
 
 /// A `Live off` that has not seen the system quiet after this many rounds gives up.
@@ -77,8 +78,7 @@ impl Session {
             self.ask(n, Control::Live { on: false }, Expect::Ready(Vec::new()))?;
         }
         let states = self.query(&nodes, None)?;
-        let states: Vec<(NodeId, Amount, Amount)> =
-            states.into_iter().map(|q| (q.node, q.balance, q.held)).collect();
+        let states: Vec<(NodeId, Money)> = states.into_iter().map(|q| (q.node, q.money)).collect();
         self.sys().ledger.resync(&states);
         self.live = None;
         Ok(Ok(()))
@@ -129,7 +129,8 @@ impl Session {
         if spec.members().iter().any(|&n| self.sys().ledger.is_down(n)) {
             let outcome = TxOutcome::Aborted(AbortReason::NodeDown);
             self.book.txns.record_outcome(tx, outcome);
-            self.push_done(vec![Out::Line(output::transfer(tx, Some(outcome)))], false);
+            let line = output::transfer(self.book.txns.word(tx), tx, Some(outcome));
+            self.push_done(vec![Out::Line(line)], false);
             return Ok(());
         }
         let coord = spec.coord;
@@ -159,6 +160,7 @@ impl Session {
         &mut self,
         count: u64,
         kind: LoadKind,
+        parts: u8,
         seed: Option<u64>,
         background: bool,
     ) -> Result<Result<(), Rejection>, Fatal> {
@@ -181,8 +183,13 @@ impl Session {
             )
             .into()));
         }
+        let pool = match self.load_pool(kind, parts) {
+            Ok(pool) => pool,
+            Err(why) => return Ok(Err(why)),
+        };
         let seed = seed.unwrap_or_else(|| self.rng.next_u64());
         self.book.txns.three_pc_ran |= kind != LoadKind::Sends && protocol == Protocol::ThreePc;
+        self.book.txns.many_parts |= kind == LoadKind::Transactions;
         self.book.loads += 1;
         let load = self.book.loads;
         let mut shares = Vec::new();
@@ -191,7 +198,8 @@ impl Session {
             if ops > 0 {
                 let seed = Rng::new(seed ^ u64::from(node.0).wrapping_mul(0x9e37_79b9_7f4a_7c15))
                     .next_u64();
-                let cmd = Control::Load { ops, kind, seed, load, protocol };
+                let pool = pool.clone();
+                let cmd = Control::Load(LoadOrder { ops, kind, seed, load, protocol, parts, pool });
                 self.ask(node, cmd, Expect::Ready(Vec::new()))?;
                 shares.push(node);
             }
@@ -203,6 +211,29 @@ impl Session {
             self.wait_load()?;
         }
         Ok(Ok(()))
+    }
+
+    /// The accounts a load of `parts`-part transactions draws from: every named account,
+    /// or every node account when there is none; empty for other loads.
+    fn load_pool(&self, kind: LoadKind, parts: u8) -> Result<Vec<(NodeId, AccountKey)>, Rejection> {
+        if kind != LoadKind::Transactions {
+            return Ok(Vec::new());
+        }
+        let holdings = self.sys.as_ref().expect("a load runs in a system").ledger.holdings();
+        let pool: Vec<(NodeId, AccountKey)> = if holdings.has_accounts() {
+            holdings.accounts().map(|(a, n)| (n, AccountKey::Named(a.clone()))).collect()
+        } else {
+            holdings.nodes().map(|n| (n, AccountKey::Own)).collect()
+        };
+        if pool.len() < usize::from(parts) {
+            let what = if holdings.has_accounts() { "accounts" } else { "nodes" };
+            let why = format!(
+                "transactions of {parts} parts need {parts} {what}; there are {}",
+                pool.len()
+            );
+            return Err(why.into());
+        }
+        Ok(pool)
     }
 
     /// `Wait`: until the running load is done; prints its line. Nothing runs: nothing.

@@ -24,12 +24,14 @@
 //! The arrows point down: `run` and `web` use the families, the families use `session`,
 //! and `session` uses the parts below it; nothing below imports a family.
 
+mod accounts;
 mod book;
 mod check;
 mod dispatch;
 mod expect;
 mod fatal;
 mod faults;
+mod holdings;
 mod ledger;
 mod live;
 mod load;

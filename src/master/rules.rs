@@ -5,7 +5,9 @@
 //! the ledger, changes nothing.
 
 use super::ledger::{ChannelId, Ledger};
-use crate::ids::{Amount, NodeId};
+use crate::command::AccountRef;
+use crate::ids::{AccountName, Amount, NodeId};
+use crate::wire::AccountKey;
 use std::fmt;
 
 /// A rule a command breaks.
@@ -42,6 +44,10 @@ pub enum Rejection {
     /// `Receive` on a channel whose messages died with its receiver and wait for a
     /// sender that is down.
     Lost(ChannelId),
+    /// No such account.
+    UnknownAccount(AccountName),
+    /// `CreateAccount` of a name in use.
+    AccountExists(AccountName),
     /// Anything else, in words.
     Other(String),
 }
@@ -69,6 +75,8 @@ impl fmt::Display for Rejection {
                 "channel {a} -> {b} waits for node {a} to send its messages again, and node \
                  {a} is down"
             ),
+            Rejection::UnknownAccount(a) => write!(f, "unknown account {a}"),
+            Rejection::AccountExists(a) => write!(f, "account {a} already exists"),
             Rejection::Other(why) => f.write_str(why),
         }
     }
@@ -123,6 +131,58 @@ pub fn create_node(
         return Err(Rejection::TooManyNodes { max: max_nodes, limit });
     }
     Ok(())
+}
+
+/// `CreateAccount name node amount`: a new name, on a node that exists and runs, the
+/// total bounded.
+pub fn create_account(
+    ledger: &Ledger,
+    name: &AccountName,
+    node: NodeId,
+    amount: Amount,
+) -> Result<(), Rejection> {
+    if ledger.holdings().node_of(name).is_some() {
+        return Err(Rejection::AccountExists(name.clone()));
+    }
+    known(ledger, &[node])?;
+    runs(ledger, node)?;
+    if ledger.created().checked_add(amount).is_none() {
+        return Err(Rejection::TotalTooBig { total: ledger.created(), amount });
+    }
+    Ok(())
+}
+
+/// The node holding `account`, and which of its accounts it is.
+pub fn resolve(ledger: &Ledger, account: &AccountRef) -> Result<(NodeId, AccountKey), Rejection> {
+    match account {
+        AccountRef::Node(id) => known(ledger, &[*id]).map(|()| (*id, AccountKey::Own)),
+        AccountRef::Named(name) => match ledger.holdings().node_of(name) {
+            Some(node) => Ok((node, AccountKey::Named(name.clone()))),
+            None => Err(Rejection::UnknownAccount(name.clone())),
+        },
+    }
+}
+
+/// One change of a transaction on the node that holds its account.
+pub type Placed = (NodeId, AccountKey, i64);
+
+/// A transaction's changes (as the command gives them: each account once, summing to
+/// zero) placed on their nodes, and its coordinator: `via`, else the node of the first
+/// account with a negative change (of the first account when none is negative).
+pub fn transaction(
+    ledger: &Ledger,
+    changes: &[(AccountRef, i64)],
+    via: Option<NodeId>,
+) -> Result<(Vec<Placed>, NodeId), Rejection> {
+    let mut placed = Vec::with_capacity(changes.len());
+    for (account, delta) in changes {
+        let (node, key) = resolve(ledger, account)?;
+        placed.push((node, key, *delta));
+    }
+    known(ledger, via.as_slice())?;
+    let first_payer = placed.iter().find(|c| c.2 < 0).or(placed.first()).map(|c| c.0);
+    let coord = via.or(first_payer).ok_or("a transaction has parts")?;
+    Ok((placed, coord))
 }
 
 /// `Send from to` and `BeginSnapshot from` (with `to` = `from`): the acting node runs,

@@ -330,7 +330,7 @@ impl System {
     pub(crate) fn restart_node(&mut self, id: NodeId) -> Result<(), Fatal> {
         self.owed.restart(id);
         // The opening balance matters only if the log is still empty.
-        let balance = self.ledger.created_by(&[id]);
+        let balance = self.ledger.holdings().opening(id);
         if self.cluster.is_some() {
             return self.start_remote(id, balance, false);
         }

@@ -7,7 +7,7 @@ use super::expect::Expect;
 use super::fatal::Fatal;
 use super::session::Session;
 use super::slots::Out;
-use crate::ids::{Amount, NodeId, TxnId};
+use crate::ids::{NodeId, TxnId};
 use crate::output::{self, NodeTx, Overall};
 use crate::wire::{AbortReason, Control, Protocol, TxOutcome, TxSpec};
 use rustc_hash::FxHashMap as HashMap;
@@ -27,24 +27,6 @@ fn timeouts_allowed(protocol: Protocol) -> u32 {
 }
 
 impl Session {
-    /// A new transaction of `parts` (node, change) coordinated by `coord`: numbered
-    /// `T<n>`, booked with its protocol (and Paxos Commit's acceptors).
-    pub fn book_tx(
-        &mut self,
-        from: NodeId,
-        to: NodeId,
-        amount: Amount,
-        coord: NodeId,
-        protocol: Protocol,
-    ) -> TxSpec {
-        let tx = self.book.txns.next_id();
-        let spec = TxSpec::transfer(tx, from, to, amount, coord);
-        let nodes: Vec<NodeId> = self.sys().ledger.nodes().collect();
-        let acceptors = crate::protocol::paxos_commit::acceptors(&spec, &nodes);
-        self.book.txns.add(&spec, protocol, acceptors);
-        spec
-    }
-
     /// `Transfer`, in a script: the coordinator starts it; then, unless `nowait`, the
     /// heads of the channels among its nodes are delivered in the order they were
     /// enqueued, exactly as `Receive` would, until it is decided and none of its messages
@@ -79,7 +61,8 @@ impl Session {
         if outcome.is_none() {
             self.book.txns.counts.in_doubt += 1;
         }
-        self.push_done(vec![Out::Line(output::transfer(tx, outcome))], false);
+        let word = self.book.txns.word(tx);
+        self.push_done(vec![Out::Line(output::transfer(word, tx, outcome))], false);
         Ok(())
     }
 
@@ -93,7 +76,11 @@ impl Session {
         let ledger = &self.sys.as_ref().expect("a Transfer runs in a system").ledger;
         let parts: Vec<NodeId> = spec.participants().collect();
         let &[a, b] = parts.as_slice() else { return false };
-        !self.book.txns.faults
+        // Node accounts only: the ledger follows what a Send may take, which a named
+        // account's change would not move.
+        let own_only = spec.parts.iter().all(|p| p.changes.is_empty());
+        own_only
+            && !self.book.txns.faults
             && !self.tracing()
             && [a, b].contains(&spec.coord)
             && ledger.runs(a)

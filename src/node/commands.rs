@@ -158,6 +158,12 @@ impl Node {
             Control::Ended => Report::Ended(self.branch.ended()),
             Control::Costs => Report::Costs(std::mem::take(&mut self.costs)),
             Control::Query { tx } => self.query(tx),
+            Control::OpenAccount { name, amount } => {
+                if !self.branch.on_open_account(name.clone(), amount, out) {
+                    log::error!("node {}: account {name} exists here", self.branch.id());
+                }
+                Report::Ready(None)
+            }
             Control::BeginSnapshot { snapshot } => {
                 Report::Recorded { balance: self.branch.on_begin_snapshot(snapshot, out) }
             }
@@ -165,8 +171,8 @@ impl Node {
                 Report::Collected(self.branch.collect(&snapshots))
             }
             Control::Live { on } => self.live_on(on)?,
-            Control::Load { ops, kind, seed, load, protocol } => {
-                self.start_load(from, ops, kind, seed, load, protocol);
+            Control::Load(order) => {
+                self.start_load(from, order);
                 Report::Ready(None)
             }
             Control::Quiet => self.quiet(),
@@ -260,8 +266,8 @@ impl Node {
     /// `Query`: the money here, the state of `tx`, what this node waits on.
     fn query(&self, tx: Option<TxnId>) -> Report {
         Report::State {
-            balance: self.branch.balance(),
-            held: self.branch.held(),
+            money: self.branch.money(),
+            accounts: self.branch.accounts(),
             tx: tx.map(|t| self.branch.state(t)),
             waiting: self.branch.waiting(),
         }

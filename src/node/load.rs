@@ -9,10 +9,10 @@ use crate::ids::{Amount, NodeId, TxnId};
 use crate::protocol::Effect;
 use crate::rng::Rng;
 use crate::wire::{
-    is_load_tx, load_tx, AbortReason, LoadKind, LoadStats, Message, Peer, Protocol, TxOutcome,
+    is_load_tx, load_tx, AbortReason, LoadKind, LoadOrder, LoadStats, Message, Peer, TxOutcome,
     TxSpec, MAX_OPS_PER_NODE,
 };
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -43,18 +43,16 @@ const MAX_AMOUNT: u64 = 10;
 #[derive(Debug)]
 pub struct Load {
     asker: Peer,
-    kind: LoadKind,
-    /// The commit protocol of its transactions.
-    protocol: Protocol,
+    /// What to start (its `ops` and `seed` are used up at the start).
+    order: LoadOrder,
     rng: Rng,
     /// Operations not started yet.
     left: u64,
-    /// Which transactions started here are not decided yet: a decision counts once, and
-    /// only for a transaction this node started (a 3PC leader or a Paxos Commit
-    /// participant decides others' too).
-    open: BTreeSet<TxnId>,
-    /// The load's number (it numbers its transactions apart), and the next counter.
-    load: u32,
+    /// Which transactions started here are not decided yet, with their participants: a
+    /// decision counts once, and only for a transaction this node started (a 3PC leader
+    /// or a Paxos Commit participant decides others' too).
+    open: BTreeMap<TxnId, u64>,
+    /// The next counter of the load's transactions (numbered apart by `order.load`).
     next: u64,
     stats: LoadStats,
     progress_at: Instant,
@@ -67,11 +65,12 @@ pub struct Load {
 impl Load {
     /// `tx` was decided here: counted if this load started it.
     pub fn decided(&mut self, tx: TxnId, outcome: TxOutcome) {
-        if !is_load_tx(tx) || !self.open.remove(&tx) {
-            return;
-        }
+        let Some(parts) = self.open.remove(&tx).filter(|_| is_load_tx(tx)) else { return };
         match outcome {
-            TxOutcome::Committed => self.stats.committed += 1,
+            TxOutcome::Committed => {
+                self.stats.committed += 1;
+                self.stats.parts += parts;
+            }
             TxOutcome::Aborted(r) => self.stats.abort(r),
         }
     }
@@ -82,23 +81,13 @@ impl Load {
 }
 
 impl Node {
-    pub(super) fn start_load(
-        &mut self,
-        asker: Peer,
-        ops: u64,
-        kind: LoadKind,
-        seed: u64,
-        load: u32,
-        protocol: Protocol,
-    ) {
+    pub(super) fn start_load(&mut self, asker: Peer, order: LoadOrder) {
         self.load = Some(Load {
             asker,
-            kind,
-            protocol,
-            rng: Rng::new(seed),
-            left: ops.min(MAX_OPS_PER_NODE),
-            open: BTreeSet::new(),
-            load,
+            rng: Rng::new(order.seed),
+            left: order.ops.min(MAX_OPS_PER_NODE),
+            order,
+            open: BTreeMap::new(),
             next: 0,
             stats: LoadStats::default(),
             progress_at: Instant::now() + PROGRESS_EVERY,
@@ -173,13 +162,15 @@ impl Node {
             peers.iter().copied().filter(|&p| !self.channels.is_gone(p)).collect();
         let mut started = 0;
         while load.left > 0 && started < BATCH && !peers.is_empty() {
-            let transfer = match load.kind {
+            let transfer = match load.order.kind {
                 LoadKind::Sends => false,
-                LoadKind::Transfers => true,
+                LoadKind::Transfers | LoadKind::Transactions => true,
                 LoadKind::Mixed => load.rng.below(2) == 1,
             };
             let available = self.branch.available().0.min(MAX_AMOUNT);
-            let ran = if transfer {
+            let ran = if load.order.kind == LoadKind::Transactions {
+                self.load_transaction(load, out)
+            } else if transfer {
                 self.load_transfer(load, &up, available, out)
             } else {
                 self.load_send(load, &peers, available, out)
@@ -217,11 +208,52 @@ impl Node {
         let push = available > 0 && load.rng.below(2) == 0;
         let (from, to) = if push { (me, peer) } else { (peer, me) };
         let amount = Amount(1 + load.rng.below(available.max(1) as usize) as u64);
-        let tx = load_tx(load.load, me, load.next);
+        let tx = load_tx(load.order.load, me, load.next);
         load.next += 1;
-        load.open.insert(tx);
+        load.open.insert(tx, 2);
         let spec = TxSpec::transfer(tx, from, to, amount, me);
-        self.branch.on_start(&spec, load.protocol, out);
+        self.branch.on_start(&spec, load.order.protocol, out);
+        true
+    }
+
+    /// One transaction of the load over `order.parts` accounts drawn from the pool,
+    /// coordinated here: the first one to all but one of them pay, the rest are paid;
+    /// each payee gets 1 to `MAX_AMOUNT`, and the payers share the sum as evenly as it
+    /// divides (a payer's share may be 0: it only votes). False: the window is full.
+    fn load_transaction(&mut self, load: &mut Load, out: &mut Vec<Effect>) -> bool {
+        if load.open.len() >= WINDOW {
+            return false;
+        }
+        let k = usize::from(load.order.parts).min(load.order.pool.len());
+        let mut picked = Vec::with_capacity(k);
+        while picked.len() < k {
+            let i = load.rng.below(load.order.pool.len());
+            if !picked.contains(&i) {
+                picked.push(i);
+            }
+        }
+        let payers = 1 + load.rng.below(k - 1);
+        let credits: Vec<u64> =
+            (payers..k).map(|_| 1 + load.rng.below(MAX_AMOUNT as usize) as u64).collect();
+        let total: u64 = credits.iter().sum();
+        let share =
+            |i: usize| total / payers as u64 + u64::from((i as u64) < total % payers as u64);
+        let changes: Vec<(NodeId, crate::wire::AccountKey, i64)> = picked
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| {
+                let (node, key) = load.order.pool[p].clone();
+                let delta =
+                    if i < payers { -(share(i) as i64) } else { credits[i - payers] as i64 };
+                (node, key, delta)
+            })
+            .collect();
+        let me = self.branch.id();
+        let tx = load_tx(load.order.load, me, load.next);
+        load.next += 1;
+        let spec = TxSpec::of_changes(tx, me, &changes);
+        load.open.insert(tx, spec.parts.len() as u64);
+        self.branch.on_start(&spec, load.order.protocol, out);
         true
     }
 

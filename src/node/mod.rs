@@ -356,8 +356,7 @@ impl Node {
         let mut report = TxReport {
             sent: Vec::new(),
             decided: Vec::new(),
-            balance: self.branch.balance(),
-            held: self.branch.held(),
+            money: self.branch.money(),
             dropped: Vec::new(),
         };
         for e in out {
@@ -379,8 +378,7 @@ impl Node {
         let report = TxReport {
             sent: Vec::new(),
             decided: vec![(tx, outcome)],
-            balance: self.branch.balance(),
-            held: self.branch.held(),
+            money: self.branch.money(),
             dropped: Vec::new(),
         };
         Message::Report { seq, report: Report::TxStep(report) }

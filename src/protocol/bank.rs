@@ -15,12 +15,13 @@ use super::effect::{Effect, Force};
 use super::participant::Participant;
 use super::paxos_commit::PaxosCommit;
 use super::record::Record;
-use super::snapshot::Snapshots;
+use super::snapshot::{Holdings, Snapshots};
 use super::three_pc::ThreePc;
 use super::two_pc::TwoPc;
-use crate::ids::{Amount, NodeId, SnapshotId, TxnId};
+use crate::ids::{AccountName, Amount, NodeId, SnapshotId, TxnId};
 use crate::wire::{
-    AbortReason, ChannelMsg, CommitMsg, LocalReport, Protocol, TxOutcome, TxSpec, TxState,
+    AbortReason, AccountState, ChannelMsg, CommitMsg, LocalReport, Money, Protocol, TxOutcome,
+    TxSpec, TxState,
 };
 
 /// A Send refused because the balance is short. Nothing changed.
@@ -84,17 +85,55 @@ impl Branch {
 
     /// All money this node owns, held money included.
     pub fn balance(&self) -> Amount {
-        self.part.account().balance()
+        self.part.accounts().total()
     }
 
     /// Money held by unfinished transactions.
     pub fn held(&self) -> Amount {
-        self.part.account().held()
+        self.part.accounts().held()
     }
 
     /// Money available to spend: the balance less what transactions hold.
     pub fn available(&self) -> Amount {
-        self.part.account().available()
+        self.part.accounts().own().available()
+    }
+
+    /// The node's money as the master's ledger follows it.
+    pub fn money(&self) -> Money {
+        Money { balance: self.balance(), held: self.held(), spare: self.available() }
+    }
+
+    /// Every named account here, by name, as `Balances` prints it.
+    pub fn accounts(&self) -> Vec<AccountState> {
+        let named = self.part.accounts().named();
+        named
+            .map(|(name, a)| AccountState {
+                name: name.clone(),
+                balance: a.balance(),
+                held: a.held(),
+            })
+            .collect()
+    }
+
+    /// What a snapshot records here: all the money, and each named account's.
+    fn holdings(&self) -> Holdings {
+        let accounts = self.part.accounts().named().map(|(n, a)| (n.clone(), a.balance()));
+        Holdings { balance: self.balance(), accounts: accounts.collect() }
+    }
+
+    /// `CreateAccount`: opens `name` here with `amount` of new money, forced to the log
+    /// before the master is told. False (nothing changes) if the name exists here.
+    pub fn on_open_account(
+        &mut self,
+        name: AccountName,
+        amount: Amount,
+        out: &mut Vec<Effect>,
+    ) -> bool {
+        if !self.part.open(name.clone(), amount) {
+            return false;
+        }
+        out.push(Effect::Log { rec: Record::AccountOpened { name, amount }, force: Force::Now });
+        true
     }
 
     /// Live mode (relaying on, see `Out::relay`) or scripted.
@@ -127,7 +166,7 @@ impl Branch {
             self.insert_peer(p);
         }
         for &id in join {
-            self.snapshots.record(id, self.balance(), &self.peers, None, out);
+            self.snapshots.record(id, self.holdings(), &self.peers, None, out);
         }
     }
 
@@ -181,8 +220,10 @@ impl Branch {
                 None
             }
             ChannelMsg::Marker { snapshot } => {
-                let balance = self.balance();
-                self.snapshots.on_marker(from, snapshot, balance, &self.peers, out)
+                // Only a first marker records: only then is the node's money read.
+                let first = self.snapshots.get(snapshot).is_none();
+                let here = if first { self.holdings() } else { Holdings::default() };
+                self.snapshots.on_marker(from, snapshot, move || here, &self.peers, out)
             }
             ChannelMsg::Commit(m) => {
                 // A payment is money arriving: recorded in channel state like a Transfer,
@@ -275,8 +316,9 @@ impl Branch {
 
     /// This node initiates snapshot `id`: it records now. Returns the recorded balance.
     pub fn on_begin_snapshot(&mut self, id: SnapshotId, out: &mut Vec<Effect>) -> Amount {
-        let balance = self.balance();
-        self.snapshots.record(id, balance, &self.peers, None, out);
+        let here = self.holdings();
+        let balance = here.balance;
+        self.snapshots.record(id, here, &self.peers, None, out);
         balance
     }
 

@@ -9,10 +9,10 @@
 //! Money is in exactly one place at a time: the payer's balance (held), a `Credit` in
 //! flight, or the payee's balance, so a snapshot counts it once.
 
-use super::account::Account;
+use super::account::Accounts;
 use super::effect::{Force, Out};
 use super::record::{LegRecord, Record};
-use crate::ids::{Amount, NodeId, TxnId};
+use crate::ids::{AccountName, Amount, NodeId, TxnId};
 use crate::wire::{AbortReason, CommitMsg, CrashPoint, Protocol, TxSpec, TxState};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -54,22 +54,23 @@ pub enum Credited {
     Ignored,
 }
 
-/// A node's account and its legs in every transaction.
+/// A node's accounts and its legs in every transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Participant {
     id: NodeId,
-    account: Account,
+    accounts: Accounts,
     legs: BTreeMap<TxnId, Leg>,
     /// The legs that are `Prepared`: this node's reservations, and what it is in doubt of.
     prepared: BTreeSet<TxnId>,
 }
 
 impl Participant {
-    /// A node with `balance` and no transaction.
+    /// A node whose node account has `balance`, with no other account and no
+    /// transaction.
     pub fn new(id: NodeId, balance: Amount) -> Participant {
         Participant {
             id,
-            account: Account::new(balance),
+            accounts: Accounts::new(balance),
             legs: BTreeMap::new(),
             prepared: BTreeSet::new(),
         }
@@ -80,19 +81,25 @@ impl Participant {
         self.id
     }
 
-    /// The node's money.
-    pub fn account(&self) -> &Account {
-        &self.account
+    /// The node's money: its node account and its named accounts.
+    pub fn accounts(&self) -> &Accounts {
+        &self.accounts
     }
 
-    /// A plain `Send` debits `amount` if it is available (held money is not).
+    /// `CreateAccount`: opens `name` with `amount` (new money); false if it exists here.
+    pub fn open(&mut self, name: AccountName, amount: Amount) -> bool {
+        self.accounts.open(name, amount)
+    }
+
+    /// A plain `Send` debits `amount` from the node account if it is available (held
+    /// money is not).
     pub fn withdraw(&mut self, amount: Amount) -> bool {
-        self.account.withdraw(amount)
+        self.accounts.own_mut().withdraw(amount)
     }
 
-    /// A plain Transfer arrived.
+    /// A plain Transfer arrived, for the node account.
     pub fn deposit(&mut self, amount: Amount) {
-        self.account.deposit(amount)
+        self.accounts.own_mut().deposit(amount)
     }
 
     /// The state of this node's leg in `tx`, if it has one.
@@ -169,15 +176,19 @@ impl Participant {
         !self.legs.get(&tx).is_some_and(|l| l.paid_in.contains(&from))
     }
 
-    /// This node's vote on `spec`: `None` for YES. Only money decides a NO (escrow):
-    /// what this node pays, against its money not held by other transactions.
+    /// This node's vote on `spec`: `None` for YES. Only money decides a NO (escrow, per
+    /// account): each debit against its account's money not held by other transactions
+    /// (what the transaction credits here does not count before it is applied).
     pub(super) fn vote(&self, spec: &TxSpec) -> Option<AbortReason> {
-        (spec.pays(self.id) > self.account.available()).then_some(AbortReason::InsufficientFunds)
+        let part = spec.part(self.id)?;
+        (!self.accounts.covers(part.debits())).then_some(AbortReason::InsufficientFunds)
     }
 
-    /// Voted YES on `spec` under `protocol`: a payer holds what it pays.
+    /// Voted YES on `spec` under `protocol`: every debit here is held.
     pub(super) fn prepare(&mut self, spec: &TxSpec, protocol: Protocol) {
-        self.account.hold(spec.pays(self.id));
+        if let Some(part) = spec.part(self.id) {
+            self.accounts.hold(part.debits());
+        }
         let state = LegState::Prepared { commit_known: false };
         let leg = Leg { spec: spec.clone(), protocol, state, paid_in: BTreeSet::new() };
         self.legs.insert(spec.tx, leg);
@@ -206,7 +217,9 @@ impl Participant {
     pub(super) fn release(&mut self, tx: TxnId) {
         let Some(l) = self.legs.get(&tx) else { return };
         if matches!(l.state, LegState::Prepared { .. }) {
-            self.account.release(l.spec.pays(self.id));
+            if let Some(part) = l.spec.part(self.id) {
+                self.accounts.release(part.debits());
+            }
             self.set(tx, LegState::Aborted);
         }
     }
@@ -224,7 +237,7 @@ impl Participant {
             return false;
         }
         let spec = l.spec.clone();
-        self.account.debit_held(spec.pays(self.id));
+        self.apply_own(&spec);
         self.set(tx, LegState::Committed);
         for p in spec.payments_from(self.id) {
             out.pay(tx, p);
@@ -304,22 +317,36 @@ impl Participant {
         let force =
             if complete && spec.pays_to(spec.coord, me) { Force::Deferrable } else { Force::Now };
         out.log(LegRecord::Credited { spec, from }, force);
-        self.receive(tx, from, amount);
+        self.receive(tx, from);
         if complete {
             out.point(CrashPoint::BeforeAck);
         }
         Credited::Applied { complete }
     }
 
-    /// Payment `from` of `tx` is applied: the money, and the part committed when it was
-    /// the last.
-    fn receive(&mut self, tx: TxnId, from: NodeId, amount: Amount) {
-        self.account.deposit(amount);
+    /// What this node's part does with its own money when it commits: its debits leave
+    /// their accounts, and the credits they fund here arrive ([`TxSpec::fills`]).
+    fn apply_own(&mut self, spec: &TxSpec) {
+        let Some(part) = spec.part(self.id) else { return };
+        self.accounts.debit_held(part.debits());
+        for f in spec.fills(self.id).iter().filter(|f| f.from.is_none()) {
+            self.accounts.credit(&f.key, f.amount);
+        }
+    }
+
+    /// Payment `from` of `tx` is applied: the money lands on the accounts it fills, and
+    /// the part is committed when it was the last (its own debits and credits with it).
+    fn receive(&mut self, tx: TxnId, from: NodeId) {
         let me = self.id;
         let Some(l) = self.legs.get_mut(&tx) else { return };
         l.paid_in.insert(from);
         let all = l.spec.payments_to(me).iter().all(|p| l.paid_in.contains(&p.from));
+        let spec = l.spec.clone();
+        for f in spec.fills(me).iter().filter(|f| f.from == Some(from)) {
+            self.accounts.credit(&f.key, f.amount);
+        }
         if all {
+            self.apply_own(&spec);
             self.set(tx, LegState::Committed);
         }
     }
@@ -328,9 +355,12 @@ impl Participant {
     pub(super) fn replay(&mut self, rec: &Record) {
         match rec {
             Record::Sent { amount, .. } => {
-                assert!(self.account.withdraw(*amount), "a logged send was covered")
+                assert!(self.withdraw(*amount), "a logged send was covered")
             }
             Record::Deposited { amount, .. } => self.deposit(*amount),
+            Record::AccountOpened { name, amount } => {
+                self.open(name.clone(), *amount);
+            }
             Record::Leg(LegRecord::Committed { spec }) => {
                 self.adopt(spec, None);
                 self.commit_part(&mut Out::new(self.id, false, &mut Vec::new()), spec.tx);
@@ -338,8 +368,8 @@ impl Participant {
             Record::Leg(LegRecord::Credited { spec, from }) => {
                 self.adopt(spec, None);
                 let due = spec.payments_to(self.id).into_iter().find(|p| p.from == *from);
-                if let Some(p) = due.filter(|_| self.fresh_payment(spec.tx, *from)) {
-                    self.receive(spec.tx, p.from, p.amount);
+                if due.is_some() && self.fresh_payment(spec.tx, *from) {
+                    self.receive(spec.tx, *from);
                 }
             }
             Record::Leg(LegRecord::Aborted { tx }) => self.release(*tx),
@@ -374,11 +404,7 @@ mod tests {
     }
 
     fn payroll() -> TxSpec {
-        let parts = vec![
-            Part { node: n(1), delta: -60 },
-            Part { node: n(2), delta: 10 },
-            Part { node: n(3), delta: 50 },
-        ];
+        let parts = vec![Part::own(n(1), -60), Part::own(n(2), 10), Part::own(n(3), 50)];
         TxSpec { tx: TxnId(7), coord: n(1), parts }
     }
 
@@ -388,7 +414,7 @@ mod tests {
         let mut p = Participant::new(n(1), Amount(100));
         assert_eq!(p.vote(&payroll()), None);
         p.prepare(&payroll(), Protocol::TwoPc);
-        assert_eq!(p.account().held(), Amount(60));
+        assert_eq!(p.accounts().held(), Amount(60));
         let mut again = payroll();
         again.tx = TxnId(8);
         assert_eq!(p.vote(&again), Some(AbortReason::InsufficientFunds));
@@ -403,8 +429,8 @@ mod tests {
         p.prepare(&payroll(), Protocol::TwoPc);
         let mut effects = Vec::new();
         assert!(p.commit_learnt(&mut Out::new(n(1), false, &mut effects), TxnId(7)));
-        assert_eq!(p.account().balance(), Amount(40));
-        assert_eq!(p.account().held(), Amount::ZERO);
+        assert_eq!(p.accounts().total(), Amount(40));
+        assert_eq!(p.accounts().held(), Amount::ZERO);
         let sends: Vec<(NodeId, Option<(TxnId, Amount)>)> = effects
             .iter()
             .filter_map(|e| match e {
@@ -432,7 +458,7 @@ mod tests {
             Credited::Applied { complete: true }
         );
         assert_eq!(p.on_credit(&mut out, n(1), TxnId(7), Amount(50)), Credited::Again);
-        assert_eq!(p.account().balance(), Amount(55));
+        assert_eq!(p.accounts().total(), Amount(55));
         assert!(p.applied(TxnId(7)));
         assert!(!p.fresh_payment(TxnId(7), n(1)));
     }

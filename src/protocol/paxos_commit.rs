@@ -42,19 +42,21 @@ mod recovery;
 type Cx<'a> = Ctx<'a, PaxosMsg>;
 
 /// The three acceptors of `spec` among `nodes` (every node of the system): the
-/// participants in part order, then the coordinator, then the lowest-id node outside the
+/// participants in part order, then the coordinator, then the lowest-id nodes outside the
 /// transaction; the first three. For a transfer: both participants and the coordinator
 /// when a third node coordinates, else both participants and the lowest-id node outside
-/// (SPEC chapter 8). With fewer than three nodes the coordinator fills the rest (the
-/// master refuses Paxos Commit there).
+/// (SPEC chapter 8); for a transaction on one node, it and the two lowest outside. With
+/// fewer than three nodes the coordinator fills the rest (the master refuses Paxos Commit
+/// there).
 pub fn acceptors(spec: &TxSpec, nodes: &[NodeId]) -> [NodeId; 3] {
     let mut v: Vec<NodeId> = spec.participants().collect();
     if !v.contains(&spec.coord) {
         v.push(spec.coord);
     }
-    if v.len() < 3 {
-        if let Some(&w) = nodes.iter().filter(|n| !v.contains(n)).min() {
-            v.push(w);
+    while v.len() < 3 {
+        match nodes.iter().filter(|n| !v.contains(n)).min() {
+            Some(&w) => v.push(w),
+            None => break,
         }
     }
     v.resize(3.max(v.len()), spec.coord);

@@ -4,7 +4,7 @@
 //!
 //! postcard is not self-describing: append variants, never reorder them.
 
-use crate::ids::{Amount, NodeId, TxnId};
+use crate::ids::{AccountName, Amount, NodeId, TxnId};
 use crate::wire::{Accept, Ballot, TxSpec};
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +39,13 @@ pub enum Record {
     ThreePc(ThreeRecord),
     /// Paxos Commit's own.
     Paxos(PaxosRecord),
+    /// `CreateAccount` opened this account here, with new money.
+    AccountOpened {
+        /// Its name.
+        name: AccountName,
+        /// Its opening balance.
+        amount: Amount,
+    },
 }
 
 /// What every protocol's participant logs alike.
@@ -186,7 +193,10 @@ impl Record {
     /// The transaction this record is about, if it is about one.
     pub fn tx(&self) -> Option<TxnId> {
         match self {
-            Record::Opened { .. } | Record::Sent { .. } | Record::Deposited { .. } => None,
+            Record::Opened { .. }
+            | Record::Sent { .. }
+            | Record::Deposited { .. }
+            | Record::AccountOpened { .. } => None,
             Record::Leg(r) => Some(match r {
                 LegRecord::Committed { spec } | LegRecord::Credited { spec, .. } => spec.tx,
                 LegRecord::Aborted { tx } => *tx,

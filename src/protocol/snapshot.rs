@@ -23,17 +23,34 @@
 //! (see [`Snapshots::on_peer_added`]).
 
 use super::effect::Effect;
-use crate::ids::{Amount, NodeId, SnapshotId};
+use crate::ids::{AccountName, Amount, NodeId, SnapshotId};
 use crate::wire::{
     ChannelMsg, GlobalSnapshot, Incomplete, LocalReport, ObserverReply, RecordedState,
 };
 use std::collections::{BTreeMap, BTreeSet};
+
+/// A node's money at one moment: all of it, and each named account's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Holdings {
+    /// All the node's money (every account), held money included.
+    pub balance: Amount,
+    /// Each named account's balance, by name.
+    pub accounts: Vec<(AccountName, Amount)>,
+}
+
+impl From<Amount> for Holdings {
+    fn from(balance: Amount) -> Holdings {
+        Holdings { balance, accounts: Vec::new() }
+    }
+}
 
 /// What one node recorded for one snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct LocalSnapshot {
     /// The balance at the moment of recording.
     pub balance: Amount,
+    /// Each named account's balance at that moment, by name.
+    pub accounts: Vec<(AccountName, Amount)>,
     /// Transfers recorded in transit, per incoming channel, in arrival order.
     pub channels: BTreeMap<NodeId, Vec<Amount>>,
     /// Incoming channels still being recorded (their marker has not arrived).
@@ -72,15 +89,16 @@ impl Snapshots {
         self.taken.get(&id)
     }
 
-    /// Rule 1: record `balance` for `id` and send marker `id` to every peer. Every incoming
-    /// channel starts recording except `closed`, the channel whose marker triggered this.
+    /// Rule 1: record the node's money (`here`) for `id` and send marker `id` to every
+    /// peer. Every incoming channel starts recording except `closed`, the channel whose
+    /// marker triggered this.
     ///
     /// # Panics
     /// If `id` was already recorded: recording twice is a bug in the caller.
     pub fn record(
         &mut self,
         id: SnapshotId,
-        balance: Amount,
+        here: Holdings,
         peers: &[NodeId],
         closed: Option<NodeId>,
         out: &mut Vec<Effect>,
@@ -89,7 +107,8 @@ impl Snapshots {
         if !open.is_empty() {
             self.recording.push(id);
         }
-        let fresh = LocalSnapshot { balance, channels: BTreeMap::new(), open };
+        let Holdings { balance, accounts } = here;
+        let fresh = LocalSnapshot { balance, accounts, channels: BTreeMap::new(), open };
         assert!(self.taken.insert(id, fresh).is_none(), "snapshot {id} recorded twice");
         for &to in peers {
             out.push(Effect::Send { to, msg: ChannelMsg::Marker { snapshot: id } });
@@ -108,20 +127,22 @@ impl Snapshots {
     }
 
     /// A marker `id` arrived from `from`. Returns the recorded balance when this marker
-    /// made the node record (rule 1), `None` when it only closed a channel (rule 2).
-    /// A marker on a channel already closed for `id` cannot happen on a FIFO channel
-    /// with one marker per snapshot; it is ignored.
+    /// made the node record (rule 1: `here` says what the node holds), `None` when it
+    /// only closed a channel (rule 2). A marker on a channel already closed for `id`
+    /// cannot happen on a FIFO channel with one marker per snapshot; it is ignored.
     pub fn on_marker(
         &mut self,
         from: NodeId,
         id: SnapshotId,
-        balance: Amount,
+        here: impl FnOnce() -> Holdings,
         peers: &[NodeId],
         out: &mut Vec<Effect>,
     ) -> Option<Amount> {
         match self.taken.get_mut(&id) {
             None => {
-                self.record(id, balance, peers, Some(from), out);
+                let here = here();
+                let balance = here.balance;
+                self.record(id, here, peers, Some(from), out);
                 Some(balance)
             }
             Some(snap) => {
@@ -155,6 +176,7 @@ impl Snapshots {
             snapshot: id,
             recorded: self.taken.get(&id).map(|s| RecordedState {
                 balance: s.balance,
+                accounts: s.accounts.clone(),
                 channels: s.channels.keys().map(|&from| (from, s.channel_sum(from))).collect(),
                 open: s.open.iter().copied().collect(),
             }),
@@ -185,12 +207,14 @@ pub fn assemble(
         let mut open = Vec::new();
         let mut nodes = Vec::new();
         let mut channels = Vec::new();
+        let mut accounts = Vec::new();
         for &d in &members {
             match find(d, *id) {
                 None => open.extend(members.iter().filter(|&&s| s != d).map(|&s| (s, d))),
                 Some(st) => {
                     open.extend(st.open.iter().map(|&s| (s, d)));
                     nodes.push((d, st.balance));
+                    accounts.extend(st.accounts.iter().cloned());
                     for &s in members.iter().filter(|&&s| s != d) {
                         let sum =
                             st.channels.iter().find(|c| c.0 == s).map_or(Amount::ZERO, |c| c.1);
@@ -201,7 +225,8 @@ pub fn assemble(
         }
         if open.is_empty() {
             channels.sort();
-            gathered.push(GlobalSnapshot { snapshot: *id, nodes, channels });
+            accounts.sort();
+            gathered.push(GlobalSnapshot { snapshot: *id, nodes, channels, accounts });
         } else {
             open.sort();
             incomplete.push(Incomplete { snapshot: *id, open });
@@ -235,14 +260,14 @@ mod tests {
         let mut snaps = Snapshots::new();
         let mut out = Vec::new();
         assert!(!snaps.recording());
-        snaps.record(s(0), Amount(10), &[n(2), n(3)], None, &mut out);
+        snaps.record(s(0), Amount(10).into(), &[n(2), n(3)], None, &mut out);
         assert!(snaps.recording());
-        snaps.on_marker(n(2), s(0), Amount(10), &[n(2), n(3)], &mut out);
+        snaps.on_marker(n(2), s(0), || Amount(10).into(), &[n(2), n(3)], &mut out);
         assert!(snaps.recording(), "one channel is still open");
-        snaps.on_marker(n(3), s(0), Amount(10), &[n(2), n(3)], &mut out);
+        snaps.on_marker(n(3), s(0), || Amount(10).into(), &[n(2), n(3)], &mut out);
         assert!(!snaps.recording());
         // A lone node (no peers) records a snapshot that is complete at once.
-        snaps.record(s(1), Amount(10), &[], None, &mut out);
+        snaps.record(s(1), Amount(10).into(), &[], None, &mut out);
         assert!(!snaps.recording());
     }
 
@@ -251,7 +276,7 @@ mod tests {
     fn recording_sends_a_marker_to_every_peer() {
         let mut snaps = Snapshots::new();
         let mut out = Vec::new();
-        snaps.record(s(0), Amount(10), &[n(2), n(3)], None, &mut out);
+        snaps.record(s(0), Amount(10).into(), &[n(2), n(3)], None, &mut out);
         assert_eq!(out, vec![marker(2, 0), marker(3, 0)]);
         assert_eq!(snaps.get(s(0)).unwrap().open, [n(2), n(3)].into());
     }
@@ -261,7 +286,7 @@ mod tests {
     fn first_marker_records_and_closes_its_own_channel() {
         let mut snaps = Snapshots::new();
         let mut out = Vec::new();
-        let got = snaps.on_marker(n(2), s(0), Amount(7), &[n(2), n(3)], &mut out);
+        let got = snaps.on_marker(n(2), s(0), || Amount(7).into(), &[n(2), n(3)], &mut out);
         assert_eq!(got, Some(Amount(7)));
         assert_eq!(out, vec![marker(2, 0), marker(3, 0)]);
         snaps.on_transfer(n(2), Amount(5));
@@ -276,10 +301,10 @@ mod tests {
     fn a_channel_is_recorded_until_its_marker() {
         let mut snaps = Snapshots::new();
         let mut out = Vec::new();
-        snaps.record(s(0), Amount(1), &[n(2)], None, &mut out);
+        snaps.record(s(0), Amount(1).into(), &[n(2)], None, &mut out);
         snaps.on_transfer(n(2), Amount(100));
         snaps.on_transfer(n(2), Amount(20));
-        assert_eq!(snaps.on_marker(n(2), s(0), Amount(121), &[n(2)], &mut out), None);
+        assert_eq!(snaps.on_marker(n(2), s(0), || Amount(121).into(), &[n(2)], &mut out), None);
         snaps.on_transfer(n(2), Amount(3));
         let snap = snaps.get(s(0)).unwrap();
         assert_eq!(snap.channels[&n(2)], vec![Amount(100), Amount(20)]);
@@ -292,8 +317,8 @@ mod tests {
     fn concurrent_snapshots_keep_separate_state() {
         let mut snaps = Snapshots::new();
         let mut out = Vec::new();
-        snaps.record(s(0), Amount(1), &[n(2), n(3)], None, &mut out);
-        snaps.on_marker(n(3), s(1), Amount(1), &[n(2), n(3)], &mut out);
+        snaps.record(s(0), Amount(1).into(), &[n(2), n(3)], None, &mut out);
+        snaps.on_marker(n(3), s(1), || Amount(1).into(), &[n(2), n(3)], &mut out);
         snaps.on_transfer(n(2), Amount(5));
         snaps.on_transfer(n(3), Amount(6));
         assert_eq!(snaps.get(s(0)).unwrap().channel_sum(n(2)), Amount(5));
@@ -307,7 +332,7 @@ mod tests {
     fn a_peer_added_mid_snapshot_gets_the_marker_and_is_awaited() {
         let mut snaps = Snapshots::new();
         let mut out = Vec::new();
-        snaps.record(s(0), Amount(1), &[n(2)], None, &mut out);
+        snaps.record(s(0), Amount(1).into(), &[n(2)], None, &mut out);
         out.clear();
         snaps.on_peer_added(n(9), &[s(0), s(1)], &mut out);
         assert_eq!(out, vec![marker(9, 0)], "only recorded snapshots send a marker");
@@ -320,6 +345,7 @@ mod tests {
     fn state(balance: u64, channels: &[(u32, u64)], open: &[u32]) -> Option<RecordedState> {
         Some(RecordedState {
             balance: Amount(balance),
+            accounts: Vec::new(),
             channels: channels.iter().map(|&(s, a)| (n(s), Amount(a))).collect(),
             open: open.iter().map(|&s| n(s)).collect(),
         })
@@ -339,6 +365,7 @@ mod tests {
                 snapshot: s(0),
                 nodes: vec![(n(1), Amount(300)), (n(2), Amount(1100))],
                 channels: vec![(n(1), n(2), Amount(0)), (n(2), n(1), Amount(100))],
+                accounts: Vec::new(),
             }])
         );
     }

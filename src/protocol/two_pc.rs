@@ -210,7 +210,7 @@ impl TwoPc {
             None => {
                 // Presumed abort: no record means this coordinator never decided commit
                 // (it may have crashed first). Say so, once, for whoever started it.
-                let parts = vec![Part { node: from, delta: 0 }];
+                let parts = vec![Part::own(from, 0)];
                 let spec = TxSpec { tx, coord: cx.me(), parts };
                 self.coords.insert(tx, (spec, CoordState::Aborted(AbortReason::NodeDown)));
                 cx.out.decided(tx, TxOutcome::Aborted(AbortReason::NodeDown));

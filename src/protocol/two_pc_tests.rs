@@ -55,10 +55,10 @@ fn forced(out: &[Effect]) -> Vec<Record> {
         .collect()
 }
 fn balance(node: &Node) -> Amount {
-    node.part.account().balance()
+    node.part.accounts().total()
 }
 fn held(node: &Node) -> Amount {
-    node.part.account().held()
+    node.part.accounts().held()
 }
 
 // The happy path, debit node coordinating: three forced writes, one money message.
@@ -141,7 +141,7 @@ fn reservations_are_amounts_and_never_promise_money_twice() {
     out.clear();
     a.start(&t(3, 40), &NODES, &mut out);
     assert_eq!(decided(&out), None);
-    assert_eq!((held(&a), a.part.account().available()), (Amount(100), Amount(0)));
+    assert_eq!((held(&a), a.part.accounts().own().available()), (Amount(100), Amount(0)));
     assert_eq!(a.part.in_doubt(), vec![TxnId(1), TxnId(3)]);
     out.clear();
     a.start(&t(4, 0), &NODES, &mut out);

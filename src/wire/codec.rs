@@ -199,8 +199,7 @@ mod tests {
                 report: Report::TxStep(TxReport {
                     sent: vec![(NodeId(2), CommitMsg::Credit { tx: TxnId(7), amount: Amount(30) })],
                     decided: vec![(TxnId(7), TxOutcome::Aborted(AbortReason::Timeout))],
-                    balance: Amount(1),
-                    held: Amount(0),
+                    money: Money { balance: Amount(1), held: Amount(0), spare: Amount(1) },
                     dropped: vec![(TxnId(6), Amount(5))],
                 }),
             },
@@ -271,7 +270,8 @@ mod tests {
                 }
             }
         }
-        let snap = GlobalSnapshot { snapshot: SnapshotId(3), nodes, channels };
+        let snap =
+            GlobalSnapshot { snapshot: SnapshotId(3), nodes, channels, accounts: Vec::new() };
         Message::ObserverReply(ObserverReply::Collected(vec![snap]))
     }
 

@@ -4,16 +4,77 @@
 //! protocol file, the command language and the output use these; nothing here knows how
 //! a protocol runs.
 
-use crate::ids::{Amount, NodeId, TxnId};
+use crate::ids::{AccountName, Amount, NodeId, TxnId};
 use serde::{Deserialize, Serialize};
 
-/// One node's part in a transaction: the net change of its money (negative: it pays).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Which of a node's accounts a change is on: its node account (named by its id, what
+/// `Send` and `Receive` move) or a named one (`CreateAccount`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum AccountKey {
+    /// The node account.
+    Own,
+    /// A named account the node holds.
+    Named(AccountName),
+}
+
+/// The node account's key, for iterators that hand out references.
+static OWN: AccountKey = AccountKey::Own;
+
+/// One account's change in a transaction (negative: it pays).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Change {
+    /// The account.
+    pub key: AccountKey,
+    /// Its change when the transaction commits.
+    pub delta: i64,
+}
+
+/// One node's part in a transaction: the net change of its money (negative: it pays) and
+/// how its accounts change.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Part {
     /// The node.
     pub node: NodeId,
-    /// Its money's change when the transaction commits.
+    /// Its money's net change when the transaction commits.
     pub delta: i64,
+    /// The changes of its accounts, in the command's order, summing to `delta`; empty when
+    /// the node account alone takes `delta` (every `Transfer` between nodes).
+    pub changes: Vec<Change>,
+}
+
+impl Part {
+    /// The node account's change of `delta`.
+    pub fn own(node: NodeId, delta: i64) -> Part {
+        Part { node, delta, changes: Vec::new() }
+    }
+
+    /// Every account's change, in order.
+    pub fn changes(&self) -> impl Iterator<Item = (&AccountKey, i64)> + '_ {
+        let own = std::iter::once((&OWN, self.delta)).filter(|_| self.changes.is_empty());
+        own.chain(self.changes.iter().map(|c| (&c.key, c.delta)))
+    }
+
+    /// The debits: what each paying account holds while the transaction is prepared.
+    pub fn debits(&self) -> impl Iterator<Item = (&AccountKey, Amount)> + '_ {
+        self.changes().filter(|c| c.1 < 0).map(|(k, d)| (k, Amount(d.unsigned_abs())))
+    }
+
+    /// Everything its accounts pay, before what they receive is counted.
+    pub fn debited(&self) -> Amount {
+        Amount(self.debits().map(|d| d.1 .0).sum())
+    }
+}
+
+/// Money credited to one account of a node when a transaction commits, and where it comes
+/// from: the node's own debits (`from == None`) or a payment from another node.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Fill {
+    /// The paying node, or `None` for the node's own debits.
+    pub from: Option<NodeId>,
+    /// The account credited.
+    pub key: AccountKey,
+    /// How much.
+    pub amount: Amount,
 }
 
 /// One atomic transaction: its number, its coordinator, and the part of each node in it
@@ -25,7 +86,7 @@ pub struct TxSpec {
     pub tx: TxnId,
     /// The coordinator.
     pub coord: NodeId,
-    /// The participants' parts, in the order the command gave them.
+    /// The participants' parts, in the order the command first names them.
     pub parts: Vec<Part>,
 }
 
@@ -45,7 +106,30 @@ impl TxSpec {
     /// The transfer of `amount` from `from` to `to` (two parts), coordinated by `coord`.
     pub fn transfer(tx: TxnId, from: NodeId, to: NodeId, amount: Amount, coord: NodeId) -> TxSpec {
         let delta = amount.0 as i64;
-        let parts = vec![Part { node: from, delta: -delta }, Part { node: to, delta }];
+        let parts = vec![Part::own(from, -delta), Part::own(to, delta)];
+        TxSpec { tx, coord, parts }
+    }
+
+    /// The transaction of `changes` (node, account, change), grouped into one part per
+    /// node in the order the nodes first appear; a node whose only change is on its node
+    /// account gets the plain form ([`Part::own`]).
+    pub fn of_changes(tx: TxnId, coord: NodeId, changes: &[(NodeId, AccountKey, i64)]) -> TxSpec {
+        let mut parts: Vec<Part> = Vec::new();
+        for (node, key, delta) in changes {
+            let change = Change { key: key.clone(), delta: *delta };
+            match parts.iter_mut().find(|p| p.node == *node) {
+                Some(p) => {
+                    p.delta = p.delta.saturating_add(*delta);
+                    p.changes.push(change);
+                }
+                None => parts.push(Part { node: *node, delta: *delta, changes: vec![change] }),
+            }
+        }
+        for p in &mut parts {
+            if let [Change { key: AccountKey::Own, .. }] = p.changes.as_slice() {
+                p.changes.clear();
+            }
+        }
         TxSpec { tx, coord, parts }
     }
 
@@ -64,14 +148,26 @@ impl TxSpec {
         self.parts.iter().position(|p| p.node == node)
     }
 
-    /// The net change at `node` (0 if it is no participant).
-    pub fn delta(&self, node: NodeId) -> i64 {
-        self.parts.iter().find(|p| p.node == node).map_or(0, |p| p.delta)
+    /// The part of `node`, if it is a participant.
+    pub fn part(&self, node: NodeId) -> Option<&Part> {
+        self.parts.iter().find(|p| p.node == node)
     }
 
-    /// What `node` pays when the transaction commits (its hold while it is prepared).
+    /// The net change at `node` (0 if it is no participant).
+    pub fn delta(&self, node: NodeId) -> i64 {
+        self.part(node).map_or(0, |p| p.delta)
+    }
+
+    /// What `node` pays other nodes when the transaction commits (its net debit).
     pub fn pays(&self, node: NodeId) -> Amount {
         Amount(self.delta(node).min(0).unsigned_abs())
+    }
+
+    /// What `node`'s accounts hold while it is prepared: every debit, before what its
+    /// other accounts receive is counted (a credit never funds a debit before it is
+    /// applied: escrow's worst case).
+    pub fn holds(&self, node: NodeId) -> Amount {
+        self.part(node).map_or(Amount::ZERO, Part::debited)
     }
 
     /// The participants and the coordinator, by id.
@@ -82,10 +178,12 @@ impl TxSpec {
         v
     }
 
-    /// How the money travels when the transaction commits: the payers in part order pay
-    /// the payees in part order, each payer as much of each payee's due as it has left,
-    /// so that every payment is one `Credit` and each pair of nodes exchanges at most
-    /// one. A transfer is one payment: debit node to credit node.
+    /// How the money travels between nodes when the transaction commits, by their net
+    /// changes: the payers in part order pay the payees in part order, each payer as much
+    /// of each payee's due as it has left (the transportation problem's north-west corner
+    /// rule), so that there are at most payers + payees − 1 payments, each one `Credit`,
+    /// and each pair of nodes exchanges at most one. A transfer is one payment: debit
+    /// node to credit node.
     pub fn payments(&self) -> Vec<Payment> {
         let mut payers: Vec<(NodeId, u64)> = self
             .parts
@@ -125,17 +223,55 @@ impl TxSpec {
         self.payments().iter().any(|p| p.from == payer && p.to == node)
     }
 
-    /// Whether the parts make sense: at least one, each node once, each change within
-    /// [`Amount::MAX`], summing to zero. A spec that does not is voted NO (it can only
-    /// come from a bug: the master checks what it starts).
+    /// Which of `node`'s accounts receive what when the transaction commits: its credited
+    /// accounts in order, filled first from its own debits, then from the payments it
+    /// receives in [`TxSpec::payments`]' order. Each `Credit` thus lands on named
+    /// accounts the moment it arrives, and the node's total is always the sum of its
+    /// accounts.
+    pub fn fills(&self, node: NodeId) -> Vec<Fill> {
+        let Some(part) = self.part(node) else { return Vec::new() };
+        let mut sources: Vec<(Option<NodeId>, u64)> = vec![(None, part.debited().0)];
+        sources.extend(self.payments_to(node).iter().map(|p| (Some(p.from), p.amount.0)));
+        let mut v = Vec::new();
+        let mut i = 0;
+        for (key, delta) in part.changes().filter(|c| c.1 > 0) {
+            let mut due = delta.unsigned_abs();
+            while due > 0 && i < sources.len() {
+                let n = due.min(sources[i].1);
+                if n > 0 {
+                    v.push(Fill { from: sources[i].0, key: key.clone(), amount: Amount(n) });
+                }
+                due -= n;
+                sources[i].1 -= n;
+                if sources[i].1 == 0 {
+                    i += 1;
+                }
+            }
+        }
+        v
+    }
+
+    /// Whether the parts make sense: at least one, each node once, each account once
+    /// within its part, each change within [`Amount::MAX`], each part's changes summing
+    /// to its net change and the net changes to zero. A spec that does not is voted NO
+    /// (it can only come from a bug: the master checks what it starts).
     pub fn is_valid(&self) -> bool {
         let mut nodes: Vec<NodeId> = self.participants().collect();
         nodes.sort();
         nodes.dedup();
         let sum = self.parts.iter().try_fold(0i64, |s, p| s.checked_add(p.delta));
+        let part_ok = |p: &Part| {
+            let mut keys: Vec<&AccountKey> = p.changes.iter().map(|c| &c.key).collect();
+            keys.sort();
+            keys.dedup();
+            let sum = p.changes.iter().try_fold(0i64, |s, c| s.checked_add(c.delta));
+            keys.len() == p.changes.len()
+                && (p.changes.is_empty() || sum == Some(p.delta))
+                && p.changes().all(|c| c.1.unsigned_abs() <= Amount::MAX.0)
+        };
         nodes.len() == self.parts.len()
             && !self.parts.is_empty()
-            && self.parts.iter().all(|p| p.delta.unsigned_abs() <= Amount::MAX.0)
+            && self.parts.iter().all(part_ok)
             && sum == Some(0)
     }
 }

@@ -1,10 +1,10 @@
 //! The master's (and the observer's) commands to a node, and the node's answers.
 
 use super::channel::ChannelMsg;
-use super::commit::{AbortReason, CrashPoint, Protocol, TxOutcome, TxSpec, TxState};
+use super::commit::{AbortReason, AccountKey, CrashPoint, Protocol, TxOutcome, TxSpec, TxState};
 use super::commit_msg::CommitMsg;
 use super::observer::LocalReport;
-use crate::ids::{Amount, NodeId, SnapshotId, TxnId};
+use crate::ids::{AccountName, Amount, NodeId, SnapshotId, TxnId};
 use serde::{Deserialize, Serialize};
 
 /// A load transaction's id: this bit set, then the load's number, the node, a counter.
@@ -34,11 +34,14 @@ pub enum LoadKind {
     Transfers,
     /// Both, half and half.
     Mixed,
+    /// Transactions of a given number of parts over the accounts (SPEC chapter 11).
+    Transactions,
 }
 
 impl LoadKind {
     /// Every kind.
-    pub const ALL: [LoadKind; 3] = [LoadKind::Sends, LoadKind::Transfers, LoadKind::Mixed];
+    pub const ALL: [LoadKind; 4] =
+        [LoadKind::Sends, LoadKind::Transfers, LoadKind::Mixed, LoadKind::Transactions];
 
     /// The kind a command-file word names, if any.
     pub fn from_word(word: &str) -> Option<LoadKind> {
@@ -51,8 +54,29 @@ impl LoadKind {
             LoadKind::Sends => "sends",
             LoadKind::Transfers => "transfers",
             LoadKind::Mixed => "mixed",
+            LoadKind::Transactions => "transactions",
         }
     }
+}
+
+/// One node's share of a `Load`: what to start, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadOrder {
+    /// How many operations.
+    pub ops: u64,
+    /// Which operations.
+    pub kind: LoadKind,
+    /// The seed of this node's random choices.
+    pub seed: u64,
+    /// The id of this load (numbers its transactions apart from every other's).
+    pub load: u32,
+    /// The commit protocol of its transactions.
+    pub protocol: Protocol,
+    /// The parts of each transaction (`transactions <parts>`).
+    pub parts: u8,
+    /// The accounts its transactions draw from (`transactions`): the named accounts,
+    /// or every node account when there are none.
+    pub pool: Vec<(NodeId, AccountKey)>,
 }
 
 /// What one node's share of a load did.
@@ -66,6 +90,8 @@ pub struct LoadStats {
     pub committed: u64,
     /// Transfers aborted, by reason (in [`AbortReason::ALL`] order).
     pub aborted: [u64; 3],
+    /// The participants of the committed transactions, summed.
+    pub parts: u64,
 }
 
 impl LoadStats {
@@ -74,6 +100,7 @@ impl LoadStats {
         self.sent += other.sent;
         self.err_send += other.err_send;
         self.committed += other.committed;
+        self.parts += other.parts;
         for (a, b) in self.aborted.iter_mut().zip(other.aborted) {
             *a += b;
         }
@@ -120,18 +147,7 @@ pub enum Control {
     },
     /// Run `ops` random operations of `kind` from this node (live mode); report progress
     /// with `Message::LoadProgress` and the end with `Message::LoadDone`.
-    Load {
-        /// How many operations.
-        ops: u64,
-        /// Which operations.
-        kind: LoadKind,
-        /// The seed of this node's random choices.
-        seed: u64,
-        /// The id of this load (numbers its transactions apart from every other's).
-        load: u32,
-        /// The commit protocol of its transfers.
-        protocol: Protocol,
-    },
+    Load(LoadOrder),
     /// Report the channel counters and whether anything is unfinished here
     /// (`Report::Quiet`), once every command before it has run.
     Quiet,
@@ -191,6 +207,13 @@ pub enum Control {
         /// and the master delivers the rest. In live mode the master sets it for
         /// every Transfer that waits: the answer comes at the decision, not at the start.
         drive: bool,
+    },
+    /// Open a named account here with new money (`CreateAccount`).
+    OpenAccount {
+        /// Its name.
+        name: AccountName,
+        /// Its opening balance.
+        amount: Amount,
     },
     /// Report the balance, held money, and the state of `tx` here if given.
     Query {
@@ -292,6 +315,29 @@ pub struct Cost {
     pub forced: u64,
 }
 
+/// A node's money as the master's ledger follows it: all of it, what transactions hold
+/// of it, and what a plain `Send` may take (the node account's money not held).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Money {
+    /// All money the node owns (its node account and its named accounts), held included.
+    pub balance: Amount,
+    /// What unfinished transactions hold of it.
+    pub held: Amount,
+    /// The node account's money not held: what a `Send` may take.
+    pub spare: Amount,
+}
+
+/// One named account as `Balances` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountState {
+    /// Its name.
+    pub name: AccountName,
+    /// Its money, held money included.
+    pub balance: Amount,
+    /// What unfinished transactions hold of it.
+    pub held: Amount,
+}
+
 /// What a commit-protocol step did at a node, for the master's ledger and output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxReport {
@@ -300,10 +346,8 @@ pub struct TxReport {
     /// The decisions this node took or re-reported in this step (a recovery may
     /// re-report several: one per transfer it coordinates).
     pub decided: Vec<(TxnId, TxOutcome)>,
-    /// The balance after the step, held money included.
-    pub balance: Amount,
-    /// Money held after the step.
-    pub held: Amount,
+    /// The node's money after the step.
+    pub money: Money,
     /// Credits this step dropped: money of transfers this node aborted, which their
     /// coordinator committed (a three-phase commit split).
     pub dropped: Vec<(TxnId, Amount)>,
@@ -336,10 +380,10 @@ pub enum Report {
     TxStep(TxReport),
     /// The answer to `Query`.
     State {
-        /// All money owned, held money included.
-        balance: Amount,
-        /// Money held by transactions.
-        held: Amount,
+        /// The node's money.
+        money: Money,
+        /// Its named accounts, by name.
+        accounts: Vec<AccountState>,
         /// The state of the transaction asked about.
         tx: Option<TxState>,
         /// Transactions this node waits on (in doubt, voting, or missing acks).

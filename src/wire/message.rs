@@ -205,7 +205,7 @@ mod tests {
     // A load's counters add up, each abort in its reason's slot.
     #[test]
     fn load_stats_add_up() {
-        let mut a = LoadStats { sent: 1, err_send: 2, committed: 3, aborted: [0, 0, 0] };
+        let mut a = LoadStats { sent: 1, err_send: 2, committed: 3, aborted: [0, 0, 0], parts: 0 };
         a.abort(AbortReason::NodeDown);
         a.abort(AbortReason::Timeout);
         a.abort(AbortReason::Timeout);
@@ -214,7 +214,10 @@ mod tests {
         let mut b = LoadStats::default();
         b.add(&a);
         b.add(&a);
-        assert_eq!(b, LoadStats { sent: 2, err_send: 4, committed: 6, aborted: [0, 2, 4] });
+        assert_eq!(
+            b,
+            LoadStats { sent: 2, err_send: 4, committed: 6, aborted: [0, 2, 4], parts: 0 }
+        );
     }
 
     // A snapshot's total, and the overflow it refuses to hide.
@@ -224,6 +227,7 @@ mod tests {
             snapshot: SnapshotId(0),
             nodes: vec![(NodeId(1), Amount(5)), (NodeId(2), Amount(7))],
             channels: vec![(NodeId(1), NodeId(2), Amount(3)), (NodeId(2), NodeId(1), Amount(0))],
+            accounts: Vec::new(),
         };
         assert_eq!(snap.total(), Some(Amount(15)));
         let huge = GlobalSnapshot { nodes: vec![(NodeId(1), Amount(u64::MAX))], ..snap.clone() };

@@ -1,7 +1,7 @@
 //! What a node recorded for a snapshot, what the observer gathers, and the master's
 //! conversation with the observer.
 
-use crate::ids::{Amount, NodeId, SnapshotId};
+use crate::ids::{AccountName, Amount, NodeId, SnapshotId};
 use serde::{Deserialize, Serialize};
 
 /// What a node recorded for one snapshot, as reported to the observer.
@@ -16,8 +16,10 @@ pub struct LocalReport {
 /// A node's recorded state in one snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordedState {
-    /// The balance at the moment of recording.
+    /// The balance at the moment of recording (all the node's accounts).
     pub balance: Amount,
+    /// Each named account's balance at that moment, by name.
+    pub accounts: Vec<(AccountName, Amount)>,
     /// Per incoming channel with money recorded in transit: (source, sum).
     pub channels: Vec<(NodeId, Amount)>,
     /// Incoming channels whose marker has not arrived yet.
@@ -33,6 +35,8 @@ pub struct GlobalSnapshot {
     pub nodes: Vec<(NodeId, Amount)>,
     /// (source, destination, money in transit), every ordered pair, by source then destination.
     pub channels: Vec<(NodeId, NodeId, Amount)>,
+    /// (account, recorded balance) of every named account, by name (part of its node's).
+    pub accounts: Vec<(AccountName, Amount)>,
 }
 
 impl GlobalSnapshot {

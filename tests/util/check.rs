@@ -97,6 +97,11 @@ pub enum Ev {
         node: u32,
         amount: u64,
     },
+    /// A named account opened on a node with new money (SPEC chapter 11).
+    Account {
+        node: u32,
+        balance: u64,
+    },
 }
 
 /// A snapshot as printed: nodes by id, every ordered pair of channels.
@@ -116,6 +121,9 @@ struct Rec {
     /// Money the node had dropped before recording (see [`Ev::Drop`]): missing from
     /// the snapshot, which holds that much less than its nodes created.
     dropped: u64,
+    /// Money created at the node before it recorded (accounts opened later are after
+    /// the cut).
+    created: u64,
 }
 
 #[derive(Debug, Default)]
@@ -137,10 +145,10 @@ pub struct Checker {
     balances: BTreeMap<u32, u64>,
     /// Money held by unfinished transactions: owned, but not for sending.
     held: BTreeMap<u32, u64>,
-    /// Transactions whose credit has been sent, and delivered: a credit moves money once
-    /// (a recovering node may send it again; the receiver applies it once).
-    credit_sent: BTreeSet<u64>,
-    credit_applied: BTreeSet<u64>,
+    /// Payments (transaction, payer, payee) sent, and delivered: a payment moves money
+    /// once (a recovering node may send it again; the receiver applies it once).
+    credit_sent: BTreeSet<(u64, u32, u32)>,
+    credit_applied: BTreeSet<(u64, u32, u32)>,
     /// Money each node dropped so far (see [`Ev::Drop`]).
     dropped: BTreeMap<u32, u64>,
     queues: HashMap<(u32, u32), VecDeque<Msg>>,
@@ -198,7 +206,7 @@ impl Checker {
                     }
                 }
                 let first = match msg {
-                    Msg::Credit(tx, _) => self.credit_sent.insert(tx),
+                    Msg::Credit(tx, _) => self.credit_sent.insert((tx, from, to)),
                     _ => true,
                 };
                 if let Some(a) = msg.money().filter(|_| first) {
@@ -247,6 +255,10 @@ impl Checker {
                     return Err(format!("{from} -> {to} lost {msg:?}; its head was {head:?}"));
                 }
             }
+            Ev::Account { node, balance } => {
+                *self.created.get_mut(&node).ok_or("an account on an unknown node")? += balance;
+                *self.balances.entry(node).or_default() += balance;
+            }
             Ev::Drop { node, amount } => {
                 let b = self.balances.get_mut(&node).ok_or("drop at unknown node")?;
                 *b = b
@@ -269,7 +281,7 @@ impl Checker {
                 }
                 match msg {
                     Msg::Tx(..) => {}
-                    Msg::Credit(tx, _) if !self.credit_applied.insert(tx) => {} // applied before
+                    Msg::Credit(tx, _) if !self.credit_applied.insert((tx, from, to)) => {} // applied before
                     Msg::Transfer(a) | Msg::Credit(_, a) => {
                         *self.delivered.entry((from, to)).or_default() += 1;
                         *self.balances.get_mut(&to).ok_or("deliver to unknown node")? += a;
@@ -324,6 +336,7 @@ impl Checker {
                     return Ok(()); // a crashed member re-records a snapshot it forgot
                 }
                 let dropped = self.dropped.get(&node).copied().unwrap_or(0);
+                let created = self.created.get(&node).copied().unwrap_or(0);
                 let s = self.snap(snapshot);
                 if s.recs.is_empty() {
                     s.members.extend(nodes);
@@ -333,7 +346,8 @@ impl Checker {
                         "node {node} recorded snapshot {snapshot} it is not part of"
                     ));
                 }
-                if s.recs.insert(node, Rec { balance, sent, delivered, dropped }).is_some() {
+                let rec = Rec { balance, sent, delivered, dropped, created };
+                if s.recs.insert(node, rec).is_some() {
                     return Err(format!("node {node} recorded snapshot {snapshot} twice"));
                 }
             }
@@ -385,7 +399,7 @@ impl Checker {
         }
         let held: u64 = block.nodes.iter().map(|n| n.1).sum::<u64>()
             + block.channels.iter().map(|c| c.2).sum::<u64>();
-        let created: u64 = members.iter().map(|m| self.created[m]).sum();
+        let created: u64 = members.iter().map(|m| s.recs[m].created).sum();
         let dropped: u64 = members.iter().map(|m| s.recs[m].dropped).sum();
         if held != created - dropped {
             return Err(format!(
@@ -492,6 +506,7 @@ pub fn parse_trace_line(line: &str) -> Result<Ev, String> {
             Ev::Lose { from: num(line, "from")?, to: num(line, "to")?, msg: msg(line)? }
         }
         Some("drop") => Ev::Drop { node: num(line, "node")?, amount: num(line, "amount")? },
+        Some("account") => Ev::Account { node: num(line, "node")?, balance: num(line, "balance")? },
         other => return Err(format!("unknown event {other:?} in {line}")),
     })
 }

@@ -174,6 +174,9 @@ impl Builder {
                 }
             }
             "partition" | "heal" => self.on_partition(line, v, ev)?,
+            // New money on a node, as its creation's is; the picture shows node lines
+            // and messages, not accounts.
+            "account" => _ = self.node(v, line, "node")?,
             other => return Err(format!("trace line {line}: unknown event {other:?}")),
         }
         Ok(())
