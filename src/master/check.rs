@@ -148,14 +148,14 @@ impl Session {
             .collect();
         for (name, n) in ledger.holdings().accounts() {
             let here = got.iter().find(|q| q.node == n);
-            let line = match here.and_then(|q| q.accounts.iter().find(|a| &a.name == name)) {
-                Some(a) => output::account_balance(name, a.balance, a.held),
+            let out = match here.and_then(|q| q.accounts.iter().find(|a| &a.name == name)) {
+                Some(a) => Out::Line(output::account_balance(name, a.balance, a.held)),
                 None if here.is_some() => {
                     return Err(Fatal::Bug(format!("node {n} does not hold account {name}")))
                 }
-                None => output::account_absent(name, ledger.is_paused(n)),
+                None => Out::Line(output::account_absent(name, ledger.is_paused(n))),
             };
-            outs.push(Out::Line(line));
+            outs.push(out);
         }
         self.push_done(outs, false);
         Ok(())

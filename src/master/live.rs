@@ -129,8 +129,8 @@ impl Session {
         if spec.members().iter().any(|&n| self.sys().ledger.is_down(n)) {
             let outcome = TxOutcome::Aborted(AbortReason::NodeDown);
             self.book.txns.record_outcome(tx, outcome);
-            let line = output::transfer(self.book.txns.word(tx), tx, Some(outcome));
-            self.push_done(vec![Out::Line(line)], false);
+            let word = self.book.txns.word(tx);
+            self.push_done(vec![Out::Line(output::transfer(word, tx, Some(outcome)))], false);
             return Ok(());
         }
         let coord = spec.coord;
