@@ -152,6 +152,15 @@ pub enum Tool {
     /// holding the same cluster key (SPEC chapter 10).
     #[command(hide = true)]
     Host(HostArgs),
+    /// Prints a node's write-ahead log (a file, or DIR for every node-ID.wal in it) one
+    /// record per line in plain words; exits 1 naming the byte offset of a damaged
+    /// record (SPEC chapter 11). It changes nothing.
+    #[command(hide = true, override_usage = "bank-master log PATH")]
+    Log {
+        /// A log file, or a --data-dir directory.
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+    },
 }
 
 /// The arguments of `bank-master keygen` (its help text is [`Tool::Keygen`]'s).

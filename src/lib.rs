@@ -52,6 +52,7 @@
 //! | [`web`] | `--web`: the live page's server |
 //! | [`cluster`] | `--hosts`: the cluster key, host agents, agents started over ssh |
 //! | [`process`] | spawning and ending child processes |
+//! | [`logdump`] | `bank-master log`: a node's log in plain words |
 //! | [`replay`] | a command file run in one process, with no processes (baseline, fuzzing) |
 //! | [`ids`] | id and amount newtypes |
 //! | [`rng`] | seeded randomness |
@@ -65,6 +66,7 @@ pub mod draw;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod ids;
+pub mod logdump;
 pub mod master;
 pub mod node;
 pub mod output;

@@ -37,6 +37,7 @@ fn main() -> ExitCode {
         Some(Tool::Draw { args }) => ExitCode::from(bank::draw::run(&args) as u8),
         Some(Tool::Keygen(args)) => exit(bank::cluster::keygen(&args).map(|()| 0)),
         Some(Tool::Host(args)) => exit(bank::cluster::agent::run(args).map(|()| 0)),
+        Some(Tool::Log { path }) => exit(bank::logdump::run(&path)),
         None => exit(run_master(cli)),
     }
 }

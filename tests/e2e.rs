@@ -692,3 +692,65 @@ fn every_example_prints_its_expected_output_or_checks_ok() {
         }
     }
 }
+
+// `bank-master log` (SPEC chapter 11): every record of a run kept with --data-dir, in
+// words; a log cut in the middle of its last record reads to where the tear begins
+// (exit 0); a flipped bit in an early record stops the dump there with exit status 1
+// and the byte offset; a directory with no log, or no such path, cannot start (2).
+#[test]
+fn log_prints_a_nodes_records_and_names_a_tear_or_damage_by_offset() {
+    let tmp = TempDir::new("log");
+    let dir = tmp.0.join("data");
+    fs::create_dir(&dir).unwrap();
+    let d = dir.to_str().unwrap();
+    let file = util::root().join("examples/accounts.txt");
+    let run = run_with(&["--data-dir", d, file.to_str().unwrap()], None, Duration::from_secs(60));
+    assert_eq!(run.status, 0, "{run:?}");
+    let log =
+        |path: &Path| run_with(&["log", path.to_str().unwrap()], None, Duration::from_secs(30));
+    let all = log(&dir);
+    assert_eq!(all.status, 0, "{all:?}");
+    let node2: Vec<&str> =
+        all.stdout.lines().skip_while(|l| !l.ends_with("node-2.wal")).skip(1).collect();
+    assert_eq!(node2[0], "#1 forced opened node account balance=0");
+    assert_eq!(node2[1], "#2 forced opened account ACC003 balance=750");
+    assert!(
+        node2.contains(&"#8 forced prepared T3 2pc ACC004:-50 ACC003:+20 held=50"),
+        "{node2:?}"
+    );
+    // Torn: the file cut two bytes into its last record's payload.
+    let path = dir.join("node-2.wal");
+    let bytes = fs::read(&path).unwrap();
+    let end: usize = node2
+        .iter()
+        .find_map(|l| l.strip_prefix("end at byte "))
+        .and_then(|n| n.parse().ok())
+        .expect("an end line");
+    let torn = tmp.0.join("node-2.wal");
+    fs::write(&torn, &bytes[..end - 2]).unwrap();
+    let cut = log(&torn);
+    assert_eq!(cut.status, 0, "{cut:?}");
+    let last = cut.stdout.lines().last().unwrap();
+    assert!(last.starts_with("torn tail at byte "), "{last}");
+    assert!(cut.stdout.lines().any(|l| l.starts_with("#8 ")), "{}", cut.stdout);
+    assert!(!cut.stdout.lines().any(|l| l.starts_with("#9 ")), "{}", cut.stdout);
+    // Damaged: one bit of record #2's payload flipped (record #1, the 2-byte Opened of
+    // balance 0, takes bytes 0..10).
+    let mut flipped = bytes.clone();
+    flipped[20] ^= 0x04;
+    let bad = tmp.0.join("node-9.wal");
+    fs::write(&bad, &flipped).unwrap();
+    let damaged = log(&bad);
+    assert_eq!(damaged.status, 1, "{damaged:?}");
+    assert!(damaged.stderr.contains("the record at byte 10 is damaged"), "{}", damaged.stderr);
+    let lines: Vec<&str> = damaged.stdout.lines().collect();
+    assert_eq!(lines[0], "#1 forced opened node account balance=0");
+    assert!(lines[1].starts_with("damaged record at byte 10: checksum"), "{lines:?}");
+    // Nothing to read.
+    let empty = tmp.0.join("empty");
+    fs::create_dir(&empty).unwrap();
+    let none = log(&empty);
+    assert_eq!(none.status, 2, "{none:?}");
+    assert!(none.stderr.contains("holds no node log"), "{}", none.stderr);
+    assert_eq!(log(&tmp.0.join("missing")).status, 2);
+}

@@ -36,8 +36,8 @@ pub use file::WalFile;
 pub use memory::MemoryWal;
 pub use record::{decode_prefix, encode_record, Replay, MAX_RECORD};
 pub use segment::{
-    scan_segment, NotASegment, ScannedRecord, SegmentHeader, SegmentScan, SEGMENT_FORMAT,
-    SEGMENT_MAGIC,
+    scan_plain, scan_segment, NotASegment, ScannedRecord, SegmentHeader, SegmentScan,
+    SEGMENT_FORMAT, SEGMENT_MAGIC,
 };
 pub use torn::{Fault, LogEnd, SECTOR};
 

@@ -106,17 +106,34 @@ pub struct SegmentScan<R> {
 /// # Errors
 /// The first frame is whole but is not a segment header of this format.
 pub fn scan_segment<R: DeserializeOwned>(bytes: &[u8]) -> Result<SegmentScan<R>, NotASegment> {
-    let (header, mut at) = match next_frame(bytes, 0) {
+    let (header, at) = match next_frame(bytes, 0) {
         Next::Stop(end) => return Ok(SegmentScan { header: None, records: Vec::new(), end }),
         Next::Frame { payload, next } => (SegmentHeader::decode(payload)?, next),
     };
+    let (records, end) = scan_records(bytes, at, header.first_number);
+    Ok(SegmentScan { header: Some(header), records, end })
+}
+
+/// Reads a log of records with no segment header (a node's single-file log) as
+/// [`scan_segment`] reads a segment's records, numbered from 0.
+pub fn scan_plain<R: DeserializeOwned>(bytes: &[u8]) -> SegmentScan<R> {
+    let (records, end) = scan_records(bytes, 0, 0);
+    SegmentScan { header: None, records, end }
+}
+
+/// The records from byte `at` on, numbered from `first_number`, and how they end.
+fn scan_records<R: DeserializeOwned>(
+    bytes: &[u8],
+    mut at: usize,
+    first_number: u64,
+) -> (Vec<ScannedRecord<R>>, LogEnd) {
     let mut records = Vec::new();
     let end = loop {
         match next_frame(bytes, at) {
             Next::Stop(end) => break end,
             Next::Frame { payload, next } => match postcard::from_bytes(payload) {
                 Ok(record) => {
-                    let number = header.first_number + records.len() as u64;
+                    let number = first_number + records.len() as u64;
                     let size = (next - at) as u64;
                     records.push(ScannedRecord { offset: at as u64, size, number, record });
                     at = next;
@@ -129,7 +146,7 @@ pub fn scan_segment<R: DeserializeOwned>(bytes: &[u8]) -> Result<SegmentScan<R>,
             },
         }
     };
-    Ok(SegmentScan { header: Some(header), records, end })
+    (records, end)
 }
 
 #[cfg(test)]
