@@ -75,10 +75,10 @@ pub struct Ledger {
     paused: BTreeSet<NodeId>,
     /// The partitions in force (`Partition`): each cuts its nodes off from all others.
     cuts: Vec<BTreeSet<NodeId>>,
-    /// Payments (transaction, payer) delivered (and so applied: a payment is logged
+    /// Payments (transaction, payer, payee) delivered (and so applied: a payment is logged
     /// before anything else happens at its receiver). A copy still in a channel, resent
     /// by a recovering payer, carries no money any more.
-    credited: HashSet<(TxnId, NodeId)>,
+    credited: HashSet<(TxnId, NodeId, NodeId)>,
 }
 
 impl Ledger {
@@ -385,7 +385,7 @@ impl Ledger {
         for p in spec.payments() {
             assert!(self.holdings.withdraw(p.from, p.amount), "a driven payer had it");
             self.holdings.deposit(p.to, p.amount);
-            self.credited.insert((spec.tx, p.from));
+            self.credited.insert((spec.tx, p.from, p.to));
         }
     }
 
@@ -417,11 +417,11 @@ impl Ledger {
     pub fn money_in_channels(&self) -> Amount {
         let mut credits = self.credited.clone();
         let mut total = Amount::ZERO;
-        for ((from, _), q) in &self.channels {
+        for (&(from, to), q) in &self.channels {
             for (_, m) in q {
                 let counted = match m {
                     ChannelMsg::Commit(t) => {
-                        t.money().filter(|(tx, _)| credits.insert((*tx, *from))).map(|(_, a)| a)
+                        t.money().filter(|(tx, _)| credits.insert((*tx, from, to))).map(|(_, a)| a)
                     }
                     other => other.money(),
                 };
@@ -459,7 +459,7 @@ impl Ledger {
         let msg = self.pop(c).expect("deliver from a non-empty channel");
         let mut records = false;
         if let ChannelMsg::Commit(CommitMsg::Credit { tx, .. }) = msg {
-            self.credited.insert((tx, c.0));
+            self.credited.insert((tx, c.0, c.1));
         }
         if let ChannelMsg::Transfer { amount } = msg {
             self.holdings.deposit(c.1, amount);

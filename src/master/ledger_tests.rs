@@ -87,3 +87,20 @@ fn a_new_node_joins_only_running_snapshots() {
     assert_eq!(l.members(k), vec![n(1), n(2), n(3)]);
     assert_eq!(l.created(), Amount(1502));
 }
+
+// One payer paying two payees in one transaction: the first payee's credit, once
+// delivered, does not make the second one's (still in its channel) count for nothing.
+// Keyed by (transaction, payer) alone, a scripted Check came out short by the second
+// credit (fault script 258, a five-part transaction with one payer and two payees).
+#[test]
+fn each_payees_credit_counts_until_that_payee_has_it() {
+    let mut l = two_nodes();
+    l.add_node(n(3), Amount(0));
+    let tx = crate::ids::TxnId(7);
+    let credit = |a| CommitMsg::Credit { tx, amount: Amount(a) };
+    let money = Money { balance: Amount(1000 - 150), held: Amount(0), spare: Amount(850) };
+    l.apply_tx(n(1), &[(n(2), credit(100)), (n(3), credit(50))], money);
+    assert_eq!(l.money_in_channels(), Amount(150));
+    l.deliver((n(1), n(2)));
+    assert_eq!(l.money_in_channels(), Amount(50), "node 3's credit is still on its way");
+}

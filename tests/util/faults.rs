@@ -1,4 +1,5 @@
-//! Random fault scripts for the real binary: every command of chapters 2–5 mixed with
+//! Random fault scripts for the real binary: every command of chapters 2–5 and 11
+//! (accounts, transactions of 2 to 5 parts) mixed with
 //! crashes and restarts that leave nodes down across many commands, two at a time, a
 //! coordinator down while its participants restart, a node restarted while the one it
 //! waits on is still down, and nodes paused across many commands.
@@ -73,6 +74,8 @@ struct Gen {
     cut: bool,
     /// All money created.
     created: u64,
+    /// The named accounts (SPEC chapter 11), opened at the start.
+    accounts: Vec<String>,
 }
 
 const DOWN: &str = "is down";
@@ -138,6 +141,45 @@ impl Gen {
             line.push_str(&format!(" via {c}"));
         }
         if nowait {
+            line.push_str(" nowait");
+        }
+        let protocol = PROTOCOLS[self.rng.below(PROTOCOLS.len())];
+        line.push_str(protocol);
+        self.three_pc |= protocol.contains("3pc");
+        self.txs += 1;
+        self.push(line, vec![]);
+    }
+
+    /// A `Transaction` of 2 to 5 parts over node accounts and named ones, one to all
+    /// but one of them paying, summing to zero (SPEC chapter 11).
+    fn transaction(&mut self) {
+        let pool: Vec<String> =
+            (1..=self.n).map(|i| i.to_string()).chain(self.accounts.iter().cloned()).collect();
+        let k = 2 + self.rng.below(4).min(pool.len() - 2);
+        let mut picked: Vec<String> = Vec::with_capacity(k);
+        while picked.len() < k {
+            let a = pool[self.rng.below(pool.len())].clone();
+            if !picked.contains(&a) {
+                picked.push(a);
+            }
+        }
+        let payers = 1 + self.rng.below(k - 1);
+        let mut parts = Vec::with_capacity(k);
+        let mut left = 0;
+        for a in &picked[..payers] {
+            let m = self.amount();
+            left += m;
+            parts.push(format!("{a}:-{m}"));
+        }
+        let payees = &picked[payers..];
+        for (i, a) in payees.iter().enumerate() {
+            let m =
+                if i + 1 == payees.len() { left } else { self.rng.below(left as usize + 1) as u64 };
+            left -= m;
+            parts.push(format!("{a}:+{m}"));
+        }
+        let mut line = format!("Transaction {}", parts.join(" "));
+        if self.rng.below(4) == 0 {
             line.push_str(" nowait");
         }
         let protocol = PROTOCOLS[self.rng.below(PROTOCOLS.len())];
@@ -214,6 +256,10 @@ impl Gen {
                 self.resume(x);
                 return;
             }
+        }
+        if self.rng.below(8) == 0 {
+            self.transaction();
+            return;
         }
         let (a, c) = (self.node(), self.node());
         let b = self.other(a);
@@ -403,12 +449,21 @@ pub fn fault_script(seed: u64, length: usize) -> Script {
         three_pc: false,
         cut: false,
         created: 0,
+        accounts: Vec::new(),
     };
     g.push("StartMaster".into(), vec![]);
     for i in 1..=n {
         let balance = 10 * g.rng.below(30) as u64;
         g.created += balance;
         g.push(format!("CreateNode {i} {balance}"), vec![]);
+    }
+    for i in 1..=n {
+        for k in 0..g.rng.below(3) {
+            let (name, balance) = (format!("A{i}x{k}"), 10 * g.rng.below(30) as u64);
+            g.created += balance;
+            g.push(format!("CreateAccount {name} {i} {balance}"), vec![]);
+            g.accounts.push(name);
+        }
     }
     while g.lines.len() < length {
         g.step();
