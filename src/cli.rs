@@ -73,6 +73,11 @@ pub struct Cli {
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// Bring back the bank whose logs --data-dir DIR holds (every node recovers from
+    /// its log, what was in the channels is delivered once), then run FILE against it.
+    #[arg(long)]
+    pub resume: bool,
+
     /// Serve a live page of the run (default 127.0.0.1 on a free port); its address, with
     /// a token made for this run, goes to stderr. With FILE, the file runs first and the
     /// page stays up for more commands until Ctrl-C or a KillAll from the page.

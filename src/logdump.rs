@@ -12,7 +12,7 @@ use crate::protocol::record::{LegRecord, PaxosRecord, Record, ThreeRecord, TwoPc
 use crate::wal::{scan_plain, scan_segment, LogEnd, ScannedRecord, SegmentScan};
 use crate::wire::commit::{AccountKey, TxSpec};
 use std::fmt::Write as _;
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Prints the log at `path` (a file, or a directory: every `node-<id>.wal` in it, by
@@ -22,8 +22,7 @@ use std::path::{Path, PathBuf};
 /// `path` cannot be read, holds no log, or is not a log at all (exit status 2).
 pub fn run(path: &Path) -> Result<u8, CannotStart> {
     let files = log_files(path)?;
-    let out = io::stdout();
-    let mut out = io::BufWriter::with_capacity(1 << 16, out.lock());
+    let mut out = crate::output::tool_stdout();
     let mut status = 0;
     for file in &files {
         if files.len() > 1 {

@@ -320,6 +320,12 @@ pub fn fatal(why: impl Display) -> String {
     format!("error: {why}")
 }
 
+/// Standard output for a tool that prints a stream of its own lines (`bank-master log`),
+/// buffered: the one other way to stdout besides the master's printer.
+pub fn tool_stdout() -> std::io::BufWriter<std::io::StdoutLock<'static>> {
+    std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

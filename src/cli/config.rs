@@ -52,7 +52,8 @@ pub fn master(mut cli: Cli) -> Result<Start, CannotStart> {
         log::info!("seed={seed} (pass --seed {seed} to repeat this run)");
         seed
     });
-    if let Some(dir) = &cli.data_dir {
+    let resume = resume(&cli)?;
+    if let Some(dir) = cli.data_dir.as_ref().filter(|_| resume.is_none()) {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create the data directory {}: {e}", dir.display()))?;
     }
@@ -74,9 +75,31 @@ pub fn master(mut cli: Cli) -> Result<Start, CannotStart> {
         trace: cli.trace,
         arrow: cli.arrow,
         data_dir: cli.data_dir,
+        resume,
         watchdog: Duration::from_secs(cli.watchdog),
     };
     Ok(Start::Run { config: Box::new(config), agents })
+}
+
+/// `--resume`: what the data directory holds, read before anything starts.
+fn resume(cli: &Cli) -> Result<Option<crate::master::saved::Saved>, CannotStart> {
+    if !cli.resume {
+        return Ok(None);
+    }
+    let Some(dir) = &cli.data_dir else {
+        return Err(CannotStart::Error(
+            "--resume brings back the bank a data directory holds: give --data-dir DIR".into(),
+        ));
+    };
+    if cli.hosts.is_some() {
+        let why = "--resume runs the nodes on this machine (not with --hosts)";
+        return Err(CannotStart::Error(why.into()));
+    }
+    if cli.trace.is_some() {
+        let why = "--resume writes no trace (the nodes recover in live mode)";
+        return Err(CannotStart::Error(why.into()));
+    }
+    crate::master::saved::read(dir).map(Some).map_err(CannotStart::Error)
 }
 
 /// `--web FILE` (or `--web -`): clap gives the optional address the file's name. A value

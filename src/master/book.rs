@@ -57,6 +57,9 @@ pub struct Txns {
     /// A `Transaction` (or a load of transactions) ran: `Stats` says how many parts the
     /// commits had (SPEC chapter 11).
     pub many_parts: bool,
+    /// Transactions up to this number ran before `--resume`: every one ended before the
+    /// first line, and `TxStatus` reads its outcome from its nodes.
+    pub resumed: u64,
 }
 
 impl Txns {

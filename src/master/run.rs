@@ -56,6 +56,8 @@ pub struct Config {
     pub arrow: Arrow,
     /// Where node logs are kept; `None` for unnamed temporary files.
     pub data_dir: Option<PathBuf>,
+    /// `--resume`: the bank to bring back from `data_dir` before the first line.
+    pub resume: Option<super::saved::Saved>,
     /// How long the master waits for any answer before it declares the run hung.
     pub watchdog: Duration,
     /// The live page's server, when `--web` started one.
@@ -87,7 +89,11 @@ pub fn run(cfg: Config) -> i32 {
         max_nodes: crate::process::nodes_that_fit(open_files),
     };
     let mut s = Session::new(Printer::new(trace, cfg.web), settings, cfg.seed, cfg.watchdog);
-    let result = walk(&mut s, cfg.input).and_then(|()| finish(&mut s));
+    let resumed = match cfg.resume {
+        Some(saved) => s.resume(saved),
+        None => Ok(()),
+    };
+    let result = resumed.and_then(|()| walk(&mut s, cfg.input)).and_then(|()| finish(&mut s));
     drop(s.sys.take());
     s.printer.finish();
     match result {

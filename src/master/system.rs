@@ -289,6 +289,21 @@ impl System {
         self.start_node(id, balance)
     }
 
+    /// Starts node `id` on the log a earlier run left in the data directory
+    /// (`--resume`): the process recovers from it as a restarted one does.
+    pub(crate) fn spawn_saved(&mut self, id: NodeId, opening: Amount) -> Result<(), Fatal> {
+        let dir =
+            self.logs.0.as_ref().ok_or_else(|| Fatal::Bug("resume without a data dir".into()))?;
+        let path = dir.join(format!("node-{id}.wal"));
+        let wal = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Fatal::Setup(format!("cannot open {}: {e}", path.display())))?;
+        self.logs.1.insert(id, wal);
+        self.start_node(id, opening)
+    }
+
     /// Starts node `id` through its host's agent (a new log if `fresh`), dials it, and
     /// tells it where everyone listens before any command.
     fn start_remote(&mut self, id: NodeId, balance: Amount, fresh: bool) -> Result<(), Fatal> {

@@ -9,7 +9,7 @@ use super::session::Session;
 use super::slots::Out;
 use crate::ids::{NodeId, TxnId};
 use crate::output::{self, NodeTx, Overall};
-use crate::wire::{AbortReason, Control, Protocol, TxOutcome, TxSpec};
+use crate::wire::{AbortReason, Control, Protocol, TxOutcome, TxSpec, TxState};
 use rustc_hash::FxHashMap as HashMap;
 
 /// Why a Paxos Commit transaction or load is refused on fewer than three nodes.
@@ -201,7 +201,10 @@ impl Session {
                 None => (n, NodeTx::Down),
             })
             .collect();
-        let overall = self.overall(tx);
+        let overall = match self.overall(tx) {
+            Overall::Pending if tx.0 <= self.book.txns.resumed => resumed_outcome(&each),
+            overall => overall,
+        };
         self.push_done(vec![Out::Line(output::tx_status(tx, overall, &each))], false);
         Ok(())
     }
@@ -216,4 +219,14 @@ impl Session {
             None => Overall::Pending,
         }
     }
+}
+
+/// The outcome of a transaction that ended before `--resume`, from its nodes' states: it
+/// committed if one of them says so (a commit is never taken back), else it aborted.
+fn resumed_outcome(each: &[(NodeId, NodeTx)]) -> Overall {
+    let committed = each.iter().any(|(_, st)| *st == NodeTx::State(TxState::Committed));
+    Overall::Decided(match committed {
+        true => TxOutcome::Committed,
+        false => TxOutcome::Aborted(AbortReason::Timeout),
+    })
 }
