@@ -149,6 +149,17 @@ impl Session {
         self.relaunch(node, true)?;
         // A snapshot begun while the node was down may lack its markers to it.
         self.lose_snapshots(node);
+        // A load still running: the node goes on with the rest of its share.
+        let next = self.book.loads + 1;
+        let rest = self
+            .live
+            .as_mut()
+            .and_then(|l| l.load.as_mut())
+            .and_then(|run| run.resume_share(node, next));
+        if let Some(order) = rest {
+            self.book.loads = next;
+            self.ask(node, Control::Load(order), Expect::Ready(Vec::new()))?;
+        }
         // Before the next command: a peer forwards markers as they arrive, not when a
         // command says, so each must hold the new link before any snapshot can start.
         self.barrier()
@@ -192,19 +203,19 @@ impl Session {
         self.book.txns.many_parts |= kind == LoadKind::Transactions;
         self.book.loads += 1;
         let load = self.book.loads;
-        let mut shares = Vec::new();
+        let mut shares = BTreeMap::new();
         for (i, &node) in up.iter().enumerate() {
             let ops = count / n + u64::from((i as u64) < count % n);
             if ops > 0 {
                 let seed = Rng::new(seed ^ u64::from(node.0).wrapping_mul(0x9e37_79b9_7f4a_7c15))
                     .next_u64();
                 let pool = pool.clone();
-                let cmd = Control::Load(LoadOrder { ops, kind, seed, load, protocol, parts, pool });
-                self.ask(node, cmd, Expect::Ready(Vec::new()))?;
-                shares.push(node);
+                let order = LoadOrder { ops, kind, seed, load, protocol, parts, pool };
+                self.ask(node, Control::Load(order.clone()), Expect::Ready(Vec::new()))?;
+                shares.insert(node, order);
             }
         }
-        let run = LoadRun::new(count, protocol, shares.into_iter());
+        let run = LoadRun::new(count, protocol, shares);
         self.live.as_mut().expect("in live mode").load = Some(run);
         self.sys().flush_all()?;
         if !background {

@@ -3,7 +3,7 @@
 //! are `live`'s; this module is the state they and the answers share.
 
 use crate::ids::NodeId;
-use crate::wire::{LoadStats, Protocol};
+use crate::wire::{AbortReason, LoadOrder, LoadStats, Protocol};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::time::Instant;
@@ -32,19 +32,27 @@ pub struct LoadRun {
     running: BTreeMap<NodeId, LoadStats>,
     /// The shares done (and the last progress of nodes that crashed).
     pub done: LoadStats,
+    /// Each node's share as it was last given.
+    orders: BTreeMap<NodeId, LoadOrder>,
+    /// Nodes that crashed during their share, with the operations it had left: a
+    /// restart goes on with them; those still left when the load ends count as aborted
+    /// (`node-down`), so that every operation of a load ends counted.
+    gone: BTreeMap<NodeId, u64>,
     /// The progress bar, on a terminal only.
     bar: Option<indicatif::ProgressBar>,
 }
 
 impl LoadRun {
-    /// A load of `count` operations shared among `shares`' nodes.
-    pub fn new(count: u64, protocol: Protocol, shares: impl Iterator<Item = NodeId>) -> LoadRun {
+    /// A load of `count` operations shared among the nodes of `orders`.
+    pub fn new(count: u64, protocol: Protocol, orders: BTreeMap<NodeId, LoadOrder>) -> LoadRun {
         LoadRun {
             count,
             protocol,
             started: Instant::now(),
-            running: shares.map(|n| (n, LoadStats::default())).collect(),
+            running: orders.keys().map(|&n| (n, LoadStats::default())).collect(),
             done: LoadStats::default(),
+            orders,
+            gone: BTreeMap::new(),
             bar: progress_bar(count),
         }
     }
@@ -74,18 +82,42 @@ impl LoadRun {
         (sum.done(), self.count)
     }
 
-    /// `node` crashed: its share ends with its last progress.
+    /// `node` crashed: its share stops with its last progress, the rest kept for a
+    /// restart.
     pub fn node_gone(&mut self, node: NodeId) {
         if let Some(last) = self.running.remove(&node) {
             self.done.add(&last);
+            let ops = self.orders.get(&node).map_or(0, |o| o.ops);
+            let left = ops.saturating_sub(last.done());
+            if left > 0 {
+                self.gone.insert(node, left);
+            }
         }
     }
 
+    /// `node` restarted while the load runs: the rest of its share, numbered as load
+    /// `load` (the crashed process's transactions keep their own ids), if it has one.
+    pub fn resume_share(&mut self, node: NodeId, load: u32) -> Option<LoadOrder> {
+        let left = self.gone.remove(&node)?;
+        let mut order = self.orders.get(&node)?.clone();
+        order.ops = left;
+        order.load = load;
+        order.seed = crate::rng::Rng::new(order.seed ^ u64::from(load)).next_u64();
+        self.orders.insert(node, order.clone());
+        self.running.insert(node, LoadStats::default());
+        Some(order)
+    }
+
     /// The load is over: its bar is cleared. Returns how many operations it had, what
-    /// they did, how long it took, and its protocol.
-    pub fn finish(self) -> (u64, LoadStats, std::time::Duration, Protocol) {
+    /// they did (the operations of nodes still down counted as aborted, `node-down`),
+    /// how long it took, and its protocol.
+    pub fn finish(mut self) -> (u64, LoadStats, std::time::Duration, Protocol) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
+        }
+        let down = AbortReason::ALL.iter().position(|&r| r == AbortReason::NodeDown);
+        for left in self.gone.values() {
+            self.done.aborted[down.expect("a reason of ALL")] += left;
         }
         (self.count, self.done, self.started.elapsed(), self.protocol)
     }
