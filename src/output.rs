@@ -285,6 +285,21 @@ pub fn stats(
         }
         lines.push(line);
     }
+    lines.extend(shares(counts, undecided));
+    lines
+}
+
+/// `Stats`' last lines (SPEC chapter 12): each outcome's share of the transactions
+/// counted (committed, aborted by each reason that occurred, and in-doubt: those with no
+/// outcome yet), one decimal.
+fn shares(counts: &crate::master::Counts, undecided: usize) -> Vec<String> {
+    let total = counts.commits + counts.aborts.iter().sum::<u64>() + undecided as u64;
+    let pct = |n: u64| if total == 0 { 0.0 } else { 100.0 * n as f64 / total as f64 };
+    let mut lines = vec![format!("share committed {:.1}%", pct(counts.commits))];
+    for r in AbortReason::ALL.into_iter().filter(|r| counts.aborts[r.index()] > 0) {
+        lines.push(format!("share aborted {} {:.1}%", r.as_str(), pct(counts.aborts[r.index()])));
+    }
+    lines.push(format!("share in-doubt {:.1}%", pct(undecided as u64)));
     lines
 }
 

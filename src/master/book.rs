@@ -151,7 +151,10 @@ impl Txns {
 
     /// Transactions started and not decided.
     pub fn undecided(&self) -> usize {
-        self.specs.len() - self.outcomes.len()
+        // Those from before a `--resume` all ended then (their outcome is at their nodes).
+        let resumed = self.specs.keys().filter(|t| t.0 <= self.resumed).count();
+        let decided = self.outcomes.keys().filter(|t| t.0 > self.resumed).count();
+        self.specs.len() - resumed - decided
     }
 }
 
