@@ -300,6 +300,12 @@ fn shares(counts: &crate::master::Counts, undecided: usize) -> Vec<String> {
         lines.push(format!("share aborted {} {:.1}%", r.as_str(), pct(counts.aborts[r.index()])));
     }
     lines.push(format!("share in-doubt {:.1}%", pct(undecided as u64)));
+    // After a live load: its committed transactions' latency.
+    if let (Some(p50), Some(p99)) =
+        (counts.latency.quantile_ms(0.5), counts.latency.quantile_ms(0.99))
+    {
+        lines.push(format!("latency p50={p50:.1} p99={p99:.1}"));
+    }
     lines
 }
 

@@ -285,3 +285,36 @@ fn a_load_counts_every_operation_when_its_nodes_crash() {
     }
     assert!(run.stdout.contains("CHECK OK total=400000"), "{}", run.stdout);
 }
+
+// Stats after a live load (SPEC chapter 12): the shares of the outcomes add up to 100%
+// (within the rounding of each to one decimal), and the committed transactions'
+// latency has p50 <= p99, both above zero.
+#[test]
+fn stats_after_a_load_give_shares_and_latency() {
+    let mut s = String::from("StartMaster\n");
+    for i in 1..=4 {
+        s.push_str(&format!("CreateNode {i} 50\n"));
+    }
+    s.push_str("Live on\nLoad 4000 transfers seed 9\nStats\n");
+    let run = util::run_with(&["--seed", "1"], Some(&s), Duration::from_secs(60));
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let shares: Vec<f64> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("share "))
+        .map(|l| l.rsplit(' ').next().unwrap().trim_end_matches('%').parse().unwrap())
+        .collect();
+    assert!(shares.len() >= 2, "{}", run.stdout);
+    let sum: f64 = shares.iter().sum();
+    assert!((sum - 100.0).abs() <= 0.05 * shares.len() as f64, "shares sum to {sum}");
+    let latency = run.stdout.lines().find(|l| l.starts_with("latency ")).expect("a latency line");
+    let ms = |name: &str| -> f64 {
+        latency
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(name).and_then(|v| v.parse().ok()))
+            .expect("a field")
+    };
+    let (p50, p99) = (ms("p50="), ms("p99="));
+    assert!(0.0 < p50 && p50 <= p99, "{latency}");
+    assert_eq!(run.stdout.lines().last(), Some(latency), "the latency line ends Stats");
+}

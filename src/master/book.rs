@@ -26,6 +26,8 @@ pub struct Counts {
     pub in_doubt: u64,
     /// Messages resent to restarted nodes.
     pub retransmissions: u64,
+    /// How long the loads' committed transactions took.
+    pub latency: crate::wire::Latency,
 }
 
 /// The transactions of the running system, as their nodes reported them.
@@ -144,6 +146,7 @@ impl Txns {
         self.counts.commits += s.committed;
         self.counts.committed_by[protocol.index()] += s.committed;
         self.counts.parts_by[protocol.index()] += s.parts;
+        self.counts.latency.add(&s.latency);
         for (a, n) in self.counts.aborts.iter_mut().zip(s.aborted) {
             *a += n;
         }

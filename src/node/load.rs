@@ -51,7 +51,7 @@ pub struct Load {
     /// Which transactions started here are not decided yet, with their participants: a
     /// decision counts once, and only for a transaction this node started (a 3PC leader
     /// or a Paxos Commit participant decides others' too).
-    open: BTreeMap<TxnId, u64>,
+    open: BTreeMap<TxnId, (u64, Instant)>,
     /// The next counter of the load's transactions (numbered apart by `order.load`).
     next: u64,
     stats: LoadStats,
@@ -65,11 +65,14 @@ pub struct Load {
 impl Load {
     /// `tx` was decided here: counted if this load started it.
     pub fn decided(&mut self, tx: TxnId, outcome: TxOutcome) {
-        let Some(parts) = self.open.remove(&tx).filter(|_| is_load_tx(tx)) else { return };
+        let Some((parts, started)) = self.open.remove(&tx).filter(|_| is_load_tx(tx)) else {
+            return;
+        };
         match outcome {
             TxOutcome::Committed => {
                 self.stats.committed += 1;
                 self.stats.parts += parts;
+                self.stats.latency.record(started.elapsed());
             }
             TxOutcome::Aborted(r) => self.stats.abort(r),
         }
@@ -210,7 +213,7 @@ impl Node {
         let amount = Amount(1 + load.rng.below(available.max(1) as usize) as u64);
         let tx = load_tx(load.order.load, me, load.next);
         load.next += 1;
-        load.open.insert(tx, 2);
+        load.open.insert(tx, (2, Instant::now()));
         let spec = TxSpec::transfer(tx, from, to, amount, me);
         self.branch.on_start(&spec, load.order.protocol, out);
         true
@@ -252,7 +255,7 @@ impl Node {
         let tx = load_tx(load.order.load, me, load.next);
         load.next += 1;
         let spec = TxSpec::of_changes(tx, me, &changes);
-        load.open.insert(tx, spec.parts.len() as u64);
+        load.open.insert(tx, (spec.parts.len() as u64, Instant::now()));
         self.branch.on_start(&spec, load.order.protocol, out);
         true
     }

@@ -205,7 +205,7 @@ mod tests {
     // A load's counters add up, each abort in its reason's slot.
     #[test]
     fn load_stats_add_up() {
-        let mut a = LoadStats { sent: 1, err_send: 2, committed: 3, aborted: [0, 0, 0], parts: 0 };
+        let mut a = LoadStats { sent: 1, err_send: 2, committed: 3, ..LoadStats::default() };
         a.abort(AbortReason::NodeDown);
         a.abort(AbortReason::Timeout);
         a.abort(AbortReason::Timeout);
@@ -216,7 +216,13 @@ mod tests {
         b.add(&a);
         assert_eq!(
             b,
-            LoadStats { sent: 2, err_send: 4, committed: 6, aborted: [0, 2, 4], parts: 0 }
+            LoadStats {
+                sent: 2,
+                err_send: 4,
+                committed: 6,
+                aborted: [0, 2, 4],
+                ..LoadStats::default()
+            }
         );
     }
 
