@@ -223,7 +223,7 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("Send", "Send <from> <to> <amount>", "debit <from>, enqueue a Transfer on channel from->to"),
     (
         "Receive",
-        "Receive <to> [<from>]",
+        "Receive <to> [<from> [1]]",
         "deliver the head of channel from->to (random if omitted)",
     ),
     ("ReceiveAll", "ReceiveAll", "deliver random heads until every channel is empty"),

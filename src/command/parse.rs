@@ -88,6 +88,8 @@ pub enum ParseErrorKind {
     PartCount(usize),
     /// A transaction's changes do not sum to zero.
     Unbalanced(i128),
+    /// `Receive <to> <from> <k>` with `k` other than 1: the channels are FIFO.
+    NotOldest(u64),
 }
 
 /// A rejected line: its number, its text and why.
@@ -152,6 +154,11 @@ impl fmt::Display for ParseErrorKind {
                 f,
                 "\"{}\" is not <account>:<change> (as in ACC001:-300 or 2:+100)",
                 echo_word(w)
+            ),
+            ParseErrorKind::NotOldest(k) => write!(
+                f,
+                "message {k} of a channel: channels are FIFO here, so only the oldest (1) \
+                 can be received (the k-th needs --channels unordered)"
             ),
             ParseErrorKind::PartCount(n) => {
                 write!(f, "a transaction has 2 to {MAX_PARTS} parts, this one {n}")
@@ -325,11 +332,19 @@ fn send(a: &Args) -> Result<Command, ParseErrorKind> {
 }
 
 fn receive(a: &Args) -> Result<Command, ParseErrorKind> {
-    a.arity("1 or 2", a.words.len() == 1 || a.words.len() == 2)?;
+    a.arity("1 to 3", (1..=3).contains(&a.words.len()))?;
     let to = a.id(0)?;
-    let from = if a.words.len() == 2 { Some(a.id(1)?) } else { None };
+    let from = if a.words.len() >= 2 { Some(a.id(1)?) } else { None };
     if let Some(from) = from {
         not_a_loop(to, from)?;
+    }
+    // SPEC chapter 13: `<k>`, the k-th message queued (1 the oldest); on FIFO channels
+    // only the oldest.
+    if a.words.len() == 3 {
+        let k = parse_int(a.words[2], "message", u64::MAX)?;
+        if k != 1 {
+            return Err(ParseErrorKind::NotOldest(k));
+        }
     }
     Ok(Command::Receive { to, from })
 }

@@ -149,11 +149,15 @@ fn bad_arguments_are_rejected_with_their_reason() {
     assert_eq!(
         kind("Receive"),
         ParseErrorKind::WrongArgCount {
-            expected: "1 or 2",
+            expected: "1 to 3",
             got: 0,
-            usage: "Receive <to> [<from>]"
+            usage: "Receive <to> [<from> [1]]"
         }
     );
+    // SPEC chapter 13: the k-th queued message; FIFO channels give only the oldest.
+    assert_eq!(ok("Receive 2 1 1"), Command::Receive { to: NodeId(2), from: Some(NodeId(1)) });
+    assert_eq!(kind("Receive 2 1 2"), ParseErrorKind::NotOldest(2));
+    assert!(matches!(kind("Receive 2 1 x"), ParseErrorKind::NotAnInteger { .. }));
     assert_eq!(
         kind("Send 1 2 x"),
         ParseErrorKind::NotAnInteger { what: "amount", arg: "x".into() }
