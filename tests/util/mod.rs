@@ -135,8 +135,28 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        // A process still using the directory (a Chromium whose handle was just dropped
+        // and which exits on its own time, writing its profile as it goes) would leave
+        // files behind: wait (10 s at most) until no process names it on its command
+        // line, then remove it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while users_of(&self.0) && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// Whether a running process has `dir` in its command line.
+fn users_of(dir: &Path) -> bool {
+    let needle = dir.to_string_lossy().into_owned();
+    let Ok(procs) = std::fs::read_dir("/proc") else { return false };
+    procs.filter_map(Result::ok).any(|p| {
+        let cmdline = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+        let stat = std::fs::read_to_string(p.path().join("stat")).unwrap_or_default();
+        let zombie = stat.rsplit(") ").next().is_some_and(|s| s.starts_with('Z'));
+        !zombie && String::from_utf8_lossy(&cmdline).contains(&needle)
+    })
 }
 
 /// Replays the trace file `trace` through the checker and holds every snapshot printed in
