@@ -1,5 +1,5 @@
 //! `bank-master log PATH` (SPEC chapter 11): a node's write-ahead log in plain words, one
-//! record per line (`#17 forced prepared T4 2pc ACC001:-300 held=300`), then where the
+//! record per line (`#17 forced prepared T4 ACC001:-300 held=300 (2pc)`), then where the
 //! records end: cleanly, at a torn tail (which recovery cuts off), or at a damaged record
 //! (exit status 1, naming its byte offset). It only reads.
 //!
@@ -151,14 +151,15 @@ fn two_pc(rec: &TwoPcRecord, node: Option<NodeId>, out: &mut String) {
     let held = |spec: &TxSpec, out: &mut String| changes(spec, node, true, out);
     match rec {
         TwoPcRecord::Prepared { spec } => {
-            let _ = write!(out, "forced prepared {} 2pc", spec.tx);
+            let _ = write!(out, "forced prepared {}", spec.tx);
             held(spec, out);
+            out.push_str(" (2pc)");
         }
         TwoPcRecord::Decision { spec, commit } => {
             decision(spec, *commit, "2pc", node, out);
         }
         TwoPcRecord::End { tx } => {
-            let _ = write!(out, "lazy ended {tx} 2pc (every ack in)");
+            let _ = write!(out, "lazy ended {tx} (2pc; every ack in)");
         }
     }
 }
@@ -167,23 +168,24 @@ fn three_pc(rec: &ThreeRecord, node: Option<NodeId>, out: &mut String) {
     let held = |spec: &TxSpec, out: &mut String| changes(spec, node, true, out);
     match rec {
         ThreeRecord::Prepared { spec } => {
-            let _ = write!(out, "forced prepared {} 3pc", spec.tx);
+            let _ = write!(out, "forced prepared {}", spec.tx);
             held(spec, out);
+            out.push_str(" (3pc)");
         }
         ThreeRecord::PreCommitting { spec } => {
-            let _ = write!(out, "forced pre-committing {} 3pc (every YES in)", spec.tx);
+            let _ = write!(out, "forced pre-committing {} (3pc; every YES in)", spec.tx);
         }
         ThreeRecord::PreCommitted { spec } => {
-            let _ = write!(out, "forced pre-committed {} 3pc", spec.tx);
+            let _ = write!(out, "forced pre-committed {} (3pc)", spec.tx);
         }
         ThreeRecord::Decision { spec, commit } => {
             decision(spec, *commit, "3pc", node, out);
         }
         ThreeRecord::End { tx } => {
-            let _ = write!(out, "lazy ended {tx} 3pc (every ack in)");
+            let _ = write!(out, "lazy ended {tx} (3pc; every ack in)");
         }
         ThreeRecord::Refused { tx } => {
-            let _ = write!(out, "forced refused {tx} 3pc (asked, it knew nothing: abort)");
+            let _ = write!(out, "forced refused {tx} (3pc; asked, it knew nothing: abort)");
         }
     }
 }
@@ -192,28 +194,31 @@ fn paxos(rec: &PaxosRecord, node: Option<NodeId>, out: &mut String) {
     let held = |spec: &TxSpec, out: &mut String| changes(spec, node, true, out);
     match rec {
         PaxosRecord::Prepared { spec, .. } => {
-            let _ = write!(out, "forced prepared {} paxos", spec.tx);
+            let _ = write!(out, "forced prepared {}", spec.tx);
             held(spec, out);
+            out.push_str(" (paxos)");
         }
         PaxosRecord::Promise { spec, bal, .. } => {
-            let _ = write!(out, "forced promised {} paxos ballot {}.{}", spec.tx, bal.n, bal.node);
+            let _ =
+                write!(out, "forced promised {} ballot {}.{} (paxos)", spec.tx, bal.n, bal.node);
         }
         PaxosRecord::Accept { spec, accept, .. } => {
             let vote = if accept.prepared { "prepared" } else { "aborted" };
             let _ = write!(
                 out,
-                "forced accepted {} paxos instance {} = {vote} at ballot {}.{}",
+                "forced accepted {} instance {} = {vote} at ballot {}.{} (paxos)",
                 spec.tx, accept.inst, accept.bal.n, accept.bal.node
             );
         }
         PaxosRecord::Ballot { spec, bal, .. } => {
-            let _ = write!(out, "forced took ballot {}.{} for {} paxos", bal.n, bal.node, spec.tx);
+            let _ =
+                write!(out, "forced took ballot {}.{} for {} (paxos)", bal.n, bal.node, spec.tx);
         }
         PaxosRecord::Decision { spec, commit, .. } => {
             decision(spec, *commit, "paxos", node, out);
         }
         PaxosRecord::End { tx } => {
-            let _ = write!(out, "lazy ended {tx} paxos (every ack in)");
+            let _ = write!(out, "lazy ended {tx} (paxos; every ack in)");
         }
     }
 }
@@ -221,10 +226,11 @@ fn paxos(rec: &PaxosRecord, node: Option<NodeId>, out: &mut String) {
 /// A decision: forced when commit, lazy when abort (presumed abort).
 fn decision(spec: &TxSpec, commit: bool, protocol: &str, node: Option<NodeId>, out: &mut String) {
     let (force, what) = if commit { ("forced", "commit") } else { ("lazy", "abort") };
-    let _ = write!(out, "{force} decided {what} {} {protocol}", spec.tx);
+    let _ = write!(out, "{force} decided {what} {}", spec.tx);
     changes(spec, node, false, out);
     let nodes: Vec<String> = spec.parts.iter().map(|p| p.node.to_string()).collect();
-    let _ = write!(out, " (coordinator node {}; nodes {})", spec.coord, nodes.join(","));
+    let _ =
+        write!(out, " ({protocol}; coordinator node {}; nodes {})", spec.coord, nodes.join(","));
 }
 
 /// This node's changes in `spec` (`ACC001:-300 node1:+5`), with what it holds
@@ -295,7 +301,7 @@ mod tests {
         ]);
         let got = lines(&bytes, Some(NodeId(1)));
         assert_eq!(got[0], "#1 forced opened node account balance=1000");
-        assert_eq!(got[1], "#2 forced prepared T4 2pc node1:-300 held=300");
+        assert_eq!(got[1], "#2 forced prepared T4 node1:-300 held=300 (2pc)");
         assert_eq!(got[2], "#3 forced committed T4 node1:-300");
         assert_eq!(got[3], format!("end at byte {}", bytes.len()));
     }

@@ -715,7 +715,7 @@ fn log_prints_a_nodes_records_and_names_a_tear_or_damage_by_offset() {
     assert_eq!(node2[0], "#1 forced opened node account balance=0");
     assert_eq!(node2[1], "#2 forced opened account ACC003 balance=750");
     assert!(
-        node2.contains(&"#8 forced prepared T3 2pc ACC004:-50 ACC003:+20 held=50"),
+        node2.contains(&"#8 forced prepared T3 ACC004:-50 ACC003:+20 held=50 (2pc)"),
         "{node2:?}"
     );
     // Torn: the file cut two bytes into its last record's payload.
