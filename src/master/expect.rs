@@ -117,8 +117,8 @@ pub fn on_report(
         (Expect::Ready(trace), Report::Ready(None)) => {
             outs.extend(trace.into_iter().map(Out::Trace))
         }
-        (Expect::Ready(_), Report::Ready(Some(r))) => apply_tx_report(cx, node, r, &mut outs),
-        (expect, Report::Crashed(r, costs)) => crashed(cx, node, expect, r, costs, &mut outs),
+        (Expect::Ready(_), Report::Ready(Some(r))) => apply_tx_report(cx, node, *r, &mut outs),
+        (expect, Report::Crashed(r, costs)) => crashed(cx, node, expect, *r, costs, &mut outs),
         (
             Expect::Deliver { from, to, predicted, print, peers },
             Report::Received { msg, recorded, tx },
@@ -138,13 +138,13 @@ pub fn on_report(
                 }
             }
             if let Some(r) = tx {
-                apply_tx_report(cx, to, r, &mut outs);
+                apply_tx_report(cx, to, *r, &mut outs);
             }
         }
         (Expect::TxStep { spec, nowait }, Report::TxStep(r)) => {
-            tx_step(cx, node, &spec, nowait, r, &mut outs)
+            tx_step(cx, node, &spec, nowait, *r, &mut outs)
         }
-        (Expect::TxRun { spec }, Report::TxStep(r)) => tx_run(cx, node, &spec, r)?,
+        (Expect::TxRun { spec }, Report::TxStep(r)) => tx_run(cx, node, &spec, *r)?,
         (Expect::Settled, Report::State { .. }) | (Expect::LiveSend, Report::Sent) => {}
         (Expect::LiveSend, Report::ErrSend) => outs.push(Out::Line(output::ERR_SEND.to_string())),
         (Expect::LiveTx { spec, nowait }, Report::TxStep(r)) => {

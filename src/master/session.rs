@@ -287,11 +287,11 @@ impl Session {
         match (peer, msg) {
             (Peer::Node(id), Message::Report { seq, report }) => self.on_report(id, seq, report),
             (Peer::Node(id), Message::LoadProgress(s)) => {
-                self.on_load(id, s, false);
+                self.on_load(id, *s, false);
                 Ok(())
             }
             (Peer::Node(id), Message::LoadDone(s)) => {
-                self.on_load(id, s, true);
+                self.on_load(id, *s, true);
                 Ok(())
             }
             (Peer::Node(_), Message::Decided { tx, outcome }) => {

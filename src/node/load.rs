@@ -112,7 +112,7 @@ impl Node {
         let started = self.load_batch(&mut load, &mut out);
         if Instant::now() >= load.progress_at {
             load.progress_at = Instant::now() + PROGRESS_EVERY;
-            self.tell_decision(load.asker, &Message::LoadProgress(load.stats))?;
+            self.tell_decision(load.asker, &Message::LoadProgress(Box::new(load.stats)))?;
         }
         // More to start now; or wait for the money being waited for (then go on), or for
         // what the links bring (decisions that free the window).
@@ -297,7 +297,7 @@ impl Node {
         if let Some(load) = self.load.as_ref().filter(|l| l.done()) {
             let (asker, stats) = (load.asker, load.stats);
             self.load = None;
-            self.tell_decision(asker, &Message::LoadDone(stats))?;
+            self.tell_decision(asker, &Message::LoadDone(Box::new(stats)))?;
         }
         Ok(())
     }

@@ -352,7 +352,7 @@ impl Node {
     }
 
     /// What the effects of a commit step mean for the master.
-    fn tx_report(&self, out: &[Effect]) -> TxReport {
+    fn tx_report(&self, out: &[Effect]) -> Box<TxReport> {
         let mut report = TxReport {
             sent: Vec::new(),
             decided: Vec::new(),
@@ -369,7 +369,7 @@ impl Node {
                 _ => {}
             }
         }
-        report
+        Box::new(report)
     }
 
     /// The answer to the `Transfer` command number `seq`, once this node (its
@@ -381,7 +381,7 @@ impl Node {
             money: self.branch.money(),
             dropped: Vec::new(),
         };
-        Message::Report { seq, report: Report::TxStep(report) }
+        Message::Report { seq, report: Report::TxStep(Box::new(report)) }
     }
 
     /// The index (in `Protocol::ALL`) of the protocol `tx` runs by here.
@@ -394,7 +394,7 @@ impl Node {
     /// took the step, and die as SIGKILL would have it. What the log holds unforced is
     /// written but not synced: a killed process keeps it, as the page cache outlives the
     /// process.
-    fn die(&mut self, cmd: Option<(Peer, u64)>, report: TxReport) -> ! {
+    fn die(&mut self, cmd: Option<(Peer, u64)>, report: Box<TxReport>) -> ! {
         log::info!("node {}: reached {:?}, crashing", self.branch.id(), self.armed);
         let _ = self.flush();
         let costs = self.costs;

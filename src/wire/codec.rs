@@ -196,12 +196,12 @@ mod tests {
             }))),
             Message::Report {
                 seq: 10,
-                report: Report::TxStep(TxReport {
+                report: Report::TxStep(Box::new(TxReport {
                     sent: vec![(NodeId(2), CommitMsg::Credit { tx: TxnId(7), amount: Amount(30) })],
                     decided: vec![(TxnId(7), TxOutcome::Aborted(AbortReason::Timeout))],
                     money: Money { balance: Amount(1), held: Amount(0), spare: Amount(1) },
                     dropped: vec![(TxnId(6), Amount(5))],
-                }),
+                })),
             },
             Message::ObserverReply(ObserverReply::NotComplete(vec![Incomplete {
                 snapshot: SnapshotId(1),

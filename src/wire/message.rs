@@ -113,9 +113,9 @@ pub enum Message {
         outcome: TxOutcome,
     },
     /// Node to master: progress of this node's share of a load.
-    LoadProgress(LoadStats),
+    LoadProgress(Box<LoadStats>),
     /// Node to master: this node's share of a load is done.
-    LoadDone(LoadStats),
+    LoadDone(Box<LoadStats>),
     /// Master to observer.
     ObserverRequest(ObserverRequest),
     /// Observer to master.
