@@ -132,11 +132,7 @@ fn check_run(seed: u64) -> Result<(), String> {
         }
     }
     for l in lines.iter().filter(|l| l.starts_with("LOAD ")) {
-        let field = |name: &str| -> u64 {
-            l.split_whitespace()
-                .find_map(|w| w.strip_prefix(name).and_then(|v| v.parse().ok()))
-                .unwrap_or(u64::MAX)
-        };
+        let field = |name: &str| field::<u64>(l, name).unwrap_or(u64::MAX);
         let count: u64 = l.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
         let done = ["committed=", "aborted=", "err_send="]
             .map(field)
@@ -274,11 +270,7 @@ fn a_load_counts_every_operation_when_its_nodes_crash() {
     let loads: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("LOAD ")).collect();
     assert_eq!(loads.len(), 2, "{}", run.stdout);
     for l in loads {
-        let field = |name: &str| -> u64 {
-            l.split_whitespace()
-                .find_map(|w| w.strip_prefix(name).and_then(|v| v.parse().ok()))
-                .expect("a field of the LOAD line")
-        };
+        let field = |name: &str| field::<u64>(l, name).expect("a field of the LOAD line");
         let count: u64 = l.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap();
         let sum = field("committed=") + field("aborted=") + field("err_send=");
         assert_eq!(sum, count, "every operation counted: {l}");
@@ -308,13 +300,13 @@ fn stats_after_a_load_give_shares_and_latency() {
     let sum: f64 = shares.iter().sum();
     assert!((sum - 100.0).abs() <= 0.05 * shares.len() as f64, "shares sum to {sum}");
     let latency = run.stdout.lines().find(|l| l.starts_with("latency ")).expect("a latency line");
-    let ms = |name: &str| -> f64 {
-        latency
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(name).and_then(|v| v.parse().ok()))
-            .expect("a field")
-    };
+    let ms = |name: &str| field::<f64>(latency, name).expect("a field of the latency line");
     let (p50, p99) = (ms("p50="), ms("p99="));
     assert!(0.0 < p50 && p50 <= p99, "{latency}");
     assert_eq!(run.stdout.lines().last(), Some(latency), "the latency line ends Stats");
+}
+
+/// The value after `name` (as `committed=`) among the words of `line`.
+fn field<T: std::str::FromStr>(line: &str, name: &str) -> Option<T> {
+    line.split_whitespace().find_map(|w| w.strip_prefix(name).and_then(|v| v.parse().ok()))
 }

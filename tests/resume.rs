@@ -120,11 +120,20 @@ fn kill_and_resume(seed: u64) {
     });
     let after = 3 + (seed * 13) % 40;
     let mut committed = Vec::new();
-    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    // Read on a thread: a master that printed nothing more must not hang the test.
+    let (tx, lines) = crossbeam_channel::unbounded();
+    let stdout = child.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = 0;
-    while seen < after && Instant::now() < deadline {
-        let Some(Ok(line)) = lines.next() else { break };
+    while seen < after {
+        let Ok(line) = lines.recv_deadline(deadline) else { break };
         if let Some(rest) = line.strip_prefix("Transfer ") {
             seen += 1;
             if let Some(tx) = rest.strip_suffix(" COMMITTED") {
@@ -141,6 +150,7 @@ fn kill_and_resume(seed: u64) {
     );
     let _ = child.wait();
     drop(lines);
+    let _ = reader.join(); // the pipe closed with the master
     let _ = writer.join();
     // The nodes die with the master (parent-death signal): wait until they have, so no
     // old process writes a log the resumed one reads.

@@ -115,9 +115,8 @@ impl LoadRun {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
-        let down = AbortReason::ALL.iter().position(|&r| r == AbortReason::NodeDown);
         for left in self.gone.values() {
-            self.done.aborted[down.expect("a reason of ALL")] += left;
+            self.done.aborted[AbortReason::NodeDown.index()] += left;
         }
         (self.count, self.done, self.started.elapsed(), self.protocol)
     }

@@ -140,6 +140,11 @@ impl Gen {
         if let Some(c) = via {
             line.push_str(&format!(" via {c}"));
         }
+        self.commit(line, nowait);
+    }
+
+    /// Pushes the transaction `line` with ` nowait` if asked and a random protocol option.
+    fn commit(&mut self, mut line: String, nowait: bool) {
         if nowait {
             line.push_str(" nowait");
         }
@@ -178,15 +183,8 @@ impl Gen {
             left -= m;
             parts.push(format!("{a}:+{m}"));
         }
-        let mut line = format!("Transaction {}", parts.join(" "));
-        if self.rng.below(4) == 0 {
-            line.push_str(" nowait");
-        }
-        let protocol = PROTOCOLS[self.rng.below(PROTOCOLS.len())];
-        line.push_str(protocol);
-        self.three_pc |= protocol.contains("3pc");
-        self.txs += 1;
-        self.push(line, vec![]);
+        let nowait = self.rng.below(4) == 0;
+        self.commit(format!("Transaction {}", parts.join(" ")), nowait);
     }
 
     fn crash(&mut self, x: usize) {
